@@ -1,0 +1,155 @@
+"""`bench` command line: run grids, list registries, query results, write reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from bench.errors import BenchError
+
+DEFAULT_DB = "sqlite:///results.db"
+DEFAULT_GRID = Path("studies/demo.yaml")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Sweep teachers x students x distillation methods x datasets; keep every run in SQL.")
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DbOption = Annotated[str, typer.Option("--db", help="results database URL (sqlite:///... or postgresql://...)")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A BenchError ends the command with one line on stderr and exit code 2."""
+    try:
+        yield
+    except BenchError as error:
+        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    grid_file: Annotated[Path, typer.Argument(help="grid YAML", show_default=True)] = DEFAULT_GRID,
+    grid: Annotated[bool, typer.Option("--grid", help="run FILE as a grid (the default mode)")] = True,
+    db: DbOption = DEFAULT_DB,
+    cache_dir: Annotated[Path | None, typer.Option(help="feature cache directory [default: ~/.cache/distill-bench]")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="where datasets live [default: $BENCH_DATA, system paths]")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file (repeatable)")] = None,
+) -> None:
+    """Run every cell of a grid not already in the database (re-running is a no-op)."""
+    with user_errors():
+        from bench.grid import load_grid
+        from bench.runner import run_grid
+        from bench.store.session import check_url
+        from bench.workbench import RunContext
+
+        check_url(db)
+        loaded = load_grid(grid_file)
+        for item in weights or []:
+            teacher, sep, path = item.partition("=")
+            if not sep or not path:
+                raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
+            loaded.weights[teacher] = path
+        summary = run_grid(loaded, db, RunContext(cache_dir, data_root, device), err)
+        out.print(
+            f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
+            f"{summary.done} run now, {summary.failed} failed; results in {db}",
+            highlight=False, soft_wrap=True,
+        )
+        if summary.failed:
+            raise typer.Exit(1)
+
+
+@app.command("list")
+def list_entries(
+    what: Annotated[str | None, typer.Argument(help="teachers, students, methods or datasets")] = None,
+) -> None:
+    """Print every registry (or one): name, kind and a one-line description."""
+    with user_errors():
+        from rich.table import Table
+
+        from bench.catalog import registries
+        from bench.registry import Registry
+
+        all_registries = registries()
+        if what is not None and what not in all_registries:
+            names = Registry[object]("registry")
+            for name in all_registries:
+                names.add(name, name)
+            names.check(what)
+        for name, registry in all_registries.items():
+            if what in (None, name):
+                table = Table(title=name, title_justify="left")
+                for column in ("name", "kind", "description"):
+                    table.add_column(column)
+                for entry in registry:
+                    table.add_row(entry.name, entry.kind, entry.description)
+                out.print(table)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="a SELECT statement")],
+    db: DbOption = DEFAULT_DB,
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+) -> None:
+    """Query results with SQL on a read-only connection (writes are refused)."""
+    with user_errors():
+        from bench.sql import read_only_query
+
+        columns, rows = read_only_query(db, query)
+        _print_rows(columns, rows, csv, as_json)
+
+
+def _print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str) + "\n")
+    elif csv:
+        import csv as csv_module
+
+        writer = csv_module.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if value is None else str(value) for value in row))
+        out.print(table)
+
+
+@app.command()
+def report(
+    db: DbOption = DEFAULT_DB,
+    out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("reports"),
+    where: Annotated[str | None, typer.Option(help="SQL filter on runs, e.g. \"dataset = 'digits'\"")] = None,
+) -> None:
+    """Write a Markdown report (student x method per dataset and teacher) and accuracy-vs-size plots."""
+    with user_errors():
+        from bench.report import load_runs, write_report
+
+        paths = write_report(load_runs(db, where), out_dir)
+        for path in paths:
+            out.print(f"wrote {path}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv, prog_name="bench")
+
+
+_: Callable[..., object] = main

@@ -1,0 +1,209 @@
+"""Datasets: official train/test splits, a val split carved from train, optional size limits."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """A dataset's official splits as uint8 images (N, H, W) or (N, H, W, 3) and int labels."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a run sees its dataset; part of the spec (changing it changes the spec key)."""
+
+    image_size: int | None = None  # teacher input size; None = the teacher's native size
+    student_image_size: int | None = None  # standalone students; None = the dataset's own size
+    train_limit: int | None = None
+    val_limit: int | None = None
+    test_limit: int | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: uint8 images and int64 labels."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """train / val / test of one dataset under one DataConfig."""
+
+    name: str
+    class_names: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    config: DataConfig
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def native_size(self) -> int:
+        return int(self.train.images.shape[1])
+
+    def split(self, name: str) -> Split:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+DatasetLoader = Callable[[Path | None], RawDataset]
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+def _take(split: Split, indices: np.ndarray) -> Split:
+    return Split(split.images[indices], split.labels[indices])
+
+
+def make_splits(name: str, raw: RawDataset, config: DataConfig) -> DatasetSplits:
+    """Carve val from train with `split_seed`, then apply the per-split size limits."""
+    if not 0.0 < config.val_fraction < 1.0:
+        raise BenchError(f"data.val_fraction must be in (0, 1), got {config.val_fraction}")
+    rng = np.random.default_rng(config.split_seed)
+    order = rng.permutation(len(raw.train_labels))
+    num_val = max(1, int(round(config.val_fraction * len(order))))
+    full_train = Split(raw.train_images, raw.train_labels)
+    val = _take(full_train, order[:num_val][: config.val_limit])
+    train = _take(full_train, order[num_val:][: config.train_limit])
+    test_order = np.random.default_rng(config.split_seed + 1).permutation(len(raw.test_labels))
+    test = _take(Split(raw.test_images, raw.test_labels), np.sort(test_order[: config.test_limit]))
+    return DatasetSplits(name, raw.class_names, train, val, test, config)
+
+
+_RAW_CACHE: dict[tuple[str, str], RawDataset] = {}
+
+
+def load_dataset(name: str, config: DataConfig, data_root: Path | None = None) -> DatasetSplits:
+    """Load a registered dataset (memoised per process) and split it under `config`."""
+    loader = DATASETS.get(name)
+    cache_key = (name, str(data_root))
+    if cache_key not in _RAW_CACHE:
+        _RAW_CACHE[cache_key] = loader(data_root)
+    return make_splits(name, _RAW_CACHE[cache_key], config)
+
+
+# --- digits ---------------------------------------------------------------------------------
+
+
+@DATASETS.register("digits", kind="classification", description="scikit-learn's 8x8 digits (bundled), 10 classes")
+def load_digits(data_root: Path | None = None) -> RawDataset:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = bunch.target.astype(np.int64)
+    order = np.random.default_rng(12345).permutation(len(labels))  # fixed official-like test split
+    num_test = len(labels) // 5
+    test, train = order[:num_test], order[num_test:]
+    names = tuple(str(digit) for digit in range(10))
+    return RawDataset(images[train], labels[train], images[test], labels[test], names)
+
+
+# --- fashion-mnist ---------------------------------------------------------------------------
+
+FASHION_MNIST_CLASSES = (
+    "t-shirt/top", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)
+FASHION_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): big-endian header, then uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:
+        raise BenchError(f"cannot read IDX file {path}: {error}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise BenchError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    num_dims = data[3]
+    header_end = 4 + 4 * num_dims
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(num_dims))
+    expected = int(np.prod(shape)) if shape else 0
+    if len(data) - header_end != expected:
+        raise BenchError(
+            f"{path} is truncated: header says {shape} ({expected} bytes), "
+            f"file holds {len(data) - header_end}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header_end).reshape(shape)
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def fashion_mnist_dirs(data_root: Path | None) -> list[Path]:
+    """Where fashion-mnist is looked for, in order."""
+    dirs: list[Path] = []
+    if data_root is not None:
+        dirs += [data_root / "fashion-mnist", data_root]
+    if os.environ.get("BENCH_DATA"):
+        bench_data = Path(os.environ["BENCH_DATA"])
+        dirs += [bench_data / "fashion-mnist", bench_data]
+    dirs.append(SYSTEM_FASHION_MNIST)
+    return dirs
+
+
+@DATASETS.register("fashion-mnist", kind="classification", description="Fashion-MNIST 28x28 greyscale, 10 classes (IDX files)")
+def load_fashion_mnist(data_root: Path | None = None) -> RawDataset:
+    dirs = fashion_mnist_dirs(data_root)
+    for directory in dirs:
+        paths = {key: _find_idx(directory, stem) for key, stem in FASHION_MNIST_FILES.items()}
+        if all(paths.values()):
+            arrays = {key: read_idx(path) for key, path in paths.items()}  # type: ignore[arg-type]
+            for split in ("train", "test"):
+                if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
+                    raise BenchError(f"fashion-mnist {split} images and labels differ in count in {directory}")
+            return RawDataset(
+                arrays["train_images"], arrays["train_labels"].astype(np.int64),
+                arrays["test_images"], arrays["test_labels"].astype(np.int64),
+                FASHION_MNIST_CLASSES,
+            )
+    looked = ", ".join(str(d) for d in dirs)
+    raise BenchError(
+        f"fashion-mnist not found (looked in {looked}); install Debian's dataset-fashion-mnist "
+        "(apt-get install dataset-fashion-mnist) or put the four IDX files "
+        "(train-images-idx3-ubyte[.gz], ...) in $BENCH_DATA/fashion-mnist or --data-root"
+    )

@@ -1,0 +1,69 @@
+"""Teacher passes over a dataset split, through the feature cache."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+
+from bench.cache import CacheEvent, FeatureCache
+from bench.data import DatasetSplits, Split
+from bench.images import to_tensor
+from teachers.base import Preprocess, Teacher
+
+
+def split_fingerprint(split: Split) -> str:
+    """Content hash of a split's images and labels (the cache changes when the data does)."""
+    digest = hashlib.sha256()
+    digest.update(split.images.tobytes())
+    digest.update(split.labels.tobytes())
+    return digest.hexdigest()[:16]
+
+
+@torch.inference_mode()
+def run_teacher(
+    teacher: Teacher, split: Split, preprocess: Preprocess, taps: Sequence[str],
+    device: torch.device, batch_size: int = 128,
+) -> dict[str, torch.Tensor]:
+    """Teacher outputs for every image of `split` (inference mode, bf16 autocast on CUDA)."""
+    teacher.to(device)
+    channels_last = getattr(teacher, "channels_last", True)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    )
+    chunks: dict[str, list[torch.Tensor]] = {tap: [] for tap in taps}
+    for start in range(0, len(split), batch_size):
+        images = to_tensor(
+            split.images[start : start + batch_size], preprocess.input_size, preprocess.mean,
+            preprocess.std, preprocess.interpolation,
+        ).to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            outputs = teacher.features(images, taps)
+        for tap in taps:
+            chunks[tap].append(outputs[tap].float().cpu())
+    return {tap: torch.cat(chunks[tap]) for tap in taps}
+
+
+def cached_teacher_outputs(
+    teacher: Teacher, data: DatasetSplits, split_name: str, taps: Sequence[str],
+    cache: FeatureCache, device: torch.device,
+) -> tuple[dict[str, torch.Tensor], CacheEvent]:
+    """Outputs for one split, computed once per (teacher+weights, split content, preprocessing, taps)."""
+    preprocess = teacher.preprocess.with_size(data.config.image_size)
+    split = data.split(split_name)
+    parts = {
+        "teacher": teacher.name,
+        "weights": teacher.fingerprint,
+        "dataset": data.name,
+        "split": split_name,
+        "split_content": split_fingerprint(split),
+        "preprocess": preprocess.as_dict(),
+        "taps": sorted(taps),
+    }
+    return cache.get_or_compute(
+        parts, lambda: run_teacher(teacher, split, preprocess, sorted(taps), device)
+    )

@@ -1,0 +1,179 @@
+"""Grid YAML -> validated list of ExperimentSpecs (config is data checked at the edge)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from bench.data import DataConfig
+from bench.errors import BenchError
+from bench.spec import ExperimentSpec
+
+Scalar = str | int | float | bool
+TRAIN_DEFAULTS: dict[str, Any] = {"lr": 3e-3, "weight_decay": 5e-4, "batch_size": 128}
+TEACHER_OUTPUTS_FROM_PROBE = frozenset({"logits"})  # KD targets come from the linear probe
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+class DataModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_size: int | None = None
+    student_image_size: int | None = None
+    train_limit: int | None = None
+    val_limit: int | None = None
+    test_limit: int | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+
+
+class GridModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    teacher: list[str]
+    student: list[str]
+    method: list[str]
+    dataset: list[str]
+    seeds: list[int] = [0]
+    epochs: list[int] = [10]
+    data: DataModel = DataModel()
+    hparams: dict[str, Scalar | list[Scalar]] = {}
+    weights: dict[str, str] = {}
+
+    @field_validator("teacher", "student", "method", "dataset", "seeds", "epochs", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid: its name, source file, specs and per-teacher weights paths."""
+
+    name: str
+    path: Path | None
+    specs: tuple[ExperimentSpec, ...]
+    weights: dict[str, str]
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise BenchError(f"grid file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise BenchError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def _pydantic_message(path: Path, error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join(GridModel.model_fields if len(first["loc"]) == 1 else DataModel.model_fields)
+        message = f"unknown field; allowed: {allowed}"
+    return f"{path}: field {field!r}: {message}"
+
+
+def load_grid(path: Path) -> Grid:
+    """Read, validate and expand a grid file; every problem is one BenchError line."""
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: a grid file must be a mapping of fields (teacher, student, ...)")
+    try:
+        model = GridModel.model_validate(raw)
+    except ValidationError as error:
+        raise BenchError(_pydantic_message(path, error)) from None
+    return expand_grid(model, path)
+
+
+def expand_grid(model: GridModel, path: Path | None) -> Grid:
+    """Check names and compatibility, multiply the lists, keep each spec's relevant hparams."""
+    from bench.catalog import registries
+
+    where = f"{path}: " if path else ""
+    regs = registries()
+    for field_name, registry in (("teacher", regs["teachers"]), ("student", regs["students"]),
+                                 ("method", regs["methods"]), ("dataset", regs["datasets"])):
+        for name in getattr(model, field_name):
+            try:
+                registry.check(name)
+            except BenchError as error:
+                raise BenchError(f"{where}field {field_name!r}: {error}") from None
+    for teacher in model.weights:
+        if teacher not in model.teacher:
+            raise BenchError(f"{where}field 'weights': {teacher!r} is not one of this grid's teachers")
+    _check_hparam_names(model, regs, where)
+    _check_compatibility(model, regs, where)
+    data = DataConfig(**model.data.model_dump())
+    specs: dict[str, ExperimentSpec] = {}
+    hparam_names = list(model.hparams)
+    hparam_values = [_as_list(model.hparams[name]) for name in hparam_names]
+    for teacher, student, method, dataset, seed, epochs, values in itertools.product(
+        model.teacher, model.student, model.method, model.dataset, model.seeds, model.epochs,
+        itertools.product(*hparam_values),
+    ):
+        relevant = relevant_defaults(regs, student, method)
+        chosen = {k: v for k, v in zip(hparam_names, values, strict=True) if k in relevant}
+        spec = ExperimentSpec.create(
+            teacher=teacher, student=student, method=method, dataset=dataset,
+            hparams={**relevant, **chosen}, data=data.as_dict(), epochs=epochs, seed=seed,
+        )
+        specs.setdefault(spec.key, spec)
+    name = model.name or (path.stem if path else "grid")
+    return Grid(name, path, tuple(specs.values()), dict(model.weights))
+
+
+def relevant_defaults(regs: dict[str, Any], student: str, method: str) -> dict[str, Any]:
+    """Training defaults plus the student's and the method's own hyperparameter defaults."""
+    return {
+        **TRAIN_DEFAULTS,
+        **regs["students"].get(student).defaults,
+        **regs["methods"].get(method).defaults,
+    }
+
+
+def _check_hparam_names(model: GridModel, regs: dict[str, Any], where: str) -> None:
+    known: set[str] = set(TRAIN_DEFAULTS)
+    for student in model.student:
+        known |= set(regs["students"].get(student).defaults)
+    for method in model.method:
+        known |= set(regs["methods"].get(method).defaults)
+    for name in model.hparams:
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
+            hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
+            raise BenchError(
+                f"{where}field 'hparams.{name}': no student or method in this grid uses it; {hint}"
+            )
+
+
+def _check_compatibility(model: GridModel, regs: dict[str, Any], where: str) -> None:
+    for student, method, teacher in itertools.product(model.student, model.method, model.teacher):
+        builder = regs["students"].get(student)
+        method_cls = regs["methods"].get(method)
+        missing = set(method_cls.needs_student) - set(builder.provides)
+        if missing:
+            raise BenchError(
+                f"{where}student {student!r} cannot be trained with method {method!r}: "
+                f"it gives no {sorted(missing)}; drop the pair or pick another student"
+            )
+        taps = set(regs["teachers"].entry(teacher).meta.get("taps", ())) | TEACHER_OUTPUTS_FROM_PROBE
+        missing = set(method_cls.needs_teacher) - taps
+        if missing:
+            raise BenchError(
+                f"{where}method {method!r} needs teacher outputs {sorted(missing)} that "
+                f"{teacher!r} does not give"
+            )

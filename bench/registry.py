@@ -1,0 +1,102 @@
+"""One small generic registry used by teachers, students, methods and datasets."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from bench.errors import BenchError, UnknownNameError
+
+T = TypeVar("T")
+_NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """A registered object with its stable name, kind and one-line description."""
+
+    name: str
+    obj: T
+    kind: str
+    description: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """Name -> entry mapping; duplicate names are an error, unknown names suggest near ones."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._entries: dict[str, Entry[T]] = {}
+        self._resolvers: list[tuple[str, Callable[[str], Entry[T]]]] = []
+
+    def register(
+        self, name: str, *, kind: str = "", description: str = "", **meta: Any
+    ) -> Callable[[T], T]:
+        """Decorator that registers `obj` under a kebab-case `name`."""
+
+        def decorator(obj: T) -> T:
+            self.add(name, obj, kind=kind, description=description, **meta)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: T, *, kind: str = "", description: str = "", **meta: Any) -> None:
+        """Register `obj` under `name`; raises if the name is taken or not kebab-case."""
+        if not _NAME_PATTERN.match(name):
+            raise ValueError(f"{self.what} name {name!r} must be lower-case kebab-case")
+        if name in self._entries:
+            raise ValueError(f"duplicate {self.what} name {name!r}")
+        if not description and obj.__doc__:
+            description = obj.__doc__.strip().splitlines()[0]
+        self._entries[name] = Entry(name, obj, kind, description, dict(meta))
+
+    def add_prefix_resolver(self, prefix: str, resolver: Callable[[str], Entry[T]]) -> None:
+        """Resolve names `prefix:<rest>` (e.g. `timm:resnet18`) through `resolver`."""
+        self._resolvers.append((prefix, resolver))
+
+    def remove(self, name: str) -> None:
+        """Unregister `name` (used by tests that register temporary entries)."""
+        del self._entries[name]
+
+    def entry(self, name: str) -> Entry[T]:
+        """The entry for `name`, or an UnknownNameError naming the nearest known names."""
+        if name in self._entries:
+            return self._entries[name]
+        for prefix, resolver in self._resolvers:
+            if name.startswith(prefix + ":"):
+                return resolver(name)
+        raise UnknownNameError(self.unknown_message(name))
+
+    def get(self, name: str) -> T:
+        """The registered object for `name`."""
+        return self.entry(name).obj
+
+    def unknown_message(self, name: str) -> str:
+        """'unknown student 'resent'; did you mean: resnet?' style message."""
+        close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+        hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(self.names())}"
+        return f"unknown {self.what} {name!r}; {hint}"
+
+    def check(self, name: str) -> None:
+        """Raise a BenchError if `name` cannot be resolved."""
+        self.entry(name)
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(sorted(self._entries.values(), key=lambda entry: entry.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+__all__ = ["BenchError", "Entry", "Registry", "UnknownNameError"]

@@ -1,0 +1,67 @@
+"""The results store: typed SQLAlchemy models in, frozen records out."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, delete, select
+
+from bench.store import migrate
+from bench.store.models import Run, RunEpoch
+from bench.store.records import EpochRecord, RunRecord
+from bench.store.session import get_engine, session_scope
+
+DEFAULT_DB_URL = "sqlite:///results.db"
+
+
+def _to_record(row: Run) -> RunRecord:
+    values = {name: getattr(row, name) for name in RunRecord.column_names()}
+    epochs = tuple(
+        EpochRecord(e.epoch, e.train_loss, dict(e.loss_terms), e.val_acc, e.seconds)
+        for e in row.epoch_rows
+    )
+    return RunRecord(**values, epoch_records=epochs)
+
+
+class Store:
+    """Read and write runs at one database URL; the schema is migrated on open."""
+
+    def __init__(self, url: str = DEFAULT_DB_URL, *, migrate_schema: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = get_engine(url)
+        if migrate_schema:
+            migrate.upgrade(self.engine)
+
+    def done_keys(self) -> set[str]:
+        """Spec keys whose run finished (status 'done'): these are skipped on re-runs."""
+        with session_scope(self.engine) as session:
+            return set(session.scalars(select(Run.spec_key).where(Run.status == "done")))
+
+    def save_run(self, record: RunRecord) -> None:
+        """Write one run and its epochs in one transaction, replacing an earlier failed try."""
+        values = {name: getattr(record, name) for name in RunRecord.column_names()}
+        with session_scope(self.engine) as session:
+            session.execute(delete(Run).where(Run.spec_key == record.spec_key, Run.status != "done"))
+            row = Run(**values)
+            row.epoch_rows = [
+                RunEpoch(
+                    epoch=e.epoch, train_loss=e.train_loss, loss_terms=e.loss_terms,
+                    val_acc=e.val_acc, seconds=e.seconds,
+                )
+                for e in record.epoch_records
+            ]
+            session.add(row)
+
+    def runs(self, **filters: object) -> list[RunRecord]:
+        """Runs whose columns equal the given values (e.g. `study="demo"`), oldest first."""
+        with session_scope(self.engine) as session:
+            query = select(Run).order_by(Run.id)
+            for name, value in filters.items():
+                query = query.where(getattr(Run, name) == value)
+            return [_to_record(row) for row in session.scalars(query)]
+
+    def run(self, spec_key: str) -> RunRecord | None:
+        """One run by spec key (or None)."""
+        found = self.runs(spec_key=spec_key)
+        return found[0] if found else None
+
+
+__all__ = ["DEFAULT_DB_URL", "EpochRecord", "RunRecord", "Store"]

@@ -1,0 +1,65 @@
+"""Plain frozen records that leave the store (ORM rows never do)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch's loss terms (unweighted means), total loss, val accuracy and seconds."""
+
+    epoch: int
+    train_loss: float
+    loss_terms: dict[str, float]
+    val_acc: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as stored in `runs`, with its epochs."""
+
+    spec_key: str
+    study: str
+    teacher: str
+    student: str
+    student_kind: str
+    method: str
+    dataset: str
+    seed: int
+    epochs: int
+    hparams: dict[str, Any]
+    data_config: dict[str, Any]
+    status: str
+    error: str | None = None
+    test_acc: float | None = None
+    val_acc: float | None = None
+    teacher_acc: float | None = None
+    pct_of_teacher: float | None = None
+    teacher_reference: str | None = None
+    params: int | None = None
+    method_params: int | None = None
+    size_mb: float | None = None
+    inference_params: int | None = None
+    inference_size_mb: float | None = None
+    epoch_seconds: float | None = None
+    train_images_per_s: float | None = None
+    peak_mem_mb: float | None = None
+    teacher_pass_s: float | None = None
+    cache_hits: int | None = None
+    cache_misses: int | None = None
+    device: str | None = None
+    torch_version: str | None = None
+    git_commit: str | None = None
+    trial_number: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def column_names(cls) -> list[str]:
+        """The fields that are columns of `runs` (everything but the epochs)."""
+        return [f.name for f in fields(cls) if f.name != "epoch_records"]

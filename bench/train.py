@@ -1,0 +1,137 @@
+"""Train one student with one method; measure accuracy, size, epoch time, throughput, memory."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bench.probe import accuracy
+from bench.store.records import EpochRecord
+from methods.base import Method
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Student inputs (images or teacher features), labels, and the teacher's train targets."""
+
+    inputs: dict[str, torch.Tensor]  # split -> (N, ...) student inputs
+    labels: dict[str, torch.Tensor]  # split -> (N,) int64
+    teacher_train: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N_train, ...)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    epochs: tuple[EpochRecord, ...]
+    val_acc: float
+    test_acc: float
+    epoch_seconds: float
+    train_images_per_s: float
+    peak_mem_mb: float
+
+
+EpochCallback = Callable[[EpochRecord], None]
+
+
+def state_size_mb(module: nn.Module) -> float:
+    """Megabytes of the module's saved state (safetensors bytes)."""
+    from safetensors.torch import save
+
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
+    return len(save(state)) / 1e6 if state else 0.0
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # process peak RSS
+    return peak_kb / 2**20 if sys.platform == "darwin" else peak_kb / 1024
+
+
+@torch.inference_mode()
+def evaluate(student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+             device: torch.device, batch_size: int = 512) -> float:
+    student.eval()
+    logits = [student(inputs[i : i + batch_size].to(device))["logits"].float().cpu()
+              for i in range(0, len(inputs), batch_size)]
+    return accuracy(torch.cat(logits), labels)
+
+
+def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, batch_size: int,
+                 generator: torch.Generator, device: torch.device) -> tuple[float, dict[str, float]]:
+    student.train()
+    method.train()
+    order = torch.randperm(len(data.labels["train"]), generator=generator)
+    sums: dict[str, float] = {}
+    total_sum, batches = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        if len(index) < 2:  # batch norm needs two samples
+            continue
+        inputs = data.inputs["train"][index].to(device, non_blocking=True)
+        labels = data.labels["train"][index].to(device, non_blocking=True)
+        teacher = {name: t[index].to(device, non_blocking=True) for name, t in data.teacher_train.items()}
+        terms = method(student(inputs), teacher, labels)
+        loss = method.total(terms)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_sum += float(loss.detach())
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach())
+        batches += 1
+    batches = max(batches, 1)
+    return total_sum / batches, {name: value / batches for name, value in sums.items()}
+
+
+def train_student(
+    student: nn.Module, method: Method, data: TrainData, hparams: Mapping[str, object],
+    epochs: int, seed: int, device: torch.device, on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end."""
+    torch.manual_seed(seed)
+    student.to(device)
+    method.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    batch_size = int(hparams["batch_size"])  # type: ignore[arg-type]
+    parameters = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=float(hparams["lr"]),  # type: ignore[arg-type]
+                                  weight_decay=float(hparams["weight_decay"]))  # type: ignore[arg-type]
+    steps = max(1, epochs * -(-len(data.labels["train"]) // batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    generator = torch.Generator().manual_seed(seed)
+    records: list[EpochRecord] = []
+    train_seconds = 0.0
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        train_loss, terms = _train_epoch(student, method, data, optimizer, scheduler, batch_size,
+                                         generator, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds += time.perf_counter() - start
+        val_acc = evaluate(student, data.inputs["val"], data.labels["val"], device)
+        record = EpochRecord(epoch, train_loss, terms, val_acc, time.perf_counter() - start)
+        records.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    test_acc = evaluate(student, data.inputs["test"], data.labels["test"], device)
+    return TrainResult(
+        epochs=tuple(records),
+        val_acc=records[-1].val_acc if records else float("nan"),
+        test_acc=test_acc,
+        epoch_seconds=train_seconds / max(epochs, 1),
+        train_images_per_s=epochs * len(data.labels["train"]) / max(train_seconds, 1e-9),
+        peak_mem_mb=_peak_memory_mb(device),
+    )

@@ -1,0 +1,108 @@
+"""The one trial function: run an ExperimentSpec and return its RunRecord (grid and study alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+from bench.data import DataConfig, DatasetSplits
+from bench.images import channel_stats, to_tensor
+from bench.provenance import device_name, git_commit, utcnow
+from bench.spec import ExperimentSpec
+from bench.store.records import EpochRecord, RunRecord
+from bench.train import TrainData, num_params, state_size_mb, train_student
+from bench.workbench import SPLITS, TeacherOutputs, Workbench
+from methods import METHODS
+from methods.base import MethodContext
+from students import HEAD, STUDENTS
+from students.base import StudentContext
+
+PROBE_STUDENT = "linear-probe"
+PROBE_METHOD = "teacher-probe"
+PROBE_REFERENCE = "linear-probe"
+
+
+def probe_spec(teacher: str, dataset: str, data: dict) -> ExperimentSpec:
+    """The teacher-reference cell of a grid: a linear probe on the teacher's features."""
+    return ExperimentSpec.create(teacher=teacher, student=PROBE_STUDENT, method=PROBE_METHOD,
+                                 dataset=dataset, hparams={}, data=data, epochs=0, seed=0)
+
+
+def _base_record(spec: ExperimentSpec, study: str, kind: str, bench: Workbench,
+                 outputs: TeacherOutputs, trial_number: int | None) -> RunRecord:
+    return RunRecord(
+        spec_key=spec.key, study=study, teacher=spec.teacher, student=spec.student,
+        student_kind=kind, method=spec.method, dataset=spec.dataset, seed=spec.seed,
+        epochs=spec.epochs, hparams=spec.hparams_dict, data_config=spec.data_dict, status="running",
+        teacher_reference=PROBE_REFERENCE, teacher_pass_s=outputs.teacher_seconds,
+        cache_hits=sum(e.hit for e in outputs.events),
+        cache_misses=sum(not e.hit for e in outputs.events),
+        device=device_name(bench.device), torch_version=torch.__version__, git_commit=git_commit(),
+        trial_number=trial_number, started_at=utcnow(),
+    )
+
+
+def _student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs) -> dict[str, torch.Tensor]:
+    """Head students read pooled teacher features; standalone ones read images at their size."""
+    if kind == HEAD:
+        return {split: outputs.features[split]["pooled"] for split in SPLITS}
+    size = data.config.student_image_size or data.native_size
+    mean, std = channel_stats(data.train.images)
+    return {split: to_tensor(data.split(split).images, size, mean, std) for split in SPLITS}
+
+
+def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
+             on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
+    """Train and score one spec; the teacher probe cell is handled here too."""
+    data = bench.data(spec.dataset, DataConfig(**spec.data_dict))
+    outputs = bench.teacher_outputs(spec.teacher, data)
+    probe = bench.probe(spec.teacher, data)
+    teacher = bench.teacher(spec.teacher)
+    if spec.method == PROBE_METHOD:
+        return _probe_record(spec, bench, study, outputs, trial_number, data)
+    entry = STUDENTS.entry(spec.student)
+    hparams = spec.hparams_dict
+    inputs = _student_inputs(entry.kind, data, outputs)
+    size = int(inputs["train"].shape[-1]) if entry.kind != HEAD else data.native_size
+    student = entry.obj(StudentContext(data.num_classes, teacher.embed_dim, size), hparams)
+    method = METHODS.get(spec.method)(
+        MethodContext(data.num_classes, teacher.embed_dim, student.embed_dim), hparams
+    )
+    available = {"logits": probe.logits["train"], "pooled": outputs.features["train"]["pooled"]}
+    train_data = TrainData(
+        inputs=inputs,
+        labels={split: torch.from_numpy(data.split(split).labels) for split in SPLITS},
+        teacher_train={name: available[name] for name in method.needs_teacher},
+    )
+    record = _base_record(spec, study, entry.kind, bench, outputs, trial_number)
+    result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed,
+                           bench.device, on_epoch)
+    params, size_mb = num_params(student), state_size_mb(student)
+    backbone_params = teacher.num_params() if entry.kind == HEAD else 0
+    backbone_mb = state_size_mb(teacher) if entry.kind == HEAD else 0.0
+    return replace(
+        record, status="done", test_acc=result.test_acc, val_acc=result.val_acc,
+        teacher_acc=probe.test_acc, pct_of_teacher=100.0 * result.test_acc / probe.test_acc,
+        params=params, method_params=method.num_params(), size_mb=size_mb,
+        inference_params=params + backbone_params, inference_size_mb=size_mb + backbone_mb,
+        epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
+        peak_mem_mb=result.peak_mem_mb, finished_at=utcnow(), epoch_records=result.epochs,
+    )
+
+
+def _probe_record(spec: ExperimentSpec, bench: Workbench, study: str, outputs: TeacherOutputs,
+                  trial_number: int | None, data: DatasetSplits) -> RunRecord:
+    teacher = bench.teacher(spec.teacher)
+    probe = bench.probe(spec.teacher, data)
+    probe_params = teacher.embed_dim * data.num_classes + data.num_classes
+    probe_mb = probe_params * 4 / 1e6
+    record = _base_record(spec, study, HEAD, bench, outputs, trial_number)
+    return replace(
+        record, status="done", test_acc=probe.test_acc, val_acc=probe.val_acc,
+        teacher_acc=probe.test_acc, pct_of_teacher=100.0, params=probe_params, method_params=0,
+        size_mb=probe_mb, inference_params=teacher.num_params() + probe_params,
+        inference_size_mb=state_size_mb(teacher) + probe_mb,
+        hparams={"weight_decay": probe.weight_decay}, finished_at=utcnow(),
+    )

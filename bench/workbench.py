@@ -1,0 +1,127 @@
+"""Per-process context of a sweep: device, loaded teachers, datasets, cached outputs and probes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench.cache import CacheEvent, FeatureCache
+from bench.data import DataConfig, DatasetSplits, load_dataset
+from bench.errors import BenchError
+from bench.features import cached_teacher_outputs, split_fingerprint
+from bench.probe import ProbeResult, fit_linear_probe
+from teachers import TEACHERS
+from teachers.base import Teacher
+
+SPLITS = ("train", "val", "test")
+FEATURE_TAPS = ("pooled",)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; asking for CUDA without one is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: no CUDA device is visible; use --device auto or cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"--device {name!r} is not a device; use auto, cpu or cuda[:N]") from None
+
+
+@dataclass
+class TeacherOutputs:
+    """Pooled features per split and the cache events that produced them."""
+
+    features: dict[str, dict[str, torch.Tensor]]
+    events: list[CacheEvent] = field(default_factory=list)
+
+    @property
+    def teacher_seconds(self) -> float:
+        return sum(event.teacher_seconds for event in self.events)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where things live for a sweep."""
+
+    cache_dir: Path | None = None
+    data_root: Path | None = None
+    device: str = "auto"
+
+
+class Workbench:
+    """Loads each teacher and dataset once and serves cached teacher outputs and probes."""
+
+    def __init__(self, context: RunContext, weights: dict[str, str] | None = None) -> None:
+        self.context = context
+        self.device = resolve_device(context.device)
+        self.cache = FeatureCache(context.cache_dir)
+        self.weights = dict(weights or {})
+        self._teachers: dict[str, Teacher] = {}
+        self._outputs: dict[tuple, TeacherOutputs] = {}
+        self._probes: dict[tuple, ProbeResult] = {}
+
+    def teacher(self, name: str) -> Teacher:
+        if name not in self._teachers:
+            self._teachers[name] = TEACHERS.get(name)(self.weights.get(name))
+        return self._teachers[name]
+
+    def data(self, name: str, config: DataConfig) -> DatasetSplits:
+        return load_dataset(name, config, self.context.data_root)
+
+    def teacher_outputs(self, teacher_name: str, data: DatasetSplits) -> TeacherOutputs:
+        """Pooled features for train/val/test; a repeat in this process counts as a cache hit."""
+        memo_key = (teacher_name, data.name, data.config)
+        if memo_key in self._outputs:
+            cached = self._outputs[memo_key]
+            return TeacherOutputs(cached.features, [CacheEvent(True, e.teacher_seconds) for e in cached.events])
+        teacher = self.teacher(teacher_name)
+        features, events = {}, []
+        for split in SPLITS:
+            features[split], event = cached_teacher_outputs(
+                teacher, data, split, FEATURE_TAPS, self.cache, self.device
+            )
+            events.append(event)
+        self._outputs[memo_key] = TeacherOutputs(features, events)
+        return self._outputs[memo_key]
+
+    def probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
+        """The teacher's linear probe (cached on disk beside its features)."""
+        memo_key = (teacher_name, data.name, data.config)
+        if memo_key not in self._probes:
+            self._probes[memo_key] = self._load_or_fit_probe(teacher_name, data)
+        return self._probes[memo_key]
+
+    def _load_or_fit_probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
+        teacher = self.teacher(teacher_name)
+        outputs = self.teacher_outputs(teacher_name, data)
+        parts = {
+            "kind": "linear-probe",
+            "teacher": teacher.name,
+            "weights": teacher.fingerprint,
+            "dataset": data.name,
+            "preprocess": teacher.preprocess.with_size(data.config.image_size).as_dict(),
+            "splits": {split: split_fingerprint(data.split(split)) for split in SPLITS},
+        }
+
+        def fit() -> dict[str, torch.Tensor]:
+            features = {split: outputs.features[split]["pooled"] for split in SPLITS}
+            labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
+            result = fit_linear_probe(features, labels, data.num_classes)
+            return {
+                **{f"logits.{split}": result.logits[split] for split in SPLITS},
+                "weight_decay": torch.tensor(result.weight_decay),
+                "val_acc": torch.tensor(result.val_acc),
+                "test_acc": torch.tensor(result.test_acc),
+            }
+
+        tensors, _ = self.cache.get_or_compute(parts, fit)
+        return ProbeResult(
+            weight_decay=float(tensors["weight_decay"]),
+            val_acc=float(tensors["val_acc"]),
+            test_acc=float(tensors["test_acc"]),
+            logits={split: tensors[f"logits.{split}"] for split in SPLITS},
+        )

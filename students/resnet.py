@@ -1,0 +1,75 @@
+"""`resnet`: a small standalone CIFAR-style ResNet (depth = 6n + 2) for low-resolution images."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.errors import BenchError
+from students import STUDENTS
+from students.base import STANDALONE, StudentBuilder, StudentContext
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with batch norm and an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """Three stages of BasicBlocks (width, 2*width, 4*width), global pooling, linear classifier."""
+
+    def __init__(self, depth: int, width: int, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6 != 0:
+            raise BenchError(f"resnet depth must be 6n+2 (8, 14, 20, ...), got {depth}")
+        blocks_per_stage = (depth - 2) // 6
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)
+        )
+        layers: list[nn.Module] = []
+        channels = width
+        for stage, stage_width in enumerate((width, 2 * width, 4 * width)):
+            for block in range(blocks_per_stage):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(BasicBlock(channels, stage_width, stride))
+                channels = stage_width
+        self.stages = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.embed_dim = channels
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        feature_map = self.stages(self.stem(images))
+        embedding = self.pool(feature_map).flatten(1)
+        return {"logits": self.classifier(embedding), "embedding": embedding}
+
+
+def _build_resnet(context: StudentContext, hparams: Mapping[str, Any]) -> nn.Module:
+    return ResNet(int(hparams["depth"]), int(hparams["width"]), context.num_classes,
+                  context.in_channels)
+
+
+STUDENTS.add(
+    "resnet", StudentBuilder(_build_resnet, {"depth": 8, "width": 16}), kind=STANDALONE,
+    description="small CIFAR-style ResNet on images (depth 6n+2, base width)",
+)

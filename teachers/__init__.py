@@ -1,0 +1,12 @@
+"""Teacher registry: each module registers named frozen encoders."""
+
+from __future__ import annotations
+
+from bench.registry import Registry
+from teachers.base import Preprocess, Teacher
+
+TEACHERS: Registry = Registry("teacher")
+
+from teachers import effnet  # noqa: E402,F401  (registers entries)
+
+__all__ = ["TEACHERS", "Preprocess", "Teacher"]

@@ -1,0 +1,108 @@
+"""CLI: user errors are one line on stderr, exit code 2, no traceback, database unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.store import Store
+from tests.conftest import REPO
+from tests.test_store import record
+
+
+def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def filled_db(tmp_path: Path) -> tuple[str, Path]:
+    path = tmp_path / "r.db"
+    Store(f"sqlite:///{path}").save_run(record("a", test_acc=0.5))
+    return f"sqlite:///{path}", path
+
+
+BAD_GRIDS = {
+    "unknown_student": ("teacher: effnet-lite0\nstudent: resent\nmethod: kd\ndataset: digits\n",
+                        "unknown student 'resent'; did you mean: resnet?"),
+    "bad_yaml": ("teacher: [effnet-lite0\n", "invalid YAML"),
+    "unknown_field": ("teacher: effnet-lite0\nstudents: resnet\n", "field 'students': unknown field"),
+    "missing_data": ("teacher: effnet-lite0\nstudent: resnet\nmethod: kd\ndataset: fashion-mnist\n",
+                     "fashion-mnist not found"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GRIDS))
+def test_bad_grid_exits_2_with_one_line(tmp_path: Path, filled_db: tuple[str, Path], case: str) -> None:
+    text, message = BAD_GRIDS[case]
+    grid = tmp_path / "bad.yaml"
+    grid.write_text(text)
+    url, path = filled_db
+    before = digest(path)
+    args = ["run", "--grid", str(grid), "--db", url, "--cache-dir", str(tmp_path / "c"),
+            "--data-root", str(tmp_path / "nodata")]
+    if case == "missing_data":  # make sure no system copy or $BENCH_DATA is found either
+        code = ("import sys, pathlib, bench.data as d; d.SYSTEM_FASHION_MNIST = pathlib.Path('/nonexistent');"
+                "from bench.cli import main; main(sys.argv[1:])")
+        result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    else:
+        result = bench(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert digest(path) == before
+    assert not (tmp_path / "c").exists()
+
+
+def test_missing_grid_file_and_bad_db_url(tmp_path: Path) -> None:
+    result = bench("run", "--grid", "nope.yaml", "--db", f"sqlite:///{tmp_path}/x.db", cwd=tmp_path)
+    assert result.returncode == 2 and "grid file not found: nope.yaml" in result.stderr
+    result = bench("run", "--db", "not a url", cwd=tmp_path)
+    assert result.returncode == 2 and "is not a database URL" in result.stderr
+    assert not (tmp_path / "x.db").exists() and not (tmp_path / "results.db").exists()
+
+
+def test_sql_outputs_and_refuses_writes(tmp_path: Path, filled_db: tuple[str, Path]) -> None:
+    url, path = filled_db
+    result = bench("sql", "SELECT spec_key, test_acc FROM runs", "--db", url, "--json", cwd=tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout) == [{"spec_key": "a", "test_acc": 0.5}]
+    result = bench("sql", "SELECT spec_key, test_acc FROM runs", "--db", url, "--csv", cwd=tmp_path)
+    assert result.stdout.splitlines() == ["spec_key,test_acc", "a,0.5"]
+    before = digest(path)
+    result = bench("sql", "DELETE FROM runs", "--db", url, cwd=tmp_path)
+    assert result.returncode == 2 and "read-only" in result.stderr and "Traceback" not in result.stderr
+    assert digest(path) == before
+
+
+def test_list_prints_registries_and_rejects_unknown(tmp_path: Path) -> None:
+    result = bench("list", "students", cwd=tmp_path)
+    assert result.returncode == 0
+    for name in ("projection", "bottleneck", "resnet", "standalone", "head"):
+        assert name in result.stdout
+    assert "effnet-lite0" not in result.stdout
+    result = bench("list", "studnets", cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean: students?" in result.stderr
+
+
+def test_report_on_empty_database_says_so(tmp_path: Path) -> None:
+    result = bench("report", "--db", f"sqlite:///{tmp_path}/empty.db", "--out", str(tmp_path / "r"),
+                   cwd=tmp_path)
+    assert result.returncode == 2 and "no runs to report" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from bench.cli import app; import bench.report; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,92 @@
+"""A real grid on digits with the real pretrained teacher: rows, accuracies, idempotence, report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bench.grid import load_grid
+from bench.runner import run_grid
+from bench.sql import read_only_query
+from bench.workbench import RunContext
+
+GRID = """
+name: e2e
+teacher: effnet-lite0
+student: [projection, bottleneck, resnet]
+method: [scratch, kd, feature, combined]
+dataset: digits
+seeds: [0]
+epochs: 4
+data:
+  image_size: 64
+  student_image_size: 16
+  train_limit: 600
+  val_limit: 150
+  test_limit: 300
+"""
+
+
+@pytest.mark.slow
+def test_digits_grid_end_to_end(tmp_path: Path) -> None:
+    grid_path = tmp_path / "e2e.yaml"
+    grid_path.write_text(GRID)
+    db = f"sqlite:///{tmp_path / 'results.db'}"
+    context = RunContext(cache_dir=tmp_path / "cache", device="auto")
+    summary = run_grid(load_grid(grid_path), db, context)
+    assert (summary.total, summary.done, summary.failed, summary.skipped) == (13, 13, 0, 0)
+
+    _, rows = read_only_query(db, "SELECT student, method, status, test_acc, teacher_acc, pct_of_teacher, "
+                                  "params, size_mb, student_kind, inference_size_mb, cache_hits, cache_misses "
+                                  "FROM runs ORDER BY id")
+    assert len(rows) == 13 and all(row[2] == "done" for row in rows)
+    probe = rows[0]
+    assert probe[:2] == ("linear-probe", "teacher-probe") and probe[3] > 0.85  # pretrained features
+    assert probe[10] == 0 and probe[11] == 3  # first run computed train/val/test features
+    students = rows[1:]
+    assert all(row[10] == 3 and row[11] == 0 for row in students)  # everyone else reused them
+    for row in students:
+        assert row[3] > 0.5, row  # 10 classes: chance is 0.1
+        assert row[4] == pytest.approx(probe[3])
+        assert row[5] == pytest.approx(100 * row[3] / probe[3])
+        assert row[6] > 0 and row[7] > 0
+        if row[8] == "head":
+            assert row[9] > 10 * row[7]  # a head student still needs the teacher backbone
+        else:
+            assert row[9] == pytest.approx(row[7])
+    best_head = max(row[3] for row in students if row[8] == "head")
+    assert best_head > 0.8
+
+    _, epochs = read_only_query(db, "SELECT count(*), min(seconds) FROM run_epochs")
+    assert epochs[0][0] == 12 * 4 and epochs[0][1] > 0
+    _, terms = read_only_query(db, "SELECT e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
+                                   "WHERE r.method = 'combined' LIMIT 1")
+    assert set(__import__("json").loads(terms[0][0])) == {"ce", "kd", "feat"}
+
+    import optuna
+
+    study = optuna.load_study(study_name="e2e", storage=db)
+    assert len(study.trials) == 13
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+    again = run_grid(load_grid(grid_path), db, context)  # idempotent: nothing new
+    assert (again.skipped, again.done) == (13, 0)
+    engine = sa.create_engine(db)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 13
+    assert len(optuna.load_study(study_name="e2e", storage=db).trials) == 13
+
+    out = tmp_path / "reports"
+    result = subprocess.run([sys.executable, "-m", "bench", "report", "--db", db, "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    assert "## digits — teacher effnet-lite0" in report and "teacher input size 64 px" in report
+    assert report.count("| resnet | standalone |") == 4
+    assert "feature cache: 36 hits, 3 misses over 13 runs" in report
+    png = out / "acc_vs_size_digits.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -1,0 +1,103 @@
+"""Loss formulas against hand computations; every (student, method) pair trains and keeps the teacher out."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from methods import METHODS
+from methods.base import MethodContext
+from methods.losses import FeatureRegressor, hinton_kd
+from students import STUDENTS
+from tests.test_students import CONTEXT, tiny_batch
+
+
+def test_kd_matches_hand_computation_with_t_squared() -> None:
+    student = torch.tensor([[1.0, 2.0, 0.5]])
+    teacher = torch.tensor([[2.0, 0.0, 1.0]])
+    temperature = 2.0
+
+    def softmax(values: list[float]) -> list[float]:
+        exps = [math.exp(v / temperature) for v in values]
+        return [e / sum(exps) for e in exps]
+
+    p_teacher, p_student = softmax([2.0, 0.0, 1.0]), softmax([1.0, 2.0, 0.5])
+    kl = sum(t * math.log(t / s) for t, s in zip(p_teacher, p_student, strict=True))
+    assert float(hinton_kd(student, teacher, temperature)) == pytest.approx(temperature**2 * kl, rel=1e-6)
+    assert float(hinton_kd(teacher, teacher, temperature)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_kd_method_weights_and_terms() -> None:
+    method = METHODS.get("kd")(MethodContext(3, 8, 4), {"alpha": 0.25, "temperature": 3.0})
+    logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, 0.0, 3.0]])
+    teacher_logits = torch.tensor([[2.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    labels = torch.tensor([1, 2])
+    terms = method({"logits": logits}, {"logits": teacher_logits}, labels)
+    assert set(terms) == {"ce", "kd"}
+    expected_ce = torch.nn.functional.cross_entropy(logits, labels)
+    expected_kd = hinton_kd(logits, teacher_logits, 3.0)
+    assert torch.allclose(terms["ce"], expected_ce) and torch.allclose(terms["kd"], expected_kd)
+    assert torch.allclose(method.total(terms), 0.75 * expected_ce + 0.25 * expected_kd)
+
+
+def test_feature_regressor_mse_and_cosine() -> None:
+    regressor = FeatureRegressor(2, 2, "mse")
+    with torch.no_grad():
+        regressor.projection.weight.copy_(torch.eye(2))
+        regressor.projection.bias.zero_()
+    student, teacher = torch.tensor([[1.0, 0.0]]), torch.tensor([[3.0, 0.0]])
+    assert float(regressor(student, teacher)) == pytest.approx(((1 - 3) ** 2 + 0) / 2)
+    regressor.loss = "cosine"
+    assert float(regressor(student, teacher)) == pytest.approx(0.0, abs=1e-7)
+    assert float(regressor(student, torch.tensor([[0.0, 5.0]]))) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="mse' or 'cosine"):
+        FeatureRegressor(2, 2, "l1")
+
+
+PAIRS = [
+    (student, method)
+    for student in STUDENTS.names()
+    for method in METHODS.names()
+    if METHODS.get(method).needs_student <= STUDENTS.get(student).provides
+]
+
+
+@pytest.mark.parametrize(("student_name", "method_name"), PAIRS)
+def test_pair_trains_and_gradients_never_reach_the_teacher(student_name: str, method_name: str) -> None:
+    torch.manual_seed(0)
+    entry = STUDENTS.entry(student_name)
+    student = entry.obj(CONTEXT, {})
+    method = METHODS.get(method_name)(
+        MethodContext(CONTEXT.num_classes, CONTEXT.teacher_dim, student.embed_dim), {}
+    )
+    inputs, labels = tiny_batch(entry.kind)
+    teacher_layer = torch.nn.Linear(CONTEXT.teacher_dim, CONTEXT.num_classes).requires_grad_(False)
+    teacher_features = torch.randn(len(labels), CONTEXT.teacher_dim)
+    teacher = {"pooled": teacher_features, "logits": teacher_layer(teacher_features) + 3 * torch.nn.functional.one_hot(labels, CONTEXT.num_classes)}
+    teacher = {k: v for k, v in teacher.items() if k in method.needs_teacher}
+    parameters = list(student.parameters()) + list(method.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=3e-3)
+    totals = []
+    for step in range(25):
+        terms = method(student(inputs), teacher, labels)
+        assert all(torch.isfinite(v) for v in terms.values())
+        assert set(terms) == set(method.term_weights())
+        total = method.total(terms)
+        optimizer.zero_grad()
+        total.backward()
+        if step == 0:
+            assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
+            assert all(p.grad is not None for p in method.parameters())
+            assert all(p.grad is None for p in teacher_layer.parameters())
+        optimizer.step()
+        totals.append(float(total))
+    assert totals[-1] < 0.7 * totals[0], f"{student_name}+{method_name}: {totals[0]:.3f} -> {totals[-1]:.3f}"
+
+
+def test_methods_count_their_own_parameters() -> None:
+    context = MethodContext(num_classes=3, teacher_dim=10, student_dim=4)
+    assert METHODS.get("kd")(context, {}).num_params() == 0
+    assert METHODS.get("feature")(context, {}).num_params() == 4 * 10 + 10
+    assert METHODS.get("combined")(context, {}).num_params() == 4 * 10 + 10
