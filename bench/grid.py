@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from bench.data import DataConfig
 from bench.errors import BenchError
+from bench.registry import nearest_names
 from bench.spec import ExperimentSpec
 
 Scalar = str | int | float | bool
@@ -76,7 +77,8 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _pydantic_message(path: Path, error: ValidationError) -> str:
-    first = error.errors()[0]
+    errors = error.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     field = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
@@ -151,9 +153,7 @@ def _check_hparam_names(model: GridModel, regs: dict[str, Any], where: str) -> N
         known |= set(regs["methods"].get(method).defaults)
     for name in model.hparams:
         if name not in known:
-            import difflib
-
-            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
+            close = nearest_names(name, sorted(known))
             hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
             raise BenchError(
                 f"{where}field 'hparams.{name}': no student or method in this grid uses it; {hint}"

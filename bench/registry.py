@@ -14,6 +14,19 @@ T = TypeVar("T")
 _NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
 
 
+def nearest_names(name: str, candidates: list[str], limit: int = 3) -> list[str]:
+    """The closest candidates (ratio >= 0.6), keeping only those nearly as close as the best."""
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, name, candidate).ratio(), candidate) for candidate in candidates),
+        reverse=True,
+    )
+    scored = [(score, candidate) for score, candidate in scored if score >= 0.6]
+    if not scored:
+        return []
+    best = scored[0][0]
+    return [candidate for score, candidate in scored[:limit] if score >= best - 0.1]
+
+
 @dataclass(frozen=True)
 class Entry(Generic[T]):
     """A registered object with its stable name, kind and one-line description."""
@@ -77,7 +90,7 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str) -> str:
         """'unknown student 'resent'; did you mean: resnet?' style message."""
-        close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+        close = nearest_names(name, list(self._entries))
         hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(self.names())}"
         return f"unknown {self.what} {name!r}; {hint}"
 

@@ -83,13 +83,12 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     from optuna.trial import TrialState
 
     console = console or Console(stderr=True)
-    store = Store(db_url)
     cells = grid_cells(grid)
+    bench = Workbench(context, grid.weights)
+    preflight(bench, cells)  # missing weights or data stop here, before the database is touched
+    store = Store(db_url)
     done_before = store.done_keys()
     todo = [spec for spec in cells if spec.key not in done_before]
-    bench = Workbench(context, grid.weights)
-    if todo:
-        preflight(bench, todo)
     study = open_study(grid.name, db_url)
     enqueue_cells(study, todo, done_before)
     done = failed = 0

@@ -24,7 +24,7 @@ def _read_only_engine(db_url: str):  # noqa: ANN202 - sqlalchemy Engine
         engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
         return engine, "PRAGMA query_only = ON"
     if url.get_backend_name() == "postgresql":
-        return create_engine(url), "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+        return create_engine(url), "SET TRANSACTION READ ONLY"
     return create_engine(url), None
 
 
@@ -33,10 +33,10 @@ def read_only_query(db_url: str, query: str) -> tuple[list[str], list[tuple[Any,
     engine, guard = _read_only_engine(db_url)
     try:
         with engine.connect() as connection:
-            if guard:
-                connection.execute(text(guard))
             transaction = connection.begin()
             try:
+                if guard:
+                    connection.execute(text(guard))
                 result = connection.execute(text(query))
                 columns = list(result.keys()) if result.returns_rows else []
                 rows = [tuple(row) for row in result] if result.returns_rows else []

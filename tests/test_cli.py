@@ -21,7 +21,15 @@ def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Hash of the database's logical content (every table's rows), WAL included."""
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    try:
+        dump = "\n".join(connection.iterdump())
+    finally:
+        connection.close()
+    return hashlib.sha256(dump.encode()).hexdigest()
 
 
 @pytest.fixture

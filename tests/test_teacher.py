@@ -90,7 +90,7 @@ def test_bad_weights_files_are_clear_errors(tmp_path: Path) -> None:
         TEACHERS.get("effnet-lite0")(str(tmp_path / "missing.pth"))
     small = tmp_path / "small.pth"
     torch.save({"a": torch.zeros(2)}, small)
-    with pytest.raises(BenchError, match="holds 1 tensors but tf_efficientnet_lite0 expects 296"):
+    with pytest.raises(BenchError, match="hold 1 tensors but tf_efficientnet_lite0 expects 296"):
         TEACHERS.get("effnet-lite0")(str(small))
 
 
