@@ -17,8 +17,12 @@ from bench.errors import BenchError
 DEFAULT_DB = "sqlite:///results.db"
 DEFAULT_GRID = Path("studies/demo.yaml")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Sweep teachers x students x distillation methods x datasets; keep every run in SQL.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Sweep teachers x students x distillation methods x datasets; keep every run in SQL.",
+)
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -41,8 +45,12 @@ def run(
     grid_file: Annotated[Path, typer.Argument(help="grid YAML", show_default=True)] = DEFAULT_GRID,
     grid: Annotated[bool, typer.Option("--grid", help="run FILE as a grid (the default mode)")] = True,
     db: DbOption = DEFAULT_DB,
-    cache_dir: Annotated[Path | None, typer.Option(help="feature cache directory [default: ~/.cache/distill-bench]")] = None,
-    data_root: Annotated[Path | None, typer.Option(help="where datasets live [default: $BENCH_DATA, system paths]")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="feature cache directory [default: ~/.cache/distill-bench]")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="where datasets live [default: $BENCH_DATA, system paths]")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file (repeatable)")] = None,
 ) -> None:
@@ -64,7 +72,8 @@ def run(
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
             f"{summary.done} run now, {summary.failed} failed; results in {db}",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
         if summary.failed:
             raise typer.Exit(1)

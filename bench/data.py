@@ -133,8 +133,16 @@ def load_digits(data_root: Path | None = None) -> RawDataset:
 # --- fashion-mnist ---------------------------------------------------------------------------
 
 FASHION_MNIST_CLASSES = (
-    "t-shirt/top", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
 )
 FASHION_MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -161,8 +169,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(shape)) if shape else 0
     if len(data) - header_end != expected:
         raise BenchError(
-            f"{path} is truncated: header says {shape} ({expected} bytes), "
-            f"file holds {len(data) - header_end}"
+            f"{path} is truncated: header says {shape} ({expected} bytes), file holds {len(data) - header_end}"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header_end).reshape(shape)
 
@@ -186,7 +193,9 @@ def fashion_mnist_dirs(data_root: Path | None) -> list[Path]:
     return dirs
 
 
-@DATASETS.register("fashion-mnist", kind="classification", description="Fashion-MNIST 28x28 greyscale, 10 classes (IDX files)")
+@DATASETS.register(
+    "fashion-mnist", kind="classification", description="Fashion-MNIST 28x28 greyscale, 10 classes (IDX files)"
+)
 def load_fashion_mnist(data_root: Path | None = None) -> RawDataset:
     dirs = fashion_mnist_dirs(data_root)
     for directory in dirs:
@@ -197,8 +206,10 @@ def load_fashion_mnist(data_root: Path | None = None) -> RawDataset:
                 if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
                     raise BenchError(f"fashion-mnist {split} images and labels differ in count in {directory}")
             return RawDataset(
-                arrays["train_images"], arrays["train_labels"].astype(np.int64),
-                arrays["test_images"], arrays["test_labels"].astype(np.int64),
+                arrays["train_images"],
+                arrays["train_labels"].astype(np.int64),
+                arrays["test_images"],
+                arrays["test_labels"].astype(np.int64),
                 FASHION_MNIST_CLASSES,
             )
     looked = ", ".join(str(d) for d in dirs)

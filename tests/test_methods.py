@@ -69,13 +69,14 @@ def test_pair_trains_and_gradients_never_reach_the_teacher(student_name: str, me
     torch.manual_seed(0)
     entry = STUDENTS.entry(student_name)
     student = entry.obj(CONTEXT, {})
-    method = METHODS.get(method_name)(
-        MethodContext(CONTEXT.num_classes, CONTEXT.teacher_dim, student.embed_dim), {}
-    )
+    method = METHODS.get(method_name)(MethodContext(CONTEXT.num_classes, CONTEXT.teacher_dim, student.embed_dim), {})
     inputs, labels = tiny_batch(entry.kind)
     teacher_layer = torch.nn.Linear(CONTEXT.teacher_dim, CONTEXT.num_classes).requires_grad_(False)
     teacher_features = torch.randn(len(labels), CONTEXT.teacher_dim)
-    teacher = {"pooled": teacher_features, "logits": teacher_layer(teacher_features) + 3 * torch.nn.functional.one_hot(labels, CONTEXT.num_classes)}
+    teacher = {
+        "pooled": teacher_features,
+        "logits": teacher_layer(teacher_features) + 3 * torch.nn.functional.one_hot(labels, CONTEXT.num_classes),
+    }
     teacher = {k: v for k, v in teacher.items() if k in method.needs_teacher}
     parameters = list(student.parameters()) + list(method.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=3e-3)

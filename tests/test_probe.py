@@ -13,7 +13,9 @@ def blobs(n: int, dim: int, classes: int, spread: float, seed: int) -> tuple[tor
 
 
 def test_probe_separates_separable_features() -> None:
-    splits = {name: blobs(n, 16, 5, 1.0, seed) for name, n, seed in (("train", 300, 0), ("val", 100, 1), ("test", 200, 2))}
+    splits = {
+        name: blobs(n, 16, 5, 1.0, seed) for name, n, seed in (("train", 300, 0), ("val", 100, 1), ("test", 200, 2))
+    }
     result = fit_linear_probe({k: v[0] for k, v in splits.items()}, {k: v[1] for k, v in splits.items()}, 5)
     assert result.test_acc > 0.95 and result.val_acc > 0.95
     assert result.logits["train"].shape == (300, 5)

@@ -8,8 +8,7 @@ from datetime import datetime
 import pytest
 import sqlalchemy as sa
 
-from bench.store import EpochRecord, RunRecord, Store
-from bench.store import migrate
+from bench.store import EpochRecord, RunRecord, Store, migrate
 from bench.store.models import Base
 from bench.store.session import get_engine
 

@@ -20,4 +20,6 @@ def load_runs(db_url: str, where: str | None = None) -> pd.DataFrame:
         with engine.connect() as connection:
             return pd.read_sql(text(query), connection)
     except SQLAlchemyError as error:
-        raise BenchError(f"--where {where!r}: {str(error.orig if hasattr(error, 'orig') else error).splitlines()[0]}") from None
+        raise BenchError(
+            f"--where {where!r}: {str(error.orig if hasattr(error, 'orig') else error).splitlines()[0]}"
+        ) from None

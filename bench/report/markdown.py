@@ -18,10 +18,14 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["dataset", "teacher", "student", "student_kind", "method", "epochs"]
     grouped = done.groupby(keys, dropna=False)
     table = grouped.agg(
-        test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
-        seeds=("seed", "nunique"), pct_of_teacher=("pct_of_teacher", "mean"),
-        params=("params", "mean"), size_mb=("size_mb", "mean"),
-        inference_size_mb=("inference_size_mb", "mean"), epoch_seconds=("epoch_seconds", "mean"),
+        test_acc_mean=("test_acc", "mean"),
+        test_acc_std=("test_acc", "std"),
+        seeds=("seed", "nunique"),
+        pct_of_teacher=("pct_of_teacher", "mean"),
+        params=("params", "mean"),
+        size_mb=("size_mb", "mean"),
+        inference_size_mb=("inference_size_mb", "mean"),
+        epoch_seconds=("epoch_seconds", "mean"),
     ).reset_index()
     return table.sort_values(["dataset", "teacher", "test_acc_mean"], ascending=[True, True, False])
 
@@ -46,7 +50,8 @@ def _section(dataset: str, teacher: str, rows: pd.DataFrame, probes: pd.DataFram
         )
         lines.append("")
     lines += [
-        "| student | kind | method | epochs | test acc % (mean ± std, seeds) | % of teacher | params | size MB | inference MB | epoch s |",
+        "| student | kind | method | epochs | test acc % (mean ± std, seeds) | % of teacher "
+        "| params | size MB | inference MB | epoch s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = rows["test_acc_mean"].max()
@@ -81,10 +86,17 @@ def _problems(runs: pd.DataFrame) -> list[str]:
     bad = runs[runs["status"] != "done"]
     if bad.empty:
         return []
-    lines = ["## Runs that did not finish", "", "| student | method | teacher | dataset | seed | status | error |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Runs that did not finish",
+        "",
+        "| student | method | teacher | dataset | seed | status | error |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in bad.itertuples():
         error = str(row.error or "").replace("|", "/").splitlines()[0][:120] if row.error else ""
-        lines.append(f"| {row.student} | {row.method} | {row.teacher} | {row.dataset} | {row.seed} | {row.status} | {error} |")
+        lines.append(
+            f"| {row.student} | {row.method} | {row.teacher} | {row.dataset} | {row.seed} | {row.status} | {error} |"
+        )
     return [*lines, ""]
 
 
@@ -99,16 +111,23 @@ def _plot(summary: pd.DataFrame, dataset: str, path: Path) -> None:
     markers = dict(zip(sorted(rows["student"].unique()), "osD^v<>pP*X", strict=False))
     for method, group in rows.groupby("method"):
         for row in group.itertuples():
-            axis.scatter(row.size_mb, row.test_acc_mean * 100, marker=markers[row.student],
-                         label=f"{method}", color=f"C{sorted(rows['method'].unique()).index(method)}")
+            axis.scatter(
+                row.size_mb,
+                row.test_acc_mean * 100,
+                marker=markers[row.student],
+                label=f"{method}",
+                color=f"C{sorted(rows['method'].unique()).index(method)}",
+            )
     handles, labels = axis.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     axis.legend(unique.values(), unique.keys(), title="method", fontsize=8)
     axis.set_xscale("log")
     axis.set_xlabel("student size (MB, log scale)")
     axis.set_ylabel("test accuracy (%)")
-    axis.set_title(f"{dataset}: accuracy vs size (marker = student: "
-                   + ", ".join(f"{m} {s}" for s, m in markers.items()) + ")", fontsize=8)
+    axis.set_title(
+        f"{dataset}: accuracy vs size (marker = student: " + ", ".join(f"{m} {s}" for s, m in markers.items()) + ")",
+        fontsize=8,
+    )
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
