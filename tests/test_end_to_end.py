@@ -28,6 +28,8 @@ data:
   train_limit: 600
   val_limit: 150
   test_limit: 300
+hparams:
+  batch_size: 32
 """
 
 
