@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,12 @@ def digest(path: Path) -> str:
     finally:
         connection.close()
     return hashlib.sha256(dump.encode()).hexdigest()
+
+
+def no_data_env(home: Path) -> dict[str, str]:
+    """This environment without $BENCH_DATA, with an empty home (PYTHONPATH is kept)."""
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_DATA"}
+    return {**env, "HOME": str(home)}
 
 
 @pytest.fixture
@@ -62,7 +69,7 @@ def test_bad_grid_exits_2_with_one_line(tmp_path: Path, filled_db: tuple[str, Pa
         code = ("import sys, pathlib, bench.data as d; d.SYSTEM_FASHION_MNIST = pathlib.Path('/nonexistent');"
                 "from bench.cli import main; main(sys.argv[1:])")
         result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+                                text=True, timeout=300, env=no_data_env(tmp_path))
     else:
         result = bench(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
