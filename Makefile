@@ -40,4 +40,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) results.db results.db-* reports/*.md reports/*.png
+	rm -rf $(VENV) results.db results.db-* reports/report.md reports/*.png
