@@ -65,7 +65,12 @@ def _dataset_plots(data: ReportData, db_url: str, out_dir: Path) -> None:
 def build_report(db_url: str, out_dir: Path, where: str | None = None,
                  title: str = "distill-bench report") -> ReportData:
     """Load the runs, compute tables and tests, draw the plots into `out_dir`."""
-    runs = load_runs(db_url, where)
+    try:
+        runs = load_runs(db_url, where)
+    except BenchError as error:
+        if str(error).startswith("database not found"):
+            raise BenchError(f"no runs to report: {error}") from None
+        raise
     if runs.empty:
         filtered = f" matched by --where {where!r}" if where else " in the database"
         raise BenchError(f"no runs to report: no rows{filtered} ({db_url})")

@@ -45,7 +45,7 @@ def _matrix(matrix: Matrix) -> str:
             css = ' class="best"' if cell.best else ""
             cells += f'<td{css}>{escape(cell.text())}<span class="detail">{escape(cell.detail())}</span></td>'
         body.append(f"<tr>{cells}</tr>")
-    return (f"<h3>{escape(matrix.dataset)}, {matrix.epochs} epochs: {escape(metric_label(matrix.metric))}</h3>"
+    return (f"<h3>{escape(matrix.dataset)}, {matrix.epochs}-epoch budget: {escape(metric_label(matrix.metric))}</h3>"
             f'<p class="note">Mean ± std over seeds; highlighted = best in its teacher column; n = finished seeds; '
             f"% of T = share of the teacher's own score (linear probe: {escape(reference_text(matrix))}).</p>"
             f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')

@@ -33,7 +33,7 @@ def _matrix(matrix: Matrix) -> list[str]:
             text = "" if cell is None else escape(cell.text())
             cells.append(rf"\textbf{{{text}}}" if cell is not None and cell.best else text)
         rows.append(cells)
-    caption = (f"{matrix.dataset}, {matrix.epochs} epochs: {metric_label(matrix.metric)}, mean ± std over seeds; "
+    caption = (f"{matrix.dataset}, {matrix.epochs}-epoch budget: {metric_label(matrix.metric)}, mean ± std over seeds; "
                "bold = best per teacher column.")
     return _tabular(matrix_header(matrix), rows, caption, f"tab:{matrix.dataset}-{matrix.epochs}ep")
 

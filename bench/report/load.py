@@ -19,7 +19,9 @@ DATE_COLUMNS = ("started_at", "finished_at")
 ID_CHUNK = 500  # bound the number of bound parameters per query
 
 
-def _first_line(error: SQLAlchemyError) -> str:
+def _first_line(error: Exception) -> str:
+    if not isinstance(error, SQLAlchemyError) and isinstance(error.__cause__, SQLAlchemyError):
+        error = error.__cause__  # pandas wraps the driver's error in its own DatabaseError
     cause = getattr(error, "orig", None) or error
     return str(cause).splitlines()[0]
 
@@ -45,7 +47,7 @@ def read_frame(db_url: str, query: str, params: dict | None = None, where: str |
             if guard:
                 connection.execute(text(guard))
             return _decode(pd.read_sql(text(query), connection, params=params))
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, pd.errors.DatabaseError) as error:
         label = f"--where {where!r}" if where else "SQL error"
         raise BenchError(f"{label}: {_first_line(error)}") from None
     finally:

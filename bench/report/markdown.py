@@ -33,7 +33,7 @@ def _matrix(matrix: Matrix) -> list[str]:
             cells.append(f"{value} ({cell.detail()})")
         rows.append([*key, *cells])
     return [
-        f"### {matrix.dataset}, {matrix.epochs} epochs: {metric_label(matrix.metric)}",
+        f"### {matrix.dataset}, {matrix.epochs}-epoch budget: {metric_label(matrix.metric)}",
         "",
         f"Mean ± std over seeds; **bold** = best in its teacher column; n = finished seeds; "
         f"% of T = share of the teacher's own score (linear probe: {reference_text(matrix)}).",

@@ -74,8 +74,9 @@ def accuracy_vs_size(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot
     figure, axis = plt.subplots(figsize=(7.5, 4.8))
     for row in rows.itertuples():
         axis.scatter(row.size_mb, row.score_pct, color=f"C{methods.index(row.method)}",
-                     marker=MARKERS[students.index(row.student) % len(MARKERS)], s=40, alpha=0.8,
-                     label=f"{row.method}")
+                     marker=MARKERS[students.index(row.student) % len(MARKERS)], s=40, alpha=0.8)
+    for index, method in enumerate(methods):
+        axis.scatter([], [], color=f"C{index}", marker="s", label=f"method {method}")
     for student in students:
         axis.scatter([], [], color="grey", marker=MARKERS[students.index(student) % len(MARKERS)], label=student)
     front = pareto_front(rows, "size_mb", "score_pct")
@@ -132,6 +133,8 @@ def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str, out_
     budget = curves["epochs"].max()
     curves = curves[curves["epochs"] == budget]
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     students, teachers = sorted(curves["student"].unique()), sorted(curves["teacher"].unique())
     methods = sorted(curves["method"].unique())
     figure, axes = plt.subplots(2, len(students), figsize=(3.4 * len(students) + 1, 5.6), sharex=True,
@@ -148,6 +151,7 @@ def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str, out_
             axes[1][column].plot(x, line["train_loss"], **style)
         axes[0][column].set_title(student, fontsize=9)
         axes[1][column].set_xlabel("epoch")
+        axes[1][column].xaxis.set_major_locator(MaxNLocator(integer=True))
         for axis in axes[:, column]:
             axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("val accuracy %")
