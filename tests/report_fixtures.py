@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def add_tune_study(db_url: str) -> None:
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
         width = trial.suggest_int("width", 8, 64)
-        return 1.0 - abs(lr - 0.01) - 0.001 * width, float(width)
+        return 1.0 - 0.1 * abs(math.log10(lr) + 2) + 0.005 * width, float(width)  # accuracy vs size
 
     study.optimize(objective, n_trials=8)
 

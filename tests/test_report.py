@@ -143,7 +143,9 @@ def test_unfinished_runs_are_shown_not_dropped(report_db: tuple[str, Path], repo
 
 
 @pytest.mark.slow
-def test_plots_are_written_and_non_empty(report_dir: Path) -> None:
+def test_plots_are_written_and_non_empty(report_db: tuple[str, Path], report_dir: Path) -> None:
+    import optuna
+
     stems = ["acc_vs_size_digits", "epoch_time_digits", "learning_curves_digits", f"study_history_{TUNE_STUDY}",
              f"study_importance_{TUNE_STUDY}", f"study_pareto_{TUNE_STUDY}", "study_history_report-grid"]
     for stem in stems:
@@ -155,6 +157,9 @@ def test_plots_are_written_and_non_empty(report_dir: Path) -> None:
     assert "parameter importances skipped: 0 completed trial(s) with sampled parameters" in report
     assert "Pareto front skipped: single-objective study" in report
     assert "Directions: maximize, minimize; trials: 8 complete." in report
+    trials = [t.values for t in optuna.load_study(study_name=TUNE_STUDY, storage=report_db[0]).trials]
+    front = [a for a in trials if not any(b[0] >= a[0] and b[1] <= a[1] and b != a for b in trials)]
+    assert len(front) >= 2 and f"{len(front)} of 8 completed trials are Pareto-optimal" in report
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def _history(study, out_dir: Path) -> Plot | None:  # noqa: ANN001 - optuna.Stud
     return save(figure, out_dir, f"study_history_{_slug(study.study_name)}", "optimisation history", caption)
 
 
+def _importance_evaluator():  # noqa: ANN202 - (optuna evaluator or None, its name)
+    """fANOVA when scikit-learn is installed, else Optuna's default (PED-ANOVA, no extra dependency)."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return None, "PED-ANOVA"
+    from optuna.importance import FanovaImportanceEvaluator
+
+    return FanovaImportanceEvaluator(seed=0), "fANOVA"
+
+
 def _importances(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa: ANN001
     from optuna.trial import TrialState
 
@@ -72,11 +84,14 @@ def _importances(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa
         notes.append(f"parameter importances skipped: {len(with_params)} completed trial(s) with sampled "
                      f"parameters, need {MIN_TRIALS_FOR_IMPORTANCE} (grid cells are enqueued without parameters)")
         return None
-    import optuna
-
+    evaluator, evaluator_name = _importance_evaluator()
     try:
+        import optuna
+
         target = None if len(study.directions) == 1 else (lambda t: t.values[0])
-        importances = optuna.importance.get_param_importances(study, target=target)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # PED-ANOVA's note on `target` direction
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
     except (ImportError, RuntimeError, ValueError) as error:
         notes.append(f"parameter importances skipped: {type(error).__name__}: {str(error).splitlines()[0]}")
         return None
@@ -84,7 +99,7 @@ def _importances(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa
     names = list(importances)[::-1]
     figure, axis = plt.subplots(figsize=(6, 0.4 * len(names) + 1.6))
     axis.barh(names, [importances[n] for n in names], color="C2")
-    axis.set_xlabel("importance (fANOVA" + (", first objective" if len(study.directions) > 1 else "") + ")")
+    axis.set_xlabel(f"importance ({evaluator_name}" + (", first objective" if len(study.directions) > 1 else "") + ")")
     axis.set_title(f"study {study.study_name}: parameter importances", fontsize=10)
     caption = f"How much of the objective's variance each parameter explains ({len(with_params)} trials)."
     return save(figure, out_dir, f"study_importance_{_slug(study.study_name)}", "parameter importances", caption)
@@ -107,8 +122,9 @@ def _pareto(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa: ANN
     axis.scatter([t.values[0] for t in others], [t.values[1] for t in others], s=14, color="C0", label="trial")
     axis.plot([t.values[0] for t in front], [t.values[1] for t in front], "o-", color="C3", label="Pareto front")
     names = [d.name.lower() for d in study.directions]
-    axis.set_xlabel(f"objective 0 ({names[0]})")
-    axis.set_ylabel(f"objective 1 ({names[1]})")
+    labels = study.metric_names or ["objective 0", "objective 1"]
+    axis.set_xlabel(f"{labels[0]} ({names[0]})")
+    axis.set_ylabel(f"{labels[1]} ({names[1]})")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     axis.set_title(f"study {study.study_name}: Pareto front", fontsize=10)
