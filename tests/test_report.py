@@ -76,11 +76,11 @@ def test_matrix_cells_equal_sql_aggregates(report_db: tuple[str, Path], report_d
     report = (report_dir / "report.md").read_text()
     summary = {(r["student"], r["method"], int(r["epochs"])): r for r in read_csv(report_dir / "summary.csv")}
     groups = sql(path, "SELECT student, method, epochs, group_concat(test_acc), avg(test_acc), avg(pct_of_teacher), "
-                       "avg(size_mb) FROM runs WHERE status = 'done' AND method != 'teacher-probe' "
-                       "GROUP BY student, method, epochs")
+                       "avg(size_mb), avg(inference_size_mb) FROM runs WHERE status = 'done' "
+                       "AND method != 'teacher-probe' GROUP BY student, method, epochs")
     assert len(groups) == 4
     best: dict[int, float] = {}
-    for student, method, epochs, values, mean, pct, size in groups:
+    for student, method, epochs, values, mean, pct, size, inference in groups:
         accs = [float(v) for v in values.split(",")]
         std = statistics.stdev(accs)
         row = summary[(student, method, epochs)]
@@ -89,9 +89,10 @@ def test_matrix_cells_equal_sql_aggregates(report_db: tuple[str, Path], report_d
         assert int(row["seeds"]) == 2 and float(row["pct_of_teacher"]) == pytest.approx(pct, rel=1e-9)
         line = md_row(report, student, method, f"### digits, {epochs}-epoch budget")
         assert f"{mean * 100:.1f} ± {std * 100:.1f}" in line and f"{pct:.0f}% of T" in line
-        assert f"| {size:.3f} |" in line
+        assert f"| {size:.3f} | {inference:.3f} | {method} |" in line
+        assert inference > 10 * size if student == "projection" else inference == pytest.approx(size)
         best[epochs] = max(best.get(epochs, 0.0), mean)
-    for student, method, epochs, _, mean, _, _ in groups:
+    for student, method, epochs, _, mean, _, _, _ in groups:
         line = md_row(report, student, method, f"### digits, {epochs}-epoch budget")
         assert ("**" in line) == (mean == best[epochs])
     (probe,) = sql(path, "SELECT test_acc FROM runs WHERE method = 'teacher-probe'")
@@ -175,9 +176,9 @@ def test_provenance_csv_and_latex(report_db: tuple[str, Path], report_dir: Path)
     assert "- grids / studies: report-grid" in report and "- runs: 9 done, 2 failed, 1 pruned" in report
     assert len(read_csv(report_dir / "runs.csv")) == 12
     tex = (report_dir / "tables.tex").read_text()
-    assert tex.count(r"\begin{tabular}{lllll}") == 1 and r"\textbf{" in tex
+    assert tex.count(r"\begin{tabular}{llllll}") == 1 and r"\textbf{" in tex
     body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule", 1)[0].strip().splitlines()
-    assert len(body) == 5 and all(line.count(" & ") == 4 and line.endswith(r"\\") for line in body)
+    assert len(body) == 5 and all(line.count(" & ") == 5 and line.endswith(r"\\") for line in body)
     assert r"$\pm$" in tex and "±" not in tex
 
 

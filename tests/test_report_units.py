@@ -116,7 +116,7 @@ def test_matrices_split_by_epoch_budget_and_mark_best_per_teacher_column() -> No
     runs = _runs(rows)
     runs["inference_size_mb"] = runs["epoch_seconds"] = runs["params"] = 1.0
     tables = matrices(summarise(runs), teacher_references(runs))
-    assert [(m.epochs, m.teachers, [r[3] for r in m.rows]) for m in tables] == [
+    assert [(m.epochs, m.teachers, [r[4] for r in m.rows]) for m in tables] == [
         (1, ["big", "small"], ["kd", "scratch"]), (3, ["big", "small"], ["kd", "scratch"])]
     one, three = tables
     assert one.references == pytest.approx({"big": 0.9, "small": 0.7})

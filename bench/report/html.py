@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.report.build import ReportData
 from bench.report.plots import Plot
 from bench.report.stats import GAIN_HEADER, gain_cells
-from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, metric_label, problem_cells, reference_text
+from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
 
 STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em; color: #222; }
@@ -46,8 +46,7 @@ def _matrix(matrix: Matrix) -> str:
             cells += f'<td{css}>{escape(cell.text())}<span class="detail">{escape(cell.detail())}</span></td>'
         body.append(f"<tr>{cells}</tr>")
     return (f"<h3>{escape(matrix.dataset)}, {matrix.epochs}-epoch budget: {escape(metric_label(matrix.metric))}</h3>"
-            f'<p class="note">Mean ± std over seeds; highlighted = best in its teacher column; n = finished seeds; '
-            f"% of T = share of the teacher's own score (linear probe: {escape(reference_text(matrix))}).</p>"
+            f'<p class="note">{escape(matrix_note(matrix, "highlighted"))}</p>'
             f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 

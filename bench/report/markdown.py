@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.report.build import ReportData
 from bench.report.stats import GAIN_HEADER, gain_cells
-from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, metric_label, problem_cells, reference_text
+from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
 
 
 def _escape(text: str) -> str:
@@ -35,8 +35,7 @@ def _matrix(matrix: Matrix) -> list[str]:
     return [
         f"### {matrix.dataset}, {matrix.epochs}-epoch budget: {metric_label(matrix.metric)}",
         "",
-        f"Mean ± std over seeds; **bold** = best in its teacher column; n = finished seeds; "
-        f"% of T = share of the teacher's own score (linear probe: {reference_text(matrix)}).",
+        matrix_note(matrix, "**bold**"),
         "",
         *table(matrix_header(matrix), rows),
     ]

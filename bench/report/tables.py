@@ -106,13 +106,13 @@ class Cell:
 
 @dataclass
 class Matrix:
-    """Rows (student, kind, size MB, method) x teacher columns for one dataset and epoch budget."""
+    """Rows (student, kind, size MB, inference MB, method) x teachers, for one dataset and epoch budget."""
 
     dataset: str
     epochs: int
     metric: str
     teachers: list[str]
-    rows: list[tuple[str, str, str, str]]
+    rows: list[tuple[str, str, str, str, str]]
     cells: dict[tuple[int, str], Cell] = field(default_factory=dict)
     references: dict[str, float] = field(default_factory=dict)
 
@@ -130,14 +130,15 @@ def _matrix(dataset: str, epochs: int, rows: pd.DataFrame, references: pd.DataFr
     keys = []
     for (student, method), group in rows.groupby(["student", "method"], sort=True):
         kind = next((k for k in group["student_kind"] if k), "")
-        keys.append((student, kind, _size_label(group["size_mb"]), method))
+        keys.append((student, kind or "?", _size_label(group["size_mb"]), _size_label(group["inference_size_mb"]),
+                     method))
     refs = references[references["dataset"] == dataset]
     matrix = Matrix(dataset, epochs, rows["metric"].iloc[0], teachers, keys,
                     references=dict(zip(refs["teacher"], refs["score"], strict=True)))
     for teacher in teachers:
         column = rows[rows["teacher"] == teacher]
         best = column["score_mean"].max()
-        for index, (student, _, _, method) in enumerate(keys):
+        for index, (student, _, _, _, method) in enumerate(keys):
             found = column[(column["student"] == student) & (column["method"] == method)]
             if found.empty:
                 continue
@@ -167,10 +168,17 @@ def problem_cells(row: pd.Series) -> list[str]:
 
 def matrix_header(matrix: Matrix) -> list[str]:
     """Column names of a matrix table."""
-    return ["student", "kind", "size MB", "method", *matrix.teachers]
+    return ["student", "kind", "size MB", "inference MB", "method", *matrix.teachers]
 
 
 def reference_text(matrix: Matrix) -> str:
     """'effnet-lite0 93.0%' per teacher with a probe run, for the line above a matrix."""
     found = [f"{t} {matrix.references[t] * 100:.1f}%" for t in matrix.teachers if t in matrix.references]
     return ", ".join(found) if found else "no teacher-probe run"
+
+
+def matrix_note(matrix: Matrix, best_marker: str) -> str:
+    """The sentence under a matrix heading saying how to read it."""
+    return (f"Mean ± std over seeds; {best_marker} = best in its teacher column; n = finished seeds; "
+            "inference MB includes the teacher backbone a head student still needs; "
+            f"% of T = share of the teacher's own score (linear probe: {reference_text(matrix)}).")
