@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 # torch 2.14.1 + torchvision 0.29.1: a CUDA build that also runs on CPU (see README).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test lint bench-data clean
+.PHONY: setup run test lint bench-data browser clean
 
-setup: $(STAMP) bench-data
+setup: $(STAMP) bench-data browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ bench-data:
 		echo "      or put the four Fashion-MNIST IDX files in \$$BENCH_DATA/fashion-mnist (see README)"; \
 	fi
 
+# Debian's chromium renders report.html headless in the report tests (CI fails loudly without it).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -q chromium >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null)) \
+		|| echo "warning: could not install chromium; the HTML report screenshot test will fail in CI"; \
+	else \
+		echo "note: apt is not usable here: install chromium (sudo apt-get install chromium) for the report tests"; \
+	fi
+
 run: setup
 	$(BIN)/bench run --grid studies/demo.yaml
 	$(BIN)/bench report
@@ -40,4 +51,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) results.db results.db-* reports/report.md reports/*.png
+	rm -rf $(VENV) results.db results.db-* reports/report.md reports/*.png reports/*.svg reports/*.html reports/*.csv reports/*.tex

@@ -146,14 +146,68 @@ def report(
     db: DbOption = DEFAULT_DB,
     out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("reports"),
     where: Annotated[str | None, typer.Option(help="SQL filter on runs, e.g. \"dataset = 'digits'\"")] = None,
+    formats: Annotated[str, typer.Option("--format", help="comma-separated: md, html, csv, tex")] = "md,html,csv",
 ) -> None:
-    """Write a Markdown report (student x method per dataset and teacher) and accuracy-vs-size plots."""
+    """Write comparison tables (student x teacher per epoch budget), gains over scratch, plots and provenance."""
     with user_errors():
-        from bench.report import load_runs, write_report
+        from bench.report import parse_formats, write_report
 
-        paths = write_report(load_runs(db, where), out_dir)
+        paths = write_report(db, out_dir, where, parse_formats(formats))
         for path in paths:
             out.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+def runs(
+    db: DbOption = DEFAULT_DB,
+    where: Annotated[str | None, typer.Option(help="SQL filter on runs, e.g. \"status != 'done'\"")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+) -> None:
+    """List runs (id, short spec key, what ran, status, scores)."""
+    with user_errors():
+        from bench.report.runs import run_table
+
+        columns, rows = run_table(db, where)
+        _print_rows(columns, rows, csv, as_json)
+
+
+@app.command()
+def show(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="run id or spec key prefix")],
+    db: DbOption = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show one run: every column, then its epochs (loss terms, val accuracy, seconds)."""
+    with user_errors():
+        from bench.report.runs import epoch_table, find_run
+
+        run_row = find_run(db, run_ref)
+        epochs = epoch_table(db, int(run_row["id"]))
+        if as_json:
+            record = {k: (None if _is_missing(v) else v) for k, v in run_row.items()}
+            record["epoch_rows"] = json.loads(epochs.to_json(orient="records"))
+            sys.stdout.write(json.dumps(record, default=str) + "\n")
+            return
+        _print_rows(["column", "value"], [(k, _show_value(v)) for k, v in run_row.items()], False, False)
+        out.print(f"epochs ({len(epochs)})", highlight=False)
+        _print_rows(list(epochs.columns), [tuple(_show_value(v) for v in row) for row in epochs.itertuples(False)],
+                    False, False)
+
+
+def _is_missing(value: object) -> bool:
+    try:
+        return bool(value is None or value != value)  # NaN/NaT are not equal to themselves
+    except (TypeError, ValueError):
+        return False
+
+
+def _show_value(value: object) -> str:
+    if _is_missing(value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -87,7 +87,7 @@ def test_digits_grid_end_to_end(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = (out / "report.md").read_text()
-    assert "## digits — teacher effnet-lite0" in report and "teacher input size 64 px" in report
+    assert "## digits\n" in report and "- data digits: image_size=64, " in report
     assert report.count("| resnet | standalone |") == 4
     assert "feature cache: 36 hits, 3 misses over 13 runs" in report
     png = out / "acc_vs_size_digits.png"

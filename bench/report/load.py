@@ -1,25 +1,76 @@
-"""Runs from the database as a pandas DataFrame (optionally filtered by a SQL WHERE clause)."""
+"""Runs and epochs from the database as pandas DataFrames, over a read-only connection."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterable
 
 import pandas as pd
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bench.errors import BenchError
-from bench.store.session import get_engine
+from bench.sql import _read_only_engine
+
+PROBE_METHOD = "teacher-probe"
+BASELINE_METHOD = "scratch"
+JSON_COLUMNS = ("hparams", "data_config", "loss_terms")
+DATE_COLUMNS = ("started_at", "finished_at")
+ID_CHUNK = 500  # bound the number of bound parameters per query
+
+
+def _first_line(error: Exception) -> str:
+    if not isinstance(error, SQLAlchemyError) and isinstance(error.__cause__, SQLAlchemyError):
+        error = error.__cause__  # pandas wraps the driver's error in its own DatabaseError
+    cause = getattr(error, "orig", None) or error
+    return str(cause).splitlines()[0]
+
+
+def _decode(frame: pd.DataFrame) -> pd.DataFrame:
+    """JSON text columns to dicts and date text to timestamps (SQLite returns both as text)."""
+    for column in JSON_COLUMNS:
+        if column in frame:
+            frame[column] = [json.loads(v) if isinstance(v, str) else (v or {}) for v in frame[column]]
+    for column in DATE_COLUMNS:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], errors="coerce")
+    return frame
+
+
+def read_frame(db_url: str, query: str, params: dict | None = None, where: str | None = None) -> pd.DataFrame:
+    """Run one SELECT on a read-only connection; a bad `where` is a one-line BenchError."""
+    engine, guard = _read_only_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("runs"):
+                return pd.DataFrame()
+            if guard:
+                connection.execute(text(guard))
+            return _decode(pd.read_sql(text(query), connection, params=params))
+    except (SQLAlchemyError, pd.errors.DatabaseError) as error:
+        label = f"--where {where!r}" if where else "SQL error"
+        raise BenchError(f"{label}: {_first_line(error)}") from None
+    finally:
+        engine.dispose()
 
 
 def load_runs(db_url: str, where: str | None = None) -> pd.DataFrame:
-    """All rows of `runs` (filtered by `where`); an empty frame if the table does not exist."""
-    engine = get_engine(db_url)
-    if not inspect(engine).has_table("runs"):
-        return pd.DataFrame()
+    """All rows of `runs` (filtered by the SQL `where`); an empty frame if there are none."""
+    if where is not None and ";" in where:
+        raise BenchError(f"--where {where!r}: one condition only (no ';')")
     query = "SELECT * FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
-    try:
-        with engine.connect() as connection:
-            return pd.read_sql(text(query), connection)
-    except SQLAlchemyError as error:
-        raise BenchError(
-            f"--where {where!r}: {str(error.orig if hasattr(error, 'orig') else error).splitlines()[0]}"
-        ) from None
+    return read_frame(db_url, query, where=where)
+
+
+def load_epochs(db_url: str, run_ids: Iterable[int]) -> pd.DataFrame:
+    """The `run_epochs` rows of the given runs, ordered by run and epoch."""
+    ids = sorted({int(i) for i in run_ids})
+    if not ids:
+        return pd.DataFrame(columns=["run_id", "epoch", "train_loss", "loss_terms", "val_acc", "seconds"])
+    frames = []
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start:start + ID_CHUNK]
+        placeholders = ", ".join(f":id{i}" for i in range(len(chunk)))
+        query = f"SELECT * FROM run_epochs WHERE run_id IN ({placeholders}) ORDER BY run_id, epoch"
+        frames.append(read_frame(db_url, query, params={f"id{i}": v for i, v in enumerate(chunk)}))
+    return pd.concat(frames, ignore_index=True)
