@@ -81,9 +81,9 @@ def load_cifar100(context: LoadContext, config: DataConfig) -> RawDataset:
     is_root = lambda p: (p / "meta").is_file() and (p / "train").is_file()  # noqa: E731
     try:
         root = find_root(NAME, FOLDER, context.data_root, is_root, LAYOUT)
-    except BenchError:
+    except BenchError as error:
         if not context.allow_download:
-            raise
+            raise BenchError(f"{error}, or pass --allow-download to fetch it with torchvision") from None
         _download(context)
         root = find_root(NAME, FOLDER, context.data_root, is_root, LAYOUT)
     label_key, names_key = LABEL_SETS[config.label_set]
