@@ -74,7 +74,8 @@ def run(
             if not sep or not path:
                 raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
             loaded.weights[teacher] = path
-        summary = run_grid(loaded, db, RunContext(cache_dir, data_root, device, allow_download, skip_bad), err)
+        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
+        summary = run_grid(loaded, db, context, err)
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
             f"{summary.done} run now, {summary.failed} failed; results in {db}",

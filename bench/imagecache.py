@@ -101,6 +101,8 @@ def cached_images(paths: Sequence[Path], size: int, tag: str, cache_root: Path |
                   skip_bad: bool = False, workers: int | None = None) -> DecodedImages:
     """Decode `paths` once into a shared memmap cache; corrupt files fail (or are skipped under skip_bad)."""
     paths = [Path(p) for p in paths]
+    if not paths:
+        return DecodedImages(np.zeros((0, size, size, 3), dtype=np.uint8), np.zeros(0, dtype=np.int64), ())
     root = Path(cache_root or default_cache_root()) / "images"
     key = hashlib.sha256(f"{CACHE_FORMAT}|{tag}|{size}|{file_list_fingerprint(paths)}".encode()).hexdigest()[:32]
     array_path, meta_path = root / f"{key}.npy", root / f"{key}.json"
