@@ -53,6 +53,12 @@ def run(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file (repeatable)")] = None,
+    allow_download: Annotated[
+        bool, typer.Option("--allow-download", help="let torchvision download a missing dataset (cifar-100)")
+    ] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="leave corrupt images out (counted per run) instead of stopping")
+    ] = False,
 ) -> None:
     """Run every cell of a grid not already in the database (re-running is a no-op)."""
     with user_errors():
@@ -68,7 +74,8 @@ def run(
             if not sep or not path:
                 raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
             loaded.weights[teacher] = path
-        summary = run_grid(loaded, db, RunContext(cache_dir, data_root, device), err)
+        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
+        summary = run_grid(loaded, db, context, err)
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
             f"{summary.done} run now, {summary.failed} failed; results in {db}",

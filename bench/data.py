@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,9 @@ class RawDataset:
     test_images: np.ndarray
     test_labels: np.ndarray
     class_names: tuple[str, ...]
+    train_captions: tuple[tuple[str, ...], ...] | None = None  # image-text datasets: captions per image
+    test_captions: tuple[tuple[str, ...], ...] | None = None
+    skipped_images: int = 0  # corrupt images left out under skip_bad
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,18 @@ class DataConfig:
     test_limit: int | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    decode_size: int | None = None  # decoded-image cache size for JPEG datasets; None = dataset default
+    skip_bad: bool = False  # leave corrupt images out (counted in the run) instead of failing
+    label_set: str = "fine"  # cifar-100: "fine" (100 classes) or "coarse" (20 superclasses)
+    root: str | None = None  # imagefolder: the root/<class>/*.jpg directory
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """Fields as a dict; the loading fields are left out at their defaults so older spec keys hold."""
+        values = asdict(self)
+        return {k: v for k, v in values.items() if k not in LOADING_DEFAULTS or v != LOADING_DEFAULTS[k]}
+
+
+LOADING_DEFAULTS: dict[str, object] = {"decode_size": None, "skip_bad": False, "label_set": "fine", "root": None}
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class Split:
 
     images: np.ndarray
     labels: np.ndarray
+    captions: tuple[tuple[str, ...], ...] | None = None  # image-text datasets: all captions of each image
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,6 +75,8 @@ class DatasetSplits:
     val: Split
     test: Split
     config: DataConfig
+    kind: str = "classification"
+    skipped_images: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -77,13 +92,27 @@ class DatasetSplits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
+    def split_record(self) -> dict[str, object]:
+        """Split sizes and seed as stored with every run."""
+        return {**self.sizes(), "split_seed": self.config.split_seed, "val_fraction": self.config.val_fraction}
 
-DatasetLoader = Callable[[Path | None], RawDataset]
+
+@dataclass(frozen=True)
+class LoadContext:
+    """Where a loader looks and what it may do: roots, the decoded-image cache, downloads."""
+
+    data_root: Path | None = None
+    cache_dir: Path | None = None
+    allow_download: bool = False
+
+
+DatasetLoader = Callable[..., RawDataset]  # (data_root) or, with meta takes_config, (LoadContext, DataConfig)
 DATASETS: Registry[DatasetLoader] = Registry("dataset")
 
 
 def _take(split: Split, indices: np.ndarray) -> Split:
-    return Split(split.images[indices], split.labels[indices])
+    captions = None if split.captions is None else tuple(split.captions[int(i)] for i in indices)
+    return Split(split.images[indices], split.labels[indices], captions)
 
 
 def make_splits(name: str, raw: RawDataset, config: DataConfig) -> DatasetSplits:
@@ -93,23 +122,33 @@ def make_splits(name: str, raw: RawDataset, config: DataConfig) -> DatasetSplits
     rng = np.random.default_rng(config.split_seed)
     order = rng.permutation(len(raw.train_labels))
     num_val = max(1, int(round(config.val_fraction * len(order))))
-    full_train = Split(raw.train_images, raw.train_labels)
+    full_train = Split(raw.train_images, raw.train_labels, raw.train_captions)
     val = _take(full_train, order[:num_val][: config.val_limit])
     train = _take(full_train, order[num_val:][: config.train_limit])
     test_order = np.random.default_rng(config.split_seed + 1).permutation(len(raw.test_labels))
-    test = _take(Split(raw.test_images, raw.test_labels), np.sort(test_order[: config.test_limit]))
-    return DatasetSplits(name, raw.class_names, train, val, test, config)
+    test_split = Split(raw.test_images, raw.test_labels, raw.test_captions)
+    test = _take(test_split, np.sort(test_order[: config.test_limit]))
+    kind = "retrieval" if raw.train_captions is not None else "classification"
+    return DatasetSplits(name, raw.class_names, train, val, test, config, kind, raw.skipped_images)
 
 
-_RAW_CACHE: dict[tuple[str, str], RawDataset] = {}
+_RAW_CACHE: dict[tuple, RawDataset] = {}
 
 
-def load_dataset(name: str, config: DataConfig, data_root: Path | None = None) -> DatasetSplits:
+def load_dataset(name: str, config: DataConfig, data_root: Path | None = None, *,
+                 cache_dir: Path | None = None, allow_download: bool = False) -> DatasetSplits:
     """Load a registered dataset (memoised per process) and split it under `config`."""
-    loader = DATASETS.get(name)
-    cache_key = (name, str(data_root))
+    entry = DATASETS.entry(name)
+    if not entry.meta.get("takes_config"):
+        cache_key: tuple = (name, str(data_root))
+        if cache_key not in _RAW_CACHE:
+            _RAW_CACHE[cache_key] = entry.obj(data_root)
+        return make_splits(name, _RAW_CACHE[cache_key], config)
+    loading = replace(config, train_limit=None, val_limit=None, test_limit=None, val_fraction=0.1,
+                      split_seed=0, student_image_size=None)
+    cache_key = (name, str(data_root), str(cache_dir), allow_download, loading)
     if cache_key not in _RAW_CACHE:
-        _RAW_CACHE[cache_key] = loader(data_root)
+        _RAW_CACHE[cache_key] = entry.obj(LoadContext(data_root, cache_dir, allow_download), config)
     return make_splits(name, _RAW_CACHE[cache_key], config)
 
 
@@ -218,3 +257,6 @@ def load_fashion_mnist(data_root: Path | None = None) -> RawDataset:
         "(apt-get install dataset-fashion-mnist) or put the four IDX files "
         "(train-images-idx3-ubyte[.gz], ...) in $BENCH_DATA/fashion-mnist or --data-root"
     )
+
+
+from bench.datasets import cifar, coco, imagefolder, tiny_imagenet  # noqa: E402,F401  (registers entries)

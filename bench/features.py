@@ -38,7 +38,8 @@ def run_teacher(
         images = to_tensor(
             split.images[start : start + batch_size], preprocess.input_size, preprocess.mean,
             preprocess.std, preprocess.interpolation,
-        ).to(device, non_blocking=True)
+        )
+        images = (images.pin_memory() if device.type == "cuda" else images).to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:

@@ -33,6 +33,10 @@ class DataModel(BaseModel):
     test_limit: int | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    decode_size: int | None = None
+    skip_bad: bool = False
+    label_set: str = "fine"
+    root: str | None = None
 
 
 class GridModel(BaseModel):
@@ -176,4 +180,11 @@ def _check_compatibility(model: GridModel, regs: dict[str, Any], where: str) -> 
             raise BenchError(
                 f"{where}method {method!r} needs teacher outputs {sorted(missing)} that "
                 f"{teacher!r} does not give"
+            )
+    for dataset, method in itertools.product(model.dataset, model.method):
+        image_text = regs["datasets"].entry(dataset).kind == "retrieval"
+        if image_text != ("image_embed" in regs["methods"].get(method).needs_teacher):
+            raise BenchError(
+                f"{where}method {method!r} does not fit dataset {dataset!r}: image-text datasets take the "
+                "joint-space methods (joint-cosine, joint-contrastive), classification datasets the others"
             )

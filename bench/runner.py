@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.data import DataConfig
 from bench.errors import BenchError
 from bench.grid import Grid
+from bench.metrics import score_summary
 from bench.provenance import utcnow
 from bench.spec import ExperimentSpec
 from bench.store import Store
@@ -119,8 +120,8 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
                 study.tell(trial, record.val_acc)
                 done += 1
                 console.print(
-                    f"[{done + failed}/{len(todo)}] {spec.label()}: test_acc {record.test_acc:.4f} "
-                    f"val_acc {record.val_acc:.4f} ({record.size_mb:.3f} MB)",
+                    f"[{done + failed}/{len(todo)}] {spec.label()}: {score_summary(record)} "
+                    f"({record.size_mb:.3f} MB)",
                     highlight=False, soft_wrap=True,
                 )
             progress.remove_task(run_task)

@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import torch
 
-from bench.data import DataConfig, DatasetSplits
+from bench.data import DATASETS, DataConfig, DatasetSplits
 from bench.images import channel_stats, to_tensor
+from bench.metrics import student_topk, topk_accuracy
 from bench.provenance import device_name, git_commit, utcnow
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
@@ -56,6 +57,10 @@ def _student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs) -> 
 def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
              on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
     """Train and score one spec; the teacher probe cell is handled here too."""
+    if DATASETS.entry(spec.dataset).kind == "retrieval":  # image-text data: bench/retrieval.py
+        from bench.retrieval import run_retrieval_spec
+
+        return run_retrieval_spec(spec, bench, study, trial_number, on_epoch)
     data = bench.data(spec.dataset, DataConfig(**spec.data_dict))
     outputs = bench.teacher_outputs(spec.teacher, data)
     probe = bench.probe(spec.teacher, data)
@@ -89,6 +94,8 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
         inference_params=params + backbone_params, inference_size_mb=size_mb + backbone_mb,
         epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
         peak_mem_mb=result.peak_mem_mb, finished_at=utcnow(), epoch_records=result.epochs,
+        test_top5=student_topk(student, inputs["test"], train_data.labels["test"], bench.device, 5),
+        split_sizes=data.split_record(), skipped_images=data.skipped_images,
     )
 
 
@@ -105,4 +112,6 @@ def _probe_record(spec: ExperimentSpec, bench: Workbench, study: str, outputs: T
         size_mb=probe_mb, inference_params=teacher.num_params() + probe_params,
         inference_size_mb=state_size_mb(teacher) + probe_mb,
         hparams={"weight_decay": probe.weight_decay}, finished_at=utcnow(),
+        test_top5=topk_accuracy(probe.logits["test"], torch.from_numpy(data.test.labels), 5),
+        split_sizes=data.split_record(), skipped_images=data.skipped_images,
     )

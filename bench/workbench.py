@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -50,6 +50,8 @@ class RunContext:
     cache_dir: Path | None = None
     data_root: Path | None = None
     device: str = "auto"
+    allow_download: bool = False  # let loaders fetch data through torchvision (--allow-download)
+    skip_bad: bool = False  # leave corrupt images out, for every dataset (--skip-bad)
 
 
 class Workbench:
@@ -70,11 +72,15 @@ class Workbench:
         return self._teachers[name]
 
     def data(self, name: str, config: DataConfig) -> DatasetSplits:
-        return load_dataset(name, config, self.context.data_root)
+        if self.context.skip_bad and not config.skip_bad:
+            config = replace(config, skip_bad=True)
+        return load_dataset(name, config, self.context.data_root, cache_dir=self.context.cache_dir,
+                            allow_download=self.context.allow_download)
 
-    def teacher_outputs(self, teacher_name: str, data: DatasetSplits) -> TeacherOutputs:
-        """Pooled features for train/val/test; a repeat in this process counts as a cache hit."""
-        memo_key = (teacher_name, data.name, data.config)
+    def teacher_outputs(self, teacher_name: str, data: DatasetSplits,
+                        taps: tuple[str, ...] = FEATURE_TAPS) -> TeacherOutputs:
+        """Teacher outputs (`taps`) for train/val/test; a repeat in this process counts as a cache hit."""
+        memo_key = (teacher_name, data.name, data.config, taps)
         if memo_key in self._outputs:
             cached = self._outputs[memo_key]
             return TeacherOutputs(cached.features, [CacheEvent(True, e.teacher_seconds) for e in cached.events])
@@ -82,7 +88,7 @@ class Workbench:
         features, events = {}, []
         for split in SPLITS:
             features[split], event = cached_teacher_outputs(
-                teacher, data, split, FEATURE_TAPS, self.cache, self.device
+                teacher, data, split, taps, self.cache, self.device
             )
             events.append(event)
         self._outputs[memo_key] = TeacherOutputs(features, events)

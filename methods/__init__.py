@@ -7,6 +7,6 @@ from methods.base import Method, MethodContext
 
 METHODS: Registry[type[Method]] = Registry("method")
 
-from methods import classic  # noqa: E402,F401  (registers entries)
+from methods import classic, joint  # noqa: E402,F401  (registers entries)
 
 __all__ = ["METHODS", "Method", "MethodContext"]

@@ -54,6 +54,16 @@ class Run(Base):
     trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    test_top5: Mapped[float | None] = mapped_column(Float, nullable=True)
+    i2t_r1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    i2t_r5: Mapped[float | None] = mapped_column(Float, nullable=True)
+    i2t_r10: Mapped[float | None] = mapped_column(Float, nullable=True)
+    t2i_r1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    t2i_r5: Mapped[float | None] = mapped_column(Float, nullable=True)
+    t2i_r10: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean_recall: Mapped[float | None] = mapped_column(Float, nullable=True)
+    skipped_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    split_sizes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"

@@ -57,6 +57,16 @@ class RunRecord:
     trial_number: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    test_top5: float | None = None
+    i2t_r1: float | None = None
+    i2t_r5: float | None = None
+    i2t_r10: float | None = None
+    t2i_r1: float | None = None
+    t2i_r5: float | None = None
+    t2i_r10: float | None = None
+    mean_recall: float | None = None  # mean of the six recalls (image-text runs)
+    skipped_images: int | None = None  # corrupt images left out under skip_bad
+    split_sizes: dict[str, Any] | None = None  # {"train", "val", "test", "split_seed", "val_fraction"}
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod

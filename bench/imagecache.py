@@ -1,0 +1,132 @@
+"""Decoded, resized uint8 images in a memory-mapped .npy cache shared by every run.
+
+Key: (dataset, split, size, file-list fingerprint of paths + sizes + mtimes). The array is written
+to a temp file and renamed, then a small JSON (the commit marker) lists any undecodable files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError
+
+CACHE_FORMAT = 1
+CHUNK = 256
+
+
+@dataclass(frozen=True)
+class DecodedImages:
+    """(N_kept, S, S, 3) uint8 images, the indices of the input paths they came from, the bad files."""
+
+    images: np.ndarray
+    kept: np.ndarray
+    bad: tuple[str, ...]
+
+
+def default_cache_root() -> Path:
+    from bench.cache import DEFAULT_CACHE_DIR
+
+    return DEFAULT_CACHE_DIR
+
+
+def file_list_fingerprint(paths: Sequence[Path]) -> str:
+    """sha256 over each file's path, size and mtime: the cache changes when any file does."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = path.stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """One image -> (size, size, 3) uint8: RGB (greyscale/CMYK converted), centre crop, bicubic resize."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when that is enough
+        rgb = image.convert("RGB")
+        fitted = ImageOps.fit(rgb, (size, size), Image.Resampling.BICUBIC)
+        return np.asarray(fitted, dtype=np.uint8)
+
+
+def _decode_chunk(paths: Sequence[Path], size: int, out: np.ndarray, start: int) -> list[int]:
+    """Decode paths into out[start:]; returns the offsets of files that could not be decoded."""
+    from PIL import Image
+
+    bad = []
+    for offset, path in enumerate(paths):
+        try:
+            out[start + offset] = decode_image(path, size)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            bad.append(start + offset)
+    return bad
+
+
+def _write(paths: Sequence[Path], size: int, array_path: Path, meta_path: Path, workers: int) -> None:
+    array_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=array_path.parent, suffix=".npy.tmp")
+    os.close(handle)
+    try:
+        out = np.lib.format.open_memmap(temp_name, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+        starts = range(0, len(paths), CHUNK)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            bad_lists = list(pool.map(lambda s: _decode_chunk(paths[s : s + CHUNK], size, out, s), starts))
+        out.flush()
+        os.replace(temp_name, array_path)
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+    bad = sorted(index for chunk in bad_lists for index in chunk)
+    meta = {"format": CACHE_FORMAT, "count": len(paths), "size": size, "bad": bad,
+            "bad_files": [str(paths[i]) for i in bad]}
+    handle, temp_meta = tempfile.mkstemp(dir=meta_path.parent, suffix=".json.tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(meta, stream)
+    os.replace(temp_meta, meta_path)
+
+
+def cached_images(paths: Sequence[Path], size: int, tag: str, cache_root: Path | None = None,
+                  skip_bad: bool = False, workers: int | None = None) -> DecodedImages:
+    """Decode `paths` once into a shared memmap cache; corrupt files fail (or are skipped under skip_bad)."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        return DecodedImages(np.zeros((0, size, size, 3), dtype=np.uint8), np.zeros(0, dtype=np.int64), ())
+    root = Path(cache_root or default_cache_root()) / "images"
+    key = hashlib.sha256(f"{CACHE_FORMAT}|{tag}|{size}|{file_list_fingerprint(paths)}".encode()).hexdigest()[:32]
+    array_path, meta_path = root / f"{key}.npy", root / f"{key}.json"
+    meta = _read_meta(meta_path)
+    if meta is None or not array_path.is_file():
+        _write(paths, size, array_path, meta_path, workers or min(8, os.cpu_count() or 1))
+        meta = _read_meta(meta_path)
+        assert meta is not None
+    bad = list(meta["bad"])
+    if bad and not skip_bad:
+        raise BenchError(
+            f"{tag}: cannot decode image {meta['bad_files'][0]} ({len(bad)} bad file(s) in all); "
+            "replace it or pass --skip-bad to leave bad images out"
+        )
+    images = np.load(array_path, mmap_mode="r")
+    kept = np.setdiff1d(np.arange(len(paths)), np.asarray(bad, dtype=np.int64))
+    if bad:
+        images = np.ascontiguousarray(images[kept])
+    return DecodedImages(images, kept, tuple(meta["bad_files"]))
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("format") == CACHE_FORMAT else None

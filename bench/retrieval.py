@@ -1,0 +1,209 @@
+"""Image-text runs (COCO captions): students learn the teacher's joint space; scored by retrieval recall.
+
+Head students read the teacher's `pooled` features, standalone students read images; a joint-space
+method maps the student embedding into the space of the teacher's `image_embed`, where test images
+are ranked against the teacher's `encode_text` of every test caption (and the reverse).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from bench.data import DataConfig, DatasetSplits, Split
+from bench.errors import BenchError
+from bench.images import channel_stats, to_tensor
+from bench.metrics import flatten_captions, retrieval_recalls
+from bench.provenance import utcnow
+from bench.spec import ExperimentSpec
+from bench.store.records import EpochRecord, RunRecord
+from bench.train import _peak_memory_mb, num_params, state_size_mb
+from bench.workbench import SPLITS, TeacherOutputs, Workbench
+from methods import METHODS
+from methods.base import MethodContext
+from students import HEAD, STUDENTS
+from students.base import StudentContext
+from teachers.base import Teacher
+
+JOINT_TAPS = ("image_embed", "pooled")
+TEACHER_REFERENCE = "teacher-joint-space"
+TEXT_BATCH = 256
+
+
+def require_image_text(teacher: Teacher, dataset: str) -> None:
+    """Image-text datasets need a teacher with a joint space (`modality = "image-text"`)."""
+    if getattr(teacher, "modality", "image") != "image-text" or not hasattr(teacher, "encode_text"):
+        raise BenchError(f"dataset {dataset!r} needs an image-text teacher (CLIP, BLIP); {teacher.name!r} is not one")
+
+
+@torch.inference_mode()
+def encode_texts(teacher: Teacher, texts: Sequence[str], device: torch.device) -> torch.Tensor:
+    """The teacher's L2-normalised text embeddings, in batches."""
+    teacher.to(device)
+    chunks = [teacher.encode_text(list(texts[i : i + TEXT_BATCH])).float().cpu()
+              for i in range(0, len(texts), TEXT_BATCH)]
+    return F.normalize(torch.cat(chunks), dim=-1)
+
+
+def caption_embeddings(bench: Workbench, teacher: Teacher, data: DatasetSplits, split: str) -> torch.Tensor:
+    """Text embeddings of every caption of a split (flattened), through the feature cache."""
+    texts, _ = flatten_captions(data.split(split).captions or ())
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    parts = {"kind": "text-embeddings", "teacher": teacher.name, "weights": teacher.fingerprint,
+             "dataset": data.name, "split": split, "captions": digest, "count": len(texts)}
+    tensors, _ = bench.cache.get_or_compute(parts, lambda: {"text_embed": encode_texts(teacher, texts, bench.device)})
+    return tensors["text_embed"]
+
+
+def per_image_text(text_embed: torch.Tensor, split: Split) -> torch.Tensor:
+    """Normalised mean of each image's caption embeddings (one text target per image)."""
+    _, owners = flatten_captions(split.captions or ())
+    sums = torch.zeros(len(split), text_embed.shape[1]).index_add_(0, owners, text_embed)
+    return F.normalize(sums, dim=-1)
+
+
+def split_recalls(images: torch.Tensor, texts: torch.Tensor, split: Split) -> dict[str, float]:
+    _, owners = flatten_captions(split.captions or ())
+    return retrieval_recalls(F.normalize(images.float(), dim=-1), texts, owners)
+
+
+def student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs) -> dict[str, torch.Tensor]:
+    """Head students read the teacher's pooled features; standalone ones read images at their size."""
+    if kind == HEAD:
+        return {split: outputs.features[split]["pooled"] for split in SPLITS}
+    size = data.config.student_image_size or data.native_size
+    mean, std = channel_stats(data.train.images)
+    return {split: to_tensor(data.split(split).images, size, mean, std) for split in SPLITS}
+
+
+@torch.inference_mode()
+def joint_embeddings(student: torch.nn.Module, method: torch.nn.Module, inputs: torch.Tensor,
+                     device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    student.eval()
+    method.eval()
+    return torch.cat([method.joint_embedding(student(inputs[i : i + batch_size].to(device))).float().cpu()
+                      for i in range(0, len(inputs), batch_size)])
+
+
+def _epoch(student: torch.nn.Module, method: torch.nn.Module, inputs: torch.Tensor,
+           targets: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+           scheduler: torch.optim.lr_scheduler.LRScheduler, batch_size: int, generator: torch.Generator,
+           device: torch.device) -> tuple[float, dict[str, float]]:
+    """One pass over the train split; returns the mean total loss and mean loss terms."""
+    student.train()
+    method.train()
+    order = torch.randperm(len(inputs), generator=generator)
+    sums: dict[str, float] = {}
+    total, batches = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        if len(index) < 2:  # batch norm and the contrastive term need two samples
+            continue
+        teacher = {name: t[index].to(device, non_blocking=True) for name, t in targets.items()}
+        terms = method(student(inputs[index].to(device, non_blocking=True)), teacher, index.to(device))
+        loss = method.total(terms)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += float(loss.detach())
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach())
+        batches += 1
+    batches = max(batches, 1)
+    return total / batches, {name: value / batches for name, value in sums.items()}
+
+
+def train_joint(student: torch.nn.Module, method: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                targets: dict[str, torch.Tensor], score_val: Callable[[], float], hparams: dict,
+                epochs: int, seed: int, device: torch.device,
+                on_epoch: Callable[[EpochRecord], None] | None) -> tuple[list[EpochRecord], float]:
+    """AdamW + cosine schedule (as for classification); val mean recall every epoch. Returns epochs, train s."""
+    torch.manual_seed(seed)
+    student.to(device)
+    method.to(device)
+    batch_size = int(hparams["batch_size"])
+    parameters = [p for p in [*student.parameters(), *method.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=float(hparams["lr"]), weight_decay=float(hparams["weight_decay"]))
+    steps = max(1, epochs * -(-len(inputs["train"]) // batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    generator = torch.Generator().manual_seed(seed)
+    records: list[EpochRecord] = []
+    train_seconds = 0.0
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        loss, terms = _epoch(student, method, inputs["train"], targets, optimizer, scheduler, batch_size,
+                             generator, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds += time.perf_counter() - start
+        record = EpochRecord(epoch, loss, terms, score_val(), time.perf_counter() - start)
+        records.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    return records, train_seconds
+
+
+def _teacher_record(record: RunRecord, teacher: Teacher, test: dict[str, float], val: dict[str, float]) -> RunRecord:
+    """The reference cell: the teacher's own recalls in its joint space (no student)."""
+    return replace(record, status="done", val_acc=val["mean_recall"], **test, pct_of_teacher=100.0, params=0,
+                   method_params=0, size_mb=0.0, inference_params=teacher.num_params(),
+                   inference_size_mb=state_size_mb(teacher), finished_at=utcnow())
+
+
+def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
+                       on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
+    """Train a student into the teacher's joint space and score Recall@1/5/10 both ways on test."""
+    from bench.trial import PROBE_METHOD, _base_record
+
+    data = bench.data(spec.dataset, DataConfig(**spec.data_dict))
+    teacher = bench.teacher(spec.teacher)
+    require_image_text(teacher, spec.dataset)
+    outputs = bench.teacher_outputs(spec.teacher, data, JOINT_TAPS)
+    texts = {split: caption_embeddings(bench, teacher, data, split) for split in ("val", "test")}
+    teacher_val = split_recalls(outputs.features["val"]["image_embed"], texts["val"], data.val)
+    teacher_test = split_recalls(outputs.features["test"]["image_embed"], texts["test"], data.test)
+    kind = HEAD if spec.method == PROBE_METHOD else STUDENTS.entry(spec.student).kind
+    record = replace(_base_record(spec, study, kind, bench, outputs, trial_number),
+                     teacher_reference=TEACHER_REFERENCE, split_sizes=data.split_record(),
+                     skipped_images=data.skipped_images)
+    if spec.method == PROBE_METHOD:
+        return _teacher_record(record, teacher, teacher_test, teacher_val)
+    hparams = spec.hparams_dict
+    inputs = student_inputs(kind, data, outputs)
+    size = int(inputs["train"].shape[-1]) if kind != HEAD else data.native_size
+    student = STUDENTS.get(spec.student)(StudentContext(1, teacher.embed_dim, size), hparams)
+    joint_dim = int(outputs.features["train"]["image_embed"].shape[1])
+    method = METHODS.get(spec.method)(MethodContext(1, joint_dim, student.embed_dim), hparams)
+    if not hasattr(method, "joint_embedding"):
+        raise BenchError(f"method {spec.method!r} cannot train on image-text data; use a joint-space method")
+    targets = {"image_embed": outputs.features["train"]["image_embed"]}
+    if getattr(method, "needs_text", False):
+        targets["text_embed"] = per_image_text(caption_embeddings(bench, teacher, data, "train"), data.train)
+
+    def score(split: str) -> dict[str, float]:
+        return split_recalls(joint_embeddings(student, method, inputs[split], bench.device), texts[split],
+                             data.split(split))
+
+    if bench.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(bench.device)
+    epochs, train_seconds = train_joint(student, method, inputs, targets, lambda: score("val")["mean_recall"],
+                                        hparams, spec.epochs, spec.seed, bench.device, on_epoch)
+    test = score("test")
+    params, size_mb, extra = num_params(student), state_size_mb(student), method.num_params()
+    backbone = (teacher.num_params(), state_size_mb(teacher)) if kind == HEAD else (0, 0.0)
+    reference = teacher_test["mean_recall"]
+    return replace(
+        record, status="done", val_acc=epochs[-1].val_acc if epochs else score("val")["mean_recall"], **test,
+        pct_of_teacher=100.0 * test["mean_recall"] / reference if reference > 0 else None,
+        params=params, method_params=extra, size_mb=size_mb, inference_params=params + extra + backbone[0],
+        inference_size_mb=size_mb + state_size_mb(method) + backbone[1],
+        epoch_seconds=train_seconds / max(spec.epochs, 1),
+        train_images_per_s=spec.epochs * len(data.train) / max(train_seconds, 1e-9),
+        peak_mem_mb=_peak_memory_mb(bench.device), finished_at=utcnow(), epoch_records=tuple(epochs),
+    )
