@@ -60,7 +60,6 @@ def _db_with_recall(tmp_path: Path) -> str:
     for seed, acc in enumerate([0.9, 0.8]):
         store.save_run(record(f"k{seed}", seed=seed, test_acc=acc))
     connection = sqlite3.connect(tmp_path / "r.db")
-    connection.execute("ALTER TABLE runs ADD COLUMN mean_recall REAL")
     connection.execute("UPDATE runs SET mean_recall = 0.40 WHERE spec_key = 'k0'")
     connection.execute("UPDATE runs SET mean_recall = 0.60 WHERE spec_key = 'k1'")
     connection.commit()
