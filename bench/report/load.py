@@ -42,10 +42,10 @@ def read_frame(db_url: str, query: str, params: dict | None = None, where: str |
     engine, guard = _read_only_engine(db_url)
     try:
         with engine.connect() as connection:
+            if guard:  # before any other statement: PostgreSQL wants SET TRANSACTION first
+                connection.execute(text(guard))
             if not inspect(connection).has_table("runs"):
                 return pd.DataFrame()
-            if guard:
-                connection.execute(text(guard))
             return _decode(pd.read_sql(text(query), connection, params=params))
     except (SQLAlchemyError, pd.errors.DatabaseError) as error:
         label = f"--where {where!r}" if where else "SQL error"
