@@ -13,7 +13,7 @@ from bench.errors import BenchError
 from bench.store.session import check_url
 
 
-def _read_only_engine(db_url: str):  # noqa: ANN202 - sqlalchemy Engine
+def read_only_engine(db_url: str):  # noqa: ANN202 - sqlalchemy Engine
     url = make_url(check_url(db_url))
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
@@ -30,7 +30,7 @@ def _read_only_engine(db_url: str):  # noqa: ANN202 - sqlalchemy Engine
 
 def read_only_query(db_url: str, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run `query` on a read-only connection; any write is refused and rolled back."""
-    engine, guard = _read_only_engine(db_url)
+    engine, guard = read_only_engine(db_url)
     try:
         with engine.connect() as connection:
             transaction = connection.begin()

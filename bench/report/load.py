@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bench.errors import BenchError
-from bench.sql import _read_only_engine
+from bench.sql import read_only_engine
 
 PROBE_METHOD = "teacher-probe"
 BASELINE_METHOD = "scratch"
@@ -39,7 +39,7 @@ def _decode(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read_frame(db_url: str, query: str, params: dict | None = None, where: str | None = None) -> pd.DataFrame:
     """Run one SELECT on a read-only connection; a bad `where` is a one-line BenchError."""
-    engine, guard = _read_only_engine(db_url)
+    engine, guard = read_only_engine(db_url)
     try:
         with engine.connect() as connection:
             if guard:  # before any other statement: PostgreSQL wants SET TRANSACTION first

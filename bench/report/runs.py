@@ -7,7 +7,7 @@ from sqlalchemy import inspect
 
 from bench.errors import BenchError
 from bench.report.load import load_epochs, load_runs, read_frame
-from bench.sql import _read_only_engine
+from bench.sql import read_only_engine
 
 LIST_COLUMNS = ["id", "spec_key", "study", "dataset", "teacher", "student", "method", "epochs", "seed", "status",
                 "test_acc", "val_acc", "size_mb", "epoch_seconds", "finished_at"]
@@ -27,7 +27,7 @@ def run_table(db_url: str, where: str | None = None) -> tuple[list[str], list[tu
 
 
 def _has_runs_table(db_url: str) -> bool:
-    engine, _ = _read_only_engine(db_url)
+    engine, _ = read_only_engine(db_url)
     try:
         with engine.connect() as connection:
             return inspect(connection).has_table("runs")

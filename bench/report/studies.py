@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import inspect
 
 from bench.report.plots import Plot, pyplot, save
-from bench.sql import _read_only_engine
+from bench.sql import read_only_engine
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
 
@@ -27,7 +27,7 @@ class StudyReport:
 
 def has_optuna_tables(db_url: str) -> bool:
     """Whether Optuna's tables exist (checked read-only, so a report never creates them)."""
-    engine, _ = _read_only_engine(db_url)
+    engine, _ = read_only_engine(db_url)
     try:
         with engine.connect() as connection:
             return inspect(connection).has_table("studies") and inspect(connection).has_table("trials")
