@@ -14,6 +14,7 @@ from bench.store.session import check_url
 
 
 def read_only_engine(db_url: str):  # noqa: ANN202 - sqlalchemy Engine
+    """An engine that cannot write, and the statement that guards each transaction (or None)."""
     url = make_url(check_url(db_url))
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
