@@ -53,6 +53,9 @@ def run(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file (repeatable)")] = None,
+    allow_download: Annotated[
+        bool, typer.Option("--allow-download", help="let teachers download missing weights (off: offline only)")
+    ] = False,
 ) -> None:
     """Run every cell of a grid not already in the database (re-running is a no-op)."""
     with user_errors():
@@ -68,7 +71,7 @@ def run(
             if not sep or not path:
                 raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
             loaded.weights[teacher] = path
-        summary = run_grid(loaded, db, RunContext(cache_dir, data_root, device), err)
+        summary = run_grid(loaded, db, RunContext(cache_dir, data_root, device, allow_download), err)
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
             f"{summary.done} run now, {summary.failed} failed; results in {db}",

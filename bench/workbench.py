@@ -50,6 +50,7 @@ class RunContext:
     cache_dir: Path | None = None
     data_root: Path | None = None
     device: str = "auto"
+    allow_download: bool = False  # teachers may fetch missing weights (never in tests)
 
 
 class Workbench:
@@ -66,7 +67,8 @@ class Workbench:
 
     def teacher(self, name: str) -> Teacher:
         if name not in self._teachers:
-            self._teachers[name] = TEACHERS.get(name)(self.weights.get(name))
+            factory = TEACHERS.get(name)
+            self._teachers[name] = factory(self.weights.get(name), allow_download=self.context.allow_download)
         return self._teachers[name]
 
     def data(self, name: str, config: DataConfig) -> DatasetSplits:

