@@ -156,11 +156,11 @@ def tag_config(arch: str, tag: str | None) -> dict[str, Any]:
 
 def clip_weights_spec(teacher: str, arch: str, tag: str | None) -> WeightsSpec:
     """Where open_clip keeps (arch, tag) weights: the HF hub cache, else its URL cache."""
-    cfg = tag_config(arch, tag)
+    cfg, files = tag_config(arch, tag), OPEN_CLIP_FILES
     hub_id = (cfg.get("hf_hub") or "").strip("/")
     if hub_id:
         return WeightsSpec(teacher, OPEN_CLIP_FILES, f"HF cache ({hub_id})",
-                           lambda: hf_cached_file(hub_id, OPEN_CLIP_FILES), hf_download_file(hub_id, OPEN_CLIP_FILES[0]))
+                           lambda: hf_cached_file(hub_id, files), hf_download_file(hub_id, files[0]))
     if cfg.get("url"):
         cached = Path("~/.cache/clip").expanduser() / Path(cfg["url"]).name
 
