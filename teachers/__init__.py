@@ -7,6 +7,6 @@ from teachers.base import Preprocess, Teacher
 
 TEACHERS: Registry = Registry("teacher")
 
-from teachers import clip, effnet, timm_vit  # noqa: E402,F401  (register entries)
+from teachers import blip, clip, effnet, timm_vit  # noqa: E402,F401  (register entries)
 
 __all__ = ["TEACHERS", "Preprocess", "Teacher"]

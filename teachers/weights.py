@@ -82,7 +82,7 @@ def _explicit(spec: WeightsSpec, weights: str) -> Path:
         raise BenchError(f"weights for teacher {spec.teacher!r} not found: {path} does not exist")
     usable = _usable(path, spec)
     if usable is None:
-        wanted = "a config.json and weights" if spec.directory else f"one of {', '.join(spec.files)}"
+        wanted = "config.json (a save_pretrained directory)" if spec.directory else f"one of {', '.join(spec.files)}"
         raise BenchError(f"weights for teacher {spec.teacher!r}: directory {path} holds no {wanted}")
     return usable
 
