@@ -110,6 +110,27 @@ def list_entries(
 
 
 @app.command()
+def teachers(
+    names: Annotated[list[str] | None, typer.Argument(help="teachers to check [default: every registered one]")] = None,
+    weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file or dir (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+) -> None:
+    """Each teacher's family, params, embedding dim, input, normalisation, taps and whether its weights are here."""
+    with user_errors():
+        from teachers.inventory import inventory, inventory_table
+
+        explicit = dict(item.partition("=")[::2] for item in weights or [])
+        infos = inventory(names, explicit)
+        if as_json:
+            sys.stdout.write(json.dumps([info.as_dict() for info in infos]) + "\n")
+            return
+        Console(width=max(out.width, 150)).print(inventory_table(infos))  # taps and paths need the room
+        for info in infos:
+            if info.missing:
+                out.print(f"{info.name}: {info.missing}", highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="a SELECT statement")],
     db: DbOption = DEFAULT_DB,

@@ -183,16 +183,43 @@ def hf_vision_factory(teacher: str, repo_id: str) -> Callable[..., Teacher]:
     return build
 
 
+def hf_describer(blip: bool) -> Callable[[Path | None], dict[str, Any]]:
+    """Params, embedding dim and preprocessing from a local config.json (unknown until the weights are here)."""
+
+    def describe(weights: Path | None) -> dict[str, Any]:
+        if weights is None:
+            return {}
+        from transformers import AutoConfig, AutoModel, BlipForImageTextRetrieval
+
+        from teachers.inventory import meta_param_count
+
+        config = AutoConfig.from_pretrained(weights, local_files_only=True)
+        with torch.device("meta"):
+            model = (BlipForImageTextRetrieval if blip else AutoModel).from_config(config)
+        vision = config.vision_config if blip else config
+        dim = config.image_text_hidden_size if blip else getattr(config, "hidden_size", None)
+        return {"params": meta_param_count(model), "embed_dim": dim,
+                "preprocess": hf_preprocess(weights, int(getattr(vision, "image_size", 224)))}
+
+    return describe
+
+
+def hf_meta(teacher: str, repo_id: str, taps: tuple[str, ...], blip: bool) -> dict[str, Any]:
+    """Registry meta of a transformers teacher: taps, repo, and how `bench teachers` checks and describes it."""
+    return {"taps": taps, "model": repo_id, "modality": "image-text" if blip else "image",
+            "weights_spec": lambda: hf_weights_spec(teacher, repo_id), "describe": hf_describer(blip)}
+
+
 def resolve_hf_name(name: str) -> Entry:
     """`hf:<org>/<repo>` -> a vision-encoder teacher (only `pooled` is certain before its config is read)."""
     repo_id = name.split(":", 1)[1]
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise BenchError(f"teacher {name!r}: expected hf:<org>/<repo>, e.g. hf:facebook/dinov2-small")
     return Entry(name, hf_vision_factory(name, repo_id), "transformers", f"transformers AutoModel {repo_id}",
-                 {"taps": ("pooled",), "model": repo_id, "modality": "image"})
+                 hf_meta(name, repo_id, ("pooled",), blip=False))
 
 
 TEACHERS.add("blip-base", blip_factory("blip-base", BLIP_REPO), kind="transformers",
              description="BLIP ViT-B/16 ITM+ITC, COCO retrieval (Salesforce/blip-itm-base-coco)",
-             taps=(*vit_taps(12), "image_embed"), model=BLIP_REPO, modality="image-text")
+             **hf_meta("blip-base", BLIP_REPO, (*vit_taps(12), "image_embed"), blip=True))
 TEACHERS.add_prefix_resolver("hf", resolve_hf_name)

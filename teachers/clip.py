@@ -207,10 +207,33 @@ def open_clip_factory(teacher: str, arch: str, tag: str | None) -> Callable[...,
     return build
 
 
+def clip_describer(arch: str, tag: str | None) -> Callable[[Path | None], dict[str, Any]]:
+    """Params, joint embedding dim and preprocessing of an open_clip model, from a meta-device build."""
+
+    def describe(_weights: Path | None) -> dict[str, Any]:
+        import open_clip
+
+        from teachers.inventory import meta_param_count
+
+        with torch.device("meta"):
+            model = open_clip.create_model(arch, device="meta", pretrained_image=False, pretrained_text=False)
+        embed_dim = (open_clip.get_model_config(arch) or {}).get("embed_dim")
+        return {"params": meta_param_count(model), "embed_dim": embed_dim,
+                "preprocess": clip_preprocess(model, tag_config(arch, tag))}
+
+    return describe
+
+
+def clip_meta(teacher: str, arch: str, tag: str | None, taps: tuple[str, ...]) -> dict[str, Any]:
+    """Registry meta of an open_clip teacher: taps, model, and how `bench teachers` checks and describes it."""
+    return {"taps": taps, "model": f"{arch}:{tag}" if tag else arch, "modality": "image-text",
+            "weights_spec": lambda: clip_weights_spec(teacher, arch, tag), "describe": clip_describer(arch, tag)}
+
+
 def register_clip_teacher(name: str, arch: str, tag: str | None, description: str) -> None:
     """Register a named open_clip teacher (taps come from the model config)."""
     TEACHERS.add(name, open_clip_factory(name, arch, tag), kind="open_clip", description=description,
-                 taps=config_taps(arch), model=f"{arch}:{tag}", modality="image-text")
+                 **clip_meta(name, arch, tag, config_taps(arch)))
 
 
 def _known_arch(arch: str) -> bool:
@@ -232,7 +255,7 @@ def resolve_open_clip_name(name: str) -> Entry:
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
         raise UnknownNameError(f"open_clip {arch} has no pretrained tag {tag!r} (teacher {name!r}); tags: {tags}")
     return Entry(name, open_clip_factory(name, arch, tag or None), "open_clip", f"open_clip {arch} {tag}".strip(),
-                 {"taps": config_taps(arch), "model": f"{arch}:{tag}", "modality": "image-text"})
+                 clip_meta(name, arch, tag or None, config_taps(arch)))
 
 
 _NAMED = (
@@ -242,5 +265,5 @@ _NAMED = (
 )
 for _name, _arch, _tag, _description in _NAMED:
     TEACHERS.add(_name, open_clip_factory(_name, _arch, _tag), kind="open_clip", description=_description,
-                 taps=(*vit_taps(12), "image_embed"), model=f"{_arch}:{_tag}", modality="image-text")
+                 **clip_meta(_name, _arch, _tag, (*vit_taps(12), "image_embed")))
 TEACHERS.add_prefix_resolver("open_clip", resolve_open_clip_name)

@@ -205,6 +205,27 @@ def timm_factory(teacher: str, model_name: str, **model_kwargs: Any) -> Callable
     return build
 
 
+def timm_describer(model_name: str, **model_kwargs: Any) -> Callable[[Path | None], dict[str, Any]]:
+    """Params, embedding dim and preprocessing of a timm model, from a meta-device build."""
+
+    def describe(_weights: Path | None) -> dict[str, Any]:
+        from teachers.inventory import meta_param_count
+
+        with torch.device("meta"):
+            encoder = create_timm_model(model_name, None, **model_kwargs)
+        return {"params": meta_param_count(encoder), "embed_dim": int(encoder.num_features),
+                "preprocess": timm_preprocess(encoder)}
+
+    return describe
+
+
+def timm_meta(teacher: str, model_name: str, taps: tuple[str, ...], **model_kwargs: Any) -> dict[str, Any]:
+    """Registry meta of a timm teacher: taps, model, and how `bench teachers` checks and describes it."""
+    return {"taps": taps, "model": model_name, "modality": "image",
+            "weights_spec": lambda: timm_weights_spec(teacher, model_name),
+            "describe": timm_describer(model_name, **model_kwargs)}
+
+
 def register_timm_teacher(name: str, model_name: str, description: str, blocks: int | None = None,
                           imagenet_logits: bool = False, **model_kwargs: Any) -> None:
     """Register a named timm teacher (`blocks` lists a ViT's taps without building it; else built on meta)."""
@@ -213,7 +234,7 @@ def register_timm_teacher(name: str, model_name: str, description: str, blocks: 
     else:
         taps = (*vit_taps(blocks), "imagenet_logits") if imagenet_logits else vit_taps(blocks)
     TEACHERS.add(name, timm_factory(name, model_name, **model_kwargs), kind="timm", description=description,
-                 taps=taps, model=model_name, modality="image")
+                 **timm_meta(name, model_name, taps, **model_kwargs))
 
 
 def meta_taps(model_name: str, **model_kwargs: Any) -> tuple[str, ...]:
@@ -232,7 +253,7 @@ def resolve_timm_name(name: str) -> Entry:
         hint = f"did you mean: {', '.join('timm:' + c for c in close)}?" if close else "see timm.list_models()"
         raise UnknownNameError(f"unknown timm model {model_name!r} in teacher {name!r}; {hint}")
     return Entry(name, timm_factory(name, model_name), "timm", f"timm {model_name}",
-                 {"taps": meta_taps(model_name), "model": model_name, "modality": "image"})
+                 timm_meta(name, model_name, meta_taps(model_name)))
 
 
 for _name, _model, _logits, _description in (
