@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -210,6 +211,7 @@ def hf_meta(teacher: str, repo_id: str, taps: tuple[str, ...], blip: bool) -> di
             "weights_spec": lambda: hf_weights_spec(teacher, repo_id), "describe": hf_describer(blip)}
 
 
+@functools.lru_cache(maxsize=64)  # grids resolve each name once per student x method pair
 def resolve_hf_name(name: str) -> Entry:
     """`hf:<org>/<repo>` -> a vision-encoder teacher (only `pooled` is certain before its config is read)."""
     repo_id = name.split(":", 1)[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -242,6 +243,7 @@ def _known_arch(arch: str) -> bool:
     return arch in open_clip.list_models()
 
 
+@functools.lru_cache(maxsize=64)  # grids resolve each name once per student x method pair
 def resolve_open_clip_name(name: str) -> Entry:
     """`open_clip:<arch>[:<tag>]` -> a teacher entry for any open_clip architecture (and pretrained tag)."""
     import open_clip

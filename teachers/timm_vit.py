@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -243,6 +244,7 @@ def meta_taps(model_name: str, **model_kwargs: Any) -> tuple[str, ...]:
         return timm_taps(create_timm_model(model_name, None, **model_kwargs))
 
 
+@functools.lru_cache(maxsize=64)  # grids resolve each name once per student x method pair
 def resolve_timm_name(name: str) -> Entry:
     """`timm:<model_name>[.<tag>]` -> a teacher entry for any model timm knows."""
     import timm

@@ -81,9 +81,13 @@ def _explicit(spec: WeightsSpec, weights: str) -> Path:
     if not path.exists():
         raise BenchError(f"weights for teacher {spec.teacher!r} not found: {path} does not exist")
     usable = _usable(path, spec)
+    if usable is None and path.is_file():
+        raise BenchError(f"weights for teacher {spec.teacher!r} must be a save_pretrained directory, not {path}")
     if usable is None:
-        wanted = "config.json (a save_pretrained directory)" if spec.directory else f"one of {', '.join(spec.files)}"
-        raise BenchError(f"weights for teacher {spec.teacher!r}: directory {path} holds no {wanted}")
+        wanted = "no config.json (a save_pretrained directory)" if spec.directory else (
+            f"none of {', '.join(spec.files)} and no single weights file"
+        )
+        raise BenchError(f"weights for teacher {spec.teacher!r}: directory {path} holds {wanted}")
     return usable
 
 
