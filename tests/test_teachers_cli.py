@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
+import pytest
 
 
 def bench(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,7 +40,7 @@ def test_missing_weights_stop_the_run_before_the_database(tmp_path: Path) -> Non
     assert not db.exists()
 
 
-def test_bench_teachers_reports_where_weights_are(tmp_path: Path) -> None:
+def test_bench_teachers_reports_where_weights_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import timm
     from safetensors.torch import save_file
 
@@ -65,8 +65,15 @@ def test_bench_teachers_reports_where_weights_are(tmp_path: Path) -> None:
     assert "$BENCH_WEIGHTS/dino-vits16/model.safetensors" in dino["missing"]
     assert not rows["blip-base"]["available"] and "save_pretrained directory" in rows["blip-base"]["missing"]
 
-    table = bench("teachers", "effnet-lite0", "dino-vits16", cwd=tmp_path, env=env)
-    assert table.returncode == 0, table.stderr
-    assert "MISSING" in table.stdout and "pooled, tokens, hidden.0-11, attn.0-11" in table.stdout
-    assert "dino-vits16: no weights for teacher 'dino-vits16'" in table.stdout
-    assert torch.__version__  # the CLI ran beside the same torch
+    import huggingface_hub.constants
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    monkeypatch.setenv("BENCH_WEIGHTS", env["BENCH_WEIGHTS"])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    table = CliRunner().invoke(app, ["teachers", "effnet-lite0", "dino-vits16", "timm:test_vit"])
+    assert table.exit_code == 0, table.output
+    assert "MISSING" in table.output and "hidden.0-11" in table.output and "attn.0-11" in table.output
+    assert "bench-weights" in table.output and "imagenet" in table.output
+    assert "dino-vits16: no weights for teacher 'dino-vits16'" in table.output
