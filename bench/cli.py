@@ -107,6 +107,10 @@ def list_entries(
                 for entry in registry:
                     table.add_row(entry.name, entry.kind, entry.description)
                 out.print(table)
+                if name == "teachers":
+                    from teachers import GENERIC_NAMES
+
+                    out.print(f"also any of: {', '.join(GENERIC_NAMES)}", highlight=False, markup=False)
 
 
 @app.command()

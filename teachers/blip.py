@@ -196,7 +196,7 @@ def hf_describer(blip: bool) -> Callable[[Path | None], dict[str, Any]]:
 
         config = AutoConfig.from_pretrained(weights, local_files_only=True)
         with torch.device("meta"):
-            model = (BlipForImageTextRetrieval if blip else AutoModel).from_config(config)
+            model = BlipForImageTextRetrieval(config) if blip else AutoModel.from_config(config)
         vision = config.vision_config if blip else config
         dim = config.image_text_hidden_size if blip else getattr(config, "hidden_size", None)
         return {"params": meta_param_count(model), "embed_dim": dim,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
@@ -53,17 +54,18 @@ def describe_teacher(entry: Entry, weights: str | None = None) -> TeacherInfo:
     """Resolve the weights without downloading and describe the architecture (built on the meta device)."""
     path, origin, missing = None, "packaged", None
     spec_fn, packaged = entry.meta.get("weights_spec"), entry.meta.get("packaged_weights")
-    if weights is None and packaged is not None:
-        try:
-            path = packaged()
-        except BenchError as error:
-            origin, missing = "missing", str(error)
-    elif spec_fn is not None:
-        try:
+    try:
+        if spec_fn is not None:
             resolved = resolve_weights(spec_fn(), weights, allow_download=False)
             path, origin = resolved.path, resolved.origin
-        except BenchError as error:
-            origin, missing = "missing", str(error)
+        elif weights is not None:
+            path, origin = Path(weights), "explicit"
+            if not path.exists():
+                raise BenchError(f"weights for teacher {entry.name!r} not found: {path} does not exist")
+        elif packaged is not None:
+            path = packaged()
+    except BenchError as error:
+        path, origin, missing = None, "missing", str(error)
     describe = entry.meta.get("describe")
     facts: dict[str, Any] = describe(path) if describe is not None else {}
     return TeacherInfo(entry.name, entry.kind, facts.get("params"), facts.get("embed_dim"), facts.get("preprocess"),

@@ -103,6 +103,10 @@ def test_generic_hf_vision_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     torch.testing.assert_close(out["tokens"], expected.last_hidden_state[:, 1:], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out["hidden.0"], expected.hidden_states[1][:, 1:], rtol=1e-5, atol=1e-6)
     assert out["attn.1"].shape == (2, 2, 17, 17)
+    from teachers.inventory import describe_teacher
+
+    info = describe_teacher(TEACHERS.entry("hf:tiny-org/tiny-vit"))
+    assert info.weights_origin == "bench-weights" and info.params == sum(p.numel() for p in source.parameters())
 
 
 def test_missing_blip_weights_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,3 +122,13 @@ def test_missing_blip_weights_is_one_clear_error(tmp_path: Path, monkeypatch: py
         TEACHERS.get("blip-base")(str(tmp_path / "empty"))
     with pytest.raises(BenchError, match="expected hf:<org>/<repo>"):
         TEACHERS.entry("hf:just-a-name")
+
+
+def test_bench_teachers_describes_a_local_blip_dir(tiny_blip) -> None:
+    from teachers.inventory import describe_teacher
+
+    folder, source = tiny_blip
+    info = describe_teacher(TEACHERS.entry("blip-base"), str(folder))
+    assert (info.weights_origin, info.weights, info.missing) == ("explicit", str(folder), None)
+    assert info.params == sum(p.numel() for p in source.parameters()) and info.embed_dim == 16
+    assert info.preprocess.input_size == 32 and "image_embed" in info.taps
