@@ -78,13 +78,12 @@ class OpenClipTeacher(Teacher):
     modality = "image-text"
     channels_last = False
 
-    def __init__(self, name: str, model: nn.Module, tokenizer_name: str, preprocess: Preprocess,
-                 fingerprint: str) -> None:
+    def __init__(self, name: str, model: nn.Module, arch: str, preprocess: Preprocess, fingerprint: str) -> None:
         import open_clip
 
-        embed_dim = int((open_clip.get_model_config(tokenizer_name) or {}).get("embed_dim", 0))
+        embed_dim = int((open_clip.get_model_config(arch) or {}).get("embed_dim", 0))
         super().__init__(name, model, preprocess, embed_dim or int(model.visual.output_dim), fingerprint)
-        self.tokenizer_name = tokenizer_name
+        self.arch = arch
         self.taps = (*open_clip_taps(model.visual), "image_embed")
         self._tokenizer: Callable | None = None
 
@@ -114,10 +113,10 @@ class OpenClipTeacher(Teacher):
             import open_clip
 
             try:
-                self._tokenizer = open_clip.get_tokenizer(self.tokenizer_name)
+                self._tokenizer = open_clip.get_tokenizer(self.arch)
             except Exception as error:  # noqa: BLE001 - an HF tokenizer missing from the offline cache
                 raise BenchError(
-                    f"teacher {self.name!r}: cannot load the tokenizer of {self.tokenizer_name} "
+                    f"teacher {self.name!r}: cannot load the tokenizer of {self.arch} "
                     f"({type(error).__name__}); put it in the HF cache or allow downloads"
                 ) from None
         return self._tokenizer(list(texts))
