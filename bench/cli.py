@@ -54,7 +54,8 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file (repeatable)")] = None,
     allow_download: Annotated[
-        bool, typer.Option("--allow-download", help="let torchvision download a missing dataset (cifar-100)")
+        bool,
+        typer.Option("--allow-download", help="let teachers fetch missing weights and torchvision missing data"),
     ] = False,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="leave corrupt images out (counted per run) instead of stopping")
@@ -111,6 +112,31 @@ def list_entries(
                 for entry in registry:
                     table.add_row(entry.name, entry.kind, entry.description)
                 out.print(table)
+                if name == "teachers":
+                    from teachers import GENERIC_NAMES
+
+                    out.print(f"also any of: {', '.join(GENERIC_NAMES)}", highlight=False, markup=False)
+
+
+@app.command()
+def teachers(
+    names: Annotated[list[str] | None, typer.Argument(help="teachers to check [default: every registered one]")] = None,
+    weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file or dir (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+) -> None:
+    """Each teacher's family, params, embedding dim, input, normalisation, taps and whether its weights are here."""
+    with user_errors():
+        from teachers.inventory import inventory, inventory_table
+
+        explicit = dict(item.partition("=")[::2] for item in weights or [])
+        infos = inventory(names, explicit)
+        if as_json:
+            sys.stdout.write(json.dumps([info.as_dict() for info in infos]) + "\n")
+            return
+        Console(width=max(out.width, 150)).print(inventory_table(infos))  # taps and paths need the room
+        for info in infos:
+            if info.missing:
+                out.print(f"{info.name}: {info.missing}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()

