@@ -17,7 +17,6 @@ from bench.spec import ExperimentSpec
 
 Scalar = str | int | float | bool
 TRAIN_DEFAULTS: dict[str, Any] = {"lr": 3e-3, "weight_decay": 5e-4, "batch_size": 128}
-TEACHER_OUTPUTS_FROM_PROBE = frozenset({"logits"})  # KD targets come from the linear probe
 
 
 def _as_list(value: Any) -> Any:
@@ -116,7 +115,6 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
         if teacher not in model.teacher:
             raise BenchError(f"{where}field 'weights': {teacher!r} is not one of this grid's teachers")
     _check_hparam_names(model, regs, where)
-    _check_compatibility(model, regs, where)
     data = DataConfig(**model.data.model_dump())
     specs: dict[str, ExperimentSpec] = {}
     hparam_names = list(model.hparams)
@@ -132,6 +130,7 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
             hparams={**relevant, **chosen}, data=data.as_dict(), epochs=epochs, seed=seed,
         )
         specs.setdefault(spec.key, spec)
+    _check_compatibility(list(specs.values()), regs, where)
     name = model.name or (path.stem if path else "grid")
     return Grid(name, path, tuple(specs.values()), dict(model.weights))
 
@@ -160,20 +159,32 @@ def _check_hparam_names(model: GridModel, regs: dict[str, Any], where: str) -> N
             )
 
 
-def _check_compatibility(model: GridModel, regs: dict[str, Any], where: str) -> None:
-    for student, method, teacher in itertools.product(model.student, model.method, model.teacher):
-        builder = regs["students"].get(student)
-        method_cls = regs["methods"].get(method)
-        missing = set(method_cls.needs_student) - set(builder.provides)
+def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], where: str) -> None:
+    """Each spec's student gives what its method reads, and its teacher has the taps both need."""
+    from bench.wiring import teacher_families
+    from students import HEAD
+    from students.base import tap_family
+
+    for spec in specs:
+        builder_entry, teacher_entry = regs["students"].entry(spec.student), regs["teachers"].entry(spec.teacher)
+        builder, method_cls = builder_entry.obj, regs["methods"].get(spec.method)
+        taps = tuple(teacher_entry.meta.get("taps", ()))
+        offered = teacher_families(taps, teacher_entry.meta.get("modality"))
+        if builder_entry.kind == HEAD and builder.input_tap(taps) is None:
+            raise BenchError(
+                f"{where}student {spec.student!r} reads teacher tap {' or '.join(builder.input_taps)} "
+                f"that {spec.teacher!r} does not give (it gives {sorted(offered - {'logits'})})"
+            )
+        needs = method_cls.requirements(spec.hparams_dict, taps, builder.provides)
+        missing = set(needs.student) - {tap_family(name) for name in builder.provides}
         if missing:
             raise BenchError(
-                f"{where}student {student!r} cannot be trained with method {method!r}: "
+                f"{where}student {spec.student!r} cannot be trained with method {spec.method!r}: "
                 f"it gives no {sorted(missing)}; drop the pair or pick another student"
             )
-        taps = set(regs["teachers"].entry(teacher).meta.get("taps", ())) | TEACHER_OUTPUTS_FROM_PROBE
-        missing = set(method_cls.needs_teacher) - taps
+        missing = set(needs.teacher) - offered
         if missing:
             raise BenchError(
-                f"{where}method {method!r} needs teacher outputs {sorted(missing)} that "
-                f"{teacher!r} does not give"
+                f"{where}method {spec.method!r} needs teacher outputs {sorted(missing)} that "
+                f"{spec.teacher!r} does not give"
             )

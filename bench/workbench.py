@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class TeacherOutputs:
-    """Pooled features per split and the cache events that produced them."""
+    """Teacher outputs (tap -> tensor) per split and the cache events that produced them."""
 
     features: dict[str, dict[str, torch.Tensor]]
     events: list[CacheEvent] = field(default_factory=list)
@@ -72,9 +73,11 @@ class Workbench:
     def data(self, name: str, config: DataConfig) -> DatasetSplits:
         return load_dataset(name, config, self.context.data_root)
 
-    def teacher_outputs(self, teacher_name: str, data: DatasetSplits) -> TeacherOutputs:
-        """Pooled features for train/val/test; a repeat in this process counts as a cache hit."""
-        memo_key = (teacher_name, data.name, data.config)
+    def teacher_outputs(self, teacher_name: str, data: DatasetSplits,
+                        taps: Sequence[str] = FEATURE_TAPS) -> TeacherOutputs:
+        """The taps' outputs for train/val/test; a repeat in this process counts as a cache hit."""
+        taps = tuple(sorted(set(taps)))
+        memo_key = (teacher_name, data.name, data.config, taps)
         if memo_key in self._outputs:
             cached = self._outputs[memo_key]
             return TeacherOutputs(cached.features, [CacheEvent(True, e.teacher_seconds) for e in cached.events])
@@ -82,7 +85,7 @@ class Workbench:
         features, events = {}, []
         for split in SPLITS:
             features[split], event = cached_teacher_outputs(
-                teacher, data, split, FEATURE_TAPS, self.cache, self.device
+                teacher, data, split, taps, self.cache, self.device
             )
             events.append(event)
         self._outputs[memo_key] = TeacherOutputs(features, events)

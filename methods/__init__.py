@@ -7,6 +7,8 @@ from methods.base import Method, MethodContext
 
 METHODS: Registry[type[Method]] = Registry("method")
 
-from methods import classic  # noqa: E402,F401  (registers entries)
+from methods import attention, classic, combined, contrastive, relational, tinybert  # noqa: E402,F401
+
+combined.extend_defaults()
 
 __all__ = ["METHODS", "Method", "MethodContext"]
