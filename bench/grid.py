@@ -161,30 +161,11 @@ def _check_hparam_names(model: GridModel, regs: dict[str, Any], where: str) -> N
 
 def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], where: str) -> None:
     """Each spec's student gives what its method reads, and its teacher has the taps both need."""
-    from bench.wiring import teacher_families
-    from students import HEAD
-    from students.base import tap_family
+    from bench.wiring import incompatibility
 
     for spec in specs:
-        builder_entry, teacher_entry = regs["students"].entry(spec.student), regs["teachers"].entry(spec.teacher)
-        builder, method_cls = builder_entry.obj, regs["methods"].get(spec.method)
-        taps = tuple(teacher_entry.meta.get("taps", ()))
-        offered = teacher_families(taps, teacher_entry.meta.get("modality"))
-        if builder_entry.kind == HEAD and builder.input_tap(taps) is None:
-            raise BenchError(
-                f"{where}student {spec.student!r} reads teacher tap {' or '.join(builder.input_taps)} "
-                f"that {spec.teacher!r} does not give (it gives {sorted(offered - {'logits'})})"
-            )
-        needs = method_cls.requirements(spec.hparams_dict, taps, builder.provides)
-        missing = set(needs.student) - {tap_family(name) for name in builder.provides}
-        if missing:
-            raise BenchError(
-                f"{where}student {spec.student!r} cannot be trained with method {spec.method!r}: "
-                f"it gives no {sorted(missing)}; drop the pair or pick another student"
-            )
-        missing = set(needs.teacher) - offered
-        if missing:
-            raise BenchError(
-                f"{where}method {spec.method!r} needs teacher outputs {sorted(missing)} that "
-                f"{spec.teacher!r} does not give"
-            )
+        teacher = regs["teachers"].entry(spec.teacher)
+        problem = incompatibility(spec.student, spec.method, spec.hparams_dict, spec.teacher,
+                                  tuple(teacher.meta.get("taps", ())), teacher.meta.get("modality"))
+        if problem:
+            raise BenchError(f"{where}{problem}")

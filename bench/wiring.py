@@ -47,6 +47,25 @@ def teacher_families(taps: Collection[str], modality: str | None) -> frozenset[s
     return frozenset(families)
 
 
+def incompatibility(student_name: str, method_name: str, hparams: Mapping[str, Any], teacher_name: str,
+                    taps: Sequence[str], modality: str | None) -> str | None:
+    """Why this student/method cannot run on a teacher with these taps (one line), or None when they can."""
+    entry, method_cls = STUDENTS.entry(student_name), METHODS.get(method_name)
+    offered = teacher_families(taps, modality)
+    if entry.kind == HEAD and entry.obj.input_tap(taps) is None:
+        return (f"student {student_name!r} reads teacher tap {' or '.join(entry.obj.input_taps)} that "
+                f"{teacher_name!r} does not give (it gives {sorted(offered - {'logits'})})")
+    needs = method_cls.requirements(hparams, taps, entry.obj.provides)
+    missing = set(needs.student) - {tap_family(name) for name in entry.obj.provides}
+    if missing:
+        return (f"student {student_name!r} cannot be trained with method {method_name!r}: "
+                f"it gives no {sorted(missing)}; drop the pair or pick another student")
+    missing = set(needs.teacher) - offered
+    if missing:
+        return f"method {method_name!r} needs teacher outputs {sorted(missing)} that {teacher_name!r} does not give"
+    return None
+
+
 @torch.no_grad()
 def tap_shapes(teacher: Teacher, taps: Sequence[str], image_size: int) -> dict[str, Shape]:
     """Per-sample shapes of the teacher's taps, from one blank image."""
