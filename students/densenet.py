@@ -75,7 +75,7 @@ def _build_densenet(context: StudentContext, hparams: Mapping[str, Any]) -> nn.M
 
 STUDENTS.add(
     "densenet",
-    StudentBuilder(_build_densenet, {"depth": 16, "growth": 12},
+    StudentBuilder(_build_densenet, {"depth": 10, "growth": 12},
                    provides=frozenset({"logits", "embedding", "feature_map", "hidden"})),
     kind=STANDALONE, description="small DenseNet-BC on images (depth 6n+4, growth rate)",
 )

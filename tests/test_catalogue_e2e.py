@@ -12,6 +12,7 @@ from bench.runner import run_grid
 from bench.sql import read_only_query
 from bench.workbench import RunContext
 from students import STUDENTS
+from tests.fakes import one_thread  # noqa: F401  (fixture)
 
 DATA = """
 dataset: digits
@@ -21,17 +22,18 @@ epochs: 4
 data:
   image_size: 64
   student_image_size: 16
-  train_limit: 500
+  train_limit: 400
   val_limit: 100
   test_limit: 200
 hparams:
   batch_size: 32
 """
-TIMM_STUDENT = "timm:resnet10t"
+TIMM_STUDENT = "timm:test_resnet"  # timm's tiny CI ResNet
 HEADS = {"projection", "bottleneck", "mha", "cbam"}
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_every_student_and_the_main_methods_on_digits(tmp_path: Path) -> None:
     every_student = [*STUDENTS.names(), TIMM_STUDENT]
     (tmp_path / "a.yaml").write_text(f"name: students\nstudent: {json.dumps(every_student)}\nmethod: kd\n{DATA}")

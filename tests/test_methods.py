@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from methods import METHODS
 from methods.base import MethodContext
 from methods.losses import FeatureRegressor, hinton_kd
 from students import STUDENTS
-from tests.fakes import CLASSES, FakeImageTextTeacher, tiny_splits
+from tests.fakes import CLASSES, FakeImageTextTeacher, one_thread, tiny_splits  # noqa: F401
 
 
 def test_kd_matches_hand_computation_with_t_squared() -> None:
@@ -82,15 +81,6 @@ def test_every_method_trains_with_some_student() -> None:
     assert {method for _, method in PAIRS} == set(METHODS.names())
     assert {student for student, _ in PAIRS} == set(STUDENTS.names())
     assert ("vit", "tinybert") in PAIRS and ("projection", "clip") in PAIRS and ("mha", "attention") in PAIRS
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models train faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.usefixtures("one_thread")

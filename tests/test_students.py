@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from bench.train import num_params, state_size_mb
 from students import HEAD, STUDENTS
 from students.base import StudentContext
+from tests.fakes import one_thread  # noqa: F401  (fixture)
 
 CONTEXT = StudentContext(num_classes=4, teacher_dim=32, image_size=12)
 
@@ -34,6 +35,7 @@ def tiny_batch(kind: str, n: int = 64, shape: tuple[int, ...] = (CONTEXT.teacher
     return images, labels
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("name", STUDENTS.names())
 def test_student_outputs_and_learns(name: str) -> None:
     entry = STUDENTS.entry(name)
@@ -75,10 +77,10 @@ def test_hparams_change_the_model() -> None:
 
 def test_timm_student_by_name() -> None:
     context = StudentContext(num_classes=4, teacher_dim=32, image_size=32)
-    student = STUDENTS.get("timm:resnet10t")(context, {})
+    student = STUDENTS.get("timm:test_resnet")(context, {})
     out = student(torch.randn(2, 3, 32, 32))
-    assert out["logits"].shape == (2, 4) and out["embedding"].shape == (2, student.embed_dim) == (2, 512)
-    assert STUDENTS.entry("timm:resnet10t").kind == "standalone"
+    assert out["logits"].shape == (2, 4) and out["embedding"].shape == (2, student.embed_dim) == (2, 96)
+    assert out["feature_map"].shape[:2] == (2, 96) and STUDENTS.entry("timm:test_resnet").kind == "standalone"
     from bench.errors import BenchError
 
     with pytest.raises(BenchError, match="did you mean: timm:resnet18"):
@@ -109,5 +111,5 @@ def test_head_students_read_the_teacher_tap_they_declare() -> None:
     assert tokens(torch.randn(2, 9, 32))["attn.0"].shape == as_map(torch.randn(2, 32, 3, 3))["attn.0"].shape
     cbam = STUDENTS.get("cbam")(replace(CONTEXT, input_shape=(32, 3, 3)), {"blocks": 3})
     assert cbam(torch.randn(2, 32, 3, 3))["feature_map"].shape == (2, 128, 3, 3)
-    deeper = STUDENTS.get("densenet")(CONTEXT, {"depth": 22, "growth": 12})
+    deeper = STUDENTS.get("densenet")(CONTEXT, {"depth": 16, "growth": 12})
     assert num_params(deeper) > num_params(STUDENTS.get("densenet")(CONTEXT, {}))
