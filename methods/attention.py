@@ -47,7 +47,7 @@ def attention_source(hparams: Mapping[str, Any], teacher_taps: Collection[str],
 class AttentionTransfer(Method):
     """CE + at_weight * attention transfer (Zagoruyko & Komodakis 2017; attention-matrix MSE/KL for ViTs)."""
 
-    defaults = {"at_weight": 100.0, "at_p": 2.0, "at_source": "auto", "at_layers": "last", "at_loss": "mse"}
+    defaults = {"at_weight": 0.5, "at_p": 2.0, "at_source": "auto", "at_layers": "last", "at_loss": "mse"}
     needs_teacher = frozenset({"feature_map"})
     needs_student = frozenset({"logits", "feature_map"})
 

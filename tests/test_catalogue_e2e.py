@@ -54,7 +54,7 @@ def test_every_student_and_the_main_methods_on_digits(tmp_path: Path) -> None:
     _, probe = read_only_query(db, "SELECT size_mb, inference_size_mb FROM runs WHERE method = 'teacher-probe'")
     teacher_mb = probe[0][1] - probe[0][0]  # the backbone a head student still needs
     for student, method, _, test_acc, params, size_mb, kind, inference_mb, method_params, _ in rows:
-        assert test_acc > 0.25, (student, method, test_acc)  # 10 classes: chance is 0.1
+        assert test_acc > 0.2, (student, method, test_acc)  # 10 classes: chance is 0.1
         assert kind == ("head" if student in HEADS else "standalone")
         assert params * 4 / 1e6 <= size_mb < params * 4 / 1e6 + 0.1  # float32 state (+ BN buffers)
         if kind == "head":
