@@ -89,7 +89,11 @@ def vit_params(image_size: int, patch_size: int, depth: int, width: int, mlp_rat
 
 
 def shrink_shape(context: StudentContext, hparams: Mapping[str, Any]) -> tuple[int, int]:
-    """(depth, width) whose parameter count is closest to `shrink` x the teacher's, depth kept as given."""
+    """(depth, width) whose parameter count is closest to `shrink` x the teacher's, depth kept as given.
+
+    Only the teacher's parameter count is used, so for a conv teacher (effnet-lite0) this matches the
+    parameter budget, not a shape: a ViT of `depth` blocks as wide as that budget allows.
+    """
     target = float(hparams["shrink"]) * context.teacher_params
     if context.teacher_params <= 0:
         raise BenchError("vit shrink needs the teacher's parameter count; give depth/width instead")
