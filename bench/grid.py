@@ -17,7 +17,6 @@ from bench.spec import ExperimentSpec
 
 Scalar = str | int | float | bool
 TRAIN_DEFAULTS: dict[str, Any] = {"lr": 3e-3, "weight_decay": 5e-4, "batch_size": 128}
-TEACHER_OUTPUTS_FROM_PROBE = frozenset({"logits"})  # KD targets come from the linear probe
 
 
 def _as_list(value: Any) -> Any:
@@ -120,7 +119,7 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
         if teacher not in model.teacher:
             raise BenchError(f"{where}field 'weights': {teacher!r} is not one of this grid's teachers")
     _check_hparam_names(model, regs, where)
-    _check_compatibility(model, regs, where)
+    _check_dataset_methods(model, regs, where)
     data = DataConfig(**model.data.model_dump())
     specs: dict[str, ExperimentSpec] = {}
     hparam_names = list(model.hparams)
@@ -136,6 +135,7 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
             hparams={**relevant, **chosen}, data=data.as_dict(), epochs=epochs, seed=seed,
         )
         specs.setdefault(spec.key, spec)
+    _check_compatibility(list(specs.values()), regs, where)
     name = model.name or (path.stem if path else "grid")
     return Grid(name, path, tuple(specs.values()), dict(model.weights))
 
@@ -164,23 +164,20 @@ def _check_hparam_names(model: GridModel, regs: dict[str, Any], where: str) -> N
             )
 
 
-def _check_compatibility(model: GridModel, regs: dict[str, Any], where: str) -> None:
-    for student, method, teacher in itertools.product(model.student, model.method, model.teacher):
-        builder = regs["students"].get(student)
-        method_cls = regs["methods"].get(method)
-        missing = set(method_cls.needs_student) - set(builder.provides)
-        if missing:
-            raise BenchError(
-                f"{where}student {student!r} cannot be trained with method {method!r}: "
-                f"it gives no {sorted(missing)}; drop the pair or pick another student"
-            )
-        taps = set(regs["teachers"].entry(teacher).meta.get("taps", ())) | TEACHER_OUTPUTS_FROM_PROBE
-        missing = set(method_cls.needs_teacher) - taps
-        if missing:
-            raise BenchError(
-                f"{where}method {method!r} needs teacher outputs {sorted(missing)} that "
-                f"{teacher!r} does not give"
-            )
+def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], where: str) -> None:
+    """Each spec's student gives what its method reads, and its teacher has the taps both need."""
+    from bench.wiring import incompatibility
+
+    for spec in specs:
+        teacher = regs["teachers"].entry(spec.teacher)
+        problem = incompatibility(spec.student, spec.method, spec.hparams_dict, spec.teacher,
+                                  tuple(teacher.meta.get("taps", ())), teacher.meta.get("modality"))
+        if problem:
+            raise BenchError(f"{where}{problem}")
+
+
+def _check_dataset_methods(model: GridModel, regs: dict[str, Any], where: str) -> None:
+    """Image-text datasets take the joint-space methods, classification datasets the others."""
     for dataset, method in itertools.product(model.dataset, model.method):
         image_text = regs["datasets"].entry(dataset).kind == "retrieval"
         if image_text != ("image_embed" in regs["methods"].get(method).needs_teacher):

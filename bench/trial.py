@@ -14,11 +14,9 @@ from bench.provenance import device_name, git_commit, utcnow
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
 from bench.train import TrainData, num_params, state_size_mb, train_student
+from bench.wiring import build_parts
 from bench.workbench import SPLITS, TeacherOutputs, Workbench
-from methods import METHODS
-from methods.base import MethodContext
 from students import HEAD, STUDENTS
-from students.base import StudentContext
 
 PROBE_STUDENT = "linear-probe"
 PROBE_METHOD = "teacher-probe"
@@ -45,10 +43,11 @@ def _base_record(spec: ExperimentSpec, study: str, kind: str, bench: Workbench,
     )
 
 
-def _student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs) -> dict[str, torch.Tensor]:
-    """Head students read pooled teacher features; standalone ones read images at their size."""
+def _student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs,
+                    input_tap: str | None = "pooled") -> dict[str, torch.Tensor]:
+    """Head students read their teacher tap; standalone ones read images at their size."""
     if kind == HEAD:
-        return {split: outputs.features[split]["pooled"] for split in SPLITS}
+        return {split: outputs.features[split][input_tap or "pooled"] for split in SPLITS}
     size = data.config.student_image_size or data.native_size
     mean, std = channel_stats(data.train.images)
     return {split: to_tensor(data.split(split).images, size, mean, std) for split in SPLITS}
@@ -69,17 +68,15 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
         return _probe_record(spec, bench, study, outputs, trial_number, data)
     entry = STUDENTS.entry(spec.student)
     hparams = spec.hparams_dict
-    inputs = _student_inputs(entry.kind, data, outputs)
-    size = int(inputs["train"].shape[-1]) if entry.kind != HEAD else data.native_size
-    student = entry.obj(StudentContext(data.num_classes, teacher.embed_dim, size), hparams)
-    method = METHODS.get(spec.method)(
-        MethodContext(data.num_classes, teacher.embed_dim, student.embed_dim), hparams
-    )
-    available = {"logits": probe.logits["train"], "pooled": outputs.features["train"]["pooled"]}
+    parts = build_parts(spec.student, spec.method, hparams, teacher, data)
+    student, method = parts.student, parts.method
+    outputs = bench.teacher_outputs(spec.teacher, data, parts.feature_taps)
+    inputs = _student_inputs(entry.kind, data, outputs, parts.input_tap)
+    available = {"logits": probe.logits["train"], **outputs.features["train"]}
     train_data = TrainData(
         inputs=inputs,
         labels={split: torch.from_numpy(data.split(split).labels) for split in SPLITS},
-        teacher_train={name: available[name] for name in method.needs_teacher},
+        teacher_train={name: available[name] for name in parts.teacher_targets},
     )
     record = _base_record(spec, study, entry.kind, bench, outputs, trial_number)
     result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class TeacherOutputs:
-    """Pooled features per split and the cache events that produced them."""
+    """Teacher outputs (tap -> tensor) per split and the cache events that produced them."""
 
     features: dict[str, dict[str, torch.Tensor]]
     events: list[CacheEvent] = field(default_factory=list)
@@ -79,8 +80,9 @@ class Workbench:
                             allow_download=self.context.allow_download)
 
     def teacher_outputs(self, teacher_name: str, data: DatasetSplits,
-                        taps: tuple[str, ...] = FEATURE_TAPS) -> TeacherOutputs:
-        """Teacher outputs (`taps`) for train/val/test; a repeat in this process counts as a cache hit."""
+                        taps: Sequence[str] = FEATURE_TAPS) -> TeacherOutputs:
+        """The taps' outputs for train/val/test; a repeat in this process counts as a cache hit."""
+        taps = tuple(sorted(set(taps)))
         memo_key = (teacher_name, data.name, data.config, taps)
         if memo_key in self._outputs:
             cached = self._outputs[memo_key]

@@ -7,6 +7,10 @@ from methods.base import Method, MethodContext
 
 METHODS: Registry[type[Method]] = Registry("method")
 
-from methods import classic, joint  # noqa: E402,F401  (registers entries)
+from methods import attention, classic, combined, contrastive, relational, tinybert  # noqa: E402,F401
+
+combined.extend_defaults()
+
+from methods import joint  # noqa: E402,F401  (image-text joint-space methods; not part of `combined`)
 
 __all__ = ["METHODS", "Method", "MethodContext"]

@@ -1,16 +1,18 @@
-"""The foundation methods: `scratch`, `kd`, `feature` and `combined`."""
+"""The classic methods: `scratch`, `kd` and `feature` (FitNets)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from methods import METHODS
-from methods.base import Method, MethodContext
-from methods.losses import FeatureRegressor, hinton_kd
+from methods.base import Method, MethodContext, Requirements, Shape
+from methods.losses import hinton_kd
+from methods.pairs import PairRegressor, pair_families, resolve_pairs
 
 
 @METHODS.register("scratch", kind="baseline")
@@ -43,51 +45,43 @@ class HintonKD(Method):
 
 @METHODS.register("feature", kind="features")
 class FeatureDistillation(Method):
-    """FitNets-style: CE + beta * (projected student embedding vs teacher embedding, MSE or cosine)."""
+    """FitNets: CE + beta * mean over layer pairs of (projected student output vs teacher tap, MSE or cosine).
 
-    defaults = {"beta": 1.0, "feature_loss": "mse"}
+    `feature_pairs`: 'embedding=pooled' (default), explicit 'hidden.2=feature_map,embedding=pooled', or
+    'uniform' / 'last' to map the student's hidden.<i> onto the teacher's hidden.<j>.
+    """
+
+    defaults = {"beta": 1.0, "feature_loss": "mse", "feature_pairs": "embedding=pooled"}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
         super().__init__(context, hparams)
-        self.regressor = FeatureRegressor(
-            context.student_dim, context.teacher_dim, str(self.hparams["feature_loss"])
+        teacher_names = list(context.teacher_shapes) or ["pooled"]
+        student_names = list(context.student_shapes) or ["embedding"]
+        self.pairs = resolve_pairs(str(self.hparams["feature_pairs"]), student_names, teacher_names)
+        self.regressors = nn.ModuleList(
+            PairRegressor(context.student_shape(s), context.teacher_shape(t), str(self.hparams["feature_loss"]))
+            for s, t in self.pairs
         )
+
+    @classmethod
+    def requirements(cls, hparams: Mapping[str, Any], teacher_taps: Collection[str],
+                     student_provides: Collection[str]) -> Requirements:
+        student, teacher = pair_families(str(cls.merge(hparams)["feature_pairs"]))
+        return Requirements(student | {"logits"}, teacher)
+
+    @classmethod
+    def teacher_taps(cls, hparams: Mapping[str, Any], teacher_taps: Sequence[str],
+                     student_shapes: Mapping[str, Shape]) -> frozenset[str]:
+        pairs = resolve_pairs(str(cls.merge(hparams)["feature_pairs"]), list(student_shapes), teacher_taps)
+        return frozenset(t for _, t in pairs)
 
     def term_weights(self) -> dict[str, float]:
         return {"ce": 1.0, "feat": float(self.hparams["beta"])}
 
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {
-            "ce": F.cross_entropy(student["logits"], labels),
-            "feat": self.regressor(student["embedding"], teacher["pooled"]),
-        }
-
-
-@METHODS.register("combined", kind="combined")
-class Combined(Method):
-    """The practitioner's recipe: (1 - alpha) * CE + alpha * KD(T) + beta * feature."""
-
-    defaults = {"alpha": 0.7, "temperature": 4.0, "beta": 1.0, "feature_loss": "mse"}
-    needs_teacher = frozenset({"logits", "pooled"})
-    needs_student = frozenset({"logits", "embedding"})
-
-    def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
-        super().__init__(context, hparams)
-        self.regressor = FeatureRegressor(
-            context.student_dim, context.teacher_dim, str(self.hparams["feature_loss"])
-        )
-
-    def term_weights(self) -> dict[str, float]:
-        alpha = float(self.hparams["alpha"])
-        return {"ce": 1.0 - alpha, "kd": alpha, "feat": float(self.hparams["beta"])}
-
-    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
-                labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {
-            "ce": F.cross_entropy(student["logits"], labels),
-            "kd": hinton_kd(student["logits"], teacher["logits"], float(self.hparams["temperature"])),
-            "feat": self.regressor(student["embedding"], teacher["pooled"]),
-        }
+        losses = [regressor(student[s], teacher[t]) for (s, t), regressor in zip(self.pairs, self.regressors,
+                                                                              strict=True)]
+        return {"ce": F.cross_entropy(student["logits"], labels), "feat": torch.stack(losses).mean()}

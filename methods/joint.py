@@ -51,19 +51,19 @@ class JointCosine(JointSpaceMethod):
 
 @METHODS.register("joint-contrastive", kind=JOINT_KIND)
 class JointContrastive(JointSpaceMethod):
-    """Cosine to the teacher's image_embed + beta * symmetric InfoNCE against the teacher's caption embeddings."""
+    """Cosine to the teacher's image_embed + itc_weight * symmetric InfoNCE against its caption embeddings."""
 
-    defaults = {"beta": 1.0, "temperature": 0.05}
+    defaults = {"itc_weight": 1.0, "itc_temperature": 0.05}
     needs_text = True  # reads teacher["text_embed"] as well
 
     def term_weights(self) -> dict[str, float]:
-        return {"cos": 1.0, "itc": float(self.hparams["beta"])}
+        return {"cos": 1.0, "itc": float(self.hparams["itc_weight"])}
 
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         joint = self.joint_embedding(student)
         texts = F.normalize(teacher["text_embed"], dim=-1)
-        logits = joint @ texts.t() / float(self.hparams["temperature"])
+        logits = joint @ texts.t() / float(self.hparams["itc_temperature"])
         targets = torch.arange(len(joint), device=joint.device)
         itc = 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
         return {"cos": self.cosine_term(joint, teacher), "itc": itc}

@@ -29,3 +29,89 @@ class FeatureRegressor(nn.Module):
         if self.loss == "mse":
             return F.mse_loss(projected, teacher_embedding)
         return (1.0 - F.cosine_similarity(projected, teacher_embedding, dim=-1)).mean()
+
+
+def attention_map(feature_map: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """Zagoruyko & Komodakis spatial attention: mean_c |f|^p, flattened and L2-normalised -> (N, H*W)."""
+    return F.normalize(feature_map.abs().pow(p).mean(dim=1).flatten(1), dim=1)
+
+
+def attention_transfer(student_map: torch.Tensor, teacher_map: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """Squared L2 distance of normalised attention maps (batch mean); the larger grid is pooled to the smaller.
+
+    Summing over positions keeps the scale independent of the grid size: the paper's beta=1000 with a mean
+    over 32x32 positions is about 0.5 x this.
+    """
+    size = (min(student_map.shape[-2], teacher_map.shape[-2]), min(student_map.shape[-1], teacher_map.shape[-1]))
+    student_map = F.adaptive_avg_pool2d(student_map, size) if student_map.shape[-2:] != size else student_map
+    teacher_map = F.adaptive_avg_pool2d(teacher_map, size) if teacher_map.shape[-2:] != size else teacher_map
+    return (attention_map(student_map, p) - attention_map(teacher_map, p)).pow(2).sum(1).mean()
+
+
+def attention_matrix_loss(student_attn: torch.Tensor, teacher_attn: torch.Tensor, loss: str = "mse") -> torch.Tensor:
+    """MSE or row-wise KL(teacher || student) of (N, heads, L, L) attention; heads averaged if counts differ."""
+    if student_attn.shape[-1] != teacher_attn.shape[-1]:
+        raise ValueError(f"attention over {student_attn.shape[-1]} student tokens vs {teacher_attn.shape[-1]} "
+                         "teacher tokens; choose patch/image sizes that give the same token grid")
+    if student_attn.shape[1] != teacher_attn.shape[1]:
+        student_attn, teacher_attn = student_attn.mean(1, keepdim=True), teacher_attn.mean(1, keepdim=True)
+    if loss == "mse":
+        return F.mse_loss(student_attn, teacher_attn)
+    if loss == "kl":
+        eps = 1e-8
+        kl = teacher_attn * ((teacher_attn + eps).log() - (student_attn + eps).log())
+        return kl.sum(-1).mean()
+    raise ValueError(f"attention loss must be 'mse' or 'kl', got {loss!r}")
+
+
+def _pairwise_distances(embeddings: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    squared = (embeddings.unsqueeze(0) - embeddings.unsqueeze(1)).pow(2).sum(-1)
+    off_diagonal = ~torch.eye(len(embeddings), dtype=torch.bool, device=embeddings.device)
+    return squared.clamp(min=eps).sqrt() * off_diagonal
+
+
+def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """RKD distance term: smooth-L1 between pairwise distances, each divided by its mean (Park et al. 2019)."""
+    with torch.no_grad():
+        teacher_d = _pairwise_distances(teacher.flatten(1))
+        teacher_d = teacher_d / teacher_d[teacher_d > 0].mean()
+    student_d = _pairwise_distances(student.flatten(1))
+    student_d = student_d / student_d[student_d > 0].mean()
+    return F.smooth_l1_loss(student_d, teacher_d)
+
+
+def _angles(embeddings: torch.Tensor) -> torch.Tensor:
+    directions = F.normalize(embeddings.unsqueeze(0) - embeddings.unsqueeze(1), p=2, dim=2)
+    return torch.bmm(directions, directions.transpose(1, 2)).flatten()
+
+
+def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """RKD angle term: smooth-L1 between cosines of the angles every triplet forms."""
+    with torch.no_grad():
+        teacher_angles = _angles(teacher.flatten(1))
+    return F.smooth_l1_loss(_angles(student.flatten(1)), teacher_angles)
+
+
+def similarity_preserving(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """SP (Tung & Mori 2019): ||norm_rows(S S^T) - norm_rows(T T^T)||_F^2 / N^2."""
+    student_flat, teacher_flat = student.flatten(1), teacher.flatten(1)
+    student_gram = F.normalize(student_flat @ student_flat.t(), dim=1)
+    teacher_gram = F.normalize(teacher_flat @ teacher_flat.t(), dim=1)
+    return (student_gram - teacher_gram).pow(2).sum() / len(student_flat) ** 2
+
+
+def info_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float,
+             negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE: query i must pick key i among the batch's keys (and any extra negatives)."""
+    logits = queries @ keys.t()
+    if negatives is not None and len(negatives):
+        logits = torch.cat([logits, queries @ negatives.t()], dim=1)
+    targets = torch.arange(len(queries), device=queries.device)
+    return F.cross_entropy(logits / temperature, targets)
+
+
+def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                       temperature: float = 1.0) -> torch.Tensor:
+    """-sum softmax(t/T) * log_softmax(s/T), batch mean (TinyBERT's prediction loss)."""
+    teacher_probs = F.softmax(teacher_logits / temperature, dim=-1)
+    return -(teacher_probs * F.log_softmax(student_logits / temperature, dim=-1)).sum(-1).mean()

@@ -7,6 +7,6 @@ from students.base import HEAD, STANDALONE, StudentBuilder, StudentContext
 
 STUDENTS: Registry[StudentBuilder] = Registry("student")
 
-from students import heads, resnet  # noqa: E402,F401  (registers entries)
+from students import attention_heads, densenet, heads, resnet, timm_student, vit  # noqa: E402,F401
 
 __all__ = ["HEAD", "STANDALONE", "STUDENTS", "StudentBuilder", "StudentContext"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +10,11 @@ from torch import nn
 
 HEAD = "head"  # takes teacher features; inference still needs the teacher backbone
 STANDALONE = "standalone"  # takes images; inference needs no teacher
+
+
+def tap_family(name: str) -> str:
+    """'hidden.3' -> 'hidden'; 'pooled' -> 'pooled' (layered outputs are matched by family)."""
+    return name.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -20,19 +25,34 @@ class StudentContext:
     teacher_dim: int
     image_size: int
     in_channels: int = 3
+    input_shape: tuple[int, ...] | None = None  # per-sample shape of a head student's teacher tap
+    teacher_params: int = 0  # the teacher's parameter count (used by `vit` with `shrink`)
+
+    @property
+    def head_input_shape(self) -> tuple[int, ...]:
+        """The per-sample input shape of a head student (pooled (D,) unless told otherwise)."""
+        return self.input_shape if self.input_shape is not None else (self.teacher_dim,)
 
 
 @dataclass(frozen=True)
 class StudentBuilder:
     """A registered builder: `build(context, hparams)` and its hyperparameter defaults.
 
-    The module's forward returns {"logits": (N, C), "embedding": (N, D)} and it has `embed_dim`.
+    The module's forward returns {"logits": (N, C), "embedding": (N, D), ...} and it has `embed_dim`.
+    `provides` names the output families it gives ("hidden" covers hidden.0, hidden.1, ...);
+    `input_taps` are the teacher taps a head student can read, in order of preference.
     """
 
     build: Callable[[StudentContext, Mapping[str, Any]], nn.Module]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     provides: frozenset[str] = frozenset({"logits", "embedding"})
+    input_taps: tuple[str, ...] = ("pooled",)
 
     def __call__(self, context: StudentContext, hparams: Mapping[str, Any]) -> nn.Module:
         merged = {**self.defaults, **{k: v for k, v in hparams.items() if k in self.defaults}}
         return self.build(context, merged)
+
+    def input_tap(self, teacher_taps: Collection[str]) -> str | None:
+        """The first of `input_taps` whose family the teacher offers, or None."""
+        families = {tap_family(tap) for tap in teacher_taps}
+        return next((tap for tap in self.input_taps if tap_family(tap) in families), None)

@@ -66,7 +66,7 @@ def test_joint_cosine_hand_value_and_contrastive_trains() -> None:
     assert float(method(student, teacher, torch.arange(2))["cos"].detach()) == pytest.approx(expected, rel=1e-6)
 
     torch.manual_seed(0)
-    contrastive = METHODS.get("joint-contrastive")(MethodContext(1, 8, 6), {"temperature": 0.1})
+    contrastive = METHODS.get("joint-contrastive")(MethodContext(1, 8, 6), {"itc_temperature": 0.1})
     embeddings = torch.randn(16, 6, requires_grad=True)
     targets = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
     optimizer = torch.optim.AdamW([embeddings, *contrastive.parameters()], lr=0.05)

@@ -1,0 +1,102 @@
+"""Contrastive methods: `crd` (student vs teacher embeddings) and `clip` (student vs the teacher's text space)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import BenchError
+from methods import METHODS
+from methods.base import Method, MethodContext
+from methods.losses import info_nce
+
+
+@METHODS.register("crd", kind="contrastive")
+class ContrastiveRepresentation(Method):
+    """CRD (Tian et al. 2020): projection heads, InfoNCE with in-batch negatives (+ optional memory bank)."""
+
+    defaults = {"crd_weight": 0.8, "crd_dim": 128, "crd_temperature": 0.1, "crd_memory": 0}
+    needs_teacher = frozenset({"pooled"})
+    needs_student = frozenset({"logits", "embedding"})
+
+    def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
+        super().__init__(context, hparams)
+        dim = int(self.hparams["crd_dim"])
+        self.student_head = nn.Linear(context.student_dim, dim)
+        self.teacher_head = nn.Linear(context.teacher_shape("pooled")[0], dim)
+        self.register_buffer("memory", torch.zeros(int(self.hparams["crd_memory"]), dim), persistent=False)
+        self.filled = 0
+        self.position = 0
+
+    def term_weights(self) -> dict[str, float]:
+        return {"ce": 1.0, "crd": float(self.hparams["crd_weight"])}
+
+    def _negatives_then_enqueue(self, keys: torch.Tensor) -> torch.Tensor | None:
+        """Past teacher keys as extra negatives; this batch's keys replace the oldest ones."""
+        size = len(self.memory)
+        if size == 0:
+            return None
+        negatives = self.memory[: self.filled].clone()
+        if self.training:
+            with torch.no_grad():
+                for key in keys.detach()[:size]:
+                    self.memory[self.position] = key
+                    self.position = (self.position + 1) % size
+                    self.filled = min(self.filled + 1, size)
+        return negatives
+
+    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
+                labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        queries = F.normalize(self.student_head(student["embedding"]), dim=-1)
+        keys = F.normalize(self.teacher_head(teacher["pooled"]), dim=-1)
+        negatives = self._negatives_then_enqueue(keys)
+        return {
+            "ce": F.cross_entropy(student["logits"], labels),
+            "crd": info_nce(queries, keys, float(self.hparams["crd_temperature"]), negatives),
+        }
+
+
+def clip_losses(student_embed: torch.Tensor, teacher_image: torch.Tensor, class_text: torch.Tensor,
+                labels: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CE of the student's image-to-class-text similarities, KL(teacher's || student's similarity softmax))."""
+    student_logits = F.normalize(student_embed, dim=-1) @ class_text.t() / temperature
+    teacher_probs = F.softmax(F.normalize(teacher_image, dim=-1) @ class_text.t() / temperature, dim=-1)
+    contrastive = F.cross_entropy(student_logits, labels)
+    return contrastive, F.kl_div(F.log_softmax(student_logits, dim=-1), teacher_probs, reduction="batchmean")
+
+
+@METHODS.register("clip", kind="image-text")
+class ClipDistillation(Method):
+    """For image-text teachers: student embeddings vs the teacher's class-prompt text embeddings, CE + KL."""
+
+    defaults = {"clip_weight": 1.0, "clip_kl_weight": 1.0, "clip_temperature": 0.07,
+                "clip_prompt": "a photo of a {}."}
+    needs_teacher = frozenset({"image_embed", "text"})
+    needs_student = frozenset({"logits", "embedding"})
+
+    def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
+        super().__init__(context, hparams)
+        if context.class_text is None:
+            raise BenchError("method 'clip' needs the teacher's text embeddings of the class prompts")
+        self.register_buffer("class_text", F.normalize(context.class_text.detach().float(), dim=-1),
+                             persistent=False)
+        self.projection = nn.Linear(context.student_dim, context.class_text.shape[1])
+
+    @classmethod
+    def class_prompts(cls, hparams: Mapping[str, Any], class_names: Sequence[str]) -> list[str] | None:
+        prompt = str(cls.merge(hparams)["clip_prompt"])
+        return [prompt.format(name) for name in class_names]
+
+    def term_weights(self) -> dict[str, float]:
+        return {"ce": 1.0, "clip": float(self.hparams["clip_weight"]),
+                "clip_kl": float(self.hparams["clip_kl_weight"])}
+
+    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
+                labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        contrastive, kl = clip_losses(self.projection(student["embedding"]), teacher["image_embed"],
+                                      self.class_text, labels, float(self.hparams["clip_temperature"]))
+        return {"ce": F.cross_entropy(student["logits"], labels), "clip": contrastive, "clip_kl": kl}

@@ -1,0 +1,52 @@
+"""Relational methods: `rkd` (distance + angle) and `sp` (similarity preserving) on embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from methods import METHODS
+from methods.base import Method
+from methods.losses import rkd_angle, rkd_distance, similarity_preserving
+
+
+@METHODS.register("rkd", kind="relational")
+class RelationalKD(Method):
+    """RKD (Park et al. 2019): CE + distance-wise and angle-wise relations of student vs teacher embeddings."""
+
+    defaults = {"rkd_distance_weight": 25.0, "rkd_angle_weight": 50.0}
+    needs_teacher = frozenset({"pooled"})
+    needs_student = frozenset({"logits", "embedding"})
+
+    def term_weights(self) -> dict[str, float]:
+        return {"ce": 1.0, "rkd_dist": float(self.hparams["rkd_distance_weight"]),
+                "rkd_angle": float(self.hparams["rkd_angle_weight"])}
+
+    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
+                labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "ce": F.cross_entropy(student["logits"], labels),
+            "rkd_dist": rkd_distance(student["embedding"], teacher["pooled"]),
+            "rkd_angle": rkd_angle(student["embedding"], teacher["pooled"]),
+        }
+
+
+@METHODS.register("sp", kind="relational")
+class SimilarityPreserving(Method):
+    """SP (Tung & Mori 2019): CE + match the batch's row-normalised similarity matrices."""
+
+    defaults = {"sp_weight": 1000.0}
+    needs_teacher = frozenset({"pooled"})
+    needs_student = frozenset({"logits", "embedding"})
+
+    def term_weights(self) -> dict[str, float]:
+        return {"ce": 1.0, "sp": float(self.hparams["sp_weight"])}
+
+    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
+                labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "ce": F.cross_entropy(student["logits"], labels),
+            "sp": similarity_preserving(student["embedding"], teacher["pooled"]),
+        }

@@ -1,0 +1,73 @@
+"""Every student builder and the kd/feature/attention/crd methods on digits with the real teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.grid import load_grid
+from bench.runner import run_grid
+from bench.sql import read_only_query
+from bench.workbench import RunContext
+from students import STUDENTS
+from tests.fakes import one_thread  # noqa: F401  (fixture)
+
+DATA = """
+dataset: digits
+teacher: effnet-lite0
+seeds: [0]
+epochs: 4
+data:
+  image_size: 64
+  student_image_size: 16
+  train_limit: 400
+  val_limit: 100
+  test_limit: 200
+hparams:
+  batch_size: 32
+"""
+TIMM_STUDENT = "timm:test_resnet"  # timm's tiny CI ResNet
+HEADS = {"projection", "bottleneck", "mha", "cbam"}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_every_student_and_the_main_methods_on_digits(tmp_path: Path) -> None:
+    every_student = [*STUDENTS.names(), TIMM_STUDENT]
+    (tmp_path / "a.yaml").write_text(f"name: students\nstudent: {json.dumps(every_student)}\nmethod: kd\n{DATA}")
+    (tmp_path / "b.yaml").write_text(f"name: methods\nstudent: [cbam, densenet]\nmethod: [feature, attention, crd]\n"
+                                     f"{DATA}")
+    db = f"sqlite:///{tmp_path / 'results.db'}"
+    context = RunContext(cache_dir=tmp_path / "cache", device="auto")
+    first = run_grid(load_grid(tmp_path / "a.yaml"), db, context)
+    second = run_grid(load_grid(tmp_path / "b.yaml"), db, context)
+    assert (first.done, first.failed) == (len(every_student) + 1, 0)
+    assert (second.done, second.failed, second.skipped) == (6, 0, 1)  # the teacher probe is shared
+
+    _, rows = read_only_query(db, "SELECT student, method, status, test_acc, params, size_mb, student_kind, "
+                                  "inference_size_mb, method_params, cache_misses FROM runs "
+                                  "WHERE method != 'teacher-probe'")
+    assert len(rows) == len(every_student) + 6 and all(row[2] == "done" for row in rows)
+    assert {row[0] for row in rows} == set(every_student)
+    _, probe = read_only_query(db, "SELECT size_mb, inference_size_mb FROM runs WHERE method = 'teacher-probe'")
+    teacher_mb = probe[0][1] - probe[0][0]  # the backbone a head student still needs
+    for student, method, _, test_acc, params, size_mb, kind, inference_mb, method_params, _ in rows:
+        assert test_acc > 0.2, (student, method, test_acc)  # 10 classes: chance is 0.1
+        assert kind == ("head" if student in HEADS else "standalone")
+        assert params * 4 / 1e6 <= size_mb < params * 4 / 1e6 + 0.1  # float32 state (+ BN buffers)
+        if kind == "head":
+            assert inference_mb == pytest.approx(size_mb + teacher_mb) and teacher_mb > 10
+        else:
+            assert inference_mb == pytest.approx(size_mb)
+        assert (method_params > 0) == (method in ("feature", "crd")), (student, method, method_params)
+    accuracy = {(row[0], row[1]): row[3] for row in rows}
+    assert min(accuracy[(s, "kd")] for s in HEADS) > 0.6  # pretrained features make heads easy
+    assert max(accuracy.values()) > 0.8
+    _, misses = read_only_query(db, "SELECT sum(cache_misses) FROM runs")
+    assert misses[0][0] == 6  # pooled once for the probe, pooled+feature_map once for mha/cbam
+    _, terms = read_only_query(db, "SELECT r.method, e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
+                                   "WHERE r.student = 'densenet' AND e.epoch = 0")
+    assert {method: set(json.loads(t)) for method, t in terms} == {
+        "kd": {"ce", "kd"}, "feature": {"ce", "feat"}, "attention": {"ce", "at"}, "crd": {"ce", "crd"}}
