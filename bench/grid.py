@@ -178,9 +178,11 @@ def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], wher
 
 def _check_dataset_methods(model: GridModel, regs: dict[str, Any], where: str) -> None:
     """Image-text datasets take the joint-space methods, classification datasets the others."""
+    from methods.joint import JOINT_KIND
+
     for dataset, method in itertools.product(model.dataset, model.method):
         image_text = regs["datasets"].entry(dataset).kind == "retrieval"
-        if image_text != ("image_embed" in regs["methods"].get(method).needs_teacher):
+        if image_text != (regs["methods"].entry(method).kind == JOINT_KIND):
             raise BenchError(
                 f"{where}method {method!r} does not fit dataset {dataset!r}: image-text datasets take the "
                 "joint-space methods (joint-cosine, joint-contrastive), classification datasets the others"
