@@ -68,7 +68,7 @@ class TinyImageTextTeacher(Teacher):
 @contextmanager
 def registered() -> Iterator[str]:
     """Register the tiny teacher in TEACHERS for the duration of a test."""
-    TEACHERS.add(NAME, lambda weights=None: TinyImageTextTeacher(), kind="test",
+    TEACHERS.add(NAME, lambda weights=None, *, allow_download=False: TinyImageTextTeacher(), kind="test",
                  description="tiny image-text teacher (tests)", taps=TinyImageTextTeacher.taps)
     try:
         yield NAME

@@ -22,8 +22,8 @@ EFFNET_TAPS = tuple(TEACHERS.entry("effnet-lite0").meta["taps"])
 @pytest.fixture
 def extra_teachers() -> Iterator[None]:
     """A pooled-only teacher and the fake image-text ViT-like teacher, registered for this test only."""
-    TEACHERS.add("pooled-only-test", lambda weights: None, kind="test", taps=("pooled",))
-    TEACHERS.add("fake-image-text", lambda weights: FakeImageTextTeacher(), kind="test",
+    TEACHERS.add("pooled-only-test", lambda weights, **_: None, kind="test", taps=("pooled",))
+    TEACHERS.add("fake-image-text", lambda weights, **_: FakeImageTextTeacher(), kind="test",
                  taps=FakeImageTextTeacher.taps, modality="image-text")
     yield
     TEACHERS.remove("pooled-only-test")
