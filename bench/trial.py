@@ -12,7 +12,7 @@ from bench.images import channel_stats, to_tensor
 from bench.provenance import device_name, git_commit, utcnow
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
-from bench.train import TrainData, num_params, state_size_mb, train_student
+from bench.train import Checkpointer, TrainData, num_params, state_size_mb, train_student
 from bench.workbench import SPLITS, TeacherOutputs, Workbench
 from methods import METHODS
 from methods.base import MethodContext
@@ -54,8 +54,13 @@ def _student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs) -> 
 
 
 def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
-             on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
-    """Train and score one spec; the teacher probe cell is handled here too."""
+             on_epoch: Callable[[EpochRecord], None] | None = None, checkpoint: Checkpointer | None = None,
+             evaluate_test: bool = True) -> RunRecord:
+    """Train and score one spec; the teacher probe cell is handled here too.
+
+    `checkpoint` resumes from / saves after each epoch; `evaluate_test=False` (search trials) never
+    touches the test split.
+    """
     data = bench.data(spec.dataset, DataConfig(**spec.data_dict))
     outputs = bench.teacher_outputs(spec.teacher, data)
     probe = bench.probe(spec.teacher, data)
@@ -71,24 +76,27 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
         MethodContext(data.num_classes, teacher.embed_dim, student.embed_dim), hparams
     )
     available = {"logits": probe.logits["train"], "pooled": outputs.features["train"]["pooled"]}
+    splits = SPLITS if evaluate_test else tuple(split for split in SPLITS if split != "test")
     train_data = TrainData(
-        inputs=inputs,
-        labels={split: torch.from_numpy(data.split(split).labels) for split in SPLITS},
+        inputs={split: inputs[split] for split in splits},
+        labels={split: torch.from_numpy(data.split(split).labels) for split in splits},
         teacher_train={name: available[name] for name in method.needs_teacher},
     )
     record = _base_record(spec, study, entry.kind, bench, outputs, trial_number)
     result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed,
-                           bench.device, on_epoch)
+                           bench.device, on_epoch, checkpoint)
     params, size_mb = num_params(student), state_size_mb(student)
     backbone_params = teacher.num_params() if entry.kind == HEAD else 0
     backbone_mb = state_size_mb(teacher) if entry.kind == HEAD else 0.0
     return replace(
         record, status="done", test_acc=result.test_acc, val_acc=result.val_acc,
-        teacher_acc=probe.test_acc, pct_of_teacher=100.0 * result.test_acc / probe.test_acc,
+        teacher_acc=probe.test_acc if evaluate_test else None,
+        pct_of_teacher=100.0 * result.test_acc / probe.test_acc if result.test_acc is not None else None,
         params=params, method_params=method.num_params(), size_mb=size_mb,
         inference_params=params + backbone_params, inference_size_mb=size_mb + backbone_mb,
         epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
         peak_mem_mb=result.peak_mem_mb, finished_at=utcnow(), epoch_records=result.epochs,
+        resumed_from_epoch=result.resumed_from_epoch,
     )
 
 

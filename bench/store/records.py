@@ -57,6 +57,7 @@ class RunRecord:
     trial_number: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    resumed_from_epoch: int | None = None  # epochs restored from a checkpoint (a dead worker's run)
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod
