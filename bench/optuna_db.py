@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,10 +43,12 @@ def open_storage(db_url: str, options: WorkerOptions):  # noqa: ANN201 - optuna 
     engine_kwargs: dict[str, Any] = {}
     if db_url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    return optuna.storages.RDBStorage(
-        db_url, engine_kwargs=engine_kwargs, heartbeat_interval=options.heartbeat_interval,
-        grace_period=options.grace_period, **{callback_name: retry(max_retry=options.max_retry)},
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" in optuna's words; they are what we need
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            db_url, engine_kwargs=engine_kwargs, heartbeat_interval=options.heartbeat_interval,
+            grace_period=options.grace_period, **{callback_name: retry(max_retry=options.max_retry)},
+        )
 
 
 def load_bench_study(name: str, storage):  # noqa: ANN001, ANN201 - optuna types, imported lazily

@@ -1,0 +1,158 @@
+"""Many workers on one grid (PostgreSQL and SQLite): every cell once, a killed worker's run resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bench.checkpoint import Checkpointer
+from bench.data import DataConfig
+from bench.grid import load_grid
+from bench.optuna_db import WorkerOptions
+from bench.runner import grid_cells, run_grid
+from bench.workbench import RunContext, Workbench
+from tests.conftest import REPO
+
+GRID = """
+name: {name}
+teacher: effnet-lite0
+student: {students}
+method: {methods}
+dataset: digits
+seeds: {seeds}
+epochs: {epochs}
+data:
+  image_size: 64
+  student_image_size: 16
+  train_limit: {train}
+  val_limit: 100
+  test_limit: 200
+hparams:
+  batch_size: 32
+"""
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature cache for every test here: the digits features are computed once."""
+    return tmp_path_factory.mktemp("worker-cache")
+
+
+def enqueue_grid(tmp_path: Path, db: str, cache: Path, **fields: object):  # noqa: ANN201
+    """Write the grid, warm the feature cache in this process, enqueue the cells; returns the grid."""
+    values = {"name": "shared", "students": "[projection, bottleneck]", "methods": "[scratch, kd]",
+              "seeds": "[0]", "epochs": 2, "train": 400, **fields}
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID.format(**values))
+    grid = load_grid(path)
+    context = RunContext(cache_dir=cache, device="cpu")
+    bench = Workbench(context)
+    data = bench.data("digits", DataConfig(**grid.specs[0].data_dict))
+    bench.probe("effnet-lite0", data)  # features + probe on disk: workers only read them
+    summary = run_grid(grid, db, context, options=WorkerOptions(run_dir=tmp_path / "runs"), enqueue_only=True)
+    assert summary.done == 0
+    return grid
+
+
+def start_worker(tmp_path: Path, db: str, cache: Path, name: str = "shared", grace: int = 4) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CI": os.environ.get("CI", "")}
+    command = [sys.executable, "-m", "bench", "worker", "--study", name, "--db", db, "--device", "cpu",
+               "--cache-dir", str(cache), "--run-dir", str(tmp_path / "runs"),
+               "--heartbeat-interval", "1", "--grace-period", str(grace)]
+    log = (tmp_path / f"worker-{time.monotonic_ns()}.log").open("w")
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_all(workers: list[subprocess.Popen], tmp_path: Path, timeout: float = 150) -> None:
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for other in workers:
+                other.kill()
+            raise AssertionError("workers did not finish:\n" + logs(tmp_path)) from None
+    assert all(worker.returncode == 0 for worker in workers), logs(tmp_path)
+
+
+def logs(tmp_path: Path) -> str:
+    return "\n".join(path.read_text()[-3000:] for path in sorted(tmp_path.glob("worker-*.log")))
+
+
+def stored_runs(db: str) -> list[tuple]:
+    engine = sa.create_engine(db)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(
+                "SELECT spec_key, status, resumed_from_epoch, val_acc, "
+                "(SELECT count(*) FROM run_epochs e WHERE e.run_id = runs.id) FROM runs")))
+    finally:
+        engine.dispose()
+
+
+def trial_states(db: str, name: str) -> list[str]:
+    import optuna
+
+    return [t.state.name for t in optuna.load_study(study_name=name, storage=db).trials]
+
+
+@pytest.mark.slow
+def test_three_workers_on_postgres_run_every_cell_exactly_once(tmp_path: Path, postgres_url: str,
+                                                               feature_cache: Path) -> None:
+    grid = enqueue_grid(tmp_path, postgres_url, feature_cache)
+    keys = {spec.key for spec in grid_cells(grid)}
+    assert len(keys) == 5  # probe + 2 students x 2 methods
+    workers = [start_worker(tmp_path, postgres_url, feature_cache) for _ in range(3)]
+    wait_all(workers, tmp_path)
+    rows = stored_runs(postgres_url)
+    assert sorted(row[0] for row in rows) == sorted(keys)  # each cell once, none lost
+    assert all(row[1] == "done" for row in rows) and all(row[3] > 0.3 for row in rows)
+    assert trial_states(postgres_url, "shared") == ["COMPLETE"] * 5  # no cell was run twice
+    text = logs(tmp_path)
+    done_counts = [int(line.split(": ")[1].split(" done")[0]) for line in text.splitlines()
+                   if line.startswith("worker on grid shared")]
+    assert sum(done_counts) == 5 and len(done_counts) == 3
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_resumed_from_its_checkpoint(tmp_path: Path, postgres_url: str, feature_cache: Path) -> None:
+    grid = enqueue_grid(tmp_path, postgres_url, feature_cache, name="killed", students="resnet", methods="scratch",
+                        seeds="[0]", epochs=6, train=400)
+    spec = grid.specs[0]
+    checkpoint = Checkpointer(tmp_path / "runs", spec.key)
+    victim = start_worker(tmp_path, postgres_url, feature_cache, "killed")
+    deadline = time.monotonic() + 120
+    while (checkpoint.saved_epoch() or 0) < 1:
+        assert victim.poll() is None and time.monotonic() < deadline, logs(tmp_path)
+        time.sleep(0.2)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    killed_at = checkpoint.saved_epoch()
+    assert killed_at is not None and 1 <= killed_at < 6
+    wait_all([start_worker(tmp_path, postgres_url, feature_cache, "killed")], tmp_path)
+    rows = {row[0]: row for row in stored_runs(postgres_url)}
+    assert len(rows) == 2 and rows[spec.key][1] == "done"
+    assert rows[spec.key][2] == killed_at  # resumed from the last checkpoint, not from zero
+    assert rows[spec.key][4] == 6  # every epoch recorded once: restored ones plus the rest
+    assert sorted(trial_states(postgres_url, "killed")) == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert not checkpoint.directory.exists()  # cleared once the row was stored
+
+
+@pytest.mark.slow
+def test_two_workers_on_sqlite_lose_nothing(tmp_path: Path, feature_cache: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'results.db'}"
+    grid = enqueue_grid(tmp_path, db, feature_cache)
+    workers = [start_worker(tmp_path, db, feature_cache) for _ in range(2)]
+    wait_all(workers, tmp_path)
+    assert "database is locked" not in logs(tmp_path)
+    rows = stored_runs(db)
+    assert sorted(row[0] for row in rows) == sorted(spec.key for spec in grid_cells(grid))
+    assert len(rows) == 5 and all(row[1] == "done" for row in rows)
+    assert trial_states(db, "shared") == ["COMPLETE"] * 5
