@@ -69,7 +69,8 @@ def preflight(bench: Workbench, cells: Iterable[ExperimentSpec]) -> None:
 
 
 def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | None = None,
-             options: WorkerOptions | None = None, enqueue_only: bool = False) -> GridSummary:
+             options: WorkerOptions | None = None, enqueue_only: bool = False,
+             bench: Workbench | None = None) -> GridSummary:
     """Enqueue every cell of the grid not already done and work on them with any other workers.
 
     Re-running a finished grid does nothing; `bench worker --study NAME` on other machines joins in.
@@ -77,7 +78,7 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     console = console or Console(stderr=True)
     options = options or WorkerOptions()
     cells = grid_cells(grid)
-    bench = Workbench(context, grid.weights)
+    bench = bench or Workbench(context, grid.weights)
     preflight(bench, cells)  # missing weights or data stop here, before the database is touched
     store = Store(db_url)
     done_before = store.done_keys()

@@ -163,12 +163,12 @@ def _budget_reached(study, target: int) -> bool:  # noqa: ANN001
 
 def work_study(study, storage, store: Store, context: RunContext, options: WorkerOptions,  # noqa: ANN001
                console: Console, weights: dict[str, str], max_cells: int | None = None,
-               timeout: float | None = None) -> CellCounts:
+               timeout: float | None = None, bench: Workbench | None = None) -> CellCounts:
     """Run trials of a stored study until its trial budget is spent (any number of workers at once)."""
     model = StudyModel.model_validate(study.user_attrs[CONFIG_ATTR])
     target = int(study.user_attrs.get("n_trials", model.trials))
     study = load_with_strategy(study.study_name, storage, model)
-    bench = Workbench(context, {**model.weights, **weights})
+    bench = bench or Workbench(context, {**model.weights, **weights})
     preflight(bench, grid_cells(_probe_grid(model)))
     before = _state_counts(study)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -206,7 +206,8 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
               weights: dict[str, str] | None = None) -> StudySummary:
     """Create (or continue) the study, search on val, then re-run the best trial(s) on test over fresh seeds."""
     weights = {**model.weights, **(weights or {})}
-    preflight(Workbench(context, weights), grid_cells(_probe_grid(model)))  # before the database is touched
+    bench = Workbench(context, weights)
+    preflight(bench, grid_cells(_probe_grid(model)))  # before the database is touched
     store = Store(db_url)
     storage = open_storage(db_url, options)
     study = load_with_strategy(model.study_name, storage, model)
@@ -220,7 +221,7 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
     study.set_user_attr("n_trials", trials or model.trials)
     for params in model.enqueue:
         study.enqueue_trial(dict(params), skip_if_exists=True)
-    work_study(study, storage, store, context, options, console, weights, timeout=timeout)
+    work_study(study, storage, store, context, options, console, weights, timeout=timeout, bench=bench)
     _wait_for_others(study, storage, options)
     best = best_trials(study, model)
     if not best:
@@ -228,7 +229,7 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
     specs = [replace(ExperimentSpec.from_dict(trial.user_attrs["spec"]), seed=seed)
              for trial in best for seed in model.final.seeds]
     final = run_grid(Grid(model.study_name + FINAL_SUFFIX, None, tuple(specs), weights), db_url, context,
-                     console, options)
+                     console, options, bench=bench)
     runs = [store.run(spec.key) for spec in specs]
     test_accs = [run.test_acc for run in runs if run is not None and run.test_acc is not None]
     summary_best = [(t.number, tuple(t.values), dict(t.params)) for t in best]
