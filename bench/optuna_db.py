@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import warnings
 from collections.abc import Iterator
@@ -75,6 +77,11 @@ def _set_state_if(storage, trial_id: int, old: str, new: str) -> bool:  # noqa: 
     return changed == 1
 
 
+def worker_id() -> str:
+    """host:pid of this process, kept on each trial it takes (to find the process a cell belongs to)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def claim_waiting(study, storage):  # noqa: ANN001, ANN201
     """Take the lowest-numbered WAITING trial atomically (no two workers get the same one), or None."""
     import optuna
@@ -83,7 +90,9 @@ def claim_waiting(study, storage):  # noqa: ANN001, ANN201
     for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
         if _set_state_if(storage, frozen._trial_id, "WAITING", "RUNNING"):
             storage.record_heartbeat(frozen._trial_id)  # stale from now on if this process dies
-            return optuna.Trial(study, frozen._trial_id)
+            trial = optuna.Trial(study, frozen._trial_id)
+            trial.set_user_attr("worker", worker_id())
+            return trial
     return None
 
 

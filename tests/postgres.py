@@ -29,6 +29,16 @@ def _binary_dir() -> Path | None:
     return None
 
 
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,9 +60,13 @@ def _run(command: list[str]) -> None:
 def postgres_server() -> Iterator[str]:
     """Start initdb + pg_ctl in a temp dir; yields the server's base URL; stops it after the session."""
     binaries = _binary_dir()
+    message = ""
     if binaries is None:
         message = ("PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
                    "(apt-get install postgresql, or `make setup`) to run the multi-worker tests")
+    elif os.geteuid() == 0 and not _has_user("postgres"):
+        message = "running as root but there is no `postgres` user for initdb (apt-get install postgresql adds it)"
+    if message:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

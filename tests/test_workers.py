@@ -104,45 +104,53 @@ def trial_states(db: str, name: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_three_workers_on_postgres_run_every_cell_exactly_once(tmp_path: Path, postgres_url: str,
-                                                               feature_cache: Path) -> None:
-    grid = enqueue_grid(tmp_path, postgres_url, feature_cache)
+def test_three_workers_on_postgres_every_cell_once_and_a_killed_one_resumed(
+        tmp_path: Path, postgres_url: str, feature_cache: Path) -> None:
+    """Three workers share a grid; kill -9 the one in a ResNet cell after epoch 1, start another: it resumes."""
+    grid = enqueue_grid(tmp_path, postgres_url, feature_cache, students="[projection, bottleneck, resnet]",
+                        epochs=4)
     keys = {spec.key for spec in grid_cells(grid)}
-    assert len(keys) == 5  # probe + 2 students x 2 methods
+    assert len(keys) == 7  # probe + 3 students x 2 methods
     workers = [start_worker(tmp_path, postgres_url, feature_cache) for _ in range(3)]
+    victim, spec_key, killed_at = kill_a_resnet_worker(tmp_path, postgres_url, grid, workers)
+    workers.remove(victim)
+    workers.append(start_worker(tmp_path, postgres_url, feature_cache))
     wait_all(workers, tmp_path)
-    rows = stored_runs(postgres_url)
-    assert sorted(row[0] for row in rows) == sorted(keys)  # each cell once, none lost
-    assert all(row[1] == "done" for row in rows) and all(row[3] > 0.3 for row in rows)
-    assert trial_states(postgres_url, "shared") == ["COMPLETE"] * 5  # no cell was run twice
-    text = logs(tmp_path)
-    done_counts = [int(line.split(": ")[1].split(" done")[0]) for line in text.splitlines()
-                   if line.startswith("worker on grid shared")]
-    assert sum(done_counts) == 5 and len(done_counts) == 3
-
-
-@pytest.mark.slow
-def test_a_killed_worker_is_resumed_from_its_checkpoint(tmp_path: Path, postgres_url: str, feature_cache: Path) -> None:
-    grid = enqueue_grid(tmp_path, postgres_url, feature_cache, name="killed", students="resnet", methods="scratch",
-                        seeds="[0]", epochs=6, train=400)
-    spec = grid.specs[0]
-    checkpoint = Checkpointer(tmp_path / "runs", spec.key)
-    victim = start_worker(tmp_path, postgres_url, feature_cache, "killed")
-    deadline = time.monotonic() + 120
-    while (checkpoint.saved_epoch() or 0) < 1:
-        assert victim.poll() is None and time.monotonic() < deadline, logs(tmp_path)
-        time.sleep(0.2)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(timeout=30)
-    killed_at = checkpoint.saved_epoch()
-    assert killed_at is not None and 1 <= killed_at < 6
-    wait_all([start_worker(tmp_path, postgres_url, feature_cache, "killed")], tmp_path)
     rows = {row[0]: row for row in stored_runs(postgres_url)}
-    assert len(rows) == 2 and rows[spec.key][1] == "done"
-    assert rows[spec.key][2] == killed_at  # resumed from the last checkpoint, not from zero
-    assert rows[spec.key][4] == 6  # every epoch recorded once: restored ones plus the rest
-    assert sorted(trial_states(postgres_url, "killed")) == ["COMPLETE", "COMPLETE", "FAIL"]
-    assert not checkpoint.directory.exists()  # cleared once the row was stored
+    assert sorted(rows) == sorted(keys)  # each cell stored once, none lost
+    assert all(row[1] == "done" and row[3] > 0.3 for row in rows.values())
+    assert rows[spec_key][2] == killed_at  # resumed from the dead worker's last checkpoint, not from zero
+    assert rows[spec_key][4] == 4  # every epoch recorded once: the restored ones plus the rest
+    assert all(row[2] is None for key, row in rows.items() if key != spec_key)
+    states = trial_states(postgres_url, "shared")
+    assert sorted(states) == ["COMPLETE"] * 7 + ["FAIL"]  # only the killed trial ran twice (as its retry)
+    assert not any((tmp_path / "runs").iterdir())  # checkpoints are cleared once rows are stored
+    done_counts = [int(line.split(": ")[1].split(" done")[0]) for line in logs(tmp_path).splitlines()
+                   if line.startswith("worker on grid shared")]
+    assert sum(done_counts) == 7 and len(done_counts) == 3  # the victim never reported
+
+
+def kill_a_resnet_worker(tmp_path: Path, db: str, grid, workers: list[subprocess.Popen]):  # noqa: ANN001, ANN201
+    """Wait until a ResNet cell has a checkpoint for epoch >= 1, then SIGKILL the worker running it."""
+    import optuna
+
+    resnet = [spec.key for spec in grid.specs if spec.student == "resnet"]
+    deadline = time.monotonic() + 150
+    while True:
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers), logs(tmp_path)
+        ready = [key for key in resnet if (Checkpointer(tmp_path / "runs", key).saved_epoch() or 0) >= 1]
+        if ready:
+            break
+        time.sleep(0.2)
+    trial = next(t for t in optuna.load_study(study_name="shared", storage=db).trials
+                 if t.user_attrs["spec_key"] == ready[0])
+    pid = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
+    victim = next(w for w in workers if w.pid == pid)
+    os.kill(pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    killed_at = Checkpointer(tmp_path / "runs", ready[0]).saved_epoch()
+    assert killed_at is not None and 1 <= killed_at < 4
+    return victim, ready[0], killed_at
 
 
 @pytest.mark.slow
