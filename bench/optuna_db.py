@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from bench.checkpoint import default_run_dir
 from bench.errors import BenchError
+from bench.store.session import driver_url
 
 log = logging.getLogger(__name__)
 SQLITE_TIMEOUT_S = 60
@@ -48,7 +49,7 @@ def open_storage(db_url: str, options: WorkerOptions):  # noqa: ANN201 - optuna 
     with warnings.catch_warnings():  # heartbeats are "experimental" in optuna's words; they are what we need
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
-            db_url, engine_kwargs=engine_kwargs, heartbeat_interval=options.heartbeat_interval,
+            driver_url(db_url), engine_kwargs=engine_kwargs, heartbeat_interval=options.heartbeat_interval,
             grace_period=options.grace_period, **{callback_name: retry(max_retry=options.max_retry)},
         )
 

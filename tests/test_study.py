@@ -18,6 +18,7 @@ from bench.optuna_db import WorkerOptions
 from bench.search_space import load_study_file
 from bench.study import run_study
 from bench.workbench import RunContext
+from bench.worker import run_worker
 from tests.conftest import REPO
 
 BASE = {
@@ -95,6 +96,13 @@ def test_multi_objective_study_on_postgres_stores_both_values(tmp_path: Path, po
     final = rows(postgres_url, "SELECT count(*), min(test_acc) FROM runs WHERE study = 'pareto/final' "
                                "AND student != 'linear-probe'")
     assert final[0][0] == len(summary.best) and final[0][1] > 0.3
+
+    study.set_user_attr("n_trials", 4)  # a worker elsewhere joins with only the URL and the name
+    joined = run_worker("pareto", postgres_url, context, WorkerOptions(run_dir=tmp_path / "runs"),
+                        Console(stderr=True))
+    assert (joined.kind, joined.counts.done, joined.counts.failed) == ("study", 1, 0)
+    reloaded = optuna.load_study(study_name="pareto", storage=postgres_url)
+    assert sum(t.state.name == "COMPLETE" and len(t.values) == 2 for t in reloaded.trials) == 4
 
 
 @pytest.mark.parametrize(("fields", "message"), [
