@@ -125,9 +125,8 @@ def test_three_workers_on_postgres_every_cell_once_and_a_killed_one_resumed(
     states = trial_states(postgres_url, "shared")
     assert sorted(states) == ["COMPLETE"] * 7 + ["FAIL"]  # only the killed trial ran twice (as its retry)
     assert not any((tmp_path / "runs").iterdir())  # checkpoints are cleared once rows are stored
-    done_counts = [int(line.split(": ")[1].split(" done")[0]) for line in logs(tmp_path).splitlines()
-                   if line.startswith("worker on grid shared")]
-    assert sum(done_counts) == 7 and len(done_counts) == 3  # the victim never reported
+    text = logs(tmp_path)
+    assert text.count("worker on grid shared:") == 3 and "resumed after epoch" in text  # the victim never reported
 
 
 def kill_a_resnet_worker(tmp_path: Path, db: str, grid, workers: list[subprocess.Popen]):  # noqa: ANN001, ANN201
