@@ -78,12 +78,18 @@ def work_grid(study, storage, bench: Workbench, store: Store, options: WorkerOpt
     from optuna.trial import TrialState
 
     counts = CellCounts()
+    told = False
     while max_cells is None or counts.done + counts.failed + counts.skipped < max_cells:
         fail_stale_trials(study, storage)
         trial = claim_waiting(study, storage)
         if trial is None:
-            if not study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
+            running = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+            if not running:
                 break
+            if not told:
+                console.print(f"waiting for {len(running)} cell(s) running elsewhere; a dead worker's cell is "
+                              f"retried here after {options.grace_period} s without a heartbeat", highlight=False)
+                told = True
             time.sleep(options.poll_seconds)  # others are running cells; theirs come back if they die
             continue
         outcome = run_cell(study, storage, trial, bench, store, options, console)
