@@ -108,7 +108,7 @@ def test_three_workers_on_postgres_every_cell_once_and_a_killed_one_resumed(
         tmp_path: Path, postgres_url: str, feature_cache: Path) -> None:
     """Three workers share a grid; kill -9 the one in a ResNet cell after epoch 1, start another: it resumes."""
     grid = enqueue_grid(tmp_path, postgres_url, feature_cache, students="[projection, bottleneck, resnet]",
-                        epochs=3)
+                        epochs=4)
     keys = {spec.key for spec in grid_cells(grid)}
     assert len(keys) == 7  # probe + 3 students x 2 methods
     workers = [start_worker(tmp_path, postgres_url, feature_cache) for _ in range(3)]
@@ -120,7 +120,7 @@ def test_three_workers_on_postgres_every_cell_once_and_a_killed_one_resumed(
     assert sorted(rows) == sorted(keys)  # each cell stored once, none lost
     assert all(row[1] == "done" and row[3] > 0.3 for row in rows.values())
     assert rows[spec_key][2] == killed_at  # resumed from the dead worker's last checkpoint, not from zero
-    assert rows[spec_key][4] == 3  # every epoch recorded once: the restored ones plus the rest
+    assert rows[spec_key][4] == 4  # every epoch recorded once: the restored ones plus the rest
     assert all(row[2] is None for key, row in rows.items() if key != spec_key)
     states = trial_states(postgres_url, "shared")
     assert sorted(states) == ["COMPLETE"] * 7 + ["FAIL"]  # only the killed trial ran twice (as its retry)
@@ -130,25 +130,27 @@ def test_three_workers_on_postgres_every_cell_once_and_a_killed_one_resumed(
 
 
 def kill_a_resnet_worker(tmp_path: Path, db: str, grid, workers: list[subprocess.Popen]):  # noqa: ANN001, ANN201
-    """Wait until a ResNet cell has a checkpoint for epoch >= 1, then SIGKILL the worker running it."""
+    """SIGKILL the worker of a ResNet cell the moment that cell's first epoch checkpoint appears."""
     import optuna
 
     resnet = [spec.key for spec in grid.specs if spec.student == "resnet"]
+    pids: dict[str, int] = {}  # spec key -> pid of the worker that claimed it (trial user attr "worker")
     deadline = time.monotonic() + 150
     while True:
         assert time.monotonic() < deadline and all(w.poll() is None for w in workers), logs(tmp_path)
-        ready = [key for key in resnet if (Checkpointer(tmp_path / "runs", key).saved_epoch() or 0) >= 1]
+        if len(pids) < len(resnet):
+            for trial in optuna.load_study(study_name="shared", storage=db).trials:
+                if trial.user_attrs.get("spec_key") in resnet and "worker" in trial.user_attrs:
+                    pids[trial.user_attrs["spec_key"]] = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
+        ready = [key for key in pids if (Checkpointer(tmp_path / "runs", key).saved_epoch() or 0) >= 1]
         if ready:
             break
-        time.sleep(0.2)
-    trial = next(t for t in optuna.load_study(study_name="shared", storage=db).trials
-                 if t.user_attrs["spec_key"] == ready[0])
-    pid = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
-    victim = next(w for w in workers if w.pid == pid)
-    os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    os.kill(pids[ready[0]], signal.SIGKILL)
+    victim = next(w for w in workers if w.pid == pids[ready[0]])
     victim.wait(timeout=30)
     killed_at = Checkpointer(tmp_path / "runs", ready[0]).saved_epoch()
-    assert killed_at is not None and 1 <= killed_at < 3
+    assert killed_at is not None and 1 <= killed_at < 4
     return victim, ready[0], killed_at
 
 
