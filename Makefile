@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 # torch 2.14.1 + torchvision 0.29.1: a CUDA build that also runs on CPU (see README).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test lint bench-data browser clean
+.PHONY: setup run test lint bench-data browser bench-postgres clean
 
-setup: $(STAMP) bench-data browser
+setup: $(STAMP) bench-data browser bench-postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,28 +17,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# $(call apt_install,CHECK,PACKAGE,WHY): install a Debian package when CHECK fails and apt is usable
+# (as root); otherwise say what to do. Never fails set-up: the tests that need it say so loudly.
+define apt_install
+	@if $(1); then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -q $(2) >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(2) >/dev/null)) \
+		|| echo "warning: could not install $(2): $(3)"; \
+	else \
+		echo "note: apt is not usable here: sudo apt-get install $(2) ($(3))"; \
+	fi
+endef
+
 # Debian's dataset-fashion-mnist puts the IDX files under /usr/share/datasets/fashion-mnist.
 bench-data:
-	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then :; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		(apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null)) \
-		|| echo "warning: could not install dataset-fashion-mnist; see README (Fashion-MNIST)"; \
-	else \
-		echo "note: apt is not usable here: install dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist)"; \
-		echo "      or put the four Fashion-MNIST IDX files in \$$BENCH_DATA/fashion-mnist (see README)"; \
-	fi
+	$(call apt_install,[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ],dataset-fashion-mnist,\
+	the demo needs it; or put the four IDX files in $$BENCH_DATA/fashion-mnist - see README)
 
 # Debian's chromium renders report.html headless in the report tests (CI fails loudly without it).
 browser:
-	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		(apt-get install -y -q chromium >/dev/null 2>&1 || \
-		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null)) \
-		|| echo "warning: could not install chromium; the HTML report screenshot test will fail in CI"; \
-	else \
-		echo "note: apt is not usable here: install chromium (sudo apt-get install chromium) for the report tests"; \
-	fi
+	$(call apt_install,command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1,\
+	chromium,the HTML report screenshot test needs it)
+
+# The multi-worker tests start a throw-away PostgreSQL server (initdb + pg_ctl) on 127.0.0.1.
+bench-postgres:
+	$(call apt_install,command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1,\
+	postgresql,the PostgreSQL worker tests need it)
 
 run: setup
 	$(BIN)/bench run --grid studies/demo.yaml

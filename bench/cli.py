@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -28,6 +29,14 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 DbOption = Annotated[str, typer.Option("--db", help="results database URL (sqlite:///... or postgresql://...)")]
+RunDirOption = Annotated[Path | None, typer.Option(
+    "--run-dir", help="epoch checkpoints, shared by workers [default: $BENCH_RUN_DIR or ~/.cache/distill-bench/runs]")]
+HeartbeatOption = Annotated[int, typer.Option(help="seconds between a running trial's heartbeats")]
+GraceOption = Annotated[int, typer.Option(help="seconds without a heartbeat before a trial is dead and retried")]
+CacheDirOption = Annotated[Path | None, typer.Option(help="feature cache directory [default: ~/.cache/distill-bench]")]
+DataRootOption = Annotated[Path | None, typer.Option(help="where datasets live [default: $BENCH_DATA, system paths]")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
+WeightsOption = Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file (repeatable)")]
 
 
 @contextmanager
@@ -60,6 +69,10 @@ def run(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="leave corrupt images out (counted per run) instead of stopping")
     ] = False,
+    run_dir: RunDirOption = None,
+    enqueue_only: Annotated[bool, typer.Option(help="only enqueue the cells; `bench worker`s run them")] = False,
+    heartbeat_interval: HeartbeatOption = 30,
+    grace_period: GraceOption = 120,
 ) -> None:
     """Run every cell of a grid not already in the database (re-running is a no-op)."""
     with user_errors():
@@ -76,7 +89,8 @@ def run(
                 raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
             loaded.weights[teacher] = path
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
-        summary = run_grid(loaded, db, context, err)
+        options = _worker_options(run_dir, heartbeat_interval, grace_period)
+        summary = run_grid(loaded, db, context, err, options, enqueue_only)
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
             f"{summary.done} run now, {summary.failed} failed; results in {db}",
@@ -85,6 +99,85 @@ def run(
         )
         if summary.failed:
             raise typer.Exit(1)
+
+
+def _worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int):  # noqa: ANN202
+    from bench.optuna_db import WorkerOptions
+
+    if heartbeat_interval < 1 or grace_period <= heartbeat_interval:
+        raise BenchError("--heartbeat-interval must be >= 1 and --grace-period larger than it")
+    options = WorkerOptions(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                            poll_seconds=min(5.0, heartbeat_interval))
+    return options if run_dir is None else replace(options, run_dir=run_dir)
+
+
+def _weights_map(items: list[str] | None) -> dict[str, str]:
+    weights = {}
+    for item in items or []:
+        teacher, sep, path = item.partition("=")
+        if not sep or not path:
+            raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
+        weights[teacher] = path
+    return weights
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Option("--study", help="name of the grid or study to join")],
+    db: DbOption = DEFAULT_DB,
+    cache_dir: CacheDirOption = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    weights: WeightsOption = None,
+    run_dir: RunDirOption = None,
+    heartbeat_interval: HeartbeatOption = 30,
+    grace_period: GraceOption = 120,
+    max_cells: Annotated[int | None, typer.Option(help="stop after this many cells/trials")] = None,
+) -> None:
+    """Join a grid or study in the database from any machine; take cells until none are left."""
+    with user_errors():
+        from bench.store.session import check_url
+        from bench.workbench import RunContext
+        from bench.worker import run_worker
+
+        check_url(db)
+        options = _worker_options(run_dir, heartbeat_interval, grace_period)
+        summary = run_worker(study, db, RunContext(cache_dir, data_root, device), options, err,
+                             _weights_map(weights), max_cells)
+        counts = summary.counts
+        out.print(f"worker on {summary.kind} {study}: {counts.done} done, {counts.failed} failed, "
+                  f"{counts.skipped} already stored", highlight=False, soft_wrap=True)
+        if counts.failed:
+            raise typer.Exit(1)
+
+
+@app.command("study")
+def study_command(
+    study_file: Annotated[Path, typer.Argument(help="study YAML (search space, sampler, pruner, objectives)")],
+    trials: Annotated[int | None, typer.Option("--trials", help="trials in the study [default: the file's]")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="stop starting trials after S seconds")] = None,
+    db: DbOption = DEFAULT_DB,
+    cache_dir: CacheDirOption = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    weights: WeightsOption = None,
+    run_dir: RunDirOption = None,
+    heartbeat_interval: HeartbeatOption = 30,
+    grace_period: GraceOption = 120,
+) -> None:
+    """Search hyperparameters with Optuna on val, then re-run the best trial(s) on test over several seeds."""
+    with user_errors():
+        from bench.search_space import load_study_file
+        from bench.store.session import check_url
+        from bench.study import run_study
+        from bench.workbench import RunContext
+
+        check_url(db)
+        config = load_study_file(study_file)
+        options = _worker_options(run_dir, heartbeat_interval, grace_period)
+        summary = run_study(config, db, RunContext(cache_dir, data_root, device), options, err,
+                            trials=trials, timeout=timeout, weights=_weights_map(weights))
+        out.print(summary.describe(), highlight=False, soft_wrap=True)
 
 
 @app.command("list")

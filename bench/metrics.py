@@ -64,4 +64,6 @@ def score_summary(record: object) -> str:
     if getattr(record, "mean_recall", None) is not None:
         return (f"mean_recall {record.mean_recall:.4f} i2t_r1 {record.i2t_r1:.4f} "  # type: ignore[attr-defined]
                 f"t2i_r1 {record.t2i_r1:.4f} val {record.val_acc:.4f}")  # type: ignore[attr-defined]
-    return f"test_acc {record.test_acc:.4f} val_acc {record.val_acc:.4f}"  # type: ignore[attr-defined]
+    test_acc = getattr(record, "test_acc", None)
+    test = f"test_acc {test_acc:.4f} " if test_acc is not None else ""  # search trials never see test
+    return f"{test}val_acc {record.val_acc:.4f}"  # type: ignore[attr-defined]

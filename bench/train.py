@@ -6,7 +6,8 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -29,13 +30,22 @@ class TrainData:
 class TrainResult:
     epochs: tuple[EpochRecord, ...]
     val_acc: float
-    test_acc: float
+    test_acc: float | None
     epoch_seconds: float
     train_images_per_s: float
     peak_mem_mb: float
+    resumed_from_epoch: int | None = None  # epochs restored from a checkpoint, None for a fresh run
 
 
 EpochCallback = Callable[[EpochRecord], None]
+
+
+class Checkpointer(Protocol):
+    """Where train_student keeps its state between epochs (see bench.checkpoint)."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
 
 
 def state_size_mb(module: nn.Module) -> float:
@@ -98,6 +108,7 @@ def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer:
 def train_student(
     student: nn.Module, method: Method, data: TrainData, hparams: Mapping[str, object],
     epochs: int, seed: int, device: torch.device, on_epoch: EpochCallback | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end."""
     torch.manual_seed(seed)
@@ -114,7 +125,11 @@ def train_student(
     generator = torch.Generator().manual_seed(seed)
     records: list[EpochRecord] = []
     train_seconds = 0.0
-    for epoch in range(epochs):
+    parts = {"student": student, "method": method, "optimizer": optimizer, "scheduler": scheduler}
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        records, train_seconds = _restore(saved, parts, generator)
+    for epoch in range(len(records), epochs):
         start = time.perf_counter()
         train_loss, terms = _train_epoch(student, method, data, optimizer, scheduler, batch_size,
                                          generator, device)
@@ -124,9 +139,12 @@ def train_student(
         val_acc = evaluate(student, data.inputs["val"], data.labels["val"], device)
         record = EpochRecord(epoch, train_loss, terms, val_acc, time.perf_counter() - start)
         records.append(record)
+        if checkpoint is not None:
+            checkpoint.save(_train_state(parts, generator, records, train_seconds))
         if on_epoch is not None:
             on_epoch(record)
-    test_acc = evaluate(student, data.inputs["test"], data.labels["test"], device)
+    # a search trial leaves the test split out (search sees only val)
+    test_acc = evaluate(student, data.inputs["test"], data.labels["test"], device) if "test" in data.inputs else None
     return TrainResult(
         epochs=tuple(records),
         val_acc=records[-1].val_acc if records else float("nan"),
@@ -134,4 +152,27 @@ def train_student(
         epoch_seconds=train_seconds / max(epochs, 1),
         train_images_per_s=epochs * len(data.labels["train"]) / max(train_seconds, 1e-9),
         peak_mem_mb=_peak_memory_mb(device),
+        resumed_from_epoch=None if saved is None else int(saved["epoch"]),
     )
+
+
+def _train_state(parts: dict[str, Any], generator: torch.Generator, records: list[EpochRecord],
+                 train_seconds: float) -> dict[str, Any]:
+    """Everything needed to continue after the last finished epoch (tensors and plain values only)."""
+    state = {name: part.state_dict() for name, part in parts.items()}
+    return {**state, "epoch": len(records), "records": [asdict(record) for record in records],
+            "train_seconds": train_seconds, "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _restore(saved: dict[str, Any], parts: dict[str, Any],
+             generator: torch.Generator) -> tuple[list[EpochRecord], float]:
+    """Load a checkpoint into the parts and RNGs; returns the finished epochs and their train time."""
+    for name, part in parts.items():
+        part.load_state_dict(saved[name])
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if saved["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    return [EpochRecord(**record) for record in saved["records"]], float(saved["train_seconds"])

@@ -13,7 +13,7 @@ from bench.metrics import student_topk, topk_accuracy
 from bench.provenance import device_name, git_commit, utcnow
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
-from bench.train import TrainData, num_params, state_size_mb, train_student
+from bench.train import Checkpointer, TrainData, num_params, state_size_mb, train_student
 from bench.wiring import build_parts
 from bench.workbench import SPLITS, TeacherOutputs, Workbench
 from students import HEAD, STUDENTS
@@ -54,8 +54,13 @@ def _student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs,
 
 
 def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
-             on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
-    """Train and score one spec; the teacher probe cell is handled here too."""
+             on_epoch: Callable[[EpochRecord], None] | None = None, checkpoint: Checkpointer | None = None,
+             evaluate_test: bool = True) -> RunRecord:
+    """Train and score one spec; the teacher probe cell is handled here too.
+
+    `checkpoint` resumes from / saves after each epoch; `evaluate_test=False` (search trials) never
+    touches the test split.
+    """
     if DATASETS.entry(spec.dataset).kind == "retrieval":  # image-text data: bench/retrieval.py
         from bench.retrieval import run_retrieval_spec
 
@@ -73,26 +78,30 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     outputs = bench.teacher_outputs(spec.teacher, data, parts.feature_taps)
     inputs = _student_inputs(entry.kind, data, outputs, parts.input_tap)
     available = {"logits": probe.logits["train"], **outputs.features["train"]}
+    splits = SPLITS if evaluate_test else tuple(split for split in SPLITS if split != "test")
     train_data = TrainData(
-        inputs=inputs,
-        labels={split: torch.from_numpy(data.split(split).labels) for split in SPLITS},
+        inputs={split: inputs[split] for split in splits},
+        labels={split: torch.from_numpy(data.split(split).labels) for split in splits},
         teacher_train={name: available[name] for name in parts.teacher_targets},
     )
     record = _base_record(spec, study, entry.kind, bench, outputs, trial_number)
     result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed,
-                           bench.device, on_epoch)
+                           bench.device, on_epoch, checkpoint)
     params, size_mb = num_params(student), state_size_mb(student)
     backbone_params = teacher.num_params() if entry.kind == HEAD else 0
     backbone_mb = state_size_mb(teacher) if entry.kind == HEAD else 0.0
     return replace(
         record, status="done", test_acc=result.test_acc, val_acc=result.val_acc,
-        teacher_acc=probe.test_acc, pct_of_teacher=100.0 * result.test_acc / probe.test_acc,
+        teacher_acc=probe.test_acc if evaluate_test else None,
+        pct_of_teacher=100.0 * result.test_acc / probe.test_acc if result.test_acc is not None else None,
         params=params, method_params=method.num_params(), size_mb=size_mb,
         inference_params=params + backbone_params, inference_size_mb=size_mb + backbone_mb,
         epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
         peak_mem_mb=result.peak_mem_mb, finished_at=utcnow(), epoch_records=result.epochs,
-        test_top5=student_topk(student, inputs["test"], train_data.labels["test"], bench.device, 5),
+        test_top5=student_topk(student, inputs["test"], train_data.labels["test"], bench.device, 5)
+        if evaluate_test else None,
         split_sizes=data.split_record(), skipped_images=data.skipped_images,
+        resumed_from_epoch=result.resumed_from_epoch,
     )
 
 

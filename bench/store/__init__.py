@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from bench.store import migrate
 from bench.store.models import Run, RunEpoch
@@ -35,20 +36,32 @@ class Store:
         with session_scope(self.engine) as session:
             return set(session.scalars(select(Run.spec_key).where(Run.status == "done")))
 
-    def save_run(self, record: RunRecord) -> None:
-        """Write one run and its epochs in one transaction, replacing an earlier failed try."""
+    def save_run(self, record: RunRecord) -> bool:
+        """Write one run and its epochs in one transaction, replacing an earlier unfinished try.
+
+        Safe across workers: a spec already stored as done is never written again (False).
+        """
         values = {name: getattr(record, name) for name in RunRecord.column_names()}
-        with session_scope(self.engine) as session:
-            session.execute(delete(Run).where(Run.spec_key == record.spec_key, Run.status != "done"))
-            row = Run(**values)
-            row.epoch_rows = [
-                RunEpoch(
-                    epoch=e.epoch, train_loss=e.train_loss, loss_terms=e.loss_terms,
-                    val_acc=e.val_acc, seconds=e.seconds,
-                )
-                for e in record.epoch_records
-            ]
-            session.add(row)
+        try:
+            with session_scope(self.engine) as session:
+                existing = session.scalar(select(Run).where(Run.spec_key == record.spec_key).with_for_update())
+                if existing is not None and existing.status == "done":
+                    return False
+                if existing is not None:
+                    session.delete(existing)
+                    session.flush()
+                row = Run(**values)
+                row.epoch_rows = [
+                    RunEpoch(
+                        epoch=e.epoch, train_loss=e.train_loss, loss_terms=e.loss_terms,
+                        val_acc=e.val_acc, seconds=e.seconds,
+                    )
+                    for e in record.epoch_records
+                ]
+                session.add(row)
+        except IntegrityError:  # another worker inserted this spec between our read and our write
+            return False
+        return True
 
     def runs(self, **filters: object) -> list[RunRecord]:
         """Runs whose columns equal the given values (e.g. `study="demo"`), oldest first."""

@@ -64,6 +64,7 @@ class Run(Base):
     mean_recall: Mapped[float | None] = mapped_column(Float, nullable=True)
     skipped_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
     split_sizes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 6: checkpoint resume
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"

@@ -67,6 +67,7 @@ class RunRecord:
     mean_recall: float | None = None  # mean of the six recalls (image-text runs)
     skipped_images: int | None = None  # corrupt images left out under skip_bad
     split_sizes: dict[str, Any] | None = None  # {"train", "val", "test", "split_seed", "val_fraction"}
+    resumed_from_epoch: int | None = None  # epochs restored from a checkpoint (a dead worker's run)
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod

@@ -40,11 +40,26 @@ def check_url(url: str) -> str:
     return url
 
 
+def driver_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 here (SQLAlchemy's default driver, psycopg2, is not a dependency)."""
+    import importlib.util
+
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
+        if importlib.util.find_spec("psycopg") is None:
+            if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is not None:
+                return url
+            raise BenchError(f"--db {parsed.render_as_string()}: PostgreSQL needs psycopg; "
+                             "pip install 'distill-bench[postgres]'")
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
     """One engine per URL per process."""
     check_url(url)
-    engine = create_engine(url, future=True)
+    engine = create_engine(driver_url(url), future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

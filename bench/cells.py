@@ -1,0 +1,98 @@
+"""Take grid cells from a shared Optuna study until none are left: the loop of `bench run` and `bench worker`."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, replace
+
+from rich.console import Console
+
+from bench.checkpoint import Checkpointer
+from bench.errors import BenchError
+from bench.metrics import score_summary
+from bench.optuna_db import WorkerOptions, claim_waiting, fail_stale_trials, heartbeat
+from bench.provenance import utcnow
+from bench.spec import ExperimentSpec
+from bench.store import Store
+from bench.store.records import RunRecord
+from bench.trial import run_spec
+from bench.workbench import Workbench
+
+
+@dataclass
+class CellCounts:
+    """What one process did with the cells it took."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # another worker had stored the spec already
+
+
+def failed_record(spec: ExperimentSpec, study: str, error: BaseException, number: int | None,
+                  status: str = "failed") -> RunRecord:
+    """A row for a cell that raised (or was pruned): the spec and the error, no metrics."""
+    return RunRecord(
+        spec_key=spec.key, study=study, teacher=spec.teacher, student=spec.student,
+        student_kind="", method=spec.method, dataset=spec.dataset, seed=spec.seed,
+        epochs=spec.epochs, hparams=spec.hparams_dict, data_config=spec.data_dict,
+        status=status, error=f"{type(error).__name__}: {error}"[:2000], trial_number=number,
+        finished_at=utcnow(),
+    )
+
+
+def run_cell(study, storage, trial, bench: Workbench, store: Store, options: WorkerOptions,  # noqa: ANN001
+             console: Console) -> str:
+    """Run one claimed grid trial (resuming its checkpoint), store its row once, tell Optuna; returns the outcome."""
+    from optuna.trial import TrialState
+
+    spec = ExperimentSpec.from_dict(trial.user_attrs["spec"])
+    stored = store.run(spec.key)
+    if stored is not None and stored.status == "done":  # a retried trial whose first worker finished the row
+        study.tell(trial, stored.val_acc)
+        return "skipped"
+    checkpoint = Checkpointer(options.run_dir, spec.key)
+    try:
+        with heartbeat(storage, trial._trial_id):
+            record = run_spec(spec, bench, study.study_name, trial.number, checkpoint=checkpoint)
+    except BenchError:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as error:  # noqa: BLE001 - a bug in one cell must not stop the grid
+        console.print(f"[red]failed[/red] {spec.label()}: {error}")
+        console.print(traceback.format_exc(), markup=False, highlight=False)
+        store.save_run(failed_record(spec, study.study_name, error, trial.number))
+        study.tell(trial, state=TrialState.FAIL)
+        return "failed"
+    written = store.save_run(replace(record, study=study.study_name))
+    checkpoint.clear()
+    study.tell(trial, record.val_acc)
+    resumed = f", resumed after epoch {record.resumed_from_epoch}" if record.resumed_from_epoch else ""
+    console.print(f"{spec.label()}: {score_summary(record)} ({record.size_mb:.3f} MB{resumed})",
+                  highlight=False, soft_wrap=True)
+    return "done" if written else "skipped"
+
+
+def work_grid(study, storage, bench: Workbench, store: Store, options: WorkerOptions,  # noqa: ANN001
+              console: Console, max_cells: int | None = None) -> CellCounts:
+    """Claim and run cells until no trial waits and none runs elsewhere (a dead worker's cell comes back)."""
+    from optuna.trial import TrialState
+
+    counts = CellCounts()
+    told = False
+    while max_cells is None or counts.done + counts.failed + counts.skipped < max_cells:
+        fail_stale_trials(study, storage)
+        trial = claim_waiting(study, storage)
+        if trial is None:
+            running = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+            if not running:
+                break
+            if not told:
+                console.print(f"waiting for {len(running)} cell(s) running elsewhere; a dead worker's cell is "
+                              f"retried here after {options.grace_period} s without a heartbeat", highlight=False)
+                told = True
+            time.sleep(options.poll_seconds)  # others are running cells; theirs come back if they die
+            continue
+        outcome = run_cell(study, storage, trial, bench, store, options, console)
+        setattr(counts, outcome, getattr(counts, outcome) + 1)
+    return counts

@@ -1,0 +1,136 @@
+"""Optuna storage for many workers: heartbeats, stale-trial retry, and an atomic claim of waiting trials."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.checkpoint import default_run_dir
+from bench.errors import BenchError
+from bench.store.session import driver_url
+
+log = logging.getLogger(__name__)
+SQLITE_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a process takes part in a shared study: checkpoints, heartbeat, grace period, polling."""
+
+    run_dir: Path = field(default_factory=default_run_dir)
+    heartbeat_interval: int = 30  # seconds between a running trial's heartbeats
+    grace_period: int = 120  # a running trial without a heartbeat this long belongs to a dead worker
+    poll_seconds: float = 5.0  # how often an idle worker looks for new or stale cells
+    max_retry: int = 3  # how often a dead worker's trial is handed on
+
+
+def open_storage(db_url: str, options: WorkerOptions):  # noqa: ANN201 - optuna RDBStorage, imported lazily
+    """An RDBStorage with heartbeats; a dead worker's trial is failed and re-enqueued (same user attrs)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    new_api = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")  # optuna >= 4.9
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback if new_api else optuna.storages.RetryFailedTrialCallback
+    callback_name = "heartbeat_stale_trial_callback" if new_api else "failed_trial_callback"
+    engine_kwargs: dict[str, Any] = {}
+    if db_url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    with warnings.catch_warnings():  # heartbeats are "experimental" in optuna's words; they are what we need
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            driver_url(db_url), engine_kwargs=engine_kwargs, heartbeat_interval=options.heartbeat_interval,
+            grace_period=options.grace_period, **{callback_name: retry(max_retry=options.max_retry)},
+        )
+
+
+def load_bench_study(name: str, storage):  # noqa: ANN001, ANN201 - optuna types, imported lazily
+    """Open an existing study, or say which studies the database has."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+        raise BenchError(f"--study {name!r}: no such study in this database; studies: {', '.join(names) or 'none'}"
+                         ) from None
+
+
+def _set_state_if(storage, trial_id: int, old: str, new: str) -> bool:  # noqa: ANN001
+    """Move one trial from state `old` to `new` in one UPDATE; True only for the worker that did it."""
+    now = datetime.now()
+    column = "datetime_start" if new == "RUNNING" else "datetime_complete"
+    with storage.engine.begin() as connection:
+        changed = connection.execute(
+            text(f"UPDATE trials SET state = :new, {column} = :now WHERE trial_id = :id AND state = :old"),
+            {"new": new, "old": old, "now": now, "id": trial_id},
+        ).rowcount
+    return changed == 1
+
+
+def worker_id() -> str:
+    """host:pid of this process, kept on each trial it takes (to find the process a cell belongs to)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_waiting(study, storage):  # noqa: ANN001, ANN201
+    """Take the lowest-numbered WAITING trial atomically (no two workers get the same one), or None."""
+    import optuna
+    from optuna.trial import TrialState
+
+    for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
+        if _set_state_if(storage, frozen._trial_id, "WAITING", "RUNNING"):
+            storage.record_heartbeat(frozen._trial_id)  # stale from now on if this process dies
+            trial = optuna.Trial(study, frozen._trial_id)
+            trial.set_user_attr("worker", worker_id())
+            return trial
+    return None
+
+
+def fail_stale_trials(study, storage) -> int:  # noqa: ANN001
+    """Fail each trial whose worker stopped beating (once, even with many workers looking) and retry it."""
+    failed = 0
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        if _set_state_if(storage, trial_id, "RUNNING", "FAIL"):
+            callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
+                storage, "get_heartbeat_stale_trial_callback") else storage.get_failed_trial_callback()
+            if callback is not None:
+                callback(study, storage.get_trial(trial_id))
+            failed += 1
+    return failed
+
+
+@contextmanager
+def heartbeat(storage, trial_id: int) -> Iterator[None]:  # noqa: ANN001
+    """Record the trial's heartbeat every interval in a daemon thread while the block runs."""
+    interval = storage.get_heartbeat_interval()
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as error:  # noqa: BLE001 - a missed beat is retried next interval
+                log.warning("heartbeat for trial %s failed: %s", trial_id, error)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
