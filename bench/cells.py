@@ -7,6 +7,7 @@ import traceback
 from dataclasses import dataclass, replace
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.checkpoint import Checkpointer
 from bench.errors import BenchError
@@ -41,8 +42,14 @@ def failed_record(spec: ExperimentSpec, study: str, error: BaseException, number
     )
 
 
+def cell_progress(console: Console) -> Progress:
+    """A bar for the grid and one per running cell; quiet when the console is not a terminal."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not console.is_terminal)
+
+
 def run_cell(study, storage, trial, bench: Workbench, store: Store, options: WorkerOptions,  # noqa: ANN001
-             console: Console) -> str:
+             console: Console, progress: Progress) -> str:
     """Run one claimed grid trial (resuming its checkpoint), store its row once, tell Optuna; returns the outcome."""
     from optuna.trial import TrialState
 
@@ -52,9 +59,11 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
         study.tell(trial, stored.val_acc)
         return "skipped"
     checkpoint = Checkpointer(options.run_dir, spec.key)
+    epochs_bar = progress.add_task(f"  {spec.label()}", total=max(spec.epochs, 1))
     try:
         with heartbeat(storage, trial._trial_id):
-            record = run_spec(spec, bench, study.study_name, trial.number, checkpoint=checkpoint)
+            record = run_spec(spec, bench, study.study_name, trial.number, checkpoint=checkpoint,
+                              on_epoch=lambda _epoch: progress.advance(epochs_bar))
     except BenchError:
         study.tell(trial, state=TrialState.FAIL)
         raise
@@ -64,6 +73,8 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
         store.save_run(failed_record(spec, study.study_name, error, trial.number))
         study.tell(trial, state=TrialState.FAIL)
         return "failed"
+    finally:
+        progress.remove_task(epochs_bar)
     written = store.save_run(replace(record, study=study.study_name))
     checkpoint.clear()
     study.tell(trial, record.val_acc)
@@ -79,6 +90,19 @@ def work_grid(study, storage, bench: Workbench, store: Store, options: WorkerOpt
     from optuna.trial import TrialState
 
     counts = CellCounts()
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    with cell_progress(console) as progress:
+        grid_bar = progress.add_task(f"grid {study.study_name}", total=waiting)
+        _claim_and_run(study, storage, bench, store, options, console, max_cells, counts, progress, grid_bar)
+    return counts
+
+
+def _claim_and_run(study, storage, bench: Workbench, store: Store, options: WorkerOptions,  # noqa: ANN001
+                   console: Console, max_cells: int | None, counts: CellCounts, progress: Progress,
+                   grid_bar: int) -> None:
+    """The worker loop: claim a waiting cell, run it, repeat; wait while others still run theirs."""
+    from optuna.trial import TrialState
+
     told = False
     while max_cells is None or counts.done + counts.failed + counts.skipped < max_cells:
         fail_stale_trials(study, storage)
@@ -93,6 +117,6 @@ def work_grid(study, storage, bench: Workbench, store: Store, options: WorkerOpt
                 told = True
             time.sleep(options.poll_seconds)  # others are running cells; theirs come back if they die
             continue
-        outcome = run_cell(study, storage, trial, bench, store, options, console)
+        outcome = run_cell(study, storage, trial, bench, store, options, console, progress)
         setattr(counts, outcome, getattr(counts, outcome) + 1)
-    return counts
+        progress.advance(grid_bar)
