@@ -43,6 +43,7 @@ class DataConfig:
     skip_bad: bool = False  # leave corrupt images out (counted in the run) instead of failing
     label_set: str = "fine"  # cifar-100: "fine" (100 classes) or "coarse" (20 superclasses)
     root: str | None = None  # imagefolder: the root/<class>/*.jpg directory
+    teacher_reference: str = "probe"  # "probe" (linear probe) or "zero-shot" (image-text teachers' prompts)
 
     def as_dict(self) -> dict[str, object]:
         """Fields as a dict; the loading fields are left out at their defaults so older spec keys hold."""
@@ -50,7 +51,8 @@ class DataConfig:
         return {k: v for k, v in values.items() if k not in LOADING_DEFAULTS or v != LOADING_DEFAULTS[k]}
 
 
-LOADING_DEFAULTS: dict[str, object] = {"decode_size": None, "skip_bad": False, "label_set": "fine", "root": None}
+LOADING_DEFAULTS: dict[str, object] = {"decode_size": None, "skip_bad": False, "label_set": "fine", "root": None,
+                                     "teacher_reference": "probe"}
 
 
 @dataclass(frozen=True)

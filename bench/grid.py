@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -36,6 +36,7 @@ class DataModel(BaseModel):
     skip_bad: bool = False
     label_set: str = "fine"
     root: str | None = None
+    teacher_reference: Literal["probe", "zero-shot"] = "probe"
 
 
 class GridModel(BaseModel):
@@ -120,6 +121,7 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
             raise BenchError(f"{where}field 'weights': {teacher!r} is not one of this grid's teachers")
     _check_hparam_names(model, regs, where)
     _check_dataset_methods(model, regs, where)
+    _check_teacher_reference(model, regs, where)
     data = DataConfig(**model.data.model_dump())
     specs: dict[str, ExperimentSpec] = {}
     hparam_names = list(model.hparams)
@@ -174,6 +176,18 @@ def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], wher
                                   tuple(teacher.meta.get("taps", ())), teacher.meta.get("modality"))
         if problem:
             raise BenchError(f"{where}{problem}")
+
+
+def _check_teacher_reference(model: GridModel, regs: dict[str, Any], where: str) -> None:
+    """Zero-shot targets need a text encoder: only image-text teachers have one."""
+    if model.data.teacher_reference != "zero-shot":
+        return
+    for teacher in model.teacher:
+        if regs["teachers"].entry(teacher).meta.get("modality") != "image-text":
+            raise BenchError(
+                f"{where}field 'data.teacher_reference': 'zero-shot' needs an image-text teacher (CLIP, SigLIP, "
+                f"BLIP); {teacher!r} has no text encoder, so use 'probe'"
+            )
 
 
 def _check_dataset_methods(model: GridModel, regs: dict[str, Any], where: str) -> None:

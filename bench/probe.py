@@ -19,6 +19,8 @@ class ProbeResult:
     val_acc: float
     test_acc: float
     logits: dict[str, torch.Tensor]
+    reference: str = "linear-probe"  # or the zero-shot head's description
+    head_params: int | None = None  # None: a linear layer on the pooled embedding
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

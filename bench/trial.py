@@ -19,23 +19,25 @@ from bench.workbench import SPLITS, TeacherOutputs, Workbench
 from students import HEAD, STUDENTS
 
 PROBE_STUDENT = "linear-probe"
+ZERO_SHOT_STUDENT = "zero-shot"
 PROBE_METHOD = "teacher-probe"
 PROBE_REFERENCE = "linear-probe"
 
 
 def probe_spec(teacher: str, dataset: str, data: dict) -> ExperimentSpec:
     """The teacher-reference cell of a grid: a linear probe on the teacher's features."""
-    return ExperimentSpec.create(teacher=teacher, student=PROBE_STUDENT, method=PROBE_METHOD,
+    student = ZERO_SHOT_STUDENT if data.get("teacher_reference") == "zero-shot" else PROBE_STUDENT
+    return ExperimentSpec.create(teacher=teacher, student=student, method=PROBE_METHOD,
                                  dataset=dataset, hparams={}, data=data, epochs=0, seed=0)
 
 
 def _base_record(spec: ExperimentSpec, study: str, kind: str, bench: Workbench,
-                 outputs: TeacherOutputs, trial_number: int | None) -> RunRecord:
+                 outputs: TeacherOutputs, trial_number: int | None, reference: str = PROBE_REFERENCE) -> RunRecord:
     return RunRecord(
         spec_key=spec.key, study=study, teacher=spec.teacher, student=spec.student,
         student_kind=kind, method=spec.method, dataset=spec.dataset, seed=spec.seed,
         epochs=spec.epochs, hparams=spec.hparams_dict, data_config=spec.data_dict, status="running",
-        teacher_reference=PROBE_REFERENCE, teacher_pass_s=outputs.teacher_seconds,
+        teacher_reference=reference, teacher_pass_s=outputs.teacher_seconds,
         cache_hits=sum(e.hit for e in outputs.events),
         cache_misses=sum(not e.hit for e in outputs.events),
         device=device_name(bench.device), torch_version=torch.__version__, git_commit=git_commit(),
@@ -84,7 +86,7 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
         labels={split: torch.from_numpy(data.split(split).labels) for split in splits},
         teacher_train={name: available[name] for name in parts.teacher_targets},
     )
-    record = _base_record(spec, study, entry.kind, bench, outputs, trial_number)
+    record = _base_record(spec, study, entry.kind, bench, outputs, trial_number, probe.reference)
     result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed,
                            bench.device, on_epoch, checkpoint)
     params, size_mb = num_params(student), state_size_mb(student)
@@ -93,7 +95,8 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     return replace(
         record, status="done", test_acc=result.test_acc, val_acc=result.val_acc,
         teacher_acc=probe.test_acc if evaluate_test else None,
-        pct_of_teacher=100.0 * result.test_acc / probe.test_acc if result.test_acc is not None else None,
+        pct_of_teacher=100.0 * result.test_acc / probe.test_acc if result.test_acc is not None and probe.test_acc
+        else None,
         params=params, method_params=method.num_params(), size_mb=size_mb,
         inference_params=params + backbone_params, inference_size_mb=size_mb + backbone_mb,
         epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
@@ -109,15 +112,17 @@ def _probe_record(spec: ExperimentSpec, bench: Workbench, study: str, outputs: T
                   trial_number: int | None, data: DatasetSplits) -> RunRecord:
     teacher = bench.teacher(spec.teacher)
     probe = bench.probe(spec.teacher, data)
-    probe_params = teacher.embed_dim * data.num_classes + data.num_classes
+    linear_params = teacher.embed_dim * data.num_classes + data.num_classes
+    probe_params = probe.head_params if probe.head_params is not None else linear_params
     probe_mb = probe_params * 4 / 1e6
-    record = _base_record(spec, study, HEAD, bench, outputs, trial_number)
+    record = _base_record(spec, study, HEAD, bench, outputs, trial_number, probe.reference)
+    settings = {"weight_decay": probe.weight_decay} if probe.reference == PROBE_REFERENCE else {}
     return replace(
         record, status="done", test_acc=probe.test_acc, val_acc=probe.val_acc,
         teacher_acc=probe.test_acc, pct_of_teacher=100.0, params=probe_params, method_params=0,
         size_mb=probe_mb, inference_params=teacher.num_params() + probe_params,
         inference_size_mb=state_size_mb(teacher) + probe_mb,
-        hparams={"weight_decay": probe.weight_decay}, finished_at=utcnow(),
+        hparams=settings, finished_at=utcnow(),
         test_top5=topk_accuracy(probe.logits["test"], torch.from_numpy(data.test.labels), 5),
         split_sizes=data.split_record(), skipped_images=data.skipped_images,
     )

@@ -101,8 +101,28 @@ class Workbench:
         """The teacher's linear probe (cached on disk beside its features)."""
         memo_key = (teacher_name, data.name, data.config)
         if memo_key not in self._probes:
-            self._probes[memo_key] = self._load_or_fit_probe(teacher_name, data)
+            if data.config.teacher_reference == "zero-shot":
+                self._probes[memo_key] = self._zero_shot_reference(teacher_name, data)
+            else:
+                self._probes[memo_key] = self._load_or_fit_probe(teacher_name, data)
         return self._probes[memo_key]
+
+    def _zero_shot_reference(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
+        """Class logits from the teacher's own text encoder: KD targets and a reference without a probe."""
+        from bench.probe import accuracy
+        from teachers.zero_shot import zero_shot_head
+
+        teacher = self.teacher(teacher_name)
+        outputs = self.teacher_outputs(teacher_name, data, ("image_embed",))
+        with torch.inference_mode():
+            head = zero_shot_head(teacher, data.class_names)
+        logits = {split: head.logits(outputs.features[split]["image_embed"]) for split in SPLITS}
+        labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
+        return ProbeResult(
+            weight_decay=0.0, val_acc=accuracy(logits["val"], labels["val"]),
+            test_acc=accuracy(logits["test"], labels["test"]), logits=logits, reference=head.reference,
+            head_params=head.class_embeds.numel(),
+        )
 
     def _load_or_fit_probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
         teacher = self.teacher(teacher_name)

@@ -73,7 +73,10 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 def teacher_references(runs: pd.DataFrame) -> pd.DataFrame:
     """The teacher-probe score per (dataset, teacher): the 100% of '% of teacher'."""
     probes = with_score(runs[(runs["method"] == PROBE_METHOD) & (runs["status"] == "done")])
-    return probes.groupby(["dataset", "teacher"], as_index=False)["score"].mean()
+    if "teacher_reference" not in probes:
+        probes = probes.assign(teacher_reference="linear-probe")
+    return probes.groupby(["dataset", "teacher"], as_index=False).agg(
+        score=("score", "mean"), reference=("teacher_reference", "first"))
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Matrix:
     rows: list[tuple[str, str, str, str, str]]
     cells: dict[tuple[int, str], Cell] = field(default_factory=dict)
     references: dict[str, float] = field(default_factory=dict)
+    reference_kinds: dict[str, str] = field(default_factory=dict)  # teacher -> "linear-probe" or zero-shot line
 
 
 def _size_label(sizes: pd.Series) -> str:
@@ -134,7 +138,8 @@ def _matrix(dataset: str, epochs: int, rows: pd.DataFrame, references: pd.DataFr
                      method))
     refs = references[references["dataset"] == dataset]
     matrix = Matrix(dataset, epochs, rows["metric"].iloc[0], teachers, keys,
-                    references=dict(zip(refs["teacher"], refs["score"], strict=True)))
+                    references=dict(zip(refs["teacher"], refs["score"], strict=True)),
+                    reference_kinds=dict(zip(refs["teacher"], refs["reference"].fillna("linear-probe"), strict=True)))
     for teacher in teachers:
         column = rows[rows["teacher"] == teacher]
         best = column["score_mean"].max()
@@ -173,7 +178,8 @@ def matrix_header(matrix: Matrix) -> list[str]:
 
 def reference_text(matrix: Matrix) -> str:
     """'effnet-lite0 93.0%' per teacher with a probe run, for the line above a matrix."""
-    found = [f"{t} {matrix.references[t] * 100:.1f}%" for t in matrix.teachers if t in matrix.references]
+    found = [f"{t} {matrix.references[t] * 100:.1f}% ({matrix.reference_kinds.get(t, 'linear-probe')})"
+             for t in matrix.teachers if t in matrix.references]
     return ", ".join(found) if found else "no teacher-probe run"
 
 
@@ -181,4 +187,4 @@ def matrix_note(matrix: Matrix, best_marker: str) -> str:
     """The sentence under a matrix heading saying how to read it."""
     return (f"Mean ± std over seeds; {best_marker} = best in its teacher column; n = finished seeds; "
             "inference MB includes the teacher backbone a head student still needs; "
-            f"% of T = share of the teacher's own score (linear probe: {reference_text(matrix)}).")
+            f"% of T = share of the teacher's own score ({reference_text(matrix)}).")
