@@ -83,11 +83,7 @@ def run(
 
         check_url(db)
         loaded = load_grid(grid_file)
-        for item in weights or []:
-            teacher, sep, path = item.partition("=")
-            if not sep or not path:
-                raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
-            loaded.weights[teacher] = path
+        loaded.weights.update(_weights_map(weights))
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)
         summary = run_grid(loaded, db, context, err, options, enqueue_only)

@@ -68,7 +68,7 @@ class Grid:
     weights: dict[str, str]
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise BenchError(f"grid file not found: {path}")
     try:
@@ -80,26 +80,37 @@ def _read_yaml(path: Path) -> Any:
         raise BenchError(f"{path}: invalid YAML{where}: {problem}") from None
 
 
-def _pydantic_message(path: Path, error: ValidationError) -> str:
+def _fields_at(model: type[BaseModel], parents: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model that the location `parents` points into."""
+    for part in parents:
+        annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def config_error(path: Path, error: ValidationError, model: type[BaseModel]) -> str:
+    """One line for a config file's first problem; a typo'd field (often the cause of a missing one) first."""
     errors = error.errors()
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     field = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        allowed = ", ".join(GridModel.model_fields if len(first["loc"]) == 1 else DataModel.model_fields)
-        message = f"unknown field; allowed: {allowed}"
+    allowed = _fields_at(model, first["loc"][:-1]) if first["type"] == "extra_forbidden" else []
+    if allowed:
+        message = f"unknown field; allowed: {', '.join(allowed)}"
     return f"{path}: field {field!r}: {message}"
 
 
 def load_grid(path: Path) -> Grid:
     """Read, validate and expand a grid file; every problem is one BenchError line."""
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: a grid file must be a mapping of fields (teacher, student, ...)")
     try:
         model = GridModel.model_validate(raw)
     except ValidationError as error:
-        raise BenchError(_pydantic_message(path, error)) from None
+        raise BenchError(config_error(path, error, GridModel)) from None
     return expand_grid(model, path)
 
 

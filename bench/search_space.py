@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from bench.data import DataConfig
 from bench.errors import BenchError
-from bench.grid import DataModel, GridModel, Scalar, _as_list, _read_yaml, expand_grid, relevant_defaults
+from bench.grid import DataModel, GridModel, Scalar, _as_list, config_error, expand_grid, read_yaml, relevant_defaults
 from bench.registry import nearest_names
 from bench.spec import ExperimentSpec
 
@@ -105,24 +105,15 @@ class StudyModel(BaseModel):
         return self.pruner.name if self.pruner else ("median" if len(self.objectives) == 1 else "none")
 
 
-def _pydantic_message(path: Path, error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
-    if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
-        message = f"unknown field; allowed: {', '.join(StudyModel.model_fields)}"
-    return f"{path}: field {field!r}: {message}"
-
-
 def load_study_file(path: Path) -> StudyModel:
     """Read and validate a study file; every problem is one BenchError line naming the field."""
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: a study file must be a mapping of fields (teacher, student, search, ...)")
     try:
         model = StudyModel.model_validate(raw)
     except ValidationError as error:
-        raise BenchError(_pydantic_message(path, error)) from None
+        raise BenchError(config_error(path, error, StudyModel)) from None
     if model.name is None:
         model = model.model_copy(update={"name": path.stem})
     check_study(model, path)
