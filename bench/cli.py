@@ -37,6 +37,10 @@ CacheDirOption = Annotated[Path | None, typer.Option(help="feature cache directo
 DataRootOption = Annotated[Path | None, typer.Option(help="where datasets live [default: $BENCH_DATA, system paths]")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
 WeightsOption = Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file (repeatable)")]
+AllowDownloadOption = Annotated[bool, typer.Option(
+    "--allow-download", help="let teachers fetch missing weights and torchvision missing data")]
+SkipBadOption = Annotated[bool, typer.Option(
+    "--skip-bad", help="leave corrupt images out (counted per run) instead of stopping")]
 
 
 @contextmanager
@@ -54,21 +58,12 @@ def run(
     grid_file: Annotated[Path, typer.Argument(help="grid YAML", show_default=True)] = DEFAULT_GRID,
     grid: Annotated[bool, typer.Option("--grid", help="run FILE as a grid (the default mode)")] = True,
     db: DbOption = DEFAULT_DB,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="feature cache directory [default: ~/.cache/distill-bench]")
-    ] = None,
-    data_root: Annotated[
-        Path | None, typer.Option(help="where datasets live [default: $BENCH_DATA, system paths]")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
-    weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file (repeatable)")] = None,
-    allow_download: Annotated[
-        bool,
-        typer.Option("--allow-download", help="let teachers fetch missing weights and torchvision missing data"),
-    ] = False,
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="leave corrupt images out (counted per run) instead of stopping")
-    ] = False,
+    cache_dir: CacheDirOption = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    weights: WeightsOption = None,
+    allow_download: AllowDownloadOption = False,
+    skip_bad: SkipBadOption = False,
     run_dir: RunDirOption = None,
     enqueue_only: Annotated[bool, typer.Option(help="only enqueue the cells; `bench worker`s run them")] = False,
     heartbeat_interval: HeartbeatOption = 30,
@@ -125,6 +120,8 @@ def worker(
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
     weights: WeightsOption = None,
+    allow_download: AllowDownloadOption = False,
+    skip_bad: SkipBadOption = False,
     run_dir: RunDirOption = None,
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
@@ -138,8 +135,8 @@ def worker(
 
         check_url(db)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)
-        summary = run_worker(study, db, RunContext(cache_dir, data_root, device), options, err,
-                             _weights_map(weights), max_cells)
+        summary = run_worker(study, db, RunContext(cache_dir, data_root, device, allow_download, skip_bad), options,
+                             err, _weights_map(weights), max_cells)
         counts = summary.counts
         out.print(f"worker on {summary.kind} {study}: {counts.done} done, {counts.failed} failed, "
                   f"{counts.skipped} already stored", highlight=False, soft_wrap=True)
@@ -157,6 +154,8 @@ def study_command(
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
     weights: WeightsOption = None,
+    allow_download: AllowDownloadOption = False,
+    skip_bad: SkipBadOption = False,
     run_dir: RunDirOption = None,
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
@@ -171,7 +170,8 @@ def study_command(
         check_url(db)
         config = load_study_file(study_file)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)
-        summary = run_study(config, db, RunContext(cache_dir, data_root, device), options, err,
+        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad)
+        summary = run_study(config, db, context, options, err,
                             trials=trials, timeout=timeout, weights=_weights_map(weights))
         out.print(summary.describe(), highlight=False, soft_wrap=True)
 
