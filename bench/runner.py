@@ -17,6 +17,7 @@ from bench.trial import probe_spec
 from bench.workbench import RunContext, Workbench
 
 KIND_ATTR = "bench_kind"  # study user attr: "grid" or "study"
+SOURCE_ATTR = "source_file"  # study user attr: the grid file it came from
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     study = open_study(grid.name, storage)
     study.set_user_attr(KIND_ATTR, "grid")  # lets `bench worker` join without the YAML
     study.set_user_attr("weights", grid.weights)
+    study.set_user_attr(SOURCE_ATTR, str(grid.path.resolve()) if grid.path else "")  # for report provenance
     enqueue_cells(study, todo, done_before)
     if enqueue_only:
         return GridSummary(grid.name, len(cells), len(cells) - len(todo), 0, 0)

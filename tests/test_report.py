@@ -174,6 +174,7 @@ def test_provenance_csv_and_latex(report_db: tuple[str, Path], report_dir: Path)
     ((seconds,),) = sql(path, "SELECT max(teacher_pass_s) FROM runs")
     assert f"- git commit: {commit}" in report and f"on digits: {seconds:.1f} s" in report
     assert "- grids / studies: report-grid" in report and "- runs: 9 done, 2 failed, 1 pruned" in report
+    assert f"- grid files: report-grid: {(path.parent / 'grid.yaml').resolve()}" in report
     assert len(read_csv(report_dir / "runs.csv")) == 12
     tex = (report_dir / "tables.tex").read_text()
     assert tex.count(r"\begin{tabular}{llllll}") == 1 and r"\textbf{" in tex

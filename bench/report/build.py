@@ -82,6 +82,9 @@ def build_report(db_url: str, out_dir: Path, where: str | None = None,
     _dataset_plots(data, db_url, out_dir)
     names = None if where is None else set(runs["study"].dropna())
     data.studies = study_reports(db_url, names, out_dir)
+    sources = [f"{study.name}: {study.source_file}" for study in data.studies if study.source_file]
+    if sources:
+        data.provenance.insert(3, ("grid files", ", ".join(sources)))
     return data
 
 

@@ -23,6 +23,7 @@ class StudyReport:
     trials: dict[str, int]
     plots: list[Plot] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    source_file: str = ""  # the grid file, when the study is a grid run by `bench run`
 
 
 def has_optuna_tables(db_url: str) -> bool:
@@ -149,7 +150,8 @@ def study_reports(db_url: str, names: set[str] | None, out_dir: Path) -> list[St
         states: dict[str, int] = {}
         for trial in study.get_trials(deepcopy=False):
             states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
-        report = StudyReport(study.study_name, [d.name.lower() for d in study.directions], states)
+        report = StudyReport(study.study_name, [d.name.lower() for d in study.directions], states,
+                             source_file=str(summary.user_attrs.get("source_file") or ""))
         plots = [_history(study, out_dir), _importances(study, out_dir, report.notes),
                  _pareto(study, out_dir, report.notes)]
         report.plots = [p for p in plots if p is not None]
