@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -215,8 +216,14 @@ def clip_describer(arch: str, tag: str | None) -> Callable[[Path | None], dict[s
 
         from teachers.inventory import meta_param_count
 
-        with torch.device("meta"):
-            model = open_clip.create_model(arch, device="meta", pretrained_image=False, pretrained_text=False)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # open_clip warns "no pretrained weights loaded": intended for a shape-only build
+        try:
+            with torch.device("meta"):
+                model = open_clip.create_model(arch, device="meta", pretrained_image=False, pretrained_text=False)
+        finally:
+            root.setLevel(level)
         embed_dim = (open_clip.get_model_config(arch) or {}).get("embed_dim")
         return {"params": meta_param_count(model), "embed_dim": embed_dim,
                 "preprocess": clip_preprocess(model, tag_config(arch, tag))}
