@@ -8,7 +8,6 @@ are ranked against the teacher's `encode_text` of every test caption (and the re
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -22,7 +21,7 @@ from bench.metrics import flatten_captions, retrieval_recalls
 from bench.provenance import utcnow
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
-from bench.train import _peak_memory_mb, num_params, state_size_mb
+from bench.train import TrainData, num_params, state_size_mb, train_student
 from bench.workbench import SPLITS, TeacherOutputs, Workbench
 from methods import METHODS
 from methods.base import MethodContext
@@ -90,65 +89,6 @@ def joint_embeddings(student: torch.nn.Module, method: torch.nn.Module, inputs: 
                       for i in range(0, len(inputs), batch_size)])
 
 
-def _epoch(student: torch.nn.Module, method: torch.nn.Module, inputs: torch.Tensor,
-           targets: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-           scheduler: torch.optim.lr_scheduler.LRScheduler, batch_size: int, generator: torch.Generator,
-           device: torch.device) -> tuple[float, dict[str, float]]:
-    """One pass over the train split; returns the mean total loss and mean loss terms."""
-    student.train()
-    method.train()
-    order = torch.randperm(len(inputs), generator=generator)
-    sums: dict[str, float] = {}
-    total, batches = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        if len(index) < 2:  # batch norm and the contrastive term need two samples
-            continue
-        teacher = {name: t[index].to(device, non_blocking=True) for name, t in targets.items()}
-        terms = method(student(inputs[index].to(device, non_blocking=True)), teacher, index.to(device))
-        loss = method.total(terms)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total += float(loss.detach())
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach())
-        batches += 1
-    batches = max(batches, 1)
-    return total / batches, {name: value / batches for name, value in sums.items()}
-
-
-def train_joint(student: torch.nn.Module, method: torch.nn.Module, inputs: dict[str, torch.Tensor],
-                targets: dict[str, torch.Tensor], score_val: Callable[[], float], hparams: dict,
-                epochs: int, seed: int, device: torch.device,
-                on_epoch: Callable[[EpochRecord], None] | None) -> tuple[list[EpochRecord], float]:
-    """AdamW + cosine schedule (as for classification); val mean recall every epoch. Returns epochs, train s."""
-    torch.manual_seed(seed)
-    student.to(device)
-    method.to(device)
-    batch_size = int(hparams["batch_size"])
-    parameters = [p for p in [*student.parameters(), *method.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=float(hparams["lr"]), weight_decay=float(hparams["weight_decay"]))
-    steps = max(1, epochs * -(-len(inputs["train"]) // batch_size))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    generator = torch.Generator().manual_seed(seed)
-    records: list[EpochRecord] = []
-    train_seconds = 0.0
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        loss, terms = _epoch(student, method, inputs["train"], targets, optimizer, scheduler, batch_size,
-                             generator, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds += time.perf_counter() - start
-        record = EpochRecord(epoch, loss, terms, score_val(), time.perf_counter() - start)
-        records.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-    return records, train_seconds
-
-
 def _teacher_record(record: RunRecord, teacher: Teacher, test: dict[str, float], val: dict[str, float]) -> RunRecord:
     """The reference cell: the teacher's own recalls in its joint space (no student)."""
     return replace(record, status="done", val_acc=val["mean_recall"], **test, pct_of_teacher=100.0, params=0,
@@ -190,10 +130,11 @@ def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial
         return split_recalls(joint_embeddings(student, method, inputs[split], bench.device), texts[split],
                              data.split(split))
 
-    if bench.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(bench.device)
-    epochs, train_seconds = train_joint(student, method, inputs, targets, lambda: score("val")["mean_recall"],
-                                        hparams, spec.epochs, spec.seed, bench.device, on_epoch)
+    train = inputs["train"]  # the "labels" a joint-space method gets are the batch's image indices
+    train_data = TrainData({"train": train}, {"train": torch.arange(len(train))}, targets)
+    result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed, bench.device, on_epoch,
+                           val_score=lambda: score("val")["mean_recall"])
+    epochs = result.epochs
     test = score("test")
     params, size_mb, extra = num_params(student), state_size_mb(student), method.num_params()
     backbone = (teacher.num_params(), state_size_mb(teacher)) if kind == HEAD else (0, 0.0)
@@ -203,7 +144,6 @@ def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial
         pct_of_teacher=100.0 * test["mean_recall"] / reference if reference > 0 else None,
         params=params, method_params=extra, size_mb=size_mb, inference_params=params + extra + backbone[0],
         inference_size_mb=size_mb + state_size_mb(method) + backbone[1],
-        epoch_seconds=train_seconds / max(spec.epochs, 1),
-        train_images_per_s=spec.epochs * len(data.train) / max(train_seconds, 1e-9),
-        peak_mem_mb=_peak_memory_mb(bench.device), finished_at=utcnow(), epoch_records=tuple(epochs),
+        epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
+        peak_mem_mb=result.peak_mem_mb, finished_at=utcnow(), epoch_records=epochs,
     )

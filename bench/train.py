@@ -108,9 +108,12 @@ def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer:
 def train_student(
     student: nn.Module, method: Method, data: TrainData, hparams: Mapping[str, object],
     epochs: int, seed: int, device: torch.device, on_epoch: EpochCallback | None = None,
-    checkpoint: Checkpointer | None = None,
+    checkpoint: Checkpointer | None = None, val_score: Callable[[], float] | None = None,
 ) -> TrainResult:
-    """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end."""
+    """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end.
+
+    `val_score` replaces val accuracy (retrieval scores val recall in the teacher's joint space).
+    """
     torch.manual_seed(seed)
     student.to(device)
     method.to(device)
@@ -136,7 +139,8 @@ def train_student(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds += time.perf_counter() - start
-        val_acc = evaluate(student, data.inputs["val"], data.labels["val"], device)
+        val_acc = val_score() if val_score is not None else evaluate(student, data.inputs["val"],
+                                                                     data.labels["val"], device)
         record = EpochRecord(epoch, train_loss, terms, val_acc, time.perf_counter() - start)
         records.append(record)
         if checkpoint is not None:
