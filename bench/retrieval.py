@@ -21,7 +21,7 @@ from bench.metrics import flatten_captions, retrieval_recalls
 from bench.provenance import utcnow
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
-from bench.train import TrainData, num_params, state_size_mb, train_student
+from bench.train import Checkpointer, TrainData, num_params, state_size_mb, train_student
 from bench.workbench import SPLITS, TeacherOutputs, Workbench
 from methods import METHODS
 from methods.base import MethodContext
@@ -97,7 +97,8 @@ def _teacher_record(record: RunRecord, teacher: Teacher, test: dict[str, float],
 
 
 def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
-                       on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
+                       on_epoch: Callable[[EpochRecord], None] | None = None,
+                       checkpoint: Checkpointer | None = None) -> RunRecord:
     """Train a student into the teacher's joint space and score Recall@1/5/10 both ways on test."""
     from bench.trial import PROBE_METHOD, _base_record
 
@@ -117,6 +118,7 @@ def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial
     hparams = spec.hparams_dict
     inputs = student_inputs(kind, data, outputs)
     size = int(inputs["train"].shape[-1]) if kind != HEAD else data.native_size
+    torch.manual_seed(spec.seed)  # initial weights depend on the spec alone, not on what this process ran before
     student = STUDENTS.get(spec.student)(StudentContext(1, teacher.embed_dim, size), hparams)
     joint_dim = int(outputs.features["train"]["image_embed"].shape[1])
     method = METHODS.get(spec.method)(MethodContext(1, joint_dim, student.embed_dim), hparams)
@@ -133,7 +135,7 @@ def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial
     train = inputs["train"]  # the "labels" a joint-space method gets are the batch's image indices
     train_data = TrainData({"train": train}, {"train": torch.arange(len(train))}, targets)
     result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed, bench.device, on_epoch,
-                           val_score=lambda: score("val")["mean_recall"])
+                           checkpoint, val_score=lambda: score("val")["mean_recall"])
     epochs = result.epochs
     test = score("test")
     params, size_mb, extra = num_params(student), state_size_mb(student), method.num_params()
@@ -146,4 +148,5 @@ def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial
         inference_size_mb=size_mb + state_size_mb(method) + backbone[1],
         epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
         peak_mem_mb=result.peak_mem_mb, finished_at=utcnow(), epoch_records=epochs,
+        resumed_from_epoch=result.resumed_from_epoch,
     )

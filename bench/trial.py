@@ -66,7 +66,7 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     if DATASETS.entry(spec.dataset).kind == "retrieval":  # image-text data: bench/retrieval.py
         from bench.retrieval import run_retrieval_spec
 
-        return run_retrieval_spec(spec, bench, study, trial_number, on_epoch)
+        return run_retrieval_spec(spec, bench, study, trial_number, on_epoch, checkpoint)
     data = bench.data(spec.dataset, DataConfig(**spec.data_dict))
     outputs = bench.teacher_outputs(spec.teacher, data)
     probe = bench.probe(spec.teacher, data)
@@ -75,6 +75,7 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
         return _probe_record(spec, bench, study, outputs, trial_number, data)
     entry = STUDENTS.entry(spec.student)
     hparams = spec.hparams_dict
+    torch.manual_seed(spec.seed)  # initial weights depend on the spec alone, not on what this process ran before
     parts = build_parts(spec.student, spec.method, hparams, teacher, data)
     student, method = parts.student, parts.method
     outputs = bench.teacher_outputs(spec.teacher, data, parts.feature_taps)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.grid import load_grid
 from bench.runner import run_grid
@@ -113,3 +114,40 @@ def test_coco_retrieval_grid_with_an_image_text_teacher(tmp_path: Path) -> None:
     _, terms = read_only_query(db, "SELECT e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
                                    "WHERE r.method = 'joint-contrastive' ORDER BY e.id")
     assert set(json.loads(terms[0][0])) == {"cos", "itc"} and len(terms) == 2 * 15
+
+
+class Interrupt(Exception):
+    """Stands in for a worker killed after an epoch."""
+
+
+@pytest.mark.slow
+def test_retrieval_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    from bench.checkpoint import Checkpointer
+    from bench.trial import run_spec
+    from bench.workbench import Workbench
+
+    write_coco(tmp_path / "data", n_train=60, n_val=30)
+    grid_path = tmp_path / "coco.yaml"
+    grid_path.write_text(COCO_GRID.replace("epochs: 15", "epochs: 4"))
+
+    def stop_after_two(record) -> None:  # noqa: ANN001
+        if record.epoch == 1:
+            raise Interrupt
+
+    with registered():
+        spec = next(s for s in load_grid(grid_path).specs
+                    if (s.student, s.method) == ("bottleneck", "joint-contrastive"))
+        bench = Workbench(RunContext(tmp_path / "c", tmp_path / "data", "cpu"))
+        straight = run_spec(spec, bench, "s")
+        checkpoint = Checkpointer(tmp_path / "runs", spec.key)
+        torch.randn(1000)  # whatever ran before in this process must not change a spec's result
+        with pytest.raises(Interrupt):
+            run_spec(spec, bench, "s", on_epoch=stop_after_two, checkpoint=checkpoint)
+        assert checkpoint.saved_epoch() == 2
+        resumed = run_spec(spec, bench, "s", checkpoint=checkpoint)
+    assert resumed.resumed_from_epoch == 2 and straight.resumed_from_epoch is None
+    assert [e.epoch for e in resumed.epoch_records] == [0, 1, 2, 3]
+    assert [e.val_acc for e in resumed.epoch_records] == [e.val_acc for e in straight.epoch_records]
+    assert (resumed.mean_recall, resumed.i2t_r1, resumed.t2i_r5) == (straight.mean_recall, straight.i2t_r1,
+                                                                     straight.t2i_r5)
+    assert straight.mean_recall > 0.2  # it learned something: 30 test images, chance R@1 is 1/30

@@ -92,3 +92,24 @@ def test_digits_grid_end_to_end(tmp_path: Path) -> None:
     assert "feature cache: 36 hits, 3 misses over 13 runs" in report
     png = out / "acc_vs_size_digits.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_a_specs_result_does_not_depend_on_what_ran_before(tmp_path: Path) -> None:
+    """Workers run cells in any order: a spec's result must depend on the spec alone."""
+    import torch
+
+    from bench.trial import run_spec
+    from bench.workbench import Workbench
+
+    grid_path = tmp_path / "g.yaml"
+    grid_path.write_text("teacher: effnet-lite0\nstudent: [bottleneck, resnet]\nmethod: kd\ndataset: digits\n"
+                         "epochs: 2\ndata: {image_size: 32, student_image_size: 8, train_limit: 200, val_limit: 50,"
+                         " test_limit: 100}\n")
+    bench = Workbench(RunContext(cache_dir=tmp_path / "cache", device="cpu"))
+    for spec in load_grid(grid_path).specs:
+        first = run_spec(spec, bench, "a")
+        torch.randn(1000)  # another cell's work in the same process
+        second = run_spec(spec, bench, "b")
+        assert [e.train_loss for e in second.epoch_records] == [e.train_loss for e in first.epoch_records]
+        assert second.test_acc == first.test_acc
