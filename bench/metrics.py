@@ -50,15 +50,6 @@ def flatten_captions(captions: Sequence[Sequence[str]]) -> tuple[list[str], torc
 
 
 @torch.inference_mode()
-def student_topk(student: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
-                 device: torch.device, k: int, batch_size: int = 512) -> float:
-    """Top-k accuracy of a trained student's logits on one split."""
-    student.eval()
-    logits = [student(inputs[i : i + batch_size].to(device))["logits"].float().cpu()
-              for i in range(0, len(inputs), batch_size)]
-    return topk_accuracy(torch.cat(logits), labels, k)
-
-
 def score_summary(record: object) -> str:
     """One-line score of a run record for progress output (accuracy or retrieval recall)."""
     if getattr(record, "mean_recall", None) is not None:

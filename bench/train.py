@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from bench.metrics import topk_accuracy
 from bench.probe import accuracy
 from bench.store.records import EpochRecord
 from methods.base import Method
@@ -35,6 +36,7 @@ class TrainResult:
     train_images_per_s: float
     peak_mem_mb: float
     resumed_from_epoch: int | None = None  # epochs restored from a checkpoint, None for a fresh run
+    test_top5: float | None = None
 
 
 EpochCallback = Callable[[EpochRecord], None]
@@ -68,12 +70,17 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 @torch.inference_mode()
-def evaluate(student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
-             device: torch.device, batch_size: int = 512) -> float:
+def predict_logits(student: nn.Module, inputs: torch.Tensor, device: torch.device,
+                   batch_size: int = 512) -> torch.Tensor:
+    """The student's logits for every row of `inputs`, in eval mode, on the CPU."""
     student.eval()
-    logits = [student(inputs[i : i + batch_size].to(device))["logits"].float().cpu()
-              for i in range(0, len(inputs), batch_size)]
-    return accuracy(torch.cat(logits), labels)
+    return torch.cat([student(inputs[i : i + batch_size].to(device))["logits"].float().cpu()
+                      for i in range(0, len(inputs), batch_size)])
+
+
+def evaluate(student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+    """Top-1 accuracy on one split."""
+    return accuracy(predict_logits(student, inputs, device), labels)
 
 
 def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer: torch.optim.Optimizer,
@@ -147,12 +154,16 @@ def train_student(
             checkpoint.save(_train_state(parts, generator, records, train_seconds))
         if on_epoch is not None:
             on_epoch(record)
-    # a search trial leaves the test split out (search sees only val)
-    test_acc = evaluate(student, data.inputs["test"], data.labels["test"], device) if "test" in data.inputs else None
+    test_acc = test_top5 = None  # a search trial leaves the test split out (search sees only val)
+    if "test" in data.inputs:
+        test_logits = predict_logits(student, data.inputs["test"], device)
+        test_acc = accuracy(test_logits, data.labels["test"])
+        test_top5 = topk_accuracy(test_logits, data.labels["test"], 5)
     return TrainResult(
         epochs=tuple(records),
         val_acc=records[-1].val_acc if records else float("nan"),
         test_acc=test_acc,
+        test_top5=test_top5,
         epoch_seconds=train_seconds / max(epochs, 1),
         train_images_per_s=epochs * len(data.labels["train"]) / max(train_seconds, 1e-9),
         peak_mem_mb=_peak_memory_mb(device),

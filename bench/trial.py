@@ -9,7 +9,7 @@ import torch
 
 from bench.data import DATASETS, DataConfig, DatasetSplits
 from bench.images import channel_stats, to_tensor
-from bench.metrics import student_topk, topk_accuracy
+from bench.metrics import topk_accuracy
 from bench.provenance import device_name, git_commit, utcnow
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
@@ -102,8 +102,7 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
         inference_params=params + backbone_params, inference_size_mb=size_mb + backbone_mb,
         epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
         peak_mem_mb=result.peak_mem_mb, finished_at=utcnow(), epoch_records=result.epochs,
-        test_top5=student_topk(student, inputs["test"], train_data.labels["test"], bench.device, 5)
-        if evaluate_test else None,
+        test_top5=result.test_top5,
         split_sizes=data.split_record(), skipped_images=data.skipped_images,
         resumed_from_epoch=result.resumed_from_epoch,
     )
