@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -16,6 +16,7 @@ from bench.registry import nearest_names
 from bench.spec import ExperimentSpec
 
 Scalar = str | int | float | bool
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 TRAIN_DEFAULTS: dict[str, Any] = {"lr": 3e-3, "weight_decay": 5e-4, "batch_size": 128}
 
 
@@ -102,16 +103,20 @@ def config_error(path: Path, error: ValidationError, model: type[BaseModel]) -> 
     return f"{path}: field {field!r}: {message}"
 
 
-def load_grid(path: Path) -> Grid:
-    """Read, validate and expand a grid file; every problem is one BenchError line."""
+def load_config(path: Path, model: type[ConfigModel], what: str) -> ConfigModel:
+    """Read a YAML `what` file and validate it against `model`; every problem is one BenchError line."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise BenchError(f"{path}: a grid file must be a mapping of fields (teacher, student, ...)")
+        raise BenchError(f"{path}: a {what} file must be a mapping of fields (teacher, student, ...)")
     try:
-        model = GridModel.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
-        raise BenchError(config_error(path, error, GridModel)) from None
-    return expand_grid(model, path)
+        raise BenchError(config_error(path, error, model)) from None
+
+
+def load_grid(path: Path) -> Grid:
+    """Read, validate and expand a grid file; every problem is one BenchError line."""
+    return expand_grid(load_config(path, GridModel, "grid"), path)
 
 
 def expand_grid(model: GridModel, path: Path | None) -> Grid:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from bench.data import DataConfig
 from bench.errors import BenchError
-from bench.grid import DataModel, GridModel, Scalar, _as_list, config_error, expand_grid, read_yaml, relevant_defaults
+from bench.grid import DataModel, GridModel, Scalar, _as_list, expand_grid, load_config, relevant_defaults
 from bench.registry import nearest_names
 from bench.spec import ExperimentSpec
 
@@ -107,13 +107,7 @@ class StudyModel(BaseModel):
 
 def load_study_file(path: Path) -> StudyModel:
     """Read and validate a study file; every problem is one BenchError line naming the field."""
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise BenchError(f"{path}: a study file must be a mapping of fields (teacher, student, search, ...)")
-    try:
-        model = StudyModel.model_validate(raw)
-    except ValidationError as error:
-        raise BenchError(config_error(path, error, StudyModel)) from None
+    model = load_config(path, StudyModel, "study")
     if model.name is None:
         model = model.model_copy(update={"name": path.stem})
     check_study(model, path)
