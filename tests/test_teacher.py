@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -98,4 +97,3 @@ def test_remap_checks_shapes() -> None:
     with pytest.raises(BenchError, match="does not fit"):
         remap_in_order({"x": torch.zeros(3)}, ["y"], {"y": torch.Size([4])})
     assert packaged_weights_path().is_file()
-    assert pickle  # stdlib import used by Boom's protocol
