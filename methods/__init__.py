@@ -7,10 +7,8 @@ from methods.base import Method, MethodContext
 
 METHODS: Registry[type[Method]] = Registry("method")
 
-from methods import attention, classic, combined, contrastive, relational, tinybert  # noqa: E402,F401
+from methods import attention, classic, combined, contrastive, joint, relational, tinybert  # noqa: E402,F401
 
 combined.extend_defaults()
-
-from methods import joint  # noqa: E402,F401  (image-text joint-space methods; not part of `combined`)
 
 __all__ = ["METHODS", "Method", "MethodContext"]

@@ -87,9 +87,12 @@ class Combined(Method):
 
 
 def extend_defaults() -> None:
-    """Let grids tune every part's hyperparameters through `combined` (their names never clash)."""
+    """Let grids tune every part's hyperparameters through `combined` (their names never clash).
+
+    Joint-space (image-text retrieval) methods are not parts: retrieval datasets take them alone.
+    """
     merged: dict[str, Any] = {}
     for entry in METHODS:
-        if entry.name != "combined":
+        if entry.name != "combined" and entry.kind != "joint-space":
             merged.update(entry.obj.defaults)
     Combined.defaults = {**merged, "combine": "kd:1,feature:1"}
