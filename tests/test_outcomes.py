@@ -204,3 +204,36 @@ def test_a_diverging_cell_is_a_failed_row_and_the_grid_goes_on(tmp_path: Path) -
     trials = optuna.load_study(study_name="diverge", storage=db).trials
     states = {t.user_attrs["spec"]["hparams"].get("lr"): t.state.name for t in trials}
     assert states == {None: "COMPLETE", 1.0e-2: "COMPLETE", 1.0e8: "FAIL"}
+
+
+@pytest.mark.slow
+def test_a_diverging_study_trial_fails_with_a_row_and_the_study_goes_on(tmp_path: Path, db_url: str,
+                                                                       one_thread: None) -> None:
+    """A diverged trial was COMPLETE with a value and no row; now it is FAIL with a failed row."""
+    import optuna
+    import yaml
+
+    from bench.search_space import load_study_file
+    from bench.study import run_study
+    from bench.workbench import RunContext
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "diverge", "teacher": "effnet-lite0", "student": "projection", "method": "scratch",
+        "dataset": "digits", "epochs": 2, "trials": 2, "sampler": "random", "final": {"seeds": [1]},
+        "data": {"image_size": 32, "student_image_size": 8, "train_limit": 300, "val_limit": 60, "test_limit": 60},
+        "hparams": {"batch_size": 32}, "search": {"lr": {"type": "float", "low": 1.0e-3, "high": 1.0e+9, "log": True}},
+        "enqueue": [{"lr": 1.0e8}, {"lr": 1.0e-2}, {"lr": 2.0e-2}],
+    }))
+    context = RunContext(cache_dir=tmp_path / "cache", device="cpu")
+    summary = run_study(load_study_file(path), db_url, context, WorkerOptions(run_dir=tmp_path / "runs"),
+                        Console(stderr=True))
+    assert summary.states == {"COMPLETE": 2, "FAIL": 1}
+    trials = optuna.load_study(study_name="diverge", storage=db_url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[0].values is None and all(math.isfinite(t.value) for t in trials[1:])
+    store = Store(db_url)
+    rows = {run.trial_number: run for run in store.runs(study="diverge")}
+    assert rows[0].status == "failed" and rows[0].error.startswith("NonFiniteError: non-finite loss at epoch 1, ")
+    assert rows[1].status == rows[2].status == "done"
+    assert summary.best[0][2]["lr"] in (1.0e-2, 2.0e-2) and len(summary.final_test_acc) == 1
