@@ -17,6 +17,7 @@ from bench.provenance import utcnow
 from bench.spec import ExperimentSpec
 from bench.store import Store
 from bench.store.records import RunRecord
+from bench.train import NonFiniteError, check_finite
 from bench.trial import run_spec
 from bench.workbench import Workbench
 
@@ -50,7 +51,10 @@ def cell_progress(console: Console) -> Progress:
 
 def run_cell(study, storage, trial, bench: Workbench, store: Store, options: WorkerOptions,  # noqa: ANN001
              console: Console, progress: Progress) -> str:
-    """Run one claimed grid trial (resuming its checkpoint), store its row once, tell Optuna; returns the outcome."""
+    """Run one claimed grid trial (resuming its checkpoint), store its row once, tell Optuna; returns the outcome.
+
+    A run is done only if all its numbers are finite and its row was stored; anything else is a failed row.
+    """
     from optuna.trial import TrialState
 
     spec = ExperimentSpec.from_dict(trial.user_attrs["spec"])
@@ -64,24 +68,34 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
         with heartbeat(storage, trial._trial_id):
             record = run_spec(spec, bench, study.study_name, trial.number, checkpoint=checkpoint,
                               on_epoch=lambda _epoch: progress.advance(epochs_bar))
+        record = check_finite(replace(record, study=study.study_name))
+        written = store.save_run(record)
     except BenchError:
         study.tell(trial, state=TrialState.FAIL)
         raise
-    except Exception as error:  # noqa: BLE001 - a bug in one cell must not stop the grid
-        console.print(f"[red]failed[/red] {spec.label()}: {error}")
-        console.print(traceback.format_exc(), markup=False, highlight=False)
-        store.save_run(failed_record(spec, study.study_name, error, trial.number))
-        study.tell(trial, state=TrialState.FAIL)
+    except Exception as error:  # noqa: BLE001 - a bug, a NaN or a storage error in one cell must not stop the grid
+        fail_cell(study, trial, spec, store, error, console)
         return "failed"
     finally:
         progress.remove_task(epochs_bar)
-    written = store.save_run(replace(record, study=study.study_name))
     checkpoint.clear()
     study.tell(trial, record.val_acc)
     resumed = f", resumed after epoch {record.resumed_from_epoch}" if record.resumed_from_epoch else ""
     console.print(f"{spec.label()}: {score_summary(record)} ({record.size_mb:.3f} MB{resumed})",
                   highlight=False, soft_wrap=True)
     return "done" if written else "skipped"
+
+
+def fail_cell(study, trial, spec: ExperimentSpec, store: Store, error: Exception,  # noqa: ANN001
+              console: Console) -> None:
+    """Tell Optuna FAIL, then store a failed row with the reason; if even that cannot be stored, raise."""
+    from optuna.trial import TrialState
+
+    console.print(f"[red]failed[/red] {spec.label()}: {error}", highlight=False)
+    if not isinstance(error, NonFiniteError):  # a diverged run is an outcome, not a bug: no traceback
+        console.print(traceback.format_exc(), markup=False, highlight=False)
+    study.tell(trial, state=TrialState.FAIL)
+    store.save_run(failed_record(spec, study.study_name, error, trial.number))  # StorageError stops the process
 
 
 def work_grid(study, storage, bench: Workbench, store: Store, options: WorkerOptions,  # noqa: ANN001

@@ -133,7 +133,7 @@ def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial
                              data.split(split))
 
     train = inputs["train"]  # the "labels" a joint-space method gets are the batch's image indices
-    train_data = TrainData({"train": train}, {"train": torch.arange(len(train))}, targets)
+    train_data = TrainData({"train": train}, {"train": torch.arange(len(train))}, targets, class_labels=False)
     result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed, bench.device, on_epoch,
                            checkpoint, val_score=lambda: score("val")["mean_recall"])
     epochs = result.epochs

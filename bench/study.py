@@ -20,6 +20,7 @@ from bench.search_space import PrunerModel, StudyModel, suggest_spec
 from bench.spec import ExperimentSpec
 from bench.store import Store
 from bench.store.records import EpochRecord, RunRecord
+from bench.train import NonFiniteError, check_finite
 from bench.trial import run_spec
 from bench.workbench import RunContext, Workbench
 
@@ -121,7 +122,6 @@ def make_objective(model: StudyModel, bench: Workbench, store: Store, options: W
 
         checkpoint = Checkpointer(options.run_dir, spec.key)
         record = _run_trial(spec, trial, model, bench, store, checkpoint, on_epoch, seen, console)
-        store.save_run(record)
         checkpoint.clear()
         console.print(f"trial {trial.number} {spec.label()}: val_acc {record.val_acc:.4f}", highlight=False)
         return values(record) if len(metrics) > 1 else values(record)[0]
@@ -131,10 +131,14 @@ def make_objective(model: StudyModel, bench: Workbench, store: Store, options: W
 
 def _run_trial(spec: ExperimentSpec, trial, model: StudyModel, bench: Workbench, store: Store,  # noqa: ANN001
                checkpoint: Checkpointer, on_epoch, seen: list[EpochRecord], console: Console) -> RunRecord:
+    """Run and store one trial's spec; a NaN, a bug or a storage error becomes a failed row and CellFailed."""
     import optuna
 
     try:
-        return run_spec(spec, bench, model.study_name, trial.number, on_epoch, checkpoint, evaluate_test=False)
+        record = check_finite(run_spec(spec, bench, model.study_name, trial.number, on_epoch, checkpoint,
+                                       evaluate_test=False))
+        store.save_run(record)
+        return record
     except optuna.TrialPruned as pruned:
         row = failed_record(spec, model.study_name, pruned, trial.number, status="pruned")
         store.save_run(replace(row, error=str(pruned), val_acc=seen[-1].val_acc if seen else None,
@@ -144,8 +148,10 @@ def _run_trial(spec: ExperimentSpec, trial, model: StudyModel, bench: Workbench,
     except BenchError:
         raise
     except Exception as error:
-        console.print(traceback.format_exc(), markup=False, highlight=False)
-        store.save_run(failed_record(spec, model.study_name, error, trial.number))
+        console.print(f"[red]failed[/red] trial {trial.number} {spec.label()}: {error}", highlight=False)
+        if not isinstance(error, NonFiniteError):  # a diverged run is an outcome, not a bug: no traceback
+            console.print(traceback.format_exc(), markup=False, highlight=False)
+        store.save_run(failed_record(spec, model.study_name, error, trial.number))  # if this fails: stop, loudly
         raise CellFailed(f"{type(error).__name__}: {error}") from error
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -14,8 +15,26 @@ from torch import nn
 
 from bench.metrics import topk_accuracy
 from bench.probe import accuracy
-from bench.store.records import EpochRecord
+from bench.store.records import EpochRecord, RunRecord
 from methods.base import Method
+
+
+class NonFiniteError(Exception):
+    """A NaN or infinite loss or metric: this run fails at once, the sweep goes on (so not a BenchError)."""
+
+
+def require_finite(name: str, value: float | None, where: str = "") -> None:
+    """Raise NonFiniteError naming the number (e.g. `non-finite val_acc at epoch 2`) if it is NaN or infinite."""
+    if value is not None and not math.isfinite(value):
+        raise NonFiniteError(f"non-finite {name}{where}: {value}")
+
+
+def check_finite(record: RunRecord) -> RunRecord:
+    """The record, if every number of it and its epochs is finite; else NonFiniteError naming the fields."""
+    bad = record.non_finite_fields()
+    if bad:
+        raise NonFiniteError(f"non-finite {', '.join(bad)} in the finished run")
+    return record
 
 
 @dataclass(frozen=True)
@@ -25,6 +44,7 @@ class TrainData:
     inputs: dict[str, torch.Tensor]  # split -> (N, ...) student inputs
     labels: dict[str, torch.Tensor]  # split -> (N,) int64
     teacher_train: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N_train, ...)
+    class_labels: bool = True  # False when labels are not classes (retrieval: image indices): no train_acc
 
 
 @dataclass(frozen=True)
@@ -83,14 +103,48 @@ def evaluate(student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, dev
     return accuracy(predict_logits(student, inputs, device), labels)
 
 
+@dataclass
+class _EpochSums:
+    """Running sums over one epoch's batches: losses on the host, correct predictions on the device."""
+
+    total: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
+    correct: torch.Tensor | None = None  # stays on the device: one sync per epoch, not per batch
+    seen: int = 0
+
+    def add_loss(self, total: float, terms: dict[str, float], epoch: int) -> None:
+        """Add one batch's losses; a NaN or infinite one stops the run (epoch and batch are 1-based)."""
+        self.batches += 1
+        bad = {name: value for name, value in {**terms, "total": total}.items() if not math.isfinite(value)}
+        if bad:
+            shown = ", ".join(f"{name}={value}" for name, value in bad.items())
+            raise NonFiniteError(f"non-finite loss at epoch {epoch}, batch {self.batches} ({shown})")
+        self.total += total
+        for name, value in terms.items():
+            self.terms[name] = self.terms.get(name, 0.0) + value
+
+    def add_predictions(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        hits = (logits.detach().argmax(dim=-1) == labels).sum()
+        self.correct = hits if self.correct is None else self.correct + hits
+        self.seen += len(labels)
+
+    def means(self) -> tuple[float, dict[str, float], float | None]:
+        """Mean total loss, mean of each term, and top-1 train accuracy (None without class logits)."""
+        batches = max(self.batches, 1)
+        accuracy = float(self.correct) / self.seen if self.correct is not None and self.seen else None
+        return self.total / batches, {name: value / batches for name, value in self.terms.items()}, accuracy
+
+
 def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, batch_size: int,
-                 generator: torch.Generator, device: torch.device) -> tuple[float, dict[str, float]]:
+                 generator: torch.Generator, device: torch.device,
+                 epoch: int) -> tuple[float, dict[str, float], float | None]:
+    """One pass over the train split; returns mean loss, mean terms and train top-1 (`epoch` is 1-based)."""
     student.train()
     method.train()
     order = torch.randperm(len(data.labels["train"]), generator=generator)
-    sums: dict[str, float] = {}
-    total_sum, batches = 0.0, 0
+    sums = _EpochSums()
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         if len(index) < 2:  # batch norm needs two samples
@@ -98,18 +152,18 @@ def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer:
         inputs = data.inputs["train"][index].to(device, non_blocking=True)
         labels = data.labels["train"][index].to(device, non_blocking=True)
         teacher = {name: t[index].to(device, non_blocking=True) for name, t in data.teacher_train.items()}
-        terms = method(student(inputs), teacher, labels)
+        outputs = student(inputs)
+        terms = method(outputs, teacher, labels)
         loss = method.total(terms)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total_sum += float(loss.detach())
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach())
-        batches += 1
-    batches = max(batches, 1)
-    return total_sum / batches, {name: value / batches for name, value in sums.items()}
+        sums.add_loss(float(loss.detach()), {name: float(value.detach()) for name, value in terms.items()}, epoch)
+        logits = outputs.get("logits") if isinstance(outputs, Mapping) else None
+        if data.class_labels and isinstance(logits, torch.Tensor):
+            sums.add_predictions(logits, labels)
+    return sums.means()
 
 
 def train_student(
@@ -120,6 +174,7 @@ def train_student(
     """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end.
 
     `val_score` replaces val accuracy (retrieval scores val recall in the teacher's joint space).
+    A NaN or infinite loss (any batch) or val/test score raises NonFiniteError at once.
     """
     torch.manual_seed(seed)
     student.to(device)
@@ -141,14 +196,15 @@ def train_student(
         records, train_seconds = _restore(saved, parts, generator)
     for epoch in range(len(records), epochs):
         start = time.perf_counter()
-        train_loss, terms = _train_epoch(student, method, data, optimizer, scheduler, batch_size,
-                                         generator, device)
+        train_loss, terms, train_acc = _train_epoch(student, method, data, optimizer, scheduler, batch_size,
+                                                    generator, device, epoch + 1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds += time.perf_counter() - start
         val_acc = val_score() if val_score is not None else evaluate(student, data.inputs["val"],
                                                                      data.labels["val"], device)
-        record = EpochRecord(epoch, train_loss, terms, val_acc, time.perf_counter() - start)
+        require_finite("val_acc", val_acc, f" at epoch {epoch + 1}")
+        record = EpochRecord(epoch, train_loss, terms, val_acc, time.perf_counter() - start, train_acc)
         records.append(record)
         if checkpoint is not None:
             checkpoint.save(_train_state(parts, generator, records, train_seconds))
@@ -159,6 +215,7 @@ def train_student(
         test_logits = predict_logits(student, data.inputs["test"], device)
         test_acc = accuracy(test_logits, data.labels["test"])
         test_top5 = topk_accuracy(test_logits, data.labels["test"], 5)
+        require_finite("test_acc", test_acc)
     return TrainResult(
         epochs=tuple(records),
         val_acc=records[-1].val_acc if records else float("nan"),

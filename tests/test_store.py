@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
 
-from bench.store import EpochRecord, RunRecord, Store, migrate
-from bench.store.models import Base
+from bench.store import EpochRecord, RunRecord, StorageError, Store, migrate
+from bench.store.models import Base, Run
 from bench.store.session import get_engine
 
 
@@ -19,8 +20,8 @@ def record(key: str = "k1", status: str = "done", **extra: object) -> RunRecord:
         method="kd", dataset="digits", seed=0, epochs=2, hparams={"lr": 0.1, "alpha": 0.5},
         data_config={"image_size": 64}, status=status, test_acc=0.9, val_acc=0.8, params=123,
         size_mb=0.5, started_at=datetime(2026, 1, 1, 12), finished_at=datetime(2026, 1, 1, 13),
-        epoch_records=(EpochRecord(0, 1.5, {"ce": 1.0, "kd": 2.0}, 0.5, 1.25),
-                       EpochRecord(1, 1.0, {"ce": 0.7, "kd": 1.3}, 0.8, 1.5)),
+        epoch_records=(EpochRecord(0, 1.5, {"ce": 1.0, "kd": 2.0}, 0.5, 1.25, train_acc=0.4),
+                       EpochRecord(1, 1.0, {"ce": 0.7, "kd": 1.3}, 0.8, 1.5, train_acc=0.7)),
     )
     return RunRecord(**{**values, **extra})  # type: ignore[arg-type]
 
@@ -32,6 +33,7 @@ def test_round_trip_returns_frozen_equal_records(db_url: str) -> None:
     loaded = store.run("k1")
     assert loaded == original
     assert loaded.epoch_records == original.epoch_records
+    assert [e.train_acc for e in loaded.epoch_records] == [0.4, 0.7]
     with pytest.raises(AttributeError):
         loaded.test_acc = 1.0  # type: ignore[misc]
     assert store.done_keys() == {"k1"}
@@ -92,3 +94,67 @@ def test_optuna_tables_live_beside_ours(db_url: str) -> None:
     Store(db_url)  # re-opening migrates nothing and breaks nothing
     tables = set(sa.inspect(get_engine(db_url)).get_table_names())
     assert {"runs", "studies", "trials", "alembic_version", "bench_alembic_version"} <= tables
+
+
+def nan_epoch(epoch: int = 0, **changes: object) -> EpochRecord:
+    return replace(EpochRecord(epoch, 1.0, {"ce": 1.0}, 0.5, 1.0), **changes)
+
+
+@pytest.mark.parametrize(("epoch", "field"), [
+    (nan_epoch(train_loss=float("nan")), "epoch_records[0].train_loss"),
+    (nan_epoch(loss_terms={"ce": float("inf")}), "epoch_records[0].loss_terms.ce"),
+    (nan_epoch(train_acc=float("nan")), "epoch_records[0].train_acc"),
+])
+def test_a_non_finite_epoch_is_refused_loudly_not_dropped(db_url: str, epoch: EpochRecord, field: str) -> None:
+    """A NaN loss broke run_epochs.train_loss NOT NULL and the IntegrityError read as 'already stored'."""
+    store = Store(db_url)
+    with pytest.raises(StorageError, match=f"run k1 not stored: non-finite {re.escape(field)}"):
+        store.save_run(record(epoch_records=(epoch,)))
+    assert store.runs() == []
+
+
+def test_a_non_finite_run_metric_is_refused(db_url: str) -> None:
+    store = Store(db_url)
+    with pytest.raises(StorageError, match="non-finite val_acc"):
+        store.save_run(record(val_acc=float("nan")))
+    assert store.runs() == []
+
+
+def test_a_constraint_violation_other_than_the_spec_key_raises(db_url: str) -> None:
+    """Only the unique spec_key conflict may mean 'another worker stored it'; a NOT NULL one is a real failure."""
+    store = Store(db_url)
+    with pytest.raises(StorageError, match="run k1 not stored: .*NOT NULL.*train_loss"):
+        store.save_run(record(epoch_records=(nan_epoch(train_loss=None),)))
+    with pytest.raises(StorageError, match="run k2 not stored: .*NOT NULL.*student"):
+        store.save_run(record("k2", student=None))
+    assert store.runs() == []
+
+
+def test_a_done_row_written_by_another_worker_mid_save_is_already_stored(db_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race the IntegrityError path is for: the other worker inserts after our read, before our insert."""
+    store, other = Store(db_url), Store(db_url)
+    real_write = Store._write
+
+    def racing_write(self: Store, mine: RunRecord) -> bool:
+        if self is store:
+            real_write(other, replace(mine, test_acc=0.5))  # the other worker's done row lands first
+            with get_engine(db_url).begin() as connection:  # then our insert hits the unique key
+                connection.execute(sa.insert(Run.__table__).values(
+                    {name: getattr(mine, name) for name in RunRecord.column_names()}))
+        return real_write(self, mine)
+
+    monkeypatch.setattr(Store, "_write", racing_write)
+    assert store.save_run(record()) is False
+    assert [run.test_acc for run in store.runs()] == [0.5]
+
+
+def test_store_errors_on_postgres_are_loud(postgres_url: str) -> None:
+    """PostgreSQL rejects NaN in JSON and NULL in NOT NULL alike: both raise, a duplicate done spec does not."""
+    store = Store(postgres_url)
+    with pytest.raises(StorageError, match="non-finite epoch_records\\[0\\].loss_terms.ce"):
+        store.save_run(record(epoch_records=(nan_epoch(loss_terms={"ce": float("nan")}),)))
+    with pytest.raises(StorageError, match="run k1 not stored: .*train_loss"):
+        store.save_run(record(epoch_records=(nan_epoch(train_loss=None),)))
+    assert store.save_run(record()) is True and store.save_run(record()) is False
+    assert len(store.runs()) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bench.store import migrate
 from bench.store.models import Run, RunEpoch
@@ -13,10 +13,20 @@ from bench.store.session import get_engine, session_scope
 DEFAULT_DB_URL = "sqlite:///results.db"
 
 
+class StorageError(Exception):
+    """A run could not be stored (anything but "this spec is already stored"): the run fails loudly."""
+
+
+def _reason(error: SQLAlchemyError) -> str:
+    """The database's own one-line complaint (e.g. `NOT NULL constraint failed: run_epochs.train_loss`)."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _to_record(row: Run) -> RunRecord:
     values = {name: getattr(row, name) for name in RunRecord.column_names()}
     epochs = tuple(
-        EpochRecord(e.epoch, e.train_loss, dict(e.loss_terms), e.val_acc, e.seconds)
+        EpochRecord(e.epoch, e.train_loss, dict(e.loss_terms), e.val_acc, e.seconds, e.train_acc)
         for e in row.epoch_rows
     )
     return RunRecord(**values, epoch_records=epochs)
@@ -39,29 +49,51 @@ class Store:
     def save_run(self, record: RunRecord) -> bool:
         """Write one run and its epochs in one transaction, replacing an earlier unfinished try.
 
-        Safe across workers: a spec already stored as done is never written again (False).
+        Safe across workers: a spec already stored as done is never written again (False). Any other
+        failure (a NaN or infinite number, a constraint, a lost connection) raises StorageError.
         """
-        values = {name: getattr(record, name) for name in RunRecord.column_names()}
-        try:
-            with session_scope(self.engine) as session:
-                existing = session.scalar(select(Run).where(Run.spec_key == record.spec_key).with_for_update())
-                if existing is not None and existing.status == "done":
+        bad = record.non_finite_fields()
+        if bad:
+            raise StorageError(f"run {record.spec_key} not stored: non-finite {', '.join(bad)}")
+        for attempt in range(2):
+            try:
+                return self._write(record)
+            except IntegrityError as error:
+                existing = self._status(record.spec_key)
+                if existing == "done":  # another worker stored this spec between our read and our write
                     return False
-                if existing is not None:
-                    session.delete(existing)
-                    session.flush()
-                row = Run(**values)
-                row.epoch_rows = [
-                    RunEpoch(
-                        epoch=e.epoch, train_loss=e.train_loss, loss_terms=e.loss_terms,
-                        val_acc=e.val_acc, seconds=e.seconds,
-                    )
-                    for e in record.epoch_records
-                ]
-                session.add(row)
-        except IntegrityError:  # another worker inserted this spec between our read and our write
-            return False
+                if existing is None or attempt == 1:  # not the spec's unique key: a real failure to store
+                    raise StorageError(f"run {record.spec_key} not stored: {_reason(error)}") from error
+                # another worker's unfinished row appeared meanwhile: the retry replaces it
+            except SQLAlchemyError as error:
+                raise StorageError(f"run {record.spec_key} not stored: {_reason(error)}") from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write(self, record: RunRecord) -> bool:
+        """One transaction: drop an unfinished row of the spec, insert the run and its epochs."""
+        values = {name: getattr(record, name) for name in RunRecord.column_names()}
+        with session_scope(self.engine) as session:
+            existing = session.scalar(select(Run).where(Run.spec_key == record.spec_key).with_for_update())
+            if existing is not None and existing.status == "done":
+                return False
+            if existing is not None:
+                session.delete(existing)
+                session.flush()
+            row = Run(**values)
+            row.epoch_rows = [
+                RunEpoch(
+                    epoch=e.epoch, train_loss=e.train_loss, loss_terms=e.loss_terms,
+                    val_acc=e.val_acc, seconds=e.seconds, train_acc=e.train_acc,
+                )
+                for e in record.epoch_records
+            ]
+            session.add(row)
         return True
+
+    def _status(self, spec_key: str) -> str | None:
+        """The stored status of a spec (None when it has no row)."""
+        with session_scope(self.engine) as session:
+            return session.scalar(select(Run.status).where(Run.spec_key == spec_key))
 
     def runs(self, **filters: object) -> list[RunRecord]:
         """Runs whose columns equal the given values (e.g. `study="demo"`), oldest first."""
@@ -77,4 +109,4 @@ class Store:
         return found[0] if found else None
 
 
-__all__ = ["DEFAULT_DB_URL", "EpochRecord", "RunRecord", "Store"]
+__all__ = ["DEFAULT_DB_URL", "EpochRecord", "RunRecord", "StorageError", "Store"]

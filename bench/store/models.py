@@ -72,7 +72,7 @@ class Run(Base):
 
 
 class RunEpoch(Base):
-    """One epoch of one run: every loss term, val accuracy and wall time."""
+    """One epoch of one run: every loss term, val accuracy, wall time and train accuracy."""
 
     __tablename__ = "run_epochs"
 
@@ -83,5 +83,6 @@ class RunEpoch(Base):
     loss_terms: Mapped[dict[str, float]] = mapped_column(JSON)
     val_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
     seconds: Mapped[float] = mapped_column(Float)
+    train_acc: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: the student has no class logits
 
     run: Mapped[Run] = relationship(back_populates="epoch_rows")

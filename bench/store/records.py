@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 
+def _is_bad_float(value: object) -> bool:
+    """True for a NaN or infinite number (numpy scalars too); None and strings are never 'non-finite'."""
+    return isinstance(value, numbers.Real) and not math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class EpochRecord:
-    """One epoch's loss terms (unweighted means), total loss, val accuracy and seconds."""
+    """One epoch's loss terms (unweighted means), total loss, val accuracy, seconds and train accuracy."""
 
     epoch: int
     train_loss: float
     loss_terms: dict[str, float]
     val_acc: float | None
     seconds: float
+    train_acc: float | None = None  # running top-1 over the epoch's training batches; None without class logits
+
+    def non_finite_fields(self) -> list[str]:
+        """Names of this epoch's NaN or infinite numbers (loss terms as `loss_terms.<name>`)."""
+        names = [f.name for f in fields(self) if _is_bad_float(getattr(self, f.name))]
+        return names + [f"loss_terms.{name}" for name, value in (self.loss_terms or {}).items()
+                        if _is_bad_float(value)]
 
 
 @dataclass(frozen=True)
@@ -74,3 +88,10 @@ class RunRecord:
     def column_names(cls) -> list[str]:
         """The fields that are columns of `runs` (everything but the epochs)."""
         return [f.name for f in fields(cls) if f.name != "epoch_records"]
+
+    def non_finite_fields(self) -> list[str]:
+        """Every NaN or infinite number of the run and its epochs (`epoch_records[i].<name>`): none may be stored."""
+        names = [name for name in self.column_names() if _is_bad_float(getattr(self, name))]
+        for index, epoch in enumerate(self.epoch_records):
+            names += [f"epoch_records[{index}].{name}" for name in epoch.non_finite_fields()]
+        return names
