@@ -147,10 +147,24 @@ class Workbench:
                 "test_acc": torch.tensor(result.test_acc),
             }
 
-        tensors, _ = self.cache.get_or_compute(parts, fit)
+        tensors, _ = self.cache.get_or_compute(parts, fit, lambda cached: _probe_problem(cached, data))
         return ProbeResult(
             weight_decay=float(tensors["weight_decay"]),
             val_acc=float(tensors["val_acc"]),
             test_acc=float(tensors["test_acc"]),
             logits={split: tensors[f"logits.{split}"] for split in SPLITS},
         )
+
+
+def _probe_problem(tensors: dict[str, torch.Tensor], data: DatasetSplits) -> str | None:
+    """Why cached probe values cannot be right (missing, non-finite, an accuracy outside [0, 1]), else None."""
+    names = [f"logits.{split}" for split in SPLITS] + ["weight_decay", "val_acc", "test_acc"]
+    if any(name not in tensors for name in names):
+        return "lack some probe values"
+    if not all(bool(torch.isfinite(tensors[name]).all()) for name in names):
+        return "hold non-finite probe values"
+    if not all(0.0 <= float(tensors[name]) <= 1.0 for name in ("val_acc", "test_acc")):
+        return "hold a probe accuracy outside [0, 1]"
+    if any(len(tensors[f"logits.{split}"]) != len(data.split(split)) for split in SPLITS):
+        return "hold probe logits for another split size"
+    return None
