@@ -119,7 +119,7 @@ def make_objective(model: StudyModel, bench: Workbench, store: Store, options: W
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"val_acc {record.val_acc:.4f} after epoch {record.epoch}")
 
-        checkpoint = Checkpointer(options.run_dir, spec.key)
+        checkpoint = Checkpointer(options.run_dir, spec.key, spec.epochs)
         record = _run_trial(spec, trial, model, bench, store, checkpoint, on_epoch, seen, console)
         store.save_run(record)
         checkpoint.clear()
