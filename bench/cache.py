@@ -14,8 +14,13 @@ from typing import Any
 
 import torch
 
+from bench.quarantine import quarantine
+
 DEFAULT_CACHE_DIR = Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "distill-bench"))
 CACHE_FORMAT = 1
+HASH_FIELD = "content_sha256"  # metadata field: content_hash of the file's tensors
+Validator = Callable[[dict[str, torch.Tensor]], str | None]  # a reason to distrust cached values, or None
+Cached = tuple[dict[str, torch.Tensor], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,22 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def content_hash(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 class FeatureCache:
-    """Safetensors files under `root/features/`, written atomically, recomputed if unreadable."""
+    """Safetensors files under `root/features/`, written atomically with a content hash, verified on read.
+
+    A file that cannot be read, fails its hash or its validator is moved aside (`<name>.corrupt-<time>`) and
+    recomputed; a file without a hash (written before hashes existed) is stale and recomputed.
+    """
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root or DEFAULT_CACHE_DIR) / "features"
@@ -43,8 +62,8 @@ class FeatureCache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
 
-    def load(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
-        """Cached tensors and metadata, or None when absent or unreadable."""
+    def load(self, key: str, validate: Validator | None = None) -> Cached | None:
+        """Cached tensors and metadata, or None when absent, stale or damaged (damaged files are moved aside)."""
         from safetensors import safe_open
 
         path = self.path(key)
@@ -54,9 +73,20 @@ class FeatureCache:
             with safe_open(str(path), framework="pt") as handle:
                 tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
                 metadata = dict(handle.metadata() or {})
-        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
-            return None
+        except Exception as error:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
+            return self._reject(path, f"unreadable ({type(error).__name__}: {error})")
+        if HASH_FIELD not in metadata:
+            return None  # written by an older version: stale, recomputed and overwritten
+        if content_hash(tensors) != metadata[HASH_FIELD]:
+            return self._reject(path, "content does not match its sha256")
+        problem = validate(tensors) if validate is not None else None
+        if problem is not None:
+            return self._reject(path, problem)
         return tensors, metadata
+
+    @staticmethod
+    def _reject(path: Path, reason: str) -> None:
+        quarantine(path, f"cached outputs {reason}", "recomputing them")
 
     def save(self, key: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
         """Write to a temp file in the same directory, then rename: readers never see half a file."""
@@ -67,18 +97,19 @@ class FeatureCache:
         os.close(handle)
         try:
             contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-            save_file(contiguous, temp_name, metadata=dict(metadata))
+            save_file(contiguous, temp_name, metadata={**metadata, HASH_FIELD: content_hash(contiguous)})
             os.replace(temp_name, self.path(key))
         finally:
             if os.path.exists(temp_name):
                 os.unlink(temp_name)
 
     def get_or_compute(
-        self, parts: Mapping[str, Any], compute: Callable[[], dict[str, torch.Tensor]]
+        self, parts: Mapping[str, Any], compute: Callable[[], dict[str, torch.Tensor]],
+        validate: Validator | None = None,
     ) -> tuple[dict[str, torch.Tensor], CacheEvent]:
-        """Return cached outputs for `parts`, or compute, store and return them."""
+        """Return cached outputs for `parts` (verified, and passing `validate`), or compute, store and return them."""
         key = cache_key(parts)
-        cached = self.load(key)
+        cached = self.load(key, validate)
         if cached is not None:
             tensors, metadata = cached
             self.hits += 1

@@ -62,7 +62,7 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
     if stored is not None and stored.status == "done":  # a retried trial whose first worker finished the row
         study.tell(trial, stored.val_acc)
         return "skipped"
-    checkpoint = Checkpointer(options.run_dir, spec.key)
+    checkpoint = Checkpointer(options.run_dir, spec.key, spec.epochs)
     epochs_bar = progress.add_task(f"  {spec.label()}", total=max(spec.epochs, 1))
     try:
         with heartbeat(storage, trial._trial_id):

@@ -120,7 +120,7 @@ def make_objective(model: StudyModel, bench: Workbench, store: Store, options: W
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"val_acc {record.val_acc:.4f} after epoch {record.epoch}")
 
-        checkpoint = Checkpointer(options.run_dir, spec.key)
+        checkpoint = Checkpointer(options.run_dir, spec.key, spec.epochs)
         record = _run_trial(spec, trial, model, bench, store, checkpoint, on_epoch, seen, console)
         checkpoint.clear()
         console.print(f"trial {trial.number} {spec.label()}: val_acc {record.val_acc:.4f}", highlight=False)

@@ -240,11 +240,35 @@ def _train_state(parts: dict[str, Any], generator: torch.Generator, records: lis
 
 def _restore(saved: dict[str, Any], parts: dict[str, Any],
              generator: torch.Generator) -> tuple[list[EpochRecord], float]:
-    """Load a checkpoint into the parts and RNGs; returns the finished epochs and their train time."""
-    for name, part in parts.items():
-        part.load_state_dict(saved[name])
-    generator.set_state(saved["generator"])
-    torch.set_rng_state(saved["torch_rng"])
-    if saved["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved["cuda_rng"])
-    return [EpochRecord(**record) for record in saved["records"]], float(saved["train_seconds"])
+    """Load a checkpoint into the parts and RNGs; returns the finished epochs and their train time.
+
+    A verified checkpoint that still does not fit (a missing key, another model's shapes) is rejected through
+    `saved.reject` (moved aside, logged) and everything is put back: the run starts at epoch 0 (reported as
+    resumed after 0 epochs) instead of failing on every re-run. A plain dict without `reject` still raises.
+    """
+    import copy
+
+    before = {name: copy.deepcopy(part.state_dict()) for name, part in parts.items()}
+    rng = generator.get_state(), torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    try:
+        for name, part in parts.items():
+            part.load_state_dict(saved[name])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        return [EpochRecord(**record) for record in saved["records"]], float(saved["train_seconds"])
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
+        if not hasattr(saved, "reject"):
+            raise
+        for name, part in parts.items():
+            part.load_state_dict(before[name])
+        generator.set_state(rng[0])
+        torch.set_rng_state(rng[1])
+        if cuda_rng:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        saved.reject(f"it does not fit this run ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
+        saved.clear()
+        saved["epoch"] = 0
+        return [], 0.0

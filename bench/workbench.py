@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,7 +65,7 @@ class Workbench:
         self.cache = FeatureCache(context.cache_dir)
         self.weights = dict(weights or {})
         self._teachers: dict[str, Teacher] = {}
-        self._outputs: dict[tuple, TeacherOutputs] = {}
+        self._outputs: dict[tuple, tuple[TeacherOutputs, weakref.ref]] = {}  # -> outputs, the data that asked first
         self._probes: dict[tuple, ProbeResult] = {}
 
     def teacher(self, name: str) -> Teacher:
@@ -81,12 +82,12 @@ class Workbench:
 
     def teacher_outputs(self, teacher_name: str, data: DatasetSplits,
                         taps: Sequence[str] = FEATURE_TAPS) -> TeacherOutputs:
-        """The taps' outputs for train/val/test; a repeat in this process counts as a cache hit."""
+        """The taps' outputs for train/val/test, memoised per process; see `_memo_events` for hits and misses."""
         taps = tuple(sorted(set(taps)))
         memo_key = (teacher_name, data.name, data.config, taps)
         if memo_key in self._outputs:
-            cached = self._outputs[memo_key]
-            return TeacherOutputs(cached.features, [CacheEvent(True, e.teacher_seconds) for e in cached.events])
+            cached, owner = self._outputs[memo_key]
+            return TeacherOutputs(cached.features, self._memo_events(cached, owner, data))
         teacher = self.teacher(teacher_name)
         features, events = {}, []
         for split in SPLITS:
@@ -94,8 +95,20 @@ class Workbench:
                 teacher, data, split, taps, self.cache, self.device
             )
             events.append(event)
-        self._outputs[memo_key] = TeacherOutputs(features, events)
-        return self._outputs[memo_key]
+        self._outputs[memo_key] = (TeacherOutputs(features, events), weakref.ref(data))
+        return self._outputs[memo_key][0]
+
+    @staticmethod
+    def _memo_events(cached: TeacherOutputs, owner: weakref.ref, data: DatasetSplits) -> list[CacheEvent]:
+        """Honest counts for a memo repeat: the same run sees its first lookup's events, a later run sees hits.
+
+        A run is everything asked with one DatasetSplits object (run_spec loads its data once per run), so a
+        run whose first request ran the teacher (or read the disk) records exactly that, however many times it
+        asks again (default taps, probe, feature taps); any later run in this process records memo hits.
+        """
+        if owner() is data:
+            return list(cached.events)
+        return [CacheEvent(True, event.teacher_seconds) for event in cached.events]
 
     def probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
         """The teacher's linear probe (cached on disk beside its features)."""
@@ -147,10 +160,24 @@ class Workbench:
                 "test_acc": torch.tensor(result.test_acc),
             }
 
-        tensors, _ = self.cache.get_or_compute(parts, fit)
+        tensors, _ = self.cache.get_or_compute(parts, fit, lambda cached: _probe_problem(cached, data))
         return ProbeResult(
             weight_decay=float(tensors["weight_decay"]),
             val_acc=float(tensors["val_acc"]),
             test_acc=float(tensors["test_acc"]),
             logits={split: tensors[f"logits.{split}"] for split in SPLITS},
         )
+
+
+def _probe_problem(tensors: dict[str, torch.Tensor], data: DatasetSplits) -> str | None:
+    """Why cached probe values cannot be right (missing, non-finite, an accuracy outside [0, 1]), else None."""
+    names = [f"logits.{split}" for split in SPLITS] + ["weight_decay", "val_acc", "test_acc"]
+    if any(name not in tensors for name in names):
+        return "lack some probe values"
+    if not all(bool(torch.isfinite(tensors[name]).all()) for name in names):
+        return "hold non-finite probe values"
+    if not all(0.0 <= float(tensors[name]) <= 1.0 for name in ("val_acc", "test_acc")):
+        return "hold a probe accuracy outside [0, 1]"
+    if any(len(tensors[f"logits.{split}"]) != len(data.split(split)) for split in SPLITS):
+        return "hold probe logits for another split size"
+    return None

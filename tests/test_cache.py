@@ -11,6 +11,7 @@ from bench.cache import FeatureCache
 from bench.data import DataConfig, load_dataset
 from bench.features import cached_teacher_outputs
 from teachers.base import Preprocess, Teacher
+from tests.fakes import one_thread  # noqa: F401  (fixture)
 
 
 class CountingTeacher(Teacher):
@@ -89,3 +90,109 @@ def test_damaged_cache_file_is_recomputed(tmp_path: Path, data) -> None:
     again, event = lookup(teacher, data, cache)
     assert not event.hit and teacher.images_seen == 50
     assert torch.allclose(original["pooled"], again["pooled"])
+
+
+def randomise_tensor_bytes(path: Path, fraction: float = 0.5, seed: int = 0) -> None:
+    """Overwrite `fraction` of the tensor data bytes with random ones; the header stays valid."""
+    import numpy as np
+
+    raw = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(raw[:8], "little")  # u64 header length, JSON header, then the data region
+    rng = np.random.default_rng(seed)
+    where = rng.choice(np.arange(start, len(raw)), size=int(fraction * (len(raw) - start)), replace=False)
+    for index, value in zip(where.tolist(), rng.integers(0, 256, size=len(where)).tolist(), strict=True):
+        raw[index] = value
+    path.write_bytes(bytes(raw))
+
+
+def quarantined(cache: FeatureCache) -> list[Path]:
+    return sorted(cache.root.glob("*.safetensors.corrupt-*"))
+
+
+def test_randomised_tensor_bytes_are_quarantined_and_recomputed(tmp_path: Path, data, caplog) -> None:
+    from safetensors import safe_open
+
+    cache = FeatureCache(tmp_path)
+    original, _ = lookup(CountingTeacher(), data, cache)
+    (path,) = cache.root.glob("*.safetensors")
+    randomise_tensor_bytes(path)
+    with safe_open(str(path), framework="pt") as handle:  # still a well-formed file: only the hash can tell
+        assert not torch.equal(handle.get_tensor("pooled"), original["pooled"])
+    teacher = CountingTeacher()
+    again, event = lookup(teacher, data, cache)
+    assert not event.hit and teacher.images_seen == 50
+    assert torch.equal(again["pooled"], original["pooled"])
+    assert len(quarantined(cache)) == 1 and path.is_file()
+    assert sum("moved aside" in record.getMessage() for record in caplog.records) == 1
+    _, event = lookup(CountingTeacher(), data, cache)  # the recomputed file is trusted again
+    assert event.hit
+
+
+def test_file_without_a_content_hash_is_stale(tmp_path: Path, data) -> None:
+    """A file written before content hashes (no hash in its metadata) is recomputed, not trusted."""
+    from safetensors.torch import save_file
+
+    cache = FeatureCache(tmp_path)
+    original, _ = lookup(CountingTeacher(), data, cache)
+    (path,) = cache.root.glob("*.safetensors")
+    save_file({"pooled": torch.zeros_like(original["pooled"])}, str(path), metadata={"teacher_seconds": "1.0"})
+    teacher = CountingTeacher()
+    again, event = lookup(teacher, data, cache)
+    assert not event.hit and teacher.images_seen == 50 and torch.equal(again["pooled"], original["pooled"])
+
+
+def probe_bench(cache_dir: Path):  # noqa: ANN201
+    """A Workbench whose 'counting' teacher is the tiny one above (no weights to load)."""
+    from bench.workbench import RunContext, Workbench
+
+    bench = Workbench(RunContext(cache_dir=cache_dir, device="cpu"))
+    bench._teachers["counting"] = CountingTeacher()
+    return bench
+
+
+def probe_file(cache: FeatureCache) -> Path:
+    from safetensors import safe_open
+
+    for path in cache.root.glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as handle:
+            if "test_acc" in handle.keys():  # noqa: SIM118
+                return path
+    raise AssertionError("no probe file in the cache")
+
+
+@pytest.fixture(scope="module")
+def clean_probe(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """One probe fitted into a cache directory that each test copies: (cache dir, data, result)."""
+    root = tmp_path_factory.mktemp("probe-cache")
+    data = load_dataset("digits", DataConfig(train_limit=50, val_limit=20, test_limit=30, image_size=16))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return root, data, probe_bench(root).probe("counting", data)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("damage", ["randomised bytes", "impossible accuracy", "non-finite logits"])
+def test_damaged_probe_cache_is_quarantined_and_refitted(tmp_path: Path, clean_probe, damage: str) -> None:
+    import shutil
+
+    root, data, clean = clean_probe
+    assert 0.0 <= clean.test_acc <= 1.0
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+    cache = FeatureCache(tmp_path)
+    path = probe_file(cache)
+    if damage == "randomised bytes":
+        randomise_tensor_bytes(path)
+    else:  # correctly hashed, wrong values: only the bounds check can tell
+        tensors, metadata = cache.load(path.stem)
+        if damage == "impossible accuracy":
+            tensors["test_acc"] = torch.tensor(-1.9e23)
+        else:
+            tensors["logits.test"] = torch.full_like(tensors["logits.test"], float("nan"))
+        cache.save(path.stem, tensors, metadata)
+    again = probe_bench(tmp_path).probe("counting", data)
+    assert (again.test_acc, again.val_acc, again.weight_decay) == (clean.test_acc, clean.val_acc, clean.weight_decay)
+    assert all(torch.equal(again.logits[split], clean.logits[split]) for split in ("train", "val", "test"))
+    assert len(quarantined(cache)) == 1
