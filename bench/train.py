@@ -194,6 +194,7 @@ def train_student(
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         records, train_seconds = _restore(saved, parts, generator)
+    resumed_from_epoch = len(records) or None  # None: a fresh run (or a rejected checkpoint: restarted at 0)
     for epoch in range(len(records), epochs):
         start = time.perf_counter()
         train_loss, terms, train_acc = _train_epoch(student, method, data, optimizer, scheduler, batch_size,
@@ -224,7 +225,7 @@ def train_student(
         epoch_seconds=train_seconds / max(epochs, 1),
         train_images_per_s=epochs * len(data.labels["train"]) / max(train_seconds, 1e-9),
         peak_mem_mb=_peak_memory_mb(device),
-        resumed_from_epoch=None if saved is None else int(saved["epoch"]),
+        resumed_from_epoch=resumed_from_epoch,
     )
 
 
@@ -243,8 +244,8 @@ def _restore(saved: dict[str, Any], parts: dict[str, Any],
     """Load a checkpoint into the parts and RNGs; returns the finished epochs and their train time.
 
     A verified checkpoint that still does not fit (a missing key, another model's shapes) is rejected through
-    `saved.reject` (moved aside, logged) and everything is put back: the run starts at epoch 0 (reported as
-    resumed after 0 epochs) instead of failing on every re-run. A plain dict without `reject` still raises.
+    `saved.reject` (moved aside, logged) and everything is put back: the run starts at epoch 0 (reported as a
+    fresh run) instead of failing on every re-run. A plain dict without `reject` still raises.
     """
     import copy
 
@@ -269,6 +270,4 @@ def _restore(saved: dict[str, Any], parts: dict[str, Any],
         if cuda_rng:
             torch.cuda.set_rng_state_all(cuda_rng)
         saved.reject(f"it does not fit this run ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
-        saved.clear()
-        saved["epoch"] = 0
         return [], 0.0

@@ -130,7 +130,7 @@ def test_bad_checkpoint_is_moved_aside_and_the_run_restarts(tmp_path: Path, stra
         train(checkpoint, stop_after=2)
     DAMAGE[damage](checkpoint)
     result = train(checkpoint)  # must neither raise nor trust the file
-    assert not result.resumed_from_epoch  # None, or 0 when the file only failed to fit the model
+    assert result.resumed_from_epoch is None  # a rejected checkpoint is a fresh run
     assert [r.epoch for r in result.epochs] == list(range(EPOCHS))
     assert [r.val_acc for r in result.epochs] == [r.val_acc for r in straight.epochs]
     assert result.test_acc == straight.test_acc
