@@ -59,7 +59,8 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
         study.tell(trial, stored.val_acc)
         return "skipped"
     checkpoint = Checkpointer(options.run_dir, spec.key)
-    epochs_bar = progress.add_task(f"  {spec.label()}", total=max(spec.epochs, 1))
+    label = trial.user_attrs.get("label") or spec.label()  # names the hparams that differ within the grid
+    epochs_bar = progress.add_task(f"  {label}", total=max(spec.epochs, 1))
     try:
         with heartbeat(storage, trial._trial_id):
             record = run_spec(spec, bench, study.study_name, trial.number, checkpoint=checkpoint,
@@ -68,7 +69,7 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
         study.tell(trial, state=TrialState.FAIL)
         raise
     except Exception as error:  # noqa: BLE001 - a bug in one cell must not stop the grid
-        console.print(f"[red]failed[/red] {spec.label()}: {error}")
+        console.print(f"[red]failed[/red] {label}: {error}")
         console.print(traceback.format_exc(), markup=False, highlight=False)
         store.save_run(failed_record(spec, study.study_name, error, trial.number))
         study.tell(trial, state=TrialState.FAIL)
@@ -79,7 +80,7 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
     checkpoint.clear()
     study.tell(trial, record.val_acc)
     resumed = f", resumed after epoch {record.resumed_from_epoch}" if record.resumed_from_epoch else ""
-    console.print(f"{spec.label()}: {score_summary(record)} ({record.size_mb:.3f} MB{resumed})",
+    console.print(f"{label}: {score_summary(record)} ({record.size_mb:.3f} MB{resumed})",
                   highlight=False, soft_wrap=True)
     return "done" if written else "skipped"
 
