@@ -55,6 +55,10 @@ def _as_key(value: object) -> str:
     return json.dumps(value if isinstance(value, dict) else {}, sort_keys=True, default=str)
 
 
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _sort_value(value: object) -> tuple:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (0, float(value), "")
@@ -75,16 +79,17 @@ def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: b
     for _, group in frame.groupby(block, sort=False):
         hkeys = differing_keys([h for h in group["hparams"] if isinstance(h, dict)])
         dkeys = differing_keys([d for d in group["data_config"] if isinstance(d, dict)])
-        many_studies = name_study and group["study"].nunique() > 1
+        labels = {index: ", ".join(p for p in (hparam_label(_dict(row["hparams"]), hkeys),
+                                               hparam_label(_dict(row["data_config"]), dkeys)) if p)
+                  for index, row in group.iterrows()}
+        identities = group[["study", "hparams_key", "data_key"]].drop_duplicates()
+        name = name_study and len(set(labels.values())) < len(identities)  # same hparams in two studies
         for index, row in group.iterrows():
-            hp = row["hparams"] if isinstance(row["hparams"], dict) else {}
-            data = row["data_config"] if isinstance(row["data_config"], dict) else {}
-            parts = [f"study={row['study']}"] if many_studies else []
-            parts += [p for p in (hparam_label(hp, hkeys), hparam_label(data, dkeys)) if p]
-            frame.at[index, "setting"] = ", ".join(parts)
-            frame.at[index, "setting_order"] = (row["study"] if many_studies else "",
-                                                *(_sort_value(hp.get(k, "")) for k in hkeys),
-                                                *(_sort_value(data.get(k, "")) for k in dkeys))
+            study = f"study={row['study']}" if name else ""
+            frame.at[index, "setting"] = ", ".join(p for p in (study, labels[index]) if p)
+            frame.at[index, "setting_order"] = (row["study"] if name else "",
+                                                *(_sort_value(_dict(row["hparams"]).get(k, "")) for k in hkeys),
+                                                *(_sort_value(_dict(row["data_config"]).get(k, "")) for k in dkeys))
     return frame
 
 
