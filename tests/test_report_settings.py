@@ -156,3 +156,31 @@ def test_enqueued_grid_trials_carry_their_label() -> None:
                                    hparams={"temperature": t}) for t in (1, 8)]
     assert enqueue_cells(study, specs, set()) == 2
     assert sorted(t.user_attrs["label"] for t in study.trials) == ["t/s/kd/d seed=0 T=1", "t/s/kd/d seed=0 T=8"]
+
+
+def _curves(train_acc: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    runs = pd.DataFrame([dict(id=i, dataset="d", teacher="t", student="s", method="kd", epochs=2, seed=i,
+                              study="g", hparams={"lr": 1e-3}, data_config={}) for i in (1, 2)])
+    epochs = pd.DataFrame([dict(run_id=i, epoch=e, train_loss=9.0, val_acc=0.5 + 0.1 * e + 0.02 * i,
+                                loss_terms={"ce": 1.0 - 0.1 * e, "kd": 2.0 + i}, seconds=1.0)
+                           for i in (1, 2) for e in (0, 1)])
+    if train_acc:
+        epochs["train_acc"] = [0.6, 0.8, 0.7, None]  # the migration's column: nullable
+    return runs, epochs
+
+
+@pytest.mark.parametrize("train_acc", [True, False])
+def test_learning_curves_plot_train_accuracy_and_unweighted_terms(train_acc: bool, tmp_path: Path) -> None:
+    from bench.report.plots import _curve_means, learning_curves
+
+    runs, epochs = _curves(train_acc)
+    means = _curve_means(runs, epochs, "d").set_index("epoch")
+    assert list(means["term:kd"]) == pytest.approx([3.5, 3.5]) and list(means["term:ce"]) == pytest.approx([1.0, 0.9])
+    assert "train_loss" not in means  # the weighted total is not what the curves show
+    if train_acc:
+        assert list(means["train_acc"]) == pytest.approx([0.65, 0.8])  # a NULL epoch is left out of the mean
+    else:
+        assert means["train_acc"].isna().all()
+    plot = learning_curves(runs, epochs, "d", tmp_path)
+    assert plot is not None and plot.png.stat().st_size > 5_000
+    assert ("training accuracy" in plot.caption) == train_acc and "unweighted loss term" in plot.caption
