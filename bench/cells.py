@@ -63,7 +63,8 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
         study.tell(trial, stored.val_acc)
         return "skipped"
     checkpoint = Checkpointer(options.run_dir, spec.key, spec.epochs)
-    epochs_bar = progress.add_task(f"  {spec.label()}", total=max(spec.epochs, 1))
+    label = trial.user_attrs.get("label") or spec.label()  # names the hparams that differ within the grid
+    epochs_bar = progress.add_task(f"  {label}", total=max(spec.epochs, 1))
     try:
         with heartbeat(storage, trial._trial_id):
             record = run_spec(spec, bench, study.study_name, trial.number, checkpoint=checkpoint,
@@ -74,24 +75,24 @@ def run_cell(study, storage, trial, bench: Workbench, store: Store, options: Wor
         study.tell(trial, state=TrialState.FAIL)
         raise
     except Exception as error:  # noqa: BLE001 - a bug, a NaN or a storage error in one cell must not stop the grid
-        fail_cell(study, trial, spec, store, error, console)
+        fail_cell(study, trial, spec, store, error, console, label)
         return "failed"
     finally:
         progress.remove_task(epochs_bar)
     checkpoint.clear()
     study.tell(trial, record.val_acc)
     resumed = f", resumed after epoch {record.resumed_from_epoch}" if record.resumed_from_epoch else ""
-    console.print(f"{spec.label()}: {score_summary(record)} ({record.size_mb:.3f} MB{resumed})",
+    console.print(f"{label}: {score_summary(record)} ({record.size_mb:.3f} MB{resumed})",
                   highlight=False, soft_wrap=True)
     return "done" if written else "skipped"
 
 
 def fail_cell(study, trial, spec: ExperimentSpec, store: Store, error: Exception,  # noqa: ANN001
-              console: Console) -> None:
+              console: Console, label: str | None = None) -> None:
     """Tell Optuna FAIL, then store a failed row with the reason; if even that cannot be stored, raise."""
     from optuna.trial import TrialState
 
-    console.print(f"[red]failed[/red] {spec.label()}: {error}", highlight=False)
+    console.print(f"[red]failed[/red] {label or spec.label()}: {error}", highlight=False)
     if not isinstance(error, NonFiniteError):  # a diverged run is an outcome, not a bug: no traceback
         console.print(traceback.format_exc(), markup=False, highlight=False)
     study.tell(trial, state=TrialState.FAIL)

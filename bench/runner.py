@@ -11,7 +11,7 @@ from bench.cells import work_grid
 from bench.data import DataConfig
 from bench.grid import Grid
 from bench.optuna_db import WorkerOptions, open_storage
-from bench.spec import ExperimentSpec
+from bench.spec import ExperimentSpec, setting_labels
 from bench.store import Store
 from bench.trial import probe_spec
 from bench.workbench import RunContext, Workbench
@@ -55,9 +55,12 @@ def enqueue_cells(study, cells: Iterable[ExperimentSpec], done: set[str]) -> int
 
     open_states = (TrialState.WAITING, TrialState.RUNNING)
     queued = {t.user_attrs.get("spec_key") for t in study.get_trials(deepcopy=False, states=open_states)}
+    cells = list(cells)
+    labels = setting_labels(cells)  # the progress line names the hparams that tell the grid's cells apart
     for spec in cells:
         if spec.key not in done and spec.key not in queued:
-            study.enqueue_trial({}, user_attrs={"spec_key": spec.key, "spec": spec.to_dict()})
+            attrs = {"spec_key": spec.key, "spec": spec.to_dict(), "label": labels[spec.key]}
+            study.enqueue_trial({}, user_attrs=attrs)
             queued.add(spec.key)
     return len(queued)
 
@@ -89,7 +92,7 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     study.set_user_attr(KIND_ATTR, "grid")  # lets `bench worker` join without the YAML
     study.set_user_attr("weights", grid.weights)
     study.set_user_attr(SOURCE_ATTR, str(grid.path.resolve()) if grid.path else "")  # for report provenance
-    enqueue_cells(study, todo, done_before)
+    enqueue_cells(study, cells, done_before)  # all cells, so labels see every setting; done ones are skipped
     if enqueue_only:
         return GridSummary(grid.name, len(cells), len(cells) - len(todo), 0, 0)
     counts = work_grid(study, storage, bench, store, options, console)

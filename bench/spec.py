@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,3 +70,53 @@ class ExperimentSpec:
 
     def label(self) -> str:
         return f"{self.teacher}/{self.student}/{self.method}/{self.dataset} seed={self.seed}"
+
+
+HPARAM_ALIASES = {"temperature": "T", "lr": "lr", "learning_rate": "lr", "weight_decay": "wd", "batch_size": "bs"}
+_ALIAS_ORDER = list(HPARAM_ALIASES)  # labels list the common names first, in this order, then the rest sorted
+
+
+def short_value(value: Any) -> str:
+    """A number in short %g form ('1e-4', '0.01', '8'); anything else as str."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    general = f"{value:g}"
+    mantissa, _, exponent = f"{value:.5e}".partition("e")  # %g's six significant digits
+    scientific = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return scientific if len(scientific) < len(general) else general
+
+
+def differing_keys(mappings: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Keys whose value (or presence) differs between the mappings (common names first): what tells them apart."""
+    mappings = list(mappings)
+    keys = sorted({str(k) for m in mappings for k in m},
+                  key=lambda k: (_ALIAS_ORDER.index(k) if k in HPARAM_ALIASES else len(_ALIAS_ORDER), k))
+
+    def seen(mapping: Mapping[str, Any], key: str) -> str:
+        return json.dumps(mapping[key], sort_keys=True, default=str) if key in mapping else "<absent>"
+
+    return [k for k in keys if len({seen(m, k) for m in mappings}) > 1]
+
+
+def differing_hparams(specs: Iterable[ExperimentSpec]) -> list[str]:
+    """The hyperparameter names whose values differ between these specs."""
+    return differing_keys(spec.hparams_dict for spec in specs)
+
+
+def hparam_label(hparams: Mapping[str, Any], keys: Iterable[str]) -> str:
+    """'T=1, lr=1e-4': the given keys with short aliases and short numbers (keys absent here are left out)."""
+    return ", ".join(f"{HPARAM_ALIASES.get(k, k)}={short_value(hparams[k])}" for k in keys if k in hparams)
+
+
+def label_with(spec: ExperimentSpec, keys: Iterable[str]) -> str:
+    """spec.label() followed by the differing hyperparameters, e.g. '.../kd/digits seed=0 T=8'."""
+    extra = hparam_label(spec.hparams_dict, keys)
+    return f"{spec.label()} {extra}" if extra else spec.label()
+
+
+def setting_labels(specs: Iterable[ExperimentSpec]) -> dict[str, str]:
+    """spec key -> label_with(spec, hparams that differ within its teacher/student/method/dataset/epochs group)."""
+    groups: dict[tuple, list[ExperimentSpec]] = {}
+    for spec in specs:
+        groups.setdefault((spec.teacher, spec.student, spec.method, spec.dataset, spec.epochs), []).append(spec)
+    return {spec.key: label_with(spec, differing_hparams(group)) for group in groups.values() for spec in group}

@@ -32,12 +32,15 @@ hparams:
 TUNE_STUDY = "tune"
 
 
-def unfinished(key: str, student: str, method: str, epochs: int, seed: int, status: str) -> RunRecord:
-    """A run that did not finish, as the runner or a pruner would store it."""
+def unfinished(key: str, student: str, method: str, epochs: int, seed: int, status: str,
+               like: RunRecord | None = None) -> RunRecord:
+    """A run that did not finish, as the runner or a pruner would store it (in the setting of `like`)."""
     return RunRecord(
         spec_key=key, study="report-grid", teacher="effnet-lite0", student=student, student_kind="",
-        method=method, dataset="digits", seed=seed, epochs=epochs, hparams={"batch_size": 32},
-        data_config={"image_size": 64}, status=status, error=f"RuntimeError: {status} on purpose\nsecond line",
+        method=method, dataset="digits", seed=seed, epochs=epochs,
+        hparams=like.hparams if like else {"batch_size": 32},
+        data_config=like.data_config if like else {"image_size": 64}, status=status,
+        error=f"RuntimeError: {status} on purpose\nsecond line",
         finished_at=datetime(2026, 1, 1, 12),
         epoch_records=(EpochRecord(0, 2.0, {"ce": 2.0}, 0.1, 0.5),) if status == "pruned" else (),
     )
@@ -67,8 +70,10 @@ def build_database(root: Path) -> str:
     summary = run_grid(load_grid(grid_path), db_url, RunContext(cache_dir=root / "cache", device="cpu"))
     assert (summary.done, summary.failed) == (9, 0)
     store = Store(db_url)
-    store.save_run(unfinished("failed-resnet-kd", "resnet", "kd", 2, 2, "failed"))
-    store.save_run(unfinished("pruned-proj-kd", "projection", "kd", 2, 2, "pruned"))
+    resnet_kd, projection_kd = store.runs(student="resnet", method="kd")[0], store.runs(student="projection",
+                                                                                        method="kd")[0]
+    store.save_run(unfinished("failed-resnet-kd", "resnet", "kd", 2, 2, "failed", resnet_kd))  # same cell, seed 2
+    store.save_run(unfinished("pruned-proj-kd", "projection", "kd", 2, 2, "pruned", projection_kd))
     store.save_run(unfinished("failed-bottleneck", "bottleneck", "kd", 2, 0, "failed"))
     add_tune_study(db_url)
     return db_url

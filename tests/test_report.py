@@ -72,6 +72,8 @@ def md_row(report: str, student: str, method: str, section: str) -> str:
 
 @pytest.mark.slow
 def test_matrix_cells_equal_sql_aggregates(report_db: tuple[str, Path], report_dir: Path) -> None:
+    from scipy.stats import t as t_dist
+
     _, path = report_db
     report = (report_dir / "report.md").read_text()
     summary = {(r["student"], r["method"], int(r["epochs"])): r for r in read_csv(report_dir / "summary.csv")}
@@ -89,12 +91,16 @@ def test_matrix_cells_equal_sql_aggregates(report_db: tuple[str, Path], report_d
         assert int(row["seeds"]) == 2 and float(row["pct_of_teacher"]) == pytest.approx(pct, rel=1e-9)
         line = md_row(report, student, method, f"### digits, {epochs}-epoch budget")
         assert f"{mean * 100:.1f} ± {std * 100:.1f}" in line and f"{pct:.0f}% of T" in line
+        half = t_dist.ppf(0.975, len(accs) - 1) * std / math.sqrt(len(accs))  # 95% CI of the mean, t over seeds
+        assert float(row["ci_low"]) == pytest.approx(mean - half, rel=1e-9)
+        assert f"[{(mean - half) * 100:.1f}, {(mean + half) * 100:.1f}]" in line
         assert f"| {size:.3f} | {inference:.3f} | {method} |" in line
         assert inference > 10 * size if student == "projection" else inference == pytest.approx(size)
         best[epochs] = max(best.get(epochs, 0.0), mean)
     for student, method, epochs, _, mean, _, _, _ in groups:
         line = md_row(report, student, method, f"### digits, {epochs}-epoch budget")
         assert ("**" in line) == (mean == best[epochs])
+    assert "95% CI, t over seeds" in report
     (probe,) = sql(path, "SELECT test_acc FROM runs WHERE method = 'teacher-probe'")
     assert f"effnet-lite0 {probe[0] * 100:.1f}%" in report
 

@@ -10,6 +10,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.report import plots
 from bench.report.load import load_epochs, load_runs
+from bench.report.optuna_tables import FINAL_SUFFIX, search_studies
 from bench.report.provenance import provenance
 from bench.report.stats import baseline_gains
 from bench.report.studies import StudyReport, study_reports
@@ -32,6 +33,7 @@ class ReportData:
     provenance: list[tuple[str, str]]
     plots: dict[str, list[plots.Plot]] = field(default_factory=dict)
     studies: list[StudyReport] = field(default_factory=list)
+    all_runs: pd.DataFrame | None = None  # every matched row, study search trials included (runs.csv)
 
     @property
     def datasets(self) -> list[str]:
@@ -62,6 +64,17 @@ def _dataset_plots(data: ReportData, db_url: str, out_dir: Path) -> None:
         data.plots[dataset] = [p for p in made if p is not None]
 
 
+def reported_runs(runs: pd.DataFrame, searches: set[str]) -> pd.DataFrame:
+    """The runs the tables show: every row but the trials of a `bench study` search (their `/final` re-runs stay)."""
+    return runs[~runs["study"].isin(searches)]
+
+
+def _study_names(runs: pd.DataFrame) -> set[str]:
+    """The studies of these runs, and the search behind each `<name>/final`."""
+    names = {str(n) for n in runs["study"].dropna()}
+    return names | {n[: -len(FINAL_SUFFIX)] for n in names if n.endswith(FINAL_SUFFIX)}
+
+
 def build_report(db_url: str, out_dir: Path, where: str | None = None,
                  title: str = "distill-bench report") -> ReportData:
     """Load the runs, compute tables and tests, draw the plots into `out_dir`."""
@@ -75,12 +88,17 @@ def build_report(db_url: str, out_dir: Path, where: str | None = None,
         filtered = f" matched by --where {where!r}" if where else " in the database"
         raise BenchError(f"no runs to report: no rows{filtered} ({db_url})")
     out_dir.mkdir(parents=True, exist_ok=True)
+    all_runs, runs = runs, reported_runs(runs, search_studies(db_url))
     summary = summarise(runs)
     references = teacher_references(runs)
     data = ReportData(title, runs, summary, references, matrices(summary, references), baseline_gains(runs),
-                      provenance(runs, db_url, where))
+                      provenance(all_runs, db_url, where), all_runs=all_runs)
+    if len(all_runs) > len(runs):
+        data.provenance.insert(4, ("study search trials", f"{len(all_runs) - len(runs)} runs of "
+                                   f"{', '.join(sorted(set(all_runs['study']) - set(runs['study'])))} "
+                                   "(val only: not in the tables; see Optuna studies)"))
     _dataset_plots(data, db_url, out_dir)
-    names = None if where is None else set(runs["study"].dropna())
+    names = None if where is None else _study_names(all_runs)
     data.studies = study_reports(db_url, names, out_dir)
     sources = [f"{study.name}: {study.source_file}" for study in data.studies if study.source_file]
     if sources:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.report.build import ReportData
 from bench.report.plots import Plot
-from bench.report.stats import GAIN_HEADER, gain_cells
+from bench.report.stats import gain_cells, gain_header, has_settings
 from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
 
 STYLE = """
@@ -18,6 +18,7 @@ th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; vertica
 th { background: #eef1f5; }
 td.best { font-weight: bold; background: #e6f4e6; }
 span.detail { color: #666; font-size: 0.85em; display: block; }
+span.ci { color: #444; font-size: 0.85em; display: block; }
 tr.problem td { background: #fdecea; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; max-width: 60em; }
@@ -35,15 +36,17 @@ def _table(header: list[str], rows: list[list[str]], css: str = "", row_class: s
 def _matrix(matrix: Matrix) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in matrix_header(matrix))
     body = []
-    for index, key in enumerate(matrix.rows):
-        cells = "".join(f"<td>{escape(k)}</td>" for k in key)
+    for index in range(len(matrix.rows)):
+        cells = "".join(f"<td>{escape(k)}</td>" for k in matrix.row_key(index))
         for teacher in matrix.teachers:
             cell = matrix.cells.get((index, teacher))
             if cell is None:
                 cells += "<td></td>"
                 continue
             css = ' class="best"' if cell.best else ""
-            cells += f'<td{css}>{escape(cell.text())}<span class="detail">{escape(cell.detail())}</span></td>'
+            interval = f'<span class="ci">{escape(cell.ci_text())}</span>' if cell.ci_text() else ""
+            cells += (f'<td{css}>{escape(cell.text())}{interval}'
+                      f'<span class="detail">{escape(cell.detail())}</span></td>')
         body.append(f"<tr>{cells}</tr>")
     return (f"<h3>{escape(matrix.dataset)}, {matrix.epochs}-epoch budget: {escape(metric_label(matrix.metric))}</h3>"
             f'<p class="note">{escape(matrix_note(matrix, "highlighted"))}</p>'
@@ -65,9 +68,10 @@ def _dataset(data: ReportData, dataset: str) -> str:
                      "run of the same student, teacher, epochs and seed.</p>")
     else:
         parts += [f"<h3>{escape(dataset)}: gain over the same student trained from scratch</h3>",
-                  '<p class="note">Paired over seeds; t and p from a paired t-test (scipy.stats.ttest_rel), n/a with '
-                  "fewer than 2 paired seeds; verdict at p &lt; 0.05.</p>",
-                  _table(GAIN_HEADER, [gain_cells(row) for _, row in gains.iterrows()], "gains")]
+                  '<p class="note">Paired over seeds (same setting and seed); t and p from a paired t-test '
+                  "(scipy.stats.ttest_rel), n/a with fewer than 2 paired seeds; verdict at p &lt; 0.05.</p>",
+                  _table(gain_header(has_settings(gains)),
+                         [gain_cells(row, has_settings(gains)) for _, row in gains.iterrows()], "gains")]
     parts += [_figure(p) for p in data.plots.get(dataset, [])]
     return "\n".join(parts)
 
@@ -80,6 +84,7 @@ def _studies(data: ReportData) -> str:
         trials = ", ".join(f"{n} {s}" for s, n in sorted(study.trials.items())) or "no trials"
         parts.append(f"<h3>study {escape(study.name)}</h3><p class=\"note\">Directions: "
                      f"{escape(', '.join(study.directions))}; trials: {escape(trials)}.</p>")
+        parts += [f'<p class="note">{escape(line)}</p>' for line in study.summary_lines()]
         parts += [_figure(p) for p in study.plots]
         parts += [f'<p class="note">{escape(note)}</p>' for note in study.notes]
     return "\n".join(parts)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report.build import ReportData
-from bench.report.stats import GAIN_HEADER, gain_cells
-from bench.report.tables import Matrix, matrix_header, metric_label
+from bench.report.stats import gain_cells, gain_header, has_settings
+from bench.report.tables import CI_LEGEND, Matrix, matrix_header, metric_label
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -26,15 +26,15 @@ def _tabular(header: list[str], rows: list[list[str]], caption: str, label: str)
 
 def _matrix(matrix: Matrix) -> list[str]:
     rows = []
-    for index, key in enumerate(matrix.rows):
-        cells = [escape(k) for k in key]
+    for index in range(len(matrix.rows)):
+        cells = [escape(k) for k in matrix.row_key(index)]
         for teacher in matrix.teachers:
             cell = matrix.cells.get((index, teacher))
-            text = "" if cell is None else escape(cell.text())
+            text = "" if cell is None else escape(" ".join(p for p in (cell.text(), cell.ci_text()) if p))
             cells.append(rf"\textbf{{{text}}}" if cell is not None and cell.best else text)
         rows.append(cells)
-    caption = (f"{matrix.dataset}, {matrix.epochs}-epoch budget: {metric_label(matrix.metric)}, mean ± std over seeds; "
-               "bold = best per teacher column.")
+    caption = (f"{matrix.dataset}, {matrix.epochs}-epoch budget: {metric_label(matrix.metric)}, one row per setting, "
+               f"mean ± std over seeds [{CI_LEGEND}]; bold = best per teacher column.")
     return _tabular(matrix_header(matrix), rows, caption, f"tab:{matrix.dataset}-{matrix.epochs}ep")
 
 
@@ -44,8 +44,9 @@ def render(data: ReportData) -> str:
     for matrix in data.matrices:
         lines += _matrix(matrix)
     for dataset, gains in data.gains.groupby("dataset", sort=True):
-        rows = [[escape(c) for c in gain_cells(row)] for _, row in gains.iterrows()]
-        lines += _tabular(GAIN_HEADER, rows, f"{dataset}: gain over scratch, paired t-test over seeds.",
+        named = has_settings(gains)
+        rows = [[escape(c) for c in gain_cells(row, named)] for _, row in gains.iterrows()]
+        lines += _tabular(gain_header(named), rows, f"{dataset}: gain over scratch, paired t-test over seeds.",
                           f"tab:{dataset}-gain")
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report.build import ReportData
-from bench.report.stats import GAIN_HEADER, gain_cells
+from bench.report.stats import gain_cells, gain_header, has_settings
 from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
 
 
@@ -22,7 +22,7 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _matrix(matrix: Matrix) -> list[str]:
     rows = []
-    for index, key in enumerate(matrix.rows):
+    for index in range(len(matrix.rows)):
         cells = []
         for teacher in matrix.teachers:
             cell = matrix.cells.get((index, teacher))
@@ -30,8 +30,9 @@ def _matrix(matrix: Matrix) -> list[str]:
                 cells.append("")
                 continue
             value = f"**{cell.text()}**" if cell.best else cell.text()
-            cells.append(f"{value} ({cell.detail()})")
-        rows.append([*key, *cells])
+            interval = f" {cell.ci_text()}" if cell.ci_text() else ""
+            cells.append(f"{value}{interval} ({cell.detail()})")
+        rows.append([*matrix.row_key(index), *cells])
     return [
         f"### {matrix.dataset}, {matrix.epochs}-epoch budget: {metric_label(matrix.metric)}",
         "",
@@ -47,9 +48,11 @@ def _gains(data: ReportData, dataset: str) -> list[str]:
         return [f"No baseline comparison for {dataset}: no method has finished runs paired with a `scratch` run "
                 "of the same student, teacher, epochs and seed.", ""]
     return [f"### {dataset}: gain over the same student trained from scratch", "",
-            "Paired over seeds (same student, teacher, epochs, seed); t and p from a paired t-test "
+            "Paired over seeds (same student, teacher, epochs, setting and seed; scratch shares the method's "
+            "learning rate, batch size and data); t and p from a paired t-test "
             "(scipy.stats.ttest_rel), n/a with fewer than 2 paired seeds; verdict at p < 0.05.", "",
-            *table(GAIN_HEADER, [gain_cells(row) for _, row in gains.iterrows()])]
+            *table(gain_header(has_settings(gains)),
+                   [gain_cells(row, has_settings(gains)) for _, row in gains.iterrows()])]
 
 
 def _plots(data: ReportData, dataset: str) -> list[str]:
@@ -66,6 +69,7 @@ def _studies(data: ReportData) -> list[str]:
     for study in data.studies:
         trials = ", ".join(f"{n} {s}" for s, n in sorted(study.trials.items())) or "no trials"
         lines += [f"### study {study.name}", "", f"Directions: {', '.join(study.directions)}; trials: {trials}.", ""]
+        lines += [f"- {line}" for line in study.summary_lines()] + ([""] if study.summary_lines() else [])
         for plot in study.plots:
             lines += [f"![{plot.title}]({plot.png.name})", "", f"*{plot.caption}*", ""]
         lines += [f"- {note}" for note in study.notes] + ([""] if study.notes else [])

@@ -73,7 +73,12 @@ def accuracy_vs_size(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot
     methods, students = sorted(rows["method"].unique()), sorted(rows["student"].unique())
     figure, axis = plt.subplots(figsize=(7.5, 4.8))
     for row in rows.itertuples():
-        axis.scatter(row.size_mb, row.score_pct, color=f"C{methods.index(row.method)}",
+        colour = f"C{methods.index(row.method)}"
+        if pd.notna(row.ci_low):  # the 95% CI of the mean over seeds; none with one seed
+            axis.errorbar(row.size_mb, row.score_pct, yerr=[[row.score_pct - row.ci_low * 100],
+                                                            [row.ci_high * 100 - row.score_pct]],
+                          color=colour, lw=1, capsize=3, alpha=0.6)
+        axis.scatter(row.size_mb, row.score_pct, color=colour,
                      marker=MARKERS[students.index(row.student) % len(MARKERS)], s=40, alpha=0.8)
     for index, method in enumerate(methods):
         axis.scatter([], [], color=f"C{index}", marker="s", label=f"method {method}")
@@ -83,7 +88,8 @@ def accuracy_vs_size(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot
     axis.step(front["size_mb"], front["score_pct"], where="post", color="black", lw=1.5, alpha=0.7,
               label="Pareto front")
     for row in front.itertuples():
-        axis.annotate(f"{row.student}/{row.method}/{row.teacher}/{row.epochs}ep", (row.size_mb, row.score_pct),
+        setting = f" {row.setting}" if row.setting else ""
+        axis.annotate(f"{row.student}/{row.method}/{row.teacher}/{row.epochs}ep{setting}", (row.size_mb, row.score_pct),
                       fontsize=6, xytext=(3, -8), textcoords="offset points")
     axis.set_xscale("log")
     axis.set_xlabel("student size (MB, log scale)")
@@ -91,9 +97,9 @@ def accuracy_vs_size(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot
     axis.set_title(f"{dataset}: {metric_label(rows['metric'].iloc[0])} vs size")
     axis.grid(alpha=0.3, which="both")
     _legend(axis, loc="lower right")
-    caption = (f"Each point is one student/method/teacher/epoch budget (mean over seeds); colour = method, "
-               f"marker = student. The black steps join the Pareto front ({len(front)} points): nothing else is "
-               f"both smaller and better.")
+    caption = (f"Each point is one setting (student/method/teacher/epoch budget/hparams; mean over seeds, error bar = "
+               f"95% CI, t over seeds, none with one seed); colour = method, marker = student. The black steps join "
+               f"the Pareto front ({len(front)} points): nothing else is both smaller and better.")
     return save(figure, out_dir, f"acc_vs_size_{dataset}", f"{dataset}: accuracy vs size", caption)
 
 
@@ -124,39 +130,65 @@ def epoch_time(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | Non
     return save(figure, out_dir, f"epoch_time_{dataset}", f"{dataset}: epoch time", caption)
 
 
-def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | None:
-    """Val accuracy and train loss per epoch (mean over seeds), one column per student."""
-    mine = runs[(runs["dataset"] == dataset)][["id", "student", "method", "teacher", "epochs"]]
+def _curve_means(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Per (student, line, epoch): mean over seeds of val/train accuracy and each unweighted loss term."""
+    from bench.report.tables import with_setting
+
+    mine = with_setting(runs[runs["dataset"] == dataset])[["id", "student", "method", "teacher", "epochs", "setting"]]
     curves = epochs.merge(mine, left_on="run_id", right_on="id")
     if curves.empty:
+        return curves
+    curves = curves[curves["epochs"] == curves["epochs"].max()].copy()
+    terms = pd.DataFrame([t if isinstance(t, dict) else {} for t in curves["loss_terms"]], index=curves.index)
+    curves = pd.concat([curves, terms.add_prefix("term:")], axis=1)
+    curves["line"] = [f"{m}{' ' + s if s else ''} / {t}" for m, s, t in
+                      zip(curves["method"], curves["setting"], curves["teacher"], strict=True)]
+    if "train_acc" not in curves:  # run_epochs.train_acc is newer than some databases
+        curves["train_acc"] = float("nan")
+    values = ["val_acc", "train_acc", *[c for c in curves if c.startswith("term:")]]
+    curves[values] = curves[values].apply(pd.to_numeric, errors="coerce")
+    means = curves.groupby(["student", "line", "epoch"], as_index=False)[values].mean()
+    means.attrs["budget"] = int(curves["epochs"].max())
+    return means
+
+
+def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | None:
+    """Val (and train) accuracy and the unweighted loss terms per epoch (mean over seeds), a column per student."""
+    means = _curve_means(runs, epochs, dataset)
+    if means.empty:
         return None
-    budget = curves["epochs"].max()
-    curves = curves[curves["epochs"] == budget]
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    students, teachers = sorted(curves["student"].unique()), sorted(curves["teacher"].unique())
-    methods = sorted(curves["method"].unique())
-    figure, axes = plt.subplots(2, len(students), figsize=(3.4 * len(students) + 1, 5.6), sharex=True,
+    budget, students, lines = means.attrs["budget"], sorted(means["student"].unique()), sorted(means["line"].unique())
+    terms = [c for c in means if c.startswith("term:") and means[c].notna().any()]
+    has_train = bool(means["train_acc"].notna().any())
+    figure, axes = plt.subplots(2, len(students), figsize=(3.8 * len(students) + 1.5, 6.2), sharex=True,
                                 squeeze=False)
-    means = curves.groupby(["student", "method", "teacher", "epoch"])[["val_acc", "train_loss"]].mean()
     for column, student in enumerate(students):
-        for (stud, method, teacher), line in means.groupby(level=[0, 1, 2]):
-            if stud != student:
-                continue
-            x = line.index.get_level_values("epoch") + 1
-            style = dict(color=f"C{methods.index(method)}", ls=LINESTYLES[teachers.index(teacher) % 4], marker=".",
-                         label=f"{method} / {teacher}")
-            axes[0][column].plot(x, line["val_acc"] * 100, **style)
-            axes[1][column].plot(x, line["train_loss"], **style)
+        for line, points in means[means["student"] == student].groupby("line"):
+            x, colour = points["epoch"] + 1, f"C{lines.index(line) % 10}"
+            axes[0][column].plot(x, points["val_acc"] * 100, color=colour, marker=".", label=f"{line} val")
+            if points["train_acc"].notna().any():
+                axes[0][column].plot(x, points["train_acc"] * 100, color=colour, ls="--", marker="x", ms=4,
+                                     label=f"{line} train")
+            for index, term in enumerate(terms):
+                if points[term].notna().any():
+                    axes[1][column].plot(x, points[term], color=colour, ls=LINESTYLES[index % 4],
+                                         marker=MARKERS[index % len(MARKERS)], ms=4, label=f"{line}: {term[5:]}")
         axes[0][column].set_title(student, fontsize=9)
         axes[1][column].set_xlabel("epoch")
         axes[1][column].xaxis.set_major_locator(MaxNLocator(integer=True))
+        shown = means.loc[means["student"] == student, terms].stack()  # stack drops the terms a method lacks
+        if len(shown) and bool((shown > 0).all()):
+            axes[1][column].set_yscale("log")
         for axis in axes[:, column]:
             axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("val accuracy %")
-    axes[1][0].set_ylabel("train loss (weighted sum)")
-    _legend(axes[0][-1], title="method / teacher")
+            _legend(axis)
+    axes[0][0].set_ylabel("accuracy % (val solid" + (", train dashed)" if has_train else ")"))
+    axes[1][0].set_ylabel("loss terms (unweighted)")
     figure.suptitle(f"{dataset}: learning curves ({budget}-epoch runs, mean over seeds)", fontsize=10)
-    caption = f"Per-epoch validation accuracy and training loss from run_epochs, runs with the {budget}-epoch budget."
+    caption = (f"Per-epoch validation accuracy{' and training accuracy' if has_train else ''} and each unweighted "
+               f"loss term (run_epochs.loss_terms; linestyle/marker = term) from runs with the {budget}-epoch "
+               "budget; colour = method, setting and teacher.")
     return save(figure, out_dir, f"learning_curves_{dataset}", f"{dataset}: learning curves", caption)

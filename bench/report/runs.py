@@ -7,18 +7,20 @@ from sqlalchemy import inspect
 
 from bench.errors import BenchError
 from bench.report.load import load_epochs, load_runs, read_frame
+from bench.report.tables import GROUP_KEYS, with_setting
 from bench.sql import read_only_engine
 
-LIST_COLUMNS = ["id", "spec_key", "study", "dataset", "teacher", "student", "method", "epochs", "seed", "status",
-                "test_acc", "val_acc", "size_mb", "epoch_seconds", "finished_at"]
+LIST_COLUMNS = ["id", "spec_key", "study", "dataset", "teacher", "student", "method", "setting", "epochs", "seed",
+                "status", "test_acc", "val_acc", "size_mb", "epoch_seconds", "finished_at"]
 SHORT_KEY = 12
 
 
 def run_table(db_url: str, where: str | None = None) -> tuple[list[str], list[tuple]]:
-    """The list of runs (short spec keys) as columns and rows."""
+    """The list of runs (short spec keys, the hparams that differ among the listed rows) as columns and rows."""
     runs = load_runs(db_url, where)
     if runs.empty:
         return LIST_COLUMNS, []
+    runs["setting"] = with_setting(runs, GROUP_KEYS, name_study=False)["setting"]
     frame = runs[[c for c in LIST_COLUMNS if c in runs]].copy()
     frame["spec_key"] = frame["spec_key"].str[:SHORT_KEY]
     frame["finished_at"] = frame["finished_at"].astype(str).replace("NaT", None)

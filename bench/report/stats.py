@@ -1,4 +1,5 @@
-"""Gain of each method over the same student trained from scratch, with a paired t-test over seeds."""
+"""Gain of each method setting over the same student trained from scratch in the same setting (shared hparams,
+data config) and seed, with a paired t-test over seeds."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import math
 import pandas as pd
 
 from bench.report.load import BASELINE_METHOD, PROBE_METHOD
-from bench.report.tables import with_score
+from bench.report.tables import SETTING_KEYS, with_score, with_setting
 
 PAIR_KEYS = ["dataset", "teacher", "student", "epochs"]
+GAIN_KEYS = [*PAIR_KEYS, "method"]
 MIN_PAIRED_SEEDS = 2
 
 
@@ -28,34 +30,61 @@ def paired_test(method_scores: list[float], baseline_scores: list[float]) -> tup
 
 
 def _per_seed(done: pd.DataFrame) -> pd.DataFrame:
-    """Mean score per (pair keys, method, seed): duplicates (several hparams) are averaged."""
-    return done.groupby([*PAIR_KEYS, "method", "seed"], as_index=False)["score"].mean()
+    """Mean score per (setting, seed): a duplicated seed is averaged, never counted twice."""
+    keys = [*SETTING_KEYS, "seed"]
+    scores = done.groupby(keys, as_index=False).agg(score=("score", "mean"), setting=("setting", "first"),
+                                                  hparams=("hparams", "first"))
+    return scores
+
+
+def _same_shared_hparams(method: dict, baseline: dict) -> bool:
+    """The baseline's setting: every hyperparameter both runs have is equal (lr, batch size, ...)."""
+    method, baseline = method or {}, baseline or {}
+    return all(method[k] == baseline[k] for k in set(method) & set(baseline))
+
+
+def _paired(done: pd.DataFrame) -> pd.DataFrame:
+    """Each method run next to the scratch run of the same setting (shared hparams, data) and seed."""
+    per_seed = _per_seed(done)
+    baseline = per_seed[per_seed["method"] == BASELINE_METHOD]
+    others = per_seed[per_seed["method"] != BASELINE_METHOD]
+    paired = others.merge(baseline, on=[*PAIR_KEYS, "data_key", "seed"], suffixes=("", "_baseline"))
+    keep = [_same_shared_hparams(m, b) for m, b in zip(paired["hparams"], paired["hparams_baseline"], strict=True)]
+    return paired[keep] if len(paired) else paired
+
+
+def _gain_row(key: tuple, group: pd.DataFrame, metric: str, baselines: int) -> dict:
+    group = group.sort_values("seed")
+    method_scores, base_scores = list(group["score"]), list(group["score_baseline"])
+    diffs = group["score"] - group["score_baseline"]
+    t, p = paired_test(method_scores, base_scores)
+    setting = str(group["setting"].iloc[0])
+    if baselines > 1:  # several scratch settings share this one's hparams: say which one it is paired with
+        setting = f"{setting} vs scratch {group['setting_baseline'].iloc[0] or 'default'}".strip()
+    return {
+        **dict(zip(GAIN_KEYS, key[: len(GAIN_KEYS)], strict=True)), "setting": setting, "metric": metric,
+        "n": len(group), "method_mean": sum(method_scores) / len(group),
+        "baseline_mean": sum(base_scores) / len(group), "gain": diffs.mean(),
+        "gain_std": diffs.std(ddof=1) if len(group) > 1 else float("nan"), "t": t, "p": p,
+    }
 
 
 def baseline_gains(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, teacher, student, epochs, method): paired seeds n, gain mean/std, t, p."""
+    """One row per (method setting, paired scratch setting): paired seeds n, gain mean/std, t, p."""
     done = with_score(runs[(runs["status"] == "done") & (runs["method"] != PROBE_METHOD)])
     done = done[done["score"].notna()]
-    columns = [*PAIR_KEYS, "metric", "method", "n", "method_mean", "baseline_mean", "gain", "gain_std", "t", "p"]
+    columns = [*GAIN_KEYS, "setting", "metric", "n", "method_mean", "baseline_mean", "gain", "gain_std", "t", "p"]
     if done.empty:
         return pd.DataFrame(columns=columns)
-    per_seed = _per_seed(done)
+    done = with_setting(done)
     metric = done.groupby("dataset")["metric"].first()
-    baseline = per_seed[per_seed["method"] == BASELINE_METHOD]
-    others = per_seed[per_seed["method"] != BASELINE_METHOD]
-    paired = others.merge(baseline, on=[*PAIR_KEYS, "seed"], suffixes=("", "_baseline"))
+    paired = _paired(done)
+    method_setting = [*GAIN_KEYS, "study", "hparams_key", "data_key"]
+    baselines = paired.groupby(method_setting)[["study_baseline", "hparams_key_baseline"]].nunique().max(axis=1) \
+        if len(paired) else pd.Series(dtype=int)
     rows = []
-    for key, group in paired.groupby([*PAIR_KEYS, "method"], sort=True):
-        group = group.sort_values("seed")
-        method_scores, base_scores = list(group["score"]), list(group["score_baseline"])
-        diffs = group["score"] - group["score_baseline"]
-        t, p = paired_test(method_scores, base_scores)
-        rows.append({
-            **dict(zip([*PAIR_KEYS, "method"], key, strict=True)), "metric": metric[key[0]],
-            "n": len(group), "method_mean": sum(method_scores) / len(group),
-            "baseline_mean": sum(base_scores) / len(group), "gain": diffs.mean(),
-            "gain_std": diffs.std(ddof=1) if len(group) > 1 else float("nan"), "t": t, "p": p,
-        })
+    for key, group in paired.groupby([*method_setting, "study_baseline", "hparams_key_baseline"], sort=True):
+        rows.append(_gain_row(key, group, metric[key[0]], int(baselines[key[: len(method_setting)]])))
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -79,10 +108,21 @@ GAIN_HEADER = ["student", "teacher", "epochs", "method", "paired seeds", "method
                "gain (points)", "t", "p", "verdict"]
 
 
-def gain_cells(row: pd.Series) -> list[str]:
+def has_settings(gains: pd.DataFrame) -> bool:
+    """Whether any gain row names a setting: then its table has a 'setting' column after 'method'."""
+    return bool(len(gains)) and bool(gains["setting"].astype(bool).any())
+
+
+def gain_header(with_setting: bool) -> list[str]:
+    """GAIN_HEADER, with 'setting' after 'method' when settings differ."""
+    return [*GAIN_HEADER[:4], "setting", *GAIN_HEADER[4:]] if with_setting else list(GAIN_HEADER)
+
+
+def gain_cells(row: pd.Series, with_setting: bool = False) -> list[str]:
     """One baseline-comparison row as display strings (scores in percent, gain in points)."""
     spread = f" ± {row['gain_std'] * 100:.1f}" if pd.notna(row["gain_std"]) else ""
     t = "n/a" if pd.isna(row["t"]) else f"{row['t']:.2f}"
-    return [str(row["student"]), str(row["teacher"]), str(row["epochs"]), str(row["method"]), str(row["n"]),
+    setting = [str(row["setting"])] if with_setting else []
+    return [str(row["student"]), str(row["teacher"]), str(row["epochs"]), str(row["method"]), *setting, str(row["n"]),
             f"{row['method_mean'] * 100:.1f}", f"{row['baseline_mean'] * 100:.1f}",
             f"{row['gain'] * 100:+.1f}{spread}", t, format_p(row["p"]), verdict(row["gain"], row["p"])]

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 
+from bench.report.optuna_tables import FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, BestTrial, best_trials, study_attrs
 from bench.report.plots import Plot, pyplot, save
+from bench.spec import hparam_label
 from bench.sql import read_only_engine
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
+CHOSEN = ("teacher", "student", "method", "dataset")  # a best trial's spec fields named next to its parameters
 
 
 @dataclass
@@ -24,6 +27,24 @@ class StudyReport:
     plots: list[Plot] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     source_file: str = ""  # the grid file, when the study is a grid run by `bench run`
+    kind: str = ""  # bench_kind user attr: "grid" or "study" (a search)
+    best: list[BestTrial] = field(default_factory=list)  # a search's best (or Pareto-optimal) trials
+
+    def summary_lines(self) -> list[str]:
+        """What kind of study this is, where it came from and, for a search, its best parameters."""
+        lines = []
+        if self.kind == SEARCH_KIND:
+            lines.append("`bench study` search: its trials ran on the val split only and are not in the matrix; its "
+                         f"reported numbers are the best trial(s) re-run on test as study {self.name}{FINAL_SUFFIX}.")
+        if self.source_file:
+            lines.append(f"source file: {self.source_file}")
+        for trial in self.best:
+            values = ", ".join(f"{v:.4g}" for v in trial.values)
+            chosen = "/".join(str(trial.spec[k]) for k in CHOSEN if k in trial.spec)
+            params = hparam_label(trial.params, list(trial.params)) or "no sampled parameters"
+            where = f" ({chosen})" if chosen else ""
+            lines.append(f"best trial #{trial.number}{where}: objective {values}; parameters {params}")
+        return lines
 
 
 def has_optuna_tables(db_url: str) -> bool:
@@ -141,6 +162,7 @@ def study_reports(db_url: str, names: set[str] | None, out_dir: Path) -> list[St
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(db_url)
+    attrs = study_attrs(db_url)
     reports = []
     for summary in sorted(optuna.get_all_study_summaries(storage, include_best_trial=False),
                           key=lambda s: s.study_name):
@@ -150,8 +172,12 @@ def study_reports(db_url: str, names: set[str] | None, out_dir: Path) -> list[St
         states: dict[str, int] = {}
         for trial in study.get_trials(deepcopy=False):
             states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+        mine = attrs.get(study.study_name, {})
         report = StudyReport(study.study_name, [d.name.lower() for d in study.directions], states,
-                             source_file=str(summary.user_attrs.get("source_file") or ""))
+                             source_file=str(mine.get("source_file") or ""), kind=str(mine.get(KIND_ATTR) or ""))
+        if report.kind == SEARCH_KIND:
+            top = int((mine.get("bench_config") or {}).get("final", {}).get("top", 3))
+            report.best = best_trials(db_url, study.study_name, top)
         plots = [_history(study, out_dir), _importances(study, out_dir, report.notes),
                  _pareto(study, out_dir, report.notes)]
         report.plots = [p for p in plots if p is not None]

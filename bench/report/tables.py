@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from bench.report.load import PROBE_METHOD
+from bench.spec import differing_keys, hparam_label
 
 GROUP_KEYS = ["dataset", "teacher", "student", "method", "epochs"]
+SETTING_KEYS = [*GROUP_KEYS, "study", "hparams_key", "data_key"]  # one full setting: only seeds are averaged
+ROW_BLOCK = ["dataset", "student", "method", "epochs"]  # a matrix row's labels say what differs in this block
+CONFIDENCE_QUANTILE = 0.975  # two-sided 95% interval
+CI_LEGEND = "95% CI, t over seeds"
 RECALL_COLUMN = "mean_recall"
 
 
@@ -44,20 +51,90 @@ def _problems(statuses: pd.Series) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
+def _as_key(value: object) -> str:
+    return json.dumps(value if isinstance(value, dict) else {}, sort_keys=True, default=str)
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _sort_value(value: object) -> tuple:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: bool = True) -> pd.DataFrame:
+    """A copy with hparams_key, data_key, study and `setting` (what differs within each `block` group)."""
+    frame = runs.copy()
+    for column, empty in (("hparams", {}), ("data_config", {}), ("study", "")):
+        if column not in frame:  # hand-made frames (tests, old exports) may lack them: one default setting
+            frame[column] = [empty] * len(frame)
+    frame["hparams_key"] = [_as_key(v) for v in frame["hparams"]]
+    frame["data_key"] = [_as_key(v) for v in frame["data_config"]]
+    frame["study"] = frame["study"].fillna("").astype(str)
+    frame["setting"] = ""
+    frame["setting_order"] = [()] * len(frame)
+    for _, group in frame.groupby(block, sort=False):
+        hkeys = differing_keys([h for h in group["hparams"] if isinstance(h, dict)])
+        dkeys = differing_keys([d for d in group["data_config"] if isinstance(d, dict)])
+        labels = {index: ", ".join(p for p in (hparam_label(_dict(row["hparams"]), hkeys),
+                                               hparam_label(_dict(row["data_config"]), dkeys)) if p)
+                  for index, row in group.iterrows()}
+        identities = group[["study", "hparams_key", "data_key"]].drop_duplicates()
+        name = name_study and len(set(labels.values())) < len(identities)  # same hparams in two studies
+        for index, row in group.iterrows():
+            study = f"study={row['study']}" if name else ""
+            frame.at[index, "setting"] = ", ".join(p for p in (study, labels[index]) if p)
+            frame.at[index, "setting_order"] = (row["study"] if name else "",
+                                                *(_sort_value(_dict(row["hparams"]).get(k, "")) for k in hkeys),
+                                                *(_sort_value(_dict(row["data_config"]).get(k, "")) for k in dkeys))
+    return frame
+
+
+def mean_ci(scores: list[float]) -> tuple[float, float, float, float]:
+    """(mean, std, CI low, CI high) over seeds: 95% t interval of the mean; nan std/CI with one seed."""
+    n = len(scores)
+    if n == 0:
+        return (float("nan"),) * 4
+    mean = sum(scores) / n
+    if n < 2:
+        return mean, float("nan"), float("nan"), float("nan")
+    from scipy.stats import t
+
+    std = float(pd.Series(scores).std(ddof=1))
+    half = float(t.ppf(CONFIDENCE_QUANTILE, n - 1)) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def _seed_scores(done: pd.DataFrame) -> list[float]:
+    """One score per distinct seed (a duplicated seed is averaged, never counted twice)."""
+    return list(done.dropna(subset=["score"]).groupby("seed")["score"].mean())
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, teacher, student, method, epochs): score mean/std over done seeds, sizes, problems."""
-    scored = with_score(runs[runs["method"] != PROBE_METHOD])
+    """Per setting (group keys + study, hparams, data config): score over distinct done seeds with a 95% CI."""
+    scored = with_setting(with_score(runs[runs["method"] != PROBE_METHOD]))
     rows = []
-    for key, group in scored.groupby(GROUP_KEYS, sort=True):
+    for key, group in scored.groupby(SETTING_KEYS, sort=True):
         done = group[group["status"] == "done"]
         kinds = [k for k in group["student_kind"].dropna().unique() if k]
+        seeds = _seed_scores(done)
+        mean, std, low, high = mean_ci(seeds)
         rows.append({
-            **dict(zip(GROUP_KEYS, key, strict=True)),
+            **dict(zip(SETTING_KEYS, key, strict=True)),
+            "setting": group["setting"].iloc[0],
+            "setting_order": group["setting_order"].iloc[0],
+            "hparams": group["hparams"].iloc[0],
+            "data_config": group["data_config"].iloc[0],
             "student_kind": kinds[0] if kinds else "",
             "metric": group["metric"].iloc[0],
-            "score_mean": done["score"].mean(),
-            "score_std": done["score"].std(ddof=1) if done["score"].count() > 1 else float("nan"),
-            "seeds": int(done["score"].count()),
+            "score_mean": mean,
+            "score_std": std,
+            "ci_low": low,
+            "ci_high": high,
+            "seeds": len(seeds),
             "pct_of_teacher": done["pct_of_teacher"].mean(),
             "params": done["params"].mean(),
             "size_mb": done["size_mb"].mean(),
@@ -81,7 +158,7 @@ def teacher_references(runs: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Cell:
-    """One matrix cell: score over seeds, % of teacher, and runs that did not finish."""
+    """One matrix cell (one setting): score over seeds, its 95% CI, % of teacher, runs that did not finish."""
 
     mean: float
     std: float
@@ -89,6 +166,8 @@ class Cell:
     pct: float
     problems: str
     best: bool = False
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
 
     def text(self, plus_minus: str = "±") -> str:
         """'93.1 ± 0.4' (percent), 'n/a' with no finished seed."""
@@ -96,6 +175,12 @@ class Cell:
             return "n/a"
         spread = f" {plus_minus} {self.std * 100:.1f}" if self.seeds > 1 else ""
         return f"{self.mean * 100:.1f}{spread}"
+
+    def ci_text(self) -> str:
+        """'[92.2, 94.0]' (95% CI of the mean, percent); '' with fewer than two seeds: never a fake zero width."""
+        if self.seeds < 2 or pd.isna(self.ci_low):
+            return ""
+        return f"[{self.ci_low * 100:.1f}, {self.ci_high * 100:.1f}]"
 
     def detail(self) -> str:
         """'n=2, 98% of T, 1 failed': seeds, % of teacher and problems."""
@@ -109,16 +194,25 @@ class Cell:
 
 @dataclass
 class Matrix:
-    """Rows (student, kind, size MB, inference MB, method) x teachers, for one dataset and epoch budget."""
+    """Rows (student, kind, size MB, inference MB, method, setting) x teachers, for one dataset and epoch budget."""
 
     dataset: str
     epochs: int
     metric: str
     teachers: list[str]
-    rows: list[tuple[str, str, str, str, str]]
+    rows: list[tuple[str, str, str, str, str, str]]
     cells: dict[tuple[int, str], Cell] = field(default_factory=dict)
     references: dict[str, float] = field(default_factory=dict)
     reference_kinds: dict[str, str] = field(default_factory=dict)  # teacher -> "linear-probe" or zero-shot line
+
+    @property
+    def has_settings(self) -> bool:
+        """Whether any row names a setting (hparams, data or study differ): then the table has that column."""
+        return any(row[5] for row in self.rows)
+
+    def row_key(self, index: int) -> list[str]:
+        """The row's leading columns (without the setting column when no row has one)."""
+        return list(self.rows[index] if self.has_settings else self.rows[index][:5])
 
 
 def _size_label(sizes: pd.Series) -> str:
@@ -129,28 +223,34 @@ def _size_label(sizes: pd.Series) -> str:
     return f"{low:.3f}" if abs(high - low) < 5e-4 else f"{low:.3f}–{high:.3f}"
 
 
+ROW_IDENTITY = ["student", "method", "study", "hparams_key", "data_key"]  # a row: one setting, across teachers
+
+
 def _matrix(dataset: str, epochs: int, rows: pd.DataFrame, references: pd.DataFrame) -> Matrix:
     teachers = sorted(rows["teacher"].unique())
-    keys = []
-    for (student, method), group in rows.groupby(["student", "method"], sort=True):
+    groups = sorted(rows.groupby(ROW_IDENTITY, sort=False),
+                    key=lambda item: (item[0][0], item[0][1], item[1]["setting_order"].iloc[0], item[0][2:]))
+    keys, identities = [], []
+    for identity, group in groups:
         kind = next((k for k in group["student_kind"] if k), "")
-        keys.append((student, kind or "?", _size_label(group["size_mb"]), _size_label(group["inference_size_mb"]),
-                     method))
+        keys.append((identity[0], kind or "?", _size_label(group["size_mb"]),
+                     _size_label(group["inference_size_mb"]), identity[1], str(group["setting"].iloc[0])))
+        identities.append(identity)
     refs = references[references["dataset"] == dataset]
     matrix = Matrix(dataset, epochs, rows["metric"].iloc[0], teachers, keys,
                     references=dict(zip(refs["teacher"], refs["score"], strict=True)),
                     reference_kinds=dict(zip(refs["teacher"], refs["reference"].fillna("linear-probe"), strict=True)))
+    indexed = rows.set_index(["teacher", *ROW_IDENTITY])
     for teacher in teachers:
-        column = rows[rows["teacher"] == teacher]
-        best = column["score_mean"].max()
-        for index, (student, _, _, _, method) in enumerate(keys):
-            found = column[(column["student"] == student) & (column["method"] == method)]
-            if found.empty:
+        best = rows.loc[rows["teacher"] == teacher, "score_mean"].max()
+        for index, identity in enumerate(identities):
+            if (teacher, *identity) not in indexed.index:
                 continue
-            r = found.iloc[0]
+            r = indexed.loc[(teacher, *identity)]
+            r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
             is_best = bool(r.seeds > 0 and pd.notna(best) and r.score_mean == best)
             matrix.cells[(index, teacher)] = Cell(r.score_mean, r.score_std, int(r.seeds), r.pct_of_teacher,
-                                                  r.problems, is_best)
+                                                  r.problems, is_best, r.ci_low, r.ci_high)
     return matrix
 
 
@@ -172,8 +272,9 @@ def problem_cells(row: pd.Series) -> list[str]:
 
 
 def matrix_header(matrix: Matrix) -> list[str]:
-    """Column names of a matrix table."""
-    return ["student", "kind", "size MB", "inference MB", "method", *matrix.teachers]
+    """Column names of a matrix table ('setting' only when some row has hparams that differ)."""
+    setting = ["setting"] if matrix.has_settings else []
+    return ["student", "kind", "size MB", "inference MB", "method", *setting, *matrix.teachers]
 
 
 def reference_text(matrix: Matrix) -> str:
@@ -185,6 +286,8 @@ def reference_text(matrix: Matrix) -> str:
 
 def matrix_note(matrix: Matrix, best_marker: str) -> str:
     """The sentence under a matrix heading saying how to read it."""
-    return (f"Mean ± std over seeds; {best_marker} = best in its teacher column; n = finished seeds; "
+    return (f"Each row is one setting (hyperparameters, data config, study); cells: mean ± std over seeds, then "
+            f"[{CI_LEGEND}] of the mean (no std or CI with n=1); {best_marker} = best in its teacher column; "
+            "n = distinct seeds of finished runs; "
             "inference MB includes the teacher backbone a head student still needs; "
             f"% of T = share of the teacher's own score ({reference_text(matrix)}).")
