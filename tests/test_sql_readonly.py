@@ -99,8 +99,13 @@ LEGIT = [
 ]
 POSTGRES_LEGIT = [("(SELECT 1 AS n) UNION ALL (SELECT 2) ORDER BY n", [[1], [2]]),
                   ("TABLE runs ORDER BY id LIMIT 0", []), ("SHOW standard_conforming_strings", [["on"]]),
-                  ("EXPLAIN SELECT * FROM runs", None)]
-SQLITE_LEGIT = [("EXPLAIN QUERY PLAN SELECT * FROM runs", None)]
+                  ("EXPLAIN SELECT * FROM runs", None),
+                  # the tokenizer follows each dialect: these are one harmless statement, the ';' is inside
+                  ("SELECT E'\\'; DELETE FROM runs; --' AS s", [["'; DELETE FROM runs; --"]]),
+                  ("SELECT 1 AS n /* /* */ ; DELETE FROM runs; -- */", [[1]])]
+SQLITE_LEGIT = [("EXPLAIN QUERY PLAN SELECT * FROM runs", None),
+                ("SELECT [a;b] FROM (SELECT 1 AS [a;b])", [[1]]),
+                ("SELECT 1 AS n --\r; DELETE FROM runs\n", [[1]])]
 runner = CliRunner()
 
 
@@ -305,3 +310,16 @@ def test_postgres_session_is_read_only_and_bounded(pg: dict) -> None:
         engine.dispose()
     code, _, stderr = _sql(pg["reader"], "SELECT count(*) FROM generate_series(1, 10000000000)", "--timeout", "0.5")
     _assert_refused(code, "", stderr, "statement timeout")
+
+
+@pytest.mark.parametrize("where", ["spec_key IN (SELECT load_extension('x'))", "1 = 1 FOR UPDATE",
+                                   "spec_key = (WITH d AS (DELETE FROM runs RETURNING spec_key) SELECT * FROM d)"])
+def test_runs_where_is_checked_like_bench_sql(sqlite_db: tuple[str, Path], where: str) -> None:
+    """`--where` is user SQL inside a SELECT: the same statement check applies; a plain filter still works."""
+    url, directory = sqlite_db
+    before = _sqlite_state(url, directory)
+    result = runner.invoke(app, ["runs", "--db", url, "--where", where])
+    _assert_refused(result.exit_code, result.stdout, result.stderr, f"--where {where!r}: refused: ")
+    assert _sqlite_state(url, directory) == before
+    result = runner.invoke(app, ["runs", "--db", url, "--where", "test_acc > 0.6", "--csv"])
+    assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == 2, result.output
