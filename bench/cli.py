@@ -73,10 +73,10 @@ def run(
     with user_errors():
         from bench.grid import load_grid
         from bench.runner import run_grid
-        from bench.store.session import check_url
+        from bench.store.session import check_connection
         from bench.workbench import RunContext
 
-        check_url(db)
+        check_connection(db)
         loaded = load_grid(grid_file)
         loaded.weights.update(_weights_map(weights))
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
@@ -129,11 +129,11 @@ def worker(
 ) -> None:
     """Join a grid or study in the database from any machine; take cells until none are left."""
     with user_errors():
-        from bench.store.session import check_url
+        from bench.store.session import check_connection
         from bench.workbench import RunContext
         from bench.worker import run_worker
 
-        check_url(db)
+        check_connection(db)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)
         summary = run_worker(study, db, RunContext(cache_dir, data_root, device, allow_download, skip_bad), options,
                              err, _weights_map(weights), max_cells)
@@ -163,11 +163,11 @@ def study_command(
     """Search hyperparameters with Optuna on val, then re-run the best trial(s) on test over several seeds."""
     with user_errors():
         from bench.search_space import load_study_file
-        from bench.store.session import check_url
+        from bench.store.session import check_connection
         from bench.study import run_study
         from bench.workbench import RunContext
 
-        check_url(db)
+        check_connection(db)
         config = load_study_file(study_file)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)
         context = RunContext(cache_dir, data_root, device, allow_download, skip_bad)
@@ -230,16 +230,22 @@ def teachers(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="a SELECT statement")],
+    query: Annotated[str, typer.Argument(help="one SELECT, WITH ... SELECT, EXPLAIN, VALUES, TABLE or SHOW")],
     db: DbOption = DEFAULT_DB,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+    allow_superuser: Annotated[bool, typer.Option(
+        "--allow-superuser", help="let a PostgreSQL superuser (or server-file/signal role) run the query")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="seconds a PostgreSQL statement may run")
+                       ] = 300.0,
 ) -> None:
-    """Query results with SQL on a read-only connection (writes are refused)."""
+    """Query results with one read-only SQL statement (anything that could write or has side effects is refused)."""
     with user_errors():
         from bench.sql import read_only_query
+        from bench.store.session import check_connection
 
-        columns, rows = read_only_query(db, query)
+        check_connection(db)
+        columns, rows = read_only_query(db, query, allow_superuser=allow_superuser, timeout_s=timeout)
         _print_rows(columns, rows, csv, as_json)
 
 
@@ -273,6 +279,9 @@ def report(
     """Write comparison tables (student x teacher per epoch budget), gains over scratch, plots and provenance."""
     with user_errors():
         from bench.report import parse_formats, write_report
+        from bench.store.session import check_connection
+
+        check_connection(db)
 
         paths = write_report(db, out_dir, where, parse_formats(formats))
         for path in paths:
@@ -289,6 +298,9 @@ def runs(
     """List runs (id, short spec key, what ran, status, scores)."""
     with user_errors():
         from bench.report.runs import run_table
+        from bench.store.session import check_connection
+
+        check_connection(db)
 
         columns, rows = run_table(db, where)
         _print_rows(columns, rows, csv, as_json)
@@ -303,6 +315,9 @@ def show(
     """Show one run: every column, then its epochs (loss terms, val accuracy, seconds)."""
     with user_errors():
         from bench.report.runs import epoch_table, find_run
+        from bench.store.session import check_connection
+
+        check_connection(db)
 
         run_row = find_run(db, run_ref)
         epochs = epoch_table(db, int(run_row["id"]))

@@ -33,7 +33,7 @@ def test_select_returns_columns_and_rows(filled: str) -> None:
 )
 def test_writes_are_refused_and_change_nothing(filled: str, statement: str) -> None:
     before = read_only_query(filled, "SELECT * FROM runs ORDER BY id")
-    with pytest.raises(BenchError, match="bench sql is read-only"):
+    with pytest.raises(BenchError, match="read-only"):
         read_only_query(filled, statement)
     assert read_only_query(filled, "SELECT * FROM runs ORDER BY id") == before
     assert read_only_query(filled, "SELECT count(*) FROM run_epochs")[1] == [(4,)]

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bench.errors import BenchError
 from bench.sql import read_only_engine
+from bench.sqlcheck import StatementRefused, check_statement
 
 PROBE_METHOD = "teacher-probe"
 BASELINE_METHOD = "scratch"
@@ -39,14 +40,15 @@ def _decode(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read_frame(db_url: str, query: str, params: dict | None = None, where: str | None = None) -> pd.DataFrame:
     """Run one SELECT on a read-only connection; a bad `where` is a one-line BenchError."""
-    engine, guard = read_only_engine(db_url)
+    engine, _ = read_only_engine(db_url)
     try:
+        check_statement(query, engine.dialect.name)  # a --where is user SQL too: one read-only statement
         with engine.connect() as connection:
-            if guard:  # before any other statement: PostgreSQL wants SET TRANSACTION first
-                connection.execute(text(guard))
             if not inspect(connection).has_table("runs"):
                 return pd.DataFrame()
             return _decode(pd.read_sql(text(query), connection, params=params))
+    except StatementRefused as refused:
+        raise BenchError(f"--where {where!r}: refused: {refused.reason}" if where else str(refused)) from None
     except (SQLAlchemyError, pd.errors.DatabaseError) as error:
         label = f"--where {where!r}" if where else "SQL error"
         raise BenchError(f"{label}: {_first_line(error)}") from None

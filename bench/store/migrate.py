@@ -17,7 +17,8 @@ MIGRATION_LOCK_KEY = 726_462_006  # any constant: the PostgreSQL advisory lock h
 def alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    url = engine.url.render_as_string(hide_password=False)  # '#' in a path or password is escaped as %23
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # configparser reads '%' as interpolation
     return config
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from bench.errors import BenchError
 
@@ -25,18 +27,62 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI 
     cursor.close()
 
 
-def check_url(url: str) -> str:
-    """Validate a database URL early, with one clear line when it is not one."""
+SUPPORTED_SCHEMES = "sqlite, postgresql"
+CONNECT_TIMEOUT_S = 5
+# the SQLite URL query keys that SQLAlchemy's pysqlite dialect understands; anything else is a '?' in the path
+SQLITE_QUERY_KEYS = {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri",
+                     "mode", "cache", "nolock", "immutable", "vfs", "modeof"}
+# driver name -> (import name, what to pip install)
+DRIVERS = {
+    "sqlite": ("sqlite3", "a Python built with sqlite3"), "sqlite+pysqlite": ("sqlite3", "a Python built with sqlite3"),
+    "postgresql": ("psycopg", "'distill-bench[postgres]'"),
+    "postgresql+psycopg": ("psycopg", "'distill-bench[postgres]'"),
+    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
+}
+
+
+def _parse(url: str) -> URL:
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except ArgumentError:
         raise BenchError(
-            f"--db {url!r} is not a database URL; use sqlite:///results.db or postgresql://..."
+            f"--db {url!r} is not a database URL; use sqlite:///results.db or postgresql://user@host/db"
         ) from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+
+
+def _check_driver(url: str, parsed: URL) -> None:
+    """A supported scheme and an installed driver, or one line saying which scheme or package is missing."""
+    import importlib.util
+
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise BenchError(f"--db {shown!r}: unsupported database scheme {parsed.drivername!r}; "
+                         f"supported: {SUPPORTED_SCHEMES} (e.g. sqlite:///results.db, postgresql://user@host/db)")
+    if parsed.drivername not in DRIVERS:
+        raise BenchError(f"--db {shown!r}: driver {parsed.drivername!r} is not supported; "
+                         f"use one of {', '.join(f'{name}://' for name in DRIVERS)}")
+    module, package = DRIVERS[parsed.drivername]
+    if importlib.util.find_spec(module) is None and not (
+            parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is not None):
+        raise BenchError(f"--db {shown!r}: the {module} driver is not installed; pip install {package}")
+
+
+def _check_sqlite_path(url: str, parsed: URL) -> None:
+    """The file the URL names is the file the user meant: a '?' in a path must be written %3F."""
+    if "?" in url and not (parsed.query and set(parsed.query) <= SQLITE_QUERY_KEYS):
+        raise BenchError(f"--db {url!r}: '?' starts URL options; write a '?' in a SQLite file name as %3F")
+    if parsed.database not in (None, "", ":memory:") and not parsed.query.get("uri"):
         parent = Path(parsed.database).expanduser().resolve().parent
         if not parent.is_dir():
             raise BenchError(f"--db {url!r}: directory {parent} does not exist")
+
+
+def check_url(url: str) -> str:
+    """Validate a database URL early, with one clear line when it is not one (scheme, driver, path)."""
+    parsed = _parse(url)
+    _check_driver(url, parsed)
+    if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_path(url, parsed)
     return url
 
 
@@ -44,7 +90,7 @@ def driver_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here (SQLAlchemy's default driver, psycopg2, is not a dependency)."""
     import importlib.util
 
-    parsed = make_url(url)
+    parsed = _parse(url)
     if parsed.drivername in ("postgresql", "postgresql+psycopg"):
         if importlib.util.find_spec("psycopg") is None:
             if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is not None:
@@ -55,11 +101,75 @@ def driver_url(url: str) -> str:
     return url
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names (None for in-memory or `uri=true` URLs, and for other backends)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") or parsed.query.get("uri"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
+    """A sqlite3 connection that cannot write and opens exactly `path` (percent-escaped: '#', '?', '%', spaces)."""
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                           check_same_thread=False)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """An existing SQLite file must be readable: a file of garbage or broken pages is a one-line error."""
+    if not path.is_file():
+        return
+    try:
+        connection = connect_sqlite_read_only(path)
+        try:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check(1)")]
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        problems = [str(error)]
+    if problems != ["ok"]:
+        detail = " ".join(str(problems[0]).split())[:200]
+        raise BenchError(f"{path} is not a readable SQLite database: {detail}; move it away or pass another --db")
+
+
+def _check_server(url: str) -> None:
+    """Connect once with a short timeout, so a wrong host or password is one line in seconds, not a traceback."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    engine = create_engine(driver_url(url), poolclass=NullPool, connect_args=_connect_args(url))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except DBAPIError as error:
+        message = " ".join(str(error.orig or error).split())[:300]
+        raise BenchError(f"--db {shown}: cannot connect: {message}") from None
+    finally:
+        engine.dispose()
+
+
+def check_connection(url: str) -> str:
+    """Check the URL, then that the database answers (server) or is readable (existing SQLite file)."""
+    check_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        _check_sqlite_file(path)
+    elif make_url(url).get_backend_name() == "postgresql":
+        _check_server(url)
+    return url
+
+
+def _connect_args(url: str) -> dict[str, object]:
+    """A connect timeout for PostgreSQL unless the URL sets its own."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {}
+
+
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
     """One engine per URL per process."""
     check_url(url)
-    engine = create_engine(driver_url(url), future=True)
+    engine = create_engine(driver_url(url), future=True, connect_args=_connect_args(url))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
