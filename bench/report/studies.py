@@ -161,7 +161,10 @@ def study_reports(db_url: str, names: set[str] | None, out_dir: Path) -> list[St
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(db_url)
+    from bench.store.session import driver_url
+
+    # the report reads: no table creation, no schema upgrade (a read-write open would create Optuna's tables)
+    storage = optuna.storages.RDBStorage(driver_url(db_url), skip_compatibility_check=True, skip_table_creation=True)
     attrs = study_attrs(db_url)
     reports = []
     for summary in sorted(optuna.get_all_study_summaries(storage, include_best_trial=False),
