@@ -82,7 +82,7 @@ def test_attention_transfer_ignores_channels_scale_and_pools_grids() -> None:
     other[:, :, 0, 0] = 1.0
     single = torch.zeros(2, 1, 2, 2)
     single[:, :, 1, 1] = 1.0
-    assert float(attention_transfer(other, single)) == pytest.approx(2.0)  # 1^2 + 1^2 per sample
+    assert float(attention_transfer(other, single)) == pytest.approx(0.5)  # (1^2 + 1^2) / 4 positions
 
 
 def test_attention_matrix_kl_averages_heads_when_counts_differ() -> None:
