@@ -81,7 +81,8 @@ def clip_losses(student_embed: torch.Tensor, teacher_image: torch.Tensor, class_
 
 @METHODS.register("clip", kind="image-text")
 class ClipDistillation(Method):
-    """For image-text teachers: student embeddings vs the teacher's class-prompt text embeddings, CE + KL."""
+    """No single paper (CLIP-style zero-shot targets, Radford et al., ICML 2021): CE of the student's similarities
+    to the teacher's class-prompt text embeddings + KL to the teacher image embedding's similarity softmax."""
 
     defaults = {"clip_weight": 1.0, "clip_kl_weight": 1.0, "clip_temperature": 0.07,
                 "clip_prompt": "a photo of a {}."}
