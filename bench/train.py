@@ -152,6 +152,7 @@ def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer:
         inputs = data.inputs["train"][index].to(device, non_blocking=True)
         labels = data.labels["train"][index].to(device, non_blocking=True)
         teacher = {name: t[index].to(device, non_blocking=True) for name, t in data.teacher_train.items()}
+        teacher["indices"] = index.to(device)  # each sample's training row (methods with per-sample state: crd)
         outputs = student(inputs)
         terms = method(outputs, teacher, labels)
         loss = method.total(terms)

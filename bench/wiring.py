@@ -119,6 +119,6 @@ def build_parts(student_name: str, method_name: str, hparams: Mapping[str, Any],
     feature_taps = tuple(sorted({"pooled", *targets, *([input_tap] if input_tap else [])} - {"logits"}))
     context = MethodContext(data.num_classes, teacher.embed_dim, student.embed_dim, student_shapes,
                             tap_shapes(teacher, feature_taps, teacher_size),
-                            _class_text(method_cls, hparams, teacher, data))
+                            _class_text(method_cls, hparams, teacher, data), torch.tensor(data.train.labels))
     return RunParts(student, method_cls(context, hparams), entry.kind, input_tap, feature_taps,
                     tuple(sorted(targets)))

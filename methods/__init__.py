@@ -7,7 +7,7 @@ from methods.base import Method, MethodContext
 
 METHODS: Registry[type[Method]] = Registry("method")
 
-from methods import attention, classic, combined, contrastive, joint, relational, tinybert  # noqa: E402,F401
+from methods import attention, classic, combined, contrastive, crd, joint, relational, tinybert  # noqa: E402,F401
 
 combined.extend_defaults()
 

@@ -25,6 +25,7 @@ class MethodContext:
     student_shapes: Mapping[str, Shape] = field(default_factory=dict)  # output name -> per-sample shape
     teacher_shapes: Mapping[str, Shape] = field(default_factory=dict)  # tap name -> per-sample shape
     class_text: torch.Tensor | None = None  # (C, E) teacher text embeddings of the class prompts
+    train_labels: torch.Tensor | None = None  # (N_train,) labels of the training rows (CRD's per-sample banks)
 
     def student_shape(self, name: str) -> Shape:
         """Per-sample shape of a student output (the embedding's is known without a dry run)."""

@@ -26,7 +26,8 @@ class Scratch(Method):
 
 @METHODS.register("kd", kind="logits")
 class HintonKD(Method):
-    """Hinton KD: alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha) * CE."""
+    """KD (Hinton, Vinyals & Dean, NIPS 2014 Deep Learning Workshop): alpha * T^2 * KL(p_t^T || p_s^T)
+    + (1 - alpha) * CE. Deviation: the teacher's logits are its linear probe's (or zero-shot) logits."""
 
     defaults = {"alpha": 0.7, "temperature": 4.0}
     needs_teacher = frozenset({"logits"})
@@ -45,7 +46,9 @@ class HintonKD(Method):
 
 @METHODS.register("feature", kind="features")
 class FeatureDistillation(Method):
-    """FitNets: CE + beta * mean over layer pairs of (projected student output vs teacher tap, MSE or cosine).
+    """FitNets (Romero et al., ICLR 2015): CE + beta * mean over layer pairs of (regressed student output vs
+    teacher tap, MSE or cosine). Deviations: one stage (the paper pre-trains the guided layer, then runs KD);
+    by default the pooled embedding with a linear regressor instead of a middle-stage conv map.
 
     `feature_pairs`: 'embedding=pooled' (default), explicit 'hidden.2=feature_map,embedding=pooled', or
     'uniform' / 'last' to map the student's hidden.<i> onto the teacher's hidden.<j>.

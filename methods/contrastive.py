@@ -1,4 +1,7 @@
-"""Contrastive methods: `crd` (student vs teacher embeddings) and `clip` (student vs the teacher's text space)."""
+"""Contrastive methods: `infonce` (in-batch, student vs teacher embeddings) and `clip` (the teacher's text space).
+
+The paper's CRD, with per-sample memory banks, is `crd` in methods/crd.py.
+"""
 
 from __future__ import annotations
 
@@ -15,25 +18,32 @@ from methods.base import Method, MethodContext
 from methods.losses import info_nce
 
 
-@METHODS.register("crd", kind="contrastive")
-class ContrastiveRepresentation(Method):
-    """CRD (Tian et al. 2020): projection heads, InfoNCE with in-batch negatives (+ optional memory bank)."""
+@METHODS.register("infonce", kind="contrastive")
+class InBatchInfoNCE(Method):
+    """In-batch InfoNCE from student to teacher embeddings (CE + infonce_weight * InfoNCE, T = 0.1).
 
-    defaults = {"crd_weight": 0.8, "crd_dim": 128, "crd_temperature": 0.1, "crd_memory": 0}
+    In the spirit of CRD (Tian, Krishnan & Isola, ICLR 2020) and InfoNCE (van den Oord, Li & Vinyals 2018),
+    but not the paper's CRD (that is `crd`): one direction only (student query, teacher keys), the other
+    samples of the batch are the negatives, same-class ones included, and an optional FIFO queue of
+    `infonce_memory` past teacher keys adds negatives (0 = none). Linear heads project both sides to
+    `infonce_dim` and L2-normalise. This was `crd` (with `crd_*` hparams) before the paper's CRD was added.
+    """
+
+    defaults = {"infonce_weight": 0.8, "infonce_dim": 128, "infonce_temperature": 0.1, "infonce_memory": 0}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
         super().__init__(context, hparams)
-        dim = int(self.hparams["crd_dim"])
+        dim = int(self.hparams["infonce_dim"])
         self.student_head = nn.Linear(context.student_dim, dim)
         self.teacher_head = nn.Linear(context.teacher_shape("pooled")[0], dim)
-        self.register_buffer("memory", torch.zeros(int(self.hparams["crd_memory"]), dim), persistent=False)
+        self.register_buffer("memory", torch.zeros(int(self.hparams["infonce_memory"]), dim), persistent=False)
         self.filled = 0
         self.position = 0
 
     def term_weights(self) -> dict[str, float]:
-        return {"ce": 1.0, "crd": float(self.hparams["crd_weight"])}
+        return {"ce": 1.0, "infonce": float(self.hparams["infonce_weight"])}
 
     def _negatives_then_enqueue(self, keys: torch.Tensor) -> torch.Tensor | None:
         """Past teacher keys as extra negatives; this batch's keys replace the oldest ones."""
@@ -56,7 +66,7 @@ class ContrastiveRepresentation(Method):
         negatives = self._negatives_then_enqueue(keys)
         return {
             "ce": F.cross_entropy(student["logits"], labels),
-            "crd": info_nce(queries, keys, float(self.hparams["crd_temperature"]), negatives),
+            "infonce": info_nce(queries, keys, float(self.hparams["infonce_temperature"]), negatives),
         }
 
 
@@ -71,7 +81,8 @@ def clip_losses(student_embed: torch.Tensor, teacher_image: torch.Tensor, class_
 
 @METHODS.register("clip", kind="image-text")
 class ClipDistillation(Method):
-    """For image-text teachers: student embeddings vs the teacher's class-prompt text embeddings, CE + KL."""
+    """No single paper (CLIP-style zero-shot targets, Radford et al., ICML 2021): CE of the student's similarities
+    to the teacher's class-prompt text embeddings + KL to the teacher image embedding's similarity softmax."""
 
     defaults = {"clip_weight": 1.0, "clip_kl_weight": 1.0, "clip_temperature": 0.07,
                 "clip_prompt": "a photo of a {}."}

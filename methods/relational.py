@@ -14,7 +14,8 @@ from methods.losses import rkd_angle, rkd_distance, similarity_preserving
 
 @METHODS.register("rkd", kind="relational")
 class RelationalKD(Method):
-    """RKD (Park et al. 2019): CE + distance-wise and angle-wise relations of student vs teacher embeddings."""
+    """RKD (Park, Kim, Lu & Cho, CVPR 2019): CE + 25 * distance-wise + 50 * angle-wise Huber losses on the
+    embeddings (student `embedding`, teacher `pooled`), as the paper's weights."""
 
     defaults = {"rkd_distance_weight": 25.0, "rkd_angle_weight": 50.0}
     needs_teacher = frozenset({"pooled"})
@@ -35,7 +36,8 @@ class RelationalKD(Method):
 
 @METHODS.register("sp", kind="relational")
 class SimilarityPreserving(Method):
-    """SP (Tung & Mori 2019): CE + match the batch's row-normalised similarity matrices."""
+    """SP (Tung & Mori, ICCV 2019): CE + 1000 * ||rownorm(S S^T) - rownorm(T T^T)||_F^2 / b^2 on the
+    embeddings. Deviation: one pair (embedding vs pooled), not the paper's last-stage activation maps."""
 
     defaults = {"sp_weight": 1000.0}
     needs_teacher = frozenset({"pooled"})

@@ -1,45 +1,81 @@
-"""`tinybert`: hidden-state, attention and prediction distillation for transformer students (Jiao et al. 2020)."""
+"""`tinybert`: hidden-state, attention-score and prediction distillation for transformer students."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.errors import BenchError
 from methods import METHODS
 from methods.attention import drop_extra_token
-from methods.base import Method, MethodContext, Shape
+from methods.base import Method, MethodContext, Requirements, Shape
 from methods.losses import attention_matrix_loss, soft_cross_entropy
 from methods.pairs import PairRegressor, layer_mapping
+
+ATTN_TAPS = {"scores": "attn_scores", "probs": "attn"}
+
+
+def attention_family(hparams: Mapping[str, Any]) -> str:
+    """'attn_scores' (pre-softmax scores, the paper) or 'attn' (probabilities, for teachers without scores)."""
+    which = str(hparams["tinybert_attn"])
+    if which not in ATTN_TAPS:
+        raise BenchError(f"hparam tinybert_attn {which!r}: use scores (the paper) or probs")
+    return ATTN_TAPS[which]
+
+
+def drop_extra_score_token(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """When one side has one token more (a CLS token), drop its row and column (scores need no renormalising)."""
+    if teacher.shape[-1] == student.shape[-1] + 1:
+        return student, teacher[..., 1:, 1:]
+    if student.shape[-1] == teacher.shape[-1] + 1:
+        return student[..., 1:, 1:], teacher
+    return student, teacher
 
 
 @METHODS.register("tinybert", kind="transformer")
 class TinyBERT(Method):
-    """CE + MSE of projected hidden states + MSE of attention maps + soft CE on teacher logits, mapped layers."""
+    """TinyBERT (Jiao et al., Findings of EMNLP 2020): CE + sum over mapped layers of MSE(pre-softmax attention
+    scores) + sum over mapped layers of MSE(W_h H_s, H_t) + soft CE of the teacher's logits at temperature t.
+
+    Layers: `tinybert_layers` 'uniform' (student layer i -> teacher layer round((i+1)T/S)-1, the paper's
+    g(m) = m * T/S), 'last' or explicit pairs. Deviations: one stage (the paper runs intermediate-layer then
+    prediction-layer distillation) with hard-label CE added; no embedding-layer term; no data augmentation;
+    the teacher's logits are the linear probe's; a CLS token present on one side only is dropped; when head
+    counts differ, scores are averaged over heads. `tinybert_attn: probs` matches softmax probabilities
+    instead, for teachers that give no attn_scores taps (not the paper).
+    """
 
     defaults = {"tinybert_layers": "uniform", "hidden_weight": 1.0, "attn_weight": 1.0, "pred_weight": 1.0,
-                "pred_temperature": 1.0}
-    needs_teacher = frozenset({"logits", "hidden", "attn"})
-    needs_student = frozenset({"logits", "hidden", "attn"})
+                "pred_temperature": 1.0, "tinybert_attn": "scores"}
+    needs_teacher = frozenset({"logits", "hidden", "attn_scores"})
+    needs_student = frozenset({"logits", "hidden", "attn_scores"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
         super().__init__(context, hparams)
-        mapping = str(self.hparams["tinybert_layers"])
+        mapping, self.attn_family = str(self.hparams["tinybert_layers"]), attention_family(self.hparams)
         self.hidden_pairs = layer_mapping(mapping, context.student_shapes, context.teacher_shapes, "hidden")
-        self.attn_pairs = layer_mapping(mapping, context.student_shapes, context.teacher_shapes, "attn")
+        self.attn_pairs = layer_mapping(mapping, context.student_shapes, context.teacher_shapes, self.attn_family)
         self.regressors = nn.ModuleList(
             PairRegressor(context.student_shape(s), context.teacher_shape(t), "mse") for s, t in self.hidden_pairs
         )
 
     @classmethod
+    def requirements(cls, hparams: Mapping[str, Any], teacher_taps: Collection[str],
+                     student_provides: Collection[str]) -> Requirements:
+        family = attention_family(cls.merge(hparams))
+        return Requirements(frozenset({"logits", "hidden", family}), frozenset({"logits", "hidden", family}))
+
+    @classmethod
     def teacher_taps(cls, hparams: Mapping[str, Any], teacher_taps: Sequence[str],
                      student_shapes: Mapping[str, Shape]) -> frozenset[str]:
-        mapping = str(cls.merge(hparams)["tinybert_layers"])
+        merged = cls.merge(hparams)
+        mapping = str(merged["tinybert_layers"])
         pairs = layer_mapping(mapping, student_shapes, teacher_taps, "hidden")
-        pairs += layer_mapping(mapping, student_shapes, teacher_taps, "attn")
+        pairs += layer_mapping(mapping, student_shapes, teacher_taps, attention_family(merged))
         return frozenset(t for _, t in pairs) | {"logits"}
 
     def term_weights(self) -> dict[str, float]:
@@ -50,10 +86,11 @@ class TinyBERT(Method):
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden = [regressor(student[s], teacher[t])
                   for (s, t), regressor in zip(self.hidden_pairs, self.regressors, strict=True)]
-        attn = [attention_matrix_loss(*drop_extra_token(student[s], teacher[t]), "mse") for s, t in self.attn_pairs]
+        drop = drop_extra_score_token if self.attn_family == "attn_scores" else drop_extra_token
+        attn = [attention_matrix_loss(*drop(student[s], teacher[t]), "mse") for s, t in self.attn_pairs]
         return {
             "ce": F.cross_entropy(student["logits"], labels),
-            "hidden": torch.stack(hidden).mean(),
-            "attn": torch.stack(attn).mean(),
+            "hidden": torch.stack(hidden).sum(),
+            "attn": torch.stack(attn).sum(),
             "pred": soft_cross_entropy(student["logits"], teacher["logits"], float(self.hparams["pred_temperature"])),
         }

@@ -15,7 +15,7 @@ from students.base import STANDALONE, StudentBuilder, StudentContext
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention that also returns its attention probabilities (N, heads, L, L)."""
+    """Multi-head self-attention that also returns its attention probabilities and pre-softmax scores."""
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
@@ -23,11 +23,12 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, length, width = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        attn = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(n, length, width)), attn
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (N, heads, L, L), TinyBERT's target
+        attn = scores.softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(n, length, width)), attn, scores
 
 
 class Block(nn.Module):
@@ -41,10 +42,10 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attended, attn = self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        attended, attn, scores = self.attn(self.norm1(x))
         x = x + attended
-        return x + self.mlp(self.norm2(x)), attn
+        return x + self.mlp(self.norm2(x)), attn, scores
 
 
 class ViT(nn.Module):
@@ -70,7 +71,7 @@ class ViT(nn.Module):
         x = torch.cat([self.cls_token.expand(len(patches), -1, -1), patches], dim=1) + self.position
         outputs: dict[str, torch.Tensor] = {}
         for index, block in enumerate(self.blocks):
-            x, outputs[f"attn.{index}"] = block(x)
+            x, outputs[f"attn.{index}"], outputs[f"attn_scores.{index}"] = block(x)
             outputs[f"hidden.{index}"] = x[:, 1:]
         x = self.norm(x)
         embedding = x[:, 0]
@@ -120,7 +121,7 @@ STUDENTS.add(
     "vit",
     StudentBuilder(_build_vit, {"depth": 4, "width": 64, "heads": 4, "patch_size": 4, "mlp_ratio": 2.0,
                                 "shrink": 0.0},
-                   provides=frozenset({"logits", "embedding", "tokens", "hidden", "attn"})),
+                   provides=frozenset({"logits", "embedding", "tokens", "hidden", "attn", "attn_scores"})),
     kind=STANDALONE,
     description="small ViT on images (depth/width/heads, or shrink: fraction of the teacher's parameters)",
 )

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from bench.errors import BenchError, UnknownNameError
 from bench.registry import Entry, nearest_names
@@ -20,9 +21,10 @@ from teachers.weights import WeightsSpec, hf_cached_file, hf_download_file, reso
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def vit_taps(depth: int, attention: bool = True) -> tuple[str, ...]:
-    """Tap names of a ViT with `depth` blocks (the same for every timm and open_clip ViT)."""
+def vit_taps(depth: int, attention: bool = True, scores: bool = False) -> tuple[str, ...]:
+    """Tap names of a ViT with `depth` blocks: attn.<i> are probabilities, attn_scores.<i> pre-softmax scores."""
     attn = tuple(f"attn.{i}" for i in range(depth)) if attention else ()
+    attn += tuple(f"attn_scores.{i}" for i in range(depth)) if attention and scores else ()
     return ("pooled", "tokens", *(f"hidden.{i}" for i in range(depth)), *attn)
 
 
@@ -44,7 +46,8 @@ def attention_modules(encoder: nn.Module) -> list[nn.Module] | None:
 def timm_taps(encoder: nn.Module) -> tuple[str, ...]:
     """The taps a built timm model can give."""
     if is_token_model(encoder):
-        taps = vit_taps(len(encoder.blocks), attention=attention_modules(encoder) is not None)
+        attention = attention_modules(encoder) is not None
+        taps = vit_taps(len(encoder.blocks), attention=attention, scores=attention)
     else:
         stages = len(getattr(encoder, "feature_info", [])) if hasattr(encoder, "forward_intermediates") else 0
         taps = ("pooled", "feature_map", *(f"hidden.{i}" for i in range(stages)))
@@ -56,20 +59,52 @@ def tap_indices(taps: Sequence[str], prefix: str) -> list[int]:
     return sorted({int(tap.split(".", 1)[1]) for tap in taps if tap.startswith(prefix + ".")})
 
 
+class SoftmaxInputs(TorchFunctionMode):
+    """Remembers the input of the latest softmax: inside a timm Attention, the pre-softmax scores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest: torch.Tensor | None = None
+
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        if func in (torch.Tensor.softmax, torch.softmax, torch.nn.functional.softmax):
+            self.latest = args[0]
+        return func(*args, **(kwargs or {}))
+
+
 @contextmanager
-def capture_attention(modules: Sequence[nn.Module], indices: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
-    """Collect attention probabilities of chosen timm blocks (fused attention off while capturing)."""
-    captured: dict[int, torch.Tensor] = {}
+def capture_attention(modules: Sequence[nn.Module], indices: Sequence[int],
+                      score_indices: Sequence[int] = ()) -> Iterator[tuple[dict[int, torch.Tensor],
+                                                                           dict[int, torch.Tensor]]]:
+    """Collect attention probabilities and pre-softmax scores of chosen timm blocks (fused attention off).
+
+    The explicit path computes scores (with any bias or mask added), softmaxes them and passes the
+    probabilities through attn_drop: a hook there keeps the probabilities and the softmax's input.
+    """
+    probs: dict[int, torch.Tensor] = {}
+    scores: dict[int, torch.Tensor] = {}
+    softmax_inputs = SoftmaxInputs()
+
+    def keep(index: int, output: torch.Tensor) -> None:
+        probs[index] = output
+        if index in score_indices and softmax_inputs.latest is not None:
+            scores[index] = softmax_inputs.latest
+
     handles, saved = [], []
-    for index in indices:
+    for index in sorted({*indices, *score_indices}):
         module = modules[index]
         saved.append((module, module.fused_attn))
-        module.fused_attn = False  # the explicit path computes softmax(qk^T) and passes it through attn_drop
+        module.fused_attn = False
         handles.append(module.attn_drop.register_forward_hook(
-            lambda _m, _i, output, index=index: captured.__setitem__(index, output)
+            lambda _m, _i, output, index=index: keep(index, output)
         ))
     try:
-        yield captured
+        if score_indices:
+            with softmax_inputs:
+                yield probs, scores
+        else:
+            yield probs, scores
     finally:
         for handle in handles:
             handle.remove()
@@ -79,9 +114,10 @@ def capture_attention(modules: Sequence[nn.Module], indices: Sequence[int]) -> I
 
 def token_features(encoder: nn.Module, images: torch.Tensor, taps: Sequence[str],
                    attn_modules: Sequence[nn.Module] | None) -> dict[str, torch.Tensor]:
-    """pooled, tokens, hidden.<i> (patch tokens, no final norm) and attn.<i> of a timm ViT."""
+    """pooled, tokens, hidden.<i> (patch tokens, no final norm), attn.<i> and attn_scores.<i> of a timm ViT."""
     hidden_ids, attn_ids = tap_indices(taps, "hidden"), tap_indices(taps, "attn")
-    with capture_attention(attn_modules or [], attn_ids) as attention:
+    score_ids = tap_indices(taps, "attn_scores")
+    with capture_attention(attn_modules or [], attn_ids, score_ids) as (attention, scores):
         if hidden_ids:
             final, intermediates = encoder.forward_intermediates(images, indices=hidden_ids, output_fmt="NLC")
         else:
@@ -89,6 +125,7 @@ def token_features(encoder: nn.Module, images: torch.Tensor, taps: Sequence[str]
     outputs = {"pooled": encoder.forward_head(final, pre_logits=True), "tokens": final[:, encoder.num_prefix_tokens:]}
     outputs.update({f"hidden.{i}": tensor for i, tensor in zip(hidden_ids, intermediates, strict=True)})
     outputs.update({f"attn.{i}": attention[i] for i in attn_ids})
+    outputs.update({f"attn_scores.{i}": scores[i] for i in score_ids})
     if "imagenet_logits" in taps:
         outputs["imagenet_logits"] = encoder.forward_head(final)
     return outputs
@@ -233,7 +270,7 @@ def register_timm_teacher(name: str, model_name: str, description: str, blocks: 
     if blocks is None:
         taps = meta_taps(model_name, **model_kwargs)
     else:
-        taps = (*vit_taps(blocks), "imagenet_logits") if imagenet_logits else vit_taps(blocks)
+        taps = (*vit_taps(blocks, scores=True), "imagenet_logits") if imagenet_logits else vit_taps(blocks, scores=True)
     TEACHERS.add(name, timm_factory(name, model_name, **model_kwargs), kind="timm", description=description,
                  **timm_meta(name, model_name, taps, **model_kwargs))
 

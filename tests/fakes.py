@@ -29,12 +29,12 @@ class FakeEncoder(nn.Module):
 
 
 class FakeImageTextTeacher(Teacher):
-    """Every tap of the shared contract: pooled, feature_map, tokens, hidden.<i>, attn.<i>, image_embed, text."""
+    """Every tap of the shared contract: pooled, feature_map, tokens, hidden/attn/attn_scores.<i>, image_embed, text."""
 
     family = "fake"
     modality = "image-text"
     depth = DEPTH
-    taps = ("pooled", "feature_map", "tokens", "hidden.<i>", "attn.<i>", "image_embed")
+    taps = ("pooled", "feature_map", "tokens", "hidden.<i>", "attn.<i>", "attn_scores.<i>", "image_embed")
 
     def __init__(self) -> None:
         torch.manual_seed(1)
@@ -48,7 +48,8 @@ class FakeImageTextTeacher(Teacher):
         for index, block in enumerate(self.encoder.blocks):
             x = x + torch.tanh(block(x))
             heads = x.view(len(x), x.shape[1], HEADS, DIM // HEADS).transpose(1, 2)
-            outputs[f"attn.{index}"] = (heads @ heads.transpose(-2, -1) / 4.0).softmax(-1)
+            outputs[f"attn_scores.{index}"] = heads @ heads.transpose(-2, -1) / 4.0
+            outputs[f"attn.{index}"] = outputs[f"attn_scores.{index}"].softmax(-1)
             outputs[f"hidden.{index}"] = x[:, 1:]
         outputs["image_embed"] = F.normalize(self.encoder.image_proj(outputs["pooled"]), dim=-1)
         return {tap: outputs[tap] for tap in taps}

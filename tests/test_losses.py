@@ -82,7 +82,7 @@ def test_attention_transfer_ignores_channels_scale_and_pools_grids() -> None:
     other[:, :, 0, 0] = 1.0
     single = torch.zeros(2, 1, 2, 2)
     single[:, :, 1, 1] = 1.0
-    assert float(attention_transfer(other, single)) == pytest.approx(2.0)  # 1^2 + 1^2 per sample
+    assert float(attention_transfer(other, single)) == pytest.approx(0.5)  # (1^2 + 1^2) / 4 positions
 
 
 def test_attention_matrix_kl_averages_heads_when_counts_differ() -> None:
@@ -155,16 +155,17 @@ def test_pair_regressor_projects_only_when_dims_differ() -> None:
     assert sum(p.numel() for p in tokens_vs_vector.parameters()) == 6 * 3 + 3
 
 
-def test_crd_memory_bank_adds_past_teacher_keys_as_negatives() -> None:
-    method = METHODS.get("crd")(MethodContext(3, 6, 4), {"crd_memory": 5, "crd_dim": 8})
+def test_infonce_memory_bank_adds_past_teacher_keys_as_negatives() -> None:
+    """`infonce` (formerly `crd`) keeps today's formula: in-batch InfoNCE at T=0.1 plus queued teacher keys."""
+    method = METHODS.get("infonce")(MethodContext(3, 6, 4), {"infonce_memory": 5, "infonce_dim": 8})
     student, teacher = {"logits": torch.randn(4, 3), "embedding": torch.randn(4, 4)}, {"pooled": torch.randn(4, 6)}
     labels = torch.tensor([0, 1, 2, 0])
-    first = method(student, teacher, labels)["crd"]
+    first = method(student, teacher, labels)["infonce"]
     assert method.filled == 4  # the first batch had no negatives from the bank
     queries = torch.nn.functional.normalize(method.student_head(student["embedding"]), dim=-1)
     keys = torch.nn.functional.normalize(method.teacher_head(teacher["pooled"]), dim=-1)
     assert float(first) == pytest.approx(float(info_nce(queries, keys, 0.1)), rel=1e-5)
-    second = method(student, teacher, labels)["crd"]
+    second = method(student, teacher, labels)["infonce"]
     assert float(second) == pytest.approx(float(info_nce(queries, keys, 0.1, keys)), rel=1e-5)
     assert method.filled == 5 and method.num_params() == 4 * 8 + 8 + 6 * 8 + 8
 

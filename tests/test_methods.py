@@ -97,7 +97,7 @@ def test_pair_trains_and_gradients_never_reach_the_teacher(student_name: str, me
     FAKE.requires_grad_(True)  # so that any gradient reaching the teacher would show up
     try:
         outputs = teacher_outputs(parts, images, labels)
-        teacher = {name: outputs[name] for name in parts.teacher_targets}
+        teacher = {name: outputs[name] for name in parts.teacher_targets} | {"indices": torch.arange(len(labels))}
         inputs = outputs[parts.input_tap].detach() if parts.input_tap else images  # cached features
         optimizer = torch.optim.AdamW(list(student.parameters()) + list(method.parameters()), lr=3e-3)
         totals = []
