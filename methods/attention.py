@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
+from bench.knobs import Knob, loss_weight
 from methods import METHODS
 from methods.base import Method, MethodContext, Requirements, Shape
 from methods.losses import attention_matrix_loss, attention_transfer
@@ -47,7 +48,10 @@ def attention_source(hparams: Mapping[str, Any], teacher_taps: Collection[str],
 class AttentionTransfer(Method):
     """CE + at_weight * attention transfer (Zagoruyko & Komodakis 2017; attention-matrix MSE/KL for ViTs)."""
 
-    defaults = {"at_weight": 0.5, "at_p": 2.0, "at_source": "auto", "at_layers": "last", "at_loss": "mse"}
+    knobs = {"at_weight": loss_weight(0.5), "at_p": Knob(2.0, float, gt=0, le=16, help="power of the maps"),
+             "at_source": Knob("auto", str, choices=("auto", "attn", "feature_map")),
+             "at_layers": Knob("last", str, help="'last', 'uniform' or explicit '0=3,1=11'"),
+             "at_loss": Knob("mse", str, choices=("mse", "kl"), help="attention-matrix loss")}
     needs_teacher = frozenset({"feature_map"})
     needs_student = frozenset({"logits", "feature_map"})
 

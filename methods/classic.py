@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.knobs import Knob, loss_weight, temperature
 from methods import METHODS
 from methods.base import Method, MethodContext, Requirements, Shape
 from methods.losses import hinton_kd
@@ -28,7 +29,8 @@ class Scratch(Method):
 class HintonKD(Method):
     """Hinton KD: alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha) * CE."""
 
-    defaults = {"alpha": 0.7, "temperature": 4.0}
+    knobs = {"alpha": Knob(0.7, float, ge=0, le=1, help="weight of the KD term; 1 - alpha weighs CE"),
+             "temperature": temperature(4.0, "softening of both logits")}
     needs_teacher = frozenset({"logits"})
 
     def term_weights(self) -> dict[str, float]:
@@ -51,7 +53,9 @@ class FeatureDistillation(Method):
     'uniform' / 'last' to map the student's hidden.<i> onto the teacher's hidden.<j>.
     """
 
-    defaults = {"beta": 1.0, "feature_loss": "mse", "feature_pairs": "embedding=pooled"}
+    knobs = {"beta": loss_weight(1.0, "weight of the feature term"),
+             "feature_loss": Knob("mse", str, choices=("mse", "cosine"), help="distance of each pair"),
+             "feature_pairs": Knob("embedding=pooled", str, help="student=teacher pairs, 'uniform' or 'last'")}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 

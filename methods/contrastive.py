@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, loss_weight, size, temperature
 from methods import METHODS
 from methods.base import Method, MethodContext
 from methods.losses import info_nce
@@ -19,7 +20,9 @@ from methods.losses import info_nce
 class ContrastiveRepresentation(Method):
     """CRD (Tian et al. 2020): projection heads, InfoNCE with in-batch negatives (+ optional memory bank)."""
 
-    defaults = {"crd_weight": 0.8, "crd_dim": 128, "crd_temperature": 0.1, "crd_memory": 0}
+    knobs = {"crd_weight": loss_weight(0.8), "crd_dim": size(128, help="projection dim"),
+             "crd_temperature": temperature(0.1),
+             "crd_memory": Knob(0, int, ge=0, le=1_000_000, help="memory-bank negatives (0: in-batch only)")}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 
@@ -73,8 +76,8 @@ def clip_losses(student_embed: torch.Tensor, teacher_image: torch.Tensor, class_
 class ClipDistillation(Method):
     """For image-text teachers: student embeddings vs the teacher's class-prompt text embeddings, CE + KL."""
 
-    defaults = {"clip_weight": 1.0, "clip_kl_weight": 1.0, "clip_temperature": 0.07,
-                "clip_prompt": "a photo of a {}."}
+    knobs = {"clip_weight": loss_weight(1.0), "clip_kl_weight": loss_weight(1.0),
+             "clip_temperature": temperature(0.07), "clip_prompt": Knob("a photo of a {}.", str)}
     needs_teacher = frozenset({"image_embed", "text"})
     needs_student = frozenset({"logits", "embedding"})
 

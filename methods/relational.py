@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from bench.knobs import loss_weight
 from methods import METHODS
 from methods.base import Method
 from methods.losses import rkd_angle, rkd_distance, similarity_preserving
@@ -16,7 +17,7 @@ from methods.losses import rkd_angle, rkd_distance, similarity_preserving
 class RelationalKD(Method):
     """RKD (Park et al. 2019): CE + distance-wise and angle-wise relations of student vs teacher embeddings."""
 
-    defaults = {"rkd_distance_weight": 25.0, "rkd_angle_weight": 50.0}
+    knobs = {"rkd_distance_weight": loss_weight(25.0), "rkd_angle_weight": loss_weight(50.0)}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 
@@ -37,7 +38,7 @@ class RelationalKD(Method):
 class SimilarityPreserving(Method):
     """SP (Tung & Mori 2019): CE + match the batch's row-normalised similarity matrices."""
 
-    defaults = {"sp_weight": 1000.0}
+    knobs = {"sp_weight": loss_weight(1000.0)}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.knobs import Knob, loss_weight, temperature
 from methods import METHODS
 from methods.attention import drop_extra_token
 from methods.base import Method, MethodContext, Shape
@@ -20,8 +21,9 @@ from methods.pairs import PairRegressor, layer_mapping
 class TinyBERT(Method):
     """CE + MSE of projected hidden states + MSE of attention maps + soft CE on teacher logits, mapped layers."""
 
-    defaults = {"tinybert_layers": "uniform", "hidden_weight": 1.0, "attn_weight": 1.0, "pred_weight": 1.0,
-                "pred_temperature": 1.0}
+    knobs = {"tinybert_layers": Knob("uniform", str, help="'uniform', 'last' or explicit '0=3,1=11'"),
+             "hidden_weight": loss_weight(1.0), "attn_weight": loss_weight(1.0), "pred_weight": loss_weight(1.0),
+             "pred_temperature": temperature(1.0)}
     needs_teacher = frozenset({"logits", "hidden", "attn"})
     needs_student = frozenset({"logits", "hidden", "attn"})
 
