@@ -61,7 +61,7 @@ def test_scalars_become_lists_and_name_defaults_to_stem(tmp_path: Path) -> None:
          "field 'student': unknown student 'resent'; did you mean: resnet?"),
         (GOOD.replace("temperature:", "temprature:"),
          "field 'hparams.temprature': no student or method in this grid uses it; did you mean: temperature?"),
-        (GOOD.replace("epochs: 2", "epochs: two"), "field 'epochs.0': Input should be a valid integer"),
+        (GOOD.replace("epochs: 2", "epochs: two"), "field 'epochs.0': 'two' is not an integer; epochs must be"),
         (GOOD + "data:\n  image_sise: 3\n", "field 'data.image_sise': unknown field; allowed: image_size"),
         ("teacher: [effnet-lite0\n", "invalid YAML at line 2"),
         ("- a\n- b\n", "a grid file must be a mapping"),
