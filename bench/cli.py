@@ -167,6 +167,10 @@ def study_command(
         from bench.study import run_study
         from bench.workbench import RunContext
 
+        if trials is not None and trials < 1:
+            raise BenchError(f"--trials {trials}: must be at least 1 (leave it out to use the file's trials)")
+        if timeout is not None and not timeout > 0:
+            raise BenchError(f"--timeout {timeout:g}: must be more than 0 seconds")
         check_connection(db)
         config = load_study_file(study_file)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)
@@ -182,8 +186,6 @@ def list_entries(
 ) -> None:
     """Print every registry (or one): name, kind and a one-line description."""
     with user_errors():
-        from rich.table import Table
-
         from bench.catalog import registries
         from bench.registry import Registry
 
@@ -195,16 +197,31 @@ def list_entries(
             names.check(what)
         for name, registry in all_registries.items():
             if what in (None, name):
-                table = Table(title=name, title_justify="left")
-                for column in ("name", "kind", "description"):
-                    table.add_column(column)
-                for entry in registry:
-                    table.add_row(entry.name, entry.kind, entry.description)
-                out.print(table)
+                wide = Console(width=max(out.width, 160)) if name in ("students", "methods") else out
+                wide.print(_registry_table(name, registry))
                 if name == "teachers":
                     from teachers import GENERIC_NAMES
 
                     out.print(f"also any of: {', '.join(GENERIC_NAMES)}", highlight=False, markup=False)
+
+
+def _registry_table(name: str, registry: object):  # noqa: ANN202 - a rich Table
+    """name, kind, description; students and methods add their hyperparameters with defaults and ranges."""
+    from rich.table import Table
+
+    from bench.knobs import describe
+
+    knobs = name in ("students", "methods")
+    table = Table(title=name, title_justify="left")
+    for column in ("name", "kind", "description"):
+        table.add_column(column)
+    if knobs:
+        table.add_column("hyperparameters (default, valid range)", overflow="fold")
+    for entry in registry:  # type: ignore[attr-defined]
+        listed = getattr(entry.obj, "listed_knobs", None)
+        extra = [describe(listed or entry.obj.knobs) + (", plus every part's" if listed else "")] if knobs else []
+        table.add_row(entry.name, entry.kind, entry.description, *extra)
+    return table
 
 
 @app.command()
@@ -283,7 +300,10 @@ def report(
 
         check_connection(db)
 
-        paths = write_report(db, out_dir, where, parse_formats(formats))
+        chosen = parse_formats(formats)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise BenchError(f"--out {out_dir}: exists and is not a directory; give a directory for the report")
+        paths = write_report(db, out_dir, where, chosen)
         for path in paths:
             out.print(f"wrote {path}", highlight=False)
 

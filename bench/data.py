@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
+from bench.knobs import SEED_MAX, Knob
 from bench.registry import Registry
 
 
@@ -51,6 +52,22 @@ class DataConfig:
         return {k: v for k, v in values.items() if k not in LOADING_DEFAULTS or v != LOADING_DEFAULTS[k]}
 
 
+_SIZE = {"type": int, "ge": 8, "le": 4096, "optional": True}
+_LIMIT = {"type": int, "ge": 1, "le": 10**9, "optional": True}
+DATA_KNOBS: dict[str, Knob] = {  # the valid values of DataConfig's fields (grid and study `data:` are checked)
+    "image_size": Knob(None, **_SIZE, help="teacher input size; null: the teacher's native size"),
+    "student_image_size": Knob(None, **_SIZE, help="standalone students' input size; null: the dataset's"),
+    "train_limit": Knob(None, **_LIMIT, help="at most this many train images; null: all"),
+    "val_limit": Knob(None, **_LIMIT, help="at most this many val images; null: all"),
+    "test_limit": Knob(None, **_LIMIT, help="at most this many test images; null: all"),
+    "val_fraction": Knob(0.1, float, gt=0, lt=1, help="share of train carved out as val"),
+    "split_seed": Knob(0, int, ge=0, le=SEED_MAX - 1, help="seed of the val split and the test subset"),
+    "decode_size": Knob(None, **_SIZE, help="decoded-image cache size for JPEG datasets"),
+    "skip_bad": Knob(False, bool),
+    "label_set": Knob("fine", str, choices=("fine", "coarse"), help="cifar-100 labels"),
+    "root": Knob(None, str, optional=True, help="imagefolder: the root/<class>/*.jpg directory"),
+    "teacher_reference": Knob("probe", str, choices=("probe", "zero-shot")),
+}
 LOADING_DEFAULTS: dict[str, object] = {"decode_size": None, "skip_bad": False, "label_set": "fine", "root": None,
                                      "teacher_reference": "probe"}
 

@@ -5,26 +5,44 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 
-from bench.data import DataConfig
+from bench.data import DATA_KNOBS, DataConfig
 from bench.errors import BenchError
+from bench.knobs import EPOCHS, SEED, Knob, defaults_of, validator
 from bench.registry import nearest_names
 from bench.spec import ExperimentSpec
 
 Scalar = str | int | float | bool
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
-TRAIN_DEFAULTS: dict[str, Any] = {"lr": 3e-3, "weight_decay": 5e-4, "batch_size": 128}
+TRAIN_KNOBS: dict[str, Knob] = {  # read by bench/train.py (AdamW and the batch loader)
+    "lr": Knob(3e-3, float, gt=0, le=10, help="AdamW learning rate"),
+    "weight_decay": Knob(5e-4, float, ge=0, le=1, help="AdamW weight decay"),
+    "batch_size": Knob(128, int, ge=1, le=65536, help="training batch size"),
+}
+TRAIN_DEFAULTS: dict[str, Any] = defaults_of(TRAIN_KNOBS)
+TRAINER = "the trainer"
+Seed = Annotated[int, BeforeValidator(validator(SEED, "seed"))]
+Epochs = Annotated[int, BeforeValidator(validator(EPOCHS, "epochs"))]
 
 
 def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) else [value]
 
 
+def non_empty_list(value: Any) -> Any:
+    """A scalar becomes a one-item list; an empty list is refused (it would run nothing)."""
+    if value == []:
+        raise ValueError("an empty list runs nothing; give at least one value")
+    return _as_list(value)
+
+
 class DataModel(BaseModel):
+    """The grid's `data:` mapping; each field is checked against bench.data.DATA_KNOBS."""
+
     model_config = ConfigDict(extra="forbid")
     image_size: int | None = None
     student_image_size: int | None = None
@@ -39,6 +57,11 @@ class DataModel(BaseModel):
     root: str | None = None
     teacher_reference: Literal["probe", "zero-shot"] = "probe"
 
+    @field_validator(*DATA_KNOBS, mode="before")
+    @classmethod
+    def _in_range(cls, value: Any, info: Any) -> Any:
+        return validator(DATA_KNOBS[info.field_name], info.field_name)(value)
+
 
 class GridModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -47,16 +70,16 @@ class GridModel(BaseModel):
     student: list[str]
     method: list[str]
     dataset: list[str]
-    seeds: list[int] = [0]
-    epochs: list[int] = [10]
+    seeds: list[Seed] = [0]
+    epochs: list[Epochs] = [10]
     data: DataModel = DataModel()
-    hparams: dict[str, Scalar | list[Scalar]] = {}
+    hparams: dict[str, Any] = {}  # checked against the knobs of the grid's students, methods and trainer
     weights: dict[str, str] = {}
 
     @field_validator("teacher", "student", "method", "dataset", "seeds", "epochs", mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:
-        return _as_list(value)
+        return non_empty_list(value)
 
 
 @dataclass(frozen=True)
@@ -69,11 +92,34 @@ class Grid:
     weights: dict[str, str]
 
 
-def read_yaml(path: Path) -> Any:
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, list | dict) and key in seen:  # unhashable keys: SafeLoader refuses them
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            if not isinstance(key, list | dict):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path, what: str = "grid") -> Any:
+    """Parse a YAML `what` file; a missing file, a directory, non-UTF-8 bytes or bad YAML is one BenchError line."""
+    if path.is_dir():
+        raise BenchError(f"{path}: is a directory, not a {what} file")
     if not path.is_file():
-        raise BenchError(f"grid file not found: {path}")
+        raise BenchError(f"{what} file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BenchError(f"{path}: not a UTF-8 text {what} file (bad byte at offset {error.start})") from None
+    except OSError as error:
+        raise BenchError(f"{path}: cannot read the {what} file: {error.strerror or error}") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -96,7 +142,10 @@ def config_error(path: Path, error: ValidationError, model: type[BaseModel]) -> 
     errors = error.errors()
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] not in ("value_error", "missing", "extra_forbidden"):
+        shown = repr(first.get("input"))
+        message = f"{shown if len(shown) <= 60 else shown[:57] + '...'}: {message}"
     allowed = _fields_at(model, first["loc"][:-1]) if first["type"] == "extra_forbidden" else []
     if allowed:
         message = f"unknown field; allowed: {', '.join(allowed)}"
@@ -105,7 +154,7 @@ def config_error(path: Path, error: ValidationError, model: type[BaseModel]) -> 
 
 def load_config(path: Path, model: type[ConfigModel], what: str) -> ConfigModel:
     """Read a YAML `what` file and validate it against `model`; every problem is one BenchError line."""
-    raw = read_yaml(path)
+    raw = read_yaml(path, what)
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: a {what} file must be a mapping of fields (teacher, student, ...)")
     try:
@@ -135,7 +184,7 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
     for teacher in model.weights:
         if teacher not in model.teacher:
             raise BenchError(f"{where}field 'weights': {teacher!r} is not one of this grid's teachers")
-    _check_hparam_names(model, regs, where)
+    _check_hparams(model, regs, where)
     _check_dataset_methods(model, regs, where)
     _check_teacher_reference(model, regs, where)
     data = DataConfig(**model.data.model_dump())
@@ -167,19 +216,43 @@ def relevant_defaults(regs: dict[str, Any], student: str, method: str) -> dict[s
     }
 
 
-def _check_hparam_names(model: GridModel, regs: dict[str, Any], where: str) -> None:
-    known: set[str] = set(TRAIN_DEFAULTS)
-    for student in model.student:
-        known |= set(regs["students"].get(student).defaults)
-    for method in model.method:
-        known |= set(regs["methods"].get(method).defaults)
-    for name in model.hparams:
-        if name not in known:
-            close = nearest_names(name, sorted(known))
-            hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
-            raise BenchError(
-                f"{where}field 'hparams.{name}': no student or method in this grid uses it; {hint}"
-            )
+def knob_owners(regs: dict[str, Any], students: list[str], methods: list[str]) -> dict[str, list[tuple[str, Knob]]]:
+    """Each hparam name -> (who uses it, its declaration) for the trainer and these students and methods."""
+    owners: dict[str, list[tuple[str, Knob]]] = {name: [(TRAINER, knob)] for name, knob in TRAIN_KNOBS.items()}
+    for registry, names in ((regs["students"], students), (regs["methods"], methods)):
+        for owner in names:
+            for name, knob in registry.get(owner).knobs.items():
+                owners.setdefault(name, []).append((owner, knob))
+    return owners
+
+
+def unknown_hparam(where: str, field: str, name: str, known: list[str], users: str) -> BenchError:
+    """'field 'hparams.temprature': no student or method in this grid uses it; did you mean: temperature?'."""
+    close = nearest_names(name, sorted(known))
+    hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
+    return BenchError(f"{where}field {field!r}: no student or method in this {users} uses it; {hint}")
+
+
+def check_value(where: str, field: str, name: str, value: Any, owners: list[tuple[str, Knob]]) -> None:
+    """`value` must be valid for every knob named `name` that will read it."""
+    if not isinstance(value, Scalar):
+        raise BenchError(f"{where}field {field!r}: {value!r} is not a single value (number, string or bool)")
+    for owner, knob in owners:
+        problem = knob.problem(value, name)
+        if problem:
+            raise BenchError(f"{where}field {field!r}: {problem} (used by {owner})")
+
+
+def _check_hparams(model: GridModel, regs: dict[str, Any], where: str) -> None:
+    owners = knob_owners(regs, model.student, model.method)
+    for name, values in model.hparams.items():
+        field = f"hparams.{name}"
+        if name not in owners:
+            raise unknown_hparam(where, field, name, list(owners), "grid")
+        if values == []:
+            raise BenchError(f"{where}field {field!r}: an empty list runs nothing; give at least one value")
+        for value in _as_list(values):
+            check_value(where, field, name, value, owners[name])
 
 
 def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], where: str) -> None:

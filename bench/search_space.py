@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bench.data import DataConfig
 from bench.errors import BenchError
-from bench.grid import DataModel, GridModel, Scalar, _as_list, expand_grid, load_config, relevant_defaults
-from bench.registry import nearest_names
+from bench.grid import (
+    TRAINER,
+    DataModel,
+    Epochs,
+    GridModel,
+    Scalar,
+    Seed,
+    check_value,
+    expand_grid,
+    knob_owners,
+    load_config,
+    non_empty_list,
+    relevant_defaults,
+    unknown_hparam,
+)
+from bench.knobs import Knob, validator
 from bench.spec import ExperimentSpec
 
 Metric = Literal["val_acc", "size_mb", "params", "epoch_seconds", "inference_size_mb", "train_images_per_s",
                  "peak_mem_mb"]
 CHOICE_FIELDS = ("teacher", "student", "method", "dataset")
+TRIALS = Knob(20, int, ge=1, le=100_000, help="Optuna trials of the search")
+Trials = Annotated[int, BeforeValidator(validator(TRIALS, "trials"))]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
 
 
 class ParamModel(BaseModel):
@@ -38,32 +55,49 @@ class ParamModel(BaseModel):
                 raise ValueError("a categorical parameter needs a non-empty 'choices' list")
             return self
         if self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(f"a {self.type} parameter needs low < high")
+            raise ValueError(f"a {self.type} parameter needs low < high, got low {self.low}, high {self.high}")
         if self.log and (self.low <= 0 or self.step is not None):
             raise ValueError("log scale needs low > 0 and no step")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step must be > 0, got {self.step:g}")
+        if self.type == "int" and any(v is not None and v != int(v) for v in (self.low, self.high, self.step)):
+            raise ValueError("an int parameter needs integer low, high and step")
         return self
+
+    def top(self) -> float:
+        """The largest value a trial can draw (for an int with a step: the last step not above high)."""
+        assert self.low is not None and self.high is not None
+        if self.type == "int":
+            step = int(self.step or 1)
+            return int(self.low) + (int(self.high) - int(self.low)) // step * step
+        return self.high
 
 
 class SamplerModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
-    seed: int | None = 0
+    seed: Seed | None = 0
 
 
 class PrunerModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["median", "hyperband", "none"] = "median"
-    n_startup_trials: int = 5
-    n_warmup_steps: int = 0
-    reduction_factor: int = 3
+    n_startup_trials: Count = 5
+    n_warmup_steps: Count = 0
+    reduction_factor: Annotated[int, Field(ge=2, le=1000)] = 3
 
 
 class FinalModel(BaseModel):
     """The reported numbers: the best trial(s) re-run on the test split over these seeds."""
 
     model_config = ConfigDict(extra="forbid")
-    seeds: list[int] = [1, 2, 3]
-    top: int = 3  # Pareto-front trials re-run in a multi-objective study
+    seeds: list[Seed] = [1, 2, 3]
+    top: Annotated[int, Field(ge=1, le=1000)] = 3  # Pareto-front trials re-run in a multi-objective study
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return non_empty_list(value)
 
 
 class StudyModel(BaseModel):
@@ -73,15 +107,16 @@ class StudyModel(BaseModel):
     student: list[str]
     method: list[str]
     dataset: list[str]
-    seed: int = 0
-    epochs: int = 10
+    seed: Seed = 0
+    epochs: Epochs = 10
     data: DataModel = DataModel()
-    hparams: dict[str, Scalar] = {}
+    hparams: dict[str, Any] = {}  # one value each, checked against the knobs like a grid's
     search: dict[str, ParamModel] = {}
     sampler: SamplerModel = SamplerModel()
     pruner: PrunerModel | None = None  # default: median for one objective, none for several
-    objectives: dict[Metric, Literal["maximize", "minimize"]] = {"val_acc": "maximize"}
-    trials: int = 20
+    objectives: Annotated[dict[Metric, Literal["maximize", "minimize"]], Field(min_length=1)] = {
+        "val_acc": "maximize"}
+    trials: Trials = 20
     final: FinalModel = FinalModel()
     enqueue: list[dict[str, Scalar]] = []  # trials to try first (e.g. known-good settings)
     weights: dict[str, str] = {}
@@ -89,7 +124,7 @@ class StudyModel(BaseModel):
     @field_validator(*CHOICE_FIELDS, mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:
-        return _as_list(value)
+        return non_empty_list(value)
 
     @field_validator("sampler", "pruner", mode="before")
     @classmethod
@@ -119,21 +154,69 @@ def check_study(model: StudyModel, path: Path | None) -> None:
     from bench.catalog import registries
 
     where = f"{path}: " if path else ""
+    for name, value in model.hparams.items():
+        if isinstance(value, list):
+            raise BenchError(f"{where}field 'hparams.{name}': a study fixes one value here; search it under 'search'")
     expand_grid(GridModel(teacher=model.teacher, student=model.student, method=model.method,
                           dataset=model.dataset, seeds=[model.seed], epochs=[model.epochs], data=model.data,
                           hparams=dict(model.hparams), weights=model.weights), path)
-    regs = registries()
-    known = {name for s in model.student for m in model.method for name in relevant_defaults(regs, s, m)}
+    owners = knob_owners(registries(), model.student, model.method)
     for name, param in model.search.items():
-        if name not in known:
-            close = nearest_names(name, sorted(known))
-            hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
-            raise BenchError(f"{where}field 'search.{name}': no student or method in this study uses it; {hint}")
+        if name not in owners:
+            raise unknown_hparam(where, f"search.{name}", name, list(owners), "study")
         for field, allowed in (("methods", model.method), ("students", model.student)):
             extra = set(getattr(param, field) or ()) - set(allowed)
             if extra:
                 raise BenchError(f"{where}field 'search.{name}.{field}': {sorted(extra)} not in this study's {field}")
+        _check_param(where, name, param, _param_owners(owners[name], param))
     _check_strategy(model, where)
+    _check_enqueue(model, owners, where)
+
+
+def _param_owners(owners: list[tuple[str, Knob]], param: ParamModel) -> list[tuple[str, Knob]]:
+    """The owners a searched parameter reaches once its `methods`/`students` filters apply."""
+    chosen = set(param.methods or ()) | set(param.students or ())
+    return [(o, k) for o, k in owners if not (param.methods or param.students) or o in chosen or o == TRAINER]
+
+
+def _check_param(where: str, name: str, param: ParamModel, owners: list[tuple[str, Knob]]) -> None:
+    """Every value the sampler can draw must be valid for every knob it reaches."""
+    field = f"search.{name}"
+    if param.type == "categorical":
+        for choice in param.choices or ():
+            check_value(where, f"{field}.choices", name, choice, owners)
+        return
+    for owner, knob in owners:
+        used = f"(used by {owner})"
+        if knob.type is object:
+            continue
+        if knob.type not in (int, float) or knob.choices is not None:
+            raise BenchError(f"{where}field {field!r}: {knob.rule(name)} {used}; search it with type: categorical")
+        if knob.type is int and param.type != "int":
+            raise BenchError(f"{where}field {field!r}: {name} is an integer {used}; search it with type: int")
+        for end, value in (("low", param.low), ("high", param.top())):
+            value = int(value) if param.type == "int" else value
+            problem = knob.problem(value, name)
+            if problem:
+                raise BenchError(f"{where}field '{field}.{end}': [low, high] must lie inside the valid range: "
+                                 f"{problem} {used}")
+        if knob.pattern and int(param.step or 1) % knob.pattern[0]:
+            raise BenchError(f"{where}field '{field}.step': {knob.rule(name)} {used}; "
+                             f"give step: a multiple of {knob.pattern[0]}")
+
+
+def _check_enqueue(model: StudyModel, owners: dict[str, list[tuple[str, Knob]]], where: str) -> None:
+    """Enqueued trials name searched parameters or choice fields, with values the run can use."""
+    for number, trial in enumerate(model.enqueue):
+        field = f"enqueue.{number}"
+        unknown = set(trial) - set(model.search) - set(CHOICE_FIELDS)
+        if unknown:
+            raise BenchError(f"{where}field {field!r}: {sorted(unknown)} are not searched parameters")
+        for name, value in trial.items():
+            if name in CHOICE_FIELDS and value not in getattr(model, name):
+                raise BenchError(f"{where}field '{field}.{name}': {value!r} is not one of this study's {name}")
+            if name in model.search:
+                check_value(where, f"{field}.{name}", name, value, _param_owners(owners[name], model.search[name]))
 
 
 def _check_strategy(model: StudyModel, where: str) -> None:
@@ -146,13 +229,6 @@ def _check_strategy(model: StudyModel, where: str) -> None:
     if model.seed in model.final.seeds:
         raise BenchError(f"{where}field 'final.seeds': must not contain the search seed {model.seed} "
                          "(the reported runs are fresh seeds)")
-    allowed = set(model.search) | set(CHOICE_FIELDS)
-    for number, trial in enumerate(model.enqueue):
-        unknown = set(trial) - allowed
-        if unknown:
-            raise BenchError(f"{where}field 'enqueue.{number}': {sorted(unknown)} are not searched parameters")
-    if model.trials < 1 or model.epochs < 1:
-        raise BenchError(f"{where}fields 'trials' and 'epochs' must be at least 1")
 
 
 def suggest_value(trial, name: str, param: ParamModel) -> Scalar:  # noqa: ANN001 - optuna.Trial

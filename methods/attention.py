@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
+from bench.knobs import Knob, loss_weight
 from methods import METHODS
 from methods.base import Method, MethodContext, Requirements, Shape
 from methods.losses import attention_matrix_loss, attention_transfer
@@ -76,8 +77,12 @@ class AttentionTransfer(Method):
     over mapped layers, weighted by `at_attn_weight` (0.5): not in the paper.
     """
 
-    defaults = {"at_weight": 500.0, "at_attn_weight": 0.5, "at_p": 2.0, "at_source": "auto",
-                "at_layers": "uniform", "at_loss": "mse"}
+    knobs = {"at_weight": loss_weight(500.0, "beta/2 of the paper (beta = 1000)"),
+             "at_attn_weight": loss_weight(0.5, "weight of the attention-matrix variant (transformers)"),
+             "at_p": Knob(2.0, float, gt=0, le=16, help="power of the maps"),
+             "at_source": Knob("auto", str, choices=("auto", "attn", "feature_map")),
+             "at_layers": Knob("uniform", str, help="'last', 'uniform' or explicit '0=3,1=11'"),
+             "at_loss": Knob("mse", str, choices=("mse", "kl"), help="attention-matrix loss")}
     needs_teacher = frozenset({"feature_map"})
     needs_student = frozenset({"logits", "feature_map"})
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, as_knobs, defaults_of
 from students.base import tap_family
 
 Shape = tuple[int, ...]
@@ -60,11 +61,22 @@ def _detach_teacher(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]
 
 
 class Method(nn.Module):
-    """Base class: declare `defaults`, `needs_teacher`, `needs_student`; return loss terms."""
+    """Base class: declare `knobs`, `needs_teacher`, `needs_student`; return loss terms.
 
+    `defaults` ({name: default}) is derived from `knobs`; a subclass giving plain `defaults` gets loose knobs.
+    """
+
+    knobs: ClassVar[Mapping[str, Knob]] = {}
     defaults: ClassVar[Mapping[str, Any]] = {}
     needs_teacher: ClassVar[frozenset[str]] = frozenset()
     needs_student: ClassVar[frozenset[str]] = frozenset({"logits"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "knobs" in cls.__dict__:
+            cls.defaults = defaults_of(cls.knobs)
+        elif "defaults" in cls.__dict__:
+            cls.knobs = as_knobs(cls.defaults)
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
         super().__init__()

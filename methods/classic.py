@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.knobs import Knob, loss_weight, temperature
 from methods import METHODS
 from methods.base import Method, MethodContext, Requirements, Shape
 from methods.losses import hinton_kd
@@ -29,7 +30,8 @@ class HintonKD(Method):
     """KD (Hinton, Vinyals & Dean, NIPS 2014 Deep Learning Workshop): alpha * T^2 * KL(p_t^T || p_s^T)
     + (1 - alpha) * CE. Deviation: the teacher's logits are its linear probe's (or zero-shot) logits."""
 
-    defaults = {"alpha": 0.7, "temperature": 4.0}
+    knobs = {"alpha": Knob(0.7, float, ge=0, le=1, help="weight of the KD term; 1 - alpha weighs CE"),
+             "temperature": temperature(4.0, "softening of both logits")}
     needs_teacher = frozenset({"logits"})
 
     def term_weights(self) -> dict[str, float]:
@@ -54,7 +56,9 @@ class FeatureDistillation(Method):
     'uniform' / 'last' to map the student's hidden.<i> onto the teacher's hidden.<j>.
     """
 
-    defaults = {"beta": 1.0, "feature_loss": "mse", "feature_pairs": "embedding=pooled"}
+    knobs = {"beta": loss_weight(1.0, "weight of the feature term"),
+             "feature_loss": Knob("mse", str, choices=("mse", "cosine"), help="distance of each pair"),
+             "feature_pairs": Knob("embedding=pooled", str, help="student=teacher pairs, 'uniform' or 'last'")}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 

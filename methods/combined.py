@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, defaults_of
 from methods import METHODS
 from methods.base import Method, MethodContext, Requirements, Shape
 
@@ -28,6 +29,9 @@ def parse_combine(spec: str) -> dict[str, float]:
     return parts
 
 
+COMBINE = Knob("kd:1,feature:1", str, help="'method:weight,...' of the parts summed")
+
+
 @METHODS.register("combined", kind="combined")
 class Combined(Method):
     """Sum of the listed methods' terms, each part's weights scaled by its combine weight; CE counted once.
@@ -35,7 +39,8 @@ class Combined(Method):
     CE keeps the smallest CE weight of the parts, so `kd`'s alpha still trades CE for KD.
     """
 
-    defaults: Mapping[str, Any] = {"combine": "kd:1,feature:1"}  # extended with every part's defaults below
+    knobs: Mapping[str, Knob] = {"combine": COMBINE}  # extended with every part's knobs below
+    listed_knobs: Mapping[str, Knob] = {"combine": COMBINE}  # what `bench list` shows besides the parts'
     needs_teacher = frozenset({"logits", "pooled"})
     needs_student = frozenset({"logits", "embedding"})
 
@@ -91,8 +96,9 @@ def extend_defaults() -> None:
 
     Joint-space (image-text retrieval) methods are not parts: retrieval datasets take them alone.
     """
-    merged: dict[str, Any] = {}
+    merged: dict[str, Knob] = {}
     for entry in METHODS:
         if entry.name != "combined" and entry.kind != "joint-space":
-            merged.update(entry.obj.defaults)
-    Combined.defaults = {**merged, "combine": "kd:1,feature:1"}
+            merged.update(entry.obj.knobs)
+    Combined.knobs = {**merged, "combine": COMBINE}
+    Combined.defaults = defaults_of(Combined.knobs)

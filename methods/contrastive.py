@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, loss_weight, size, temperature
 from methods import METHODS
 from methods.base import Method, MethodContext
 from methods.losses import info_nce
@@ -29,7 +30,9 @@ class InBatchInfoNCE(Method):
     `infonce_dim` and L2-normalise. This was `crd` (with `crd_*` hparams) before the paper's CRD was added.
     """
 
-    defaults = {"infonce_weight": 0.8, "infonce_dim": 128, "infonce_temperature": 0.1, "infonce_memory": 0}
+    knobs = {"infonce_weight": loss_weight(0.8), "infonce_dim": size(128, help="projection dim"),
+             "infonce_temperature": temperature(0.1),
+             "infonce_memory": Knob(0, int, ge=0, le=1_000_000, help="queued past teacher keys (0: in-batch only)")}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 
@@ -84,8 +87,8 @@ class ClipDistillation(Method):
     """No single paper (CLIP-style zero-shot targets, Radford et al., ICML 2021): CE of the student's similarities
     to the teacher's class-prompt text embeddings + KL to the teacher image embedding's similarity softmax."""
 
-    defaults = {"clip_weight": 1.0, "clip_kl_weight": 1.0, "clip_temperature": 0.07,
-                "clip_prompt": "a photo of a {}."}
+    knobs = {"clip_weight": loss_weight(1.0), "clip_kl_weight": loss_weight(1.0),
+             "clip_temperature": temperature(0.07), "clip_prompt": Knob("a photo of a {}.", str)}
     needs_teacher = frozenset({"image_embed", "text"})
     needs_student = frozenset({"logits", "embedding"})
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, loss_weight, size, temperature
 from methods import METHODS
 from methods.base import Method, MethodContext
 
@@ -79,8 +80,10 @@ class ContrastiveRepresentation(Method):
     as mean(exp(score / T)) * N and kept (a buffer, so a resumed run keeps it too).
     """
 
-    defaults = {"crd_weight": 0.8, "crd_dim": 128, "crd_temperature": 0.07, "crd_negatives": 16384,
-                "crd_momentum": 0.5}
+    knobs = {"crd_weight": loss_weight(0.8, "beta of the paper"), "crd_dim": size(128, help="embedding dim"),
+             "crd_temperature": temperature(0.07),
+             "crd_negatives": Knob(16384, int, ge=1, le=1_000_000, help="negatives per anchor (clipped to N-1)"),
+             "crd_momentum": Knob(0.5, float, ge=0, lt=1, help="memory-bank momentum")}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.knobs import loss_weight, temperature
 from methods import METHODS
 from methods.base import Method, MethodContext
 
@@ -53,7 +54,7 @@ class JointCosine(JointSpaceMethod):
 class JointContrastive(JointSpaceMethod):
     """Cosine to the teacher's image_embed + itc_weight * symmetric InfoNCE against its caption embeddings."""
 
-    defaults = {"itc_weight": 1.0, "itc_temperature": 0.05}
+    knobs = {"itc_weight": loss_weight(1.0), "itc_temperature": temperature(0.05)}
     needs_text = True  # reads teacher["text_embed"] as well
 
     def term_weights(self) -> dict[str, float]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from bench.knobs import loss_weight
 from methods import METHODS
 from methods.base import Method
 from methods.losses import rkd_angle, rkd_distance, similarity_preserving
@@ -17,7 +18,7 @@ class RelationalKD(Method):
     """RKD (Park, Kim, Lu & Cho, CVPR 2019): CE + 25 * distance-wise + 50 * angle-wise Huber losses on the
     embeddings (student `embedding`, teacher `pooled`), as the paper's weights."""
 
-    defaults = {"rkd_distance_weight": 25.0, "rkd_angle_weight": 50.0}
+    knobs = {"rkd_distance_weight": loss_weight(25.0), "rkd_angle_weight": loss_weight(50.0)}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 
@@ -39,7 +40,7 @@ class SimilarityPreserving(Method):
     """SP (Tung & Mori, ICCV 2019): CE + 1000 * ||rownorm(S S^T) - rownorm(T T^T)||_F^2 / b^2 on the
     embeddings. Deviation: one pair (embedding vs pooled), not the paper's last-stage activation maps."""
 
-    defaults = {"sp_weight": 1000.0}
+    knobs = {"sp_weight": loss_weight(1000.0)}
     needs_teacher = frozenset({"pooled"})
     needs_student = frozenset({"logits", "embedding"})
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, loss_weight, temperature
 from methods import METHODS
 from methods.attention import drop_extra_token
 from methods.base import Method, MethodContext, Requirements, Shape
@@ -49,8 +50,11 @@ class TinyBERT(Method):
     instead, for teachers that give no attn_scores taps (not the paper).
     """
 
-    defaults = {"tinybert_layers": "uniform", "hidden_weight": 1.0, "attn_weight": 1.0, "pred_weight": 1.0,
-                "pred_temperature": 1.0, "tinybert_attn": "scores"}
+    knobs = {"tinybert_layers": Knob("uniform", str, help="'uniform', 'last' or explicit '0=3,1=11'"),
+             "hidden_weight": loss_weight(1.0), "attn_weight": loss_weight(1.0), "pred_weight": loss_weight(1.0),
+             "pred_temperature": temperature(1.0),
+             "tinybert_attn": Knob("scores", str, choices=("scores", "probs"),
+                                   help="match pre-softmax scores (paper) or probabilities")}
     needs_teacher = frozenset({"logits", "hidden", "attn_scores"})
     needs_student = frozenset({"logits", "hidden", "attn_scores"})
 

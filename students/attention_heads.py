@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import size
 from students import STUDENTS
 from students.base import HEAD, StudentBuilder, StudentContext
 from students.cbam import CBAMBlock
@@ -90,7 +91,8 @@ def _build_cbam(context: StudentContext, hparams: Mapping[str, Any]) -> nn.Modul
 
 STUDENTS.add(
     "mha",
-    StudentBuilder(_build_mha, {"width": 128, "heads": 4, "embed_dim": 64},
+    StudentBuilder(_build_mha, {"width": size(128, 4096, "token width (a multiple of heads)"),
+                                "heads": size(4, 64), "embed_dim": size(64, help="embedding dim")},
                    provides=frozenset({"logits", "embedding", "tokens", "hidden", "attn"}),
                    input_taps=("tokens", "feature_map")),
     kind=HEAD,
@@ -98,7 +100,8 @@ STUDENTS.add(
 )
 STUDENTS.add(
     "cbam",
-    StudentBuilder(_build_cbam, {"width": 128, "blocks": 2, "reduction": 8, "embed_dim": 64},
+    StudentBuilder(_build_cbam, {"width": size(128, 4096), "blocks": size(2, 64), "reduction": size(8, 1024),
+                                 "embed_dim": size(64, help="embedding dim")},
                    provides=frozenset({"logits", "embedding", "feature_map", "hidden"}),
                    input_taps=("feature_map",)),
     kind=HEAD, description="stacked CBAM blocks (channel then spatial attention) on the teacher's feature map",

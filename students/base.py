@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from bench.knobs import Knob, as_knobs, defaults_of
+
 HEAD = "head"  # takes teacher features; inference still needs the teacher backbone
 STANDALONE = "standalone"  # takes images; inference needs no teacher
 
@@ -36,8 +38,10 @@ class StudentContext:
 
 @dataclass(frozen=True)
 class StudentBuilder:
-    """A registered builder: `build(context, hparams)` and its hyperparameter defaults.
+    """A registered builder: `build(context, hparams)` and its hyperparameters, declared as Knobs.
 
+    `defaults` is given as {name: Knob} (plain values are accepted as undeclared knobs); after init it is
+    the plain {name: default} mapping and `knobs` holds the declarations.
     The module's forward returns {"logits": (N, C), "embedding": (N, D), ...} and it has `embed_dim`.
     `provides` names the output families it gives ("hidden" covers hidden.0, hidden.1, ...);
     `input_taps` are the teacher taps a head student can read, in order of preference.
@@ -47,6 +51,12 @@ class StudentBuilder:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     provides: frozenset[str] = frozenset({"logits", "embedding"})
     input_taps: tuple[str, ...] = ("pooled",)
+    knobs: Mapping[str, Knob] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        knobs = as_knobs(self.defaults)
+        object.__setattr__(self, "knobs", knobs)
+        object.__setattr__(self, "defaults", defaults_of(knobs))
 
     def __call__(self, context: StudentContext, hparams: Mapping[str, Any]) -> nn.Module:
         merged = {**self.defaults, **{k: v for k, v in hparams.items() if k in self.defaults}}

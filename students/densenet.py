@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, size
 from students import STUDENTS
 from students.base import STANDALONE, StudentBuilder, StudentContext
 
@@ -75,7 +76,8 @@ def _build_densenet(context: StudentContext, hparams: Mapping[str, Any]) -> nn.M
 
 STUDENTS.add(
     "densenet",
-    StudentBuilder(_build_densenet, {"depth": 10, "growth": 12},
+    StudentBuilder(_build_densenet, {"depth": Knob(10, int, ge=10, le=200, pattern=(6, 4), help="layers: 6n+4"),
+                                    "growth": size(12, 256, "growth rate k")},
                    provides=frozenset({"logits", "embedding", "feature_map", "hidden"})),
     kind=STANDALONE, description="small DenseNet-BC on images (depth 6n+4, growth rate)",
 )

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, size
 from students import STUDENTS
 from students.base import STANDALONE, StudentBuilder, StudentContext
 from students.cbam import CBAM
@@ -83,12 +84,14 @@ def _build_cbam_resnet(context: StudentContext, hparams: Mapping[str, Any]) -> n
                   context.in_channels, cbam=True)
 
 
+RESNET_KNOBS = {"depth": Knob(8, int, ge=8, le=200, pattern=(6, 2), help="layers: 6n+2 (8, 14, 20, ...)"),
+                "width": size(16, 1024, "channels of the first stage (x2, x4 after)")}
 CONV_OUTPUTS = frozenset({"logits", "embedding", "feature_map", "hidden"})
 STUDENTS.add(
-    "resnet", StudentBuilder(_build_resnet, {"depth": 8, "width": 16}, provides=CONV_OUTPUTS), kind=STANDALONE,
+    "resnet", StudentBuilder(_build_resnet, RESNET_KNOBS, provides=CONV_OUTPUTS), kind=STANDALONE,
     description="small CIFAR-style ResNet on images (depth 6n+2, base width)",
 )
 STUDENTS.add(
-    "cbam-resnet", StudentBuilder(_build_cbam_resnet, {"depth": 8, "width": 16}, provides=CONV_OUTPUTS),
+    "cbam-resnet", StudentBuilder(_build_cbam_resnet, RESNET_KNOBS, provides=CONV_OUTPUTS),
     kind=STANDALONE, description="CIFAR-style ResNet whose blocks refine features with CBAM attention",
 )

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError, UnknownNameError
+from bench.knobs import Knob
 from bench.registry import Entry, nearest_names
 from students import STUDENTS
 from students.base import STANDALONE, StudentBuilder, StudentContext
@@ -50,7 +51,7 @@ def _builder(model_name: str) -> StudentBuilder:
             raise BenchError(f"student timm:{model_name} cannot run at image size {context.image_size}: "
                              f"{str(error).splitlines()[0]}; pick a larger student_image_size") from None
 
-    return StudentBuilder(build, {"drop_rate": 0.0})
+    return StudentBuilder(build, {"drop_rate": Knob(0.0, float, ge=0, lt=1, help="dropout before the classifier")})
 
 
 def resolve_timm(name: str) -> Entry[StudentBuilder]:

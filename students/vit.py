@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.knobs import Knob, size
 from students import STUDENTS
 from students.base import STANDALONE, StudentBuilder, StudentContext
 
@@ -119,8 +120,10 @@ def _build_vit(context: StudentContext, hparams: Mapping[str, Any]) -> nn.Module
 
 STUDENTS.add(
     "vit",
-    StudentBuilder(_build_vit, {"depth": 4, "width": 64, "heads": 4, "patch_size": 4, "mlp_ratio": 2.0,
-                                "shrink": 0.0},
+    StudentBuilder(_build_vit, {"depth": size(4, 64, "transformer blocks"), "width": size(64, 4096, "token width"),
+                                "heads": size(4, 64), "patch_size": size(4, 256, "divides the student image size"),
+                                "mlp_ratio": Knob(2.0, float, gt=0, le=16),
+                                "shrink": Knob(0.0, float, ge=0, le=1, help="teacher params fraction; 0: off")},
                    provides=frozenset({"logits", "embedding", "tokens", "hidden", "attn", "attn_scores"})),
     kind=STANDALONE,
     description="small ViT on images (depth/width/heads, or shrink: fraction of the teacher's parameters)",

@@ -61,7 +61,7 @@ def test_scalars_become_lists_and_name_defaults_to_stem(tmp_path: Path) -> None:
          "field 'student': unknown student 'resent'; did you mean: resnet?"),
         (GOOD.replace("temperature:", "temprature:"),
          "field 'hparams.temprature': no student or method in this grid uses it; did you mean: temperature?"),
-        (GOOD.replace("epochs: 2", "epochs: two"), "field 'epochs.0': Input should be a valid integer"),
+        (GOOD.replace("epochs: 2", "epochs: two"), "field 'epochs.0': 'two' is not an integer; epochs must be"),
         (GOOD + "data:\n  image_sise: 3\n", "field 'data.image_sise': unknown field; allowed: image_size"),
         ("teacher: [effnet-lite0\n", "invalid YAML at line 2"),
         ("- a\n- b\n", "a grid file must be a mapping"),
@@ -91,3 +91,36 @@ def test_incompatible_pair_rejected_at_load(tmp_path: Path) -> None:
             load_grid(path)
     finally:
         STUDENTS.remove("logits-only-test")
+
+
+def test_knobs_check_type_range_choices_and_pattern() -> None:
+    from bench.knobs import Knob
+
+    depth = Knob(8, int, ge=8, le=200, pattern=(6, 2))
+    assert depth.problem(14, "depth") is None and depth.problem(7, "depth") is not None
+    assert "6n+2 in [8, 200]" in str(depth.problem(20 + 1, "depth"))
+    assert "is not an integer" in str(depth.problem(8.0, "depth"))
+    rate = Knob(0.1, float, gt=0, le=10)
+    assert rate.problem(1, "lr") is None  # an int is a valid number (and is kept as given: spec keys hold)
+    assert all(rate.problem(bad, "lr") for bad in (0, -1, 11, True, "fast", float("nan"), float("inf")))
+    assert Knob(None, int, ge=8, optional=True).problem(None, "image_size") is None
+    assert "one of: mse, cosine" in str(Knob("mse", str, choices=("mse", "cosine")).problem("l1", "feature_loss"))
+    with pytest.raises(ValueError, match="invalid knob declaration"):
+        Knob(0.0, float, gt=0)
+
+
+def test_every_student_and_method_declares_typed_knobs_and_list_shows_them() -> None:
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from methods import METHODS
+
+    for registry in (STUDENTS, METHODS):
+        for entry in registry:
+            knobs = entry.obj.knobs
+            assert set(knobs) == set(entry.obj.defaults)
+            assert all(knob.type is not object for knob in knobs.values()), entry.name
+    result = CliRunner().invoke(app, ["list", "methods"])
+    assert result.exit_code == 0 and "temperature=4.0 ((0,100])" in result.stdout.replace("\n", " ")
+    result = CliRunner().invoke(app, ["list", "students"])
+    assert result.exit_code == 0 and "depth=8 (int 6n+2 [8,200])" in result.stdout

@@ -108,7 +108,7 @@ def test_multi_objective_study_on_postgres_stores_both_values(tmp_path: Path, po
 @pytest.mark.parametrize(("fields", "message"), [
     ({"serach": {}}, "field 'serach': unknown field"),
     ({"search": {"temprature": {"type": "float", "low": 1, "high": 2}}}, "did you mean: temperature?"),
-    ({"search": {"lr": {"type": "float", "low": 1, "high": 0.5}}}, "field 'search.lr': Value error, a float"),
+    ({"search": {"lr": {"type": "float", "low": 1, "high": 0.5}}}, "field 'search.lr': a float parameter needs low"),
     ({"objectives": {"val_acc": "maximize", "size_mb": "minimize"}, "pruner": "median"}, "cannot prune"),
     ({"final": {"seeds": [0, 1]}}, "field 'final.seeds': must not contain the search seed 0"),
     ({"sampler": "grid"}, "the grid sampler needs every search parameter categorical"),
