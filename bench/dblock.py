@@ -30,11 +30,11 @@ def lock_key(name: str) -> int:
 
 
 def lock_file(db_url: str) -> Path | None:
-    """`results.db.lock` beside a SQLite database file; None for in-memory databases (one process only)."""
+    """`results.db-lock` beside a SQLite database file; None for in-memory databases (one process only)."""
     database = make_url(db_url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(database).expanduser().resolve().with_name(Path(database).name + ".lock")
+    return Path(database).expanduser().resolve().with_name(Path(database).name + "-lock")  # beside -wal, -shm
 
 
 @contextmanager

@@ -335,3 +335,34 @@ def test_a_worker_process_is_dead_here_only_when_it_is_provably_gone() -> None:
     exited.wait(timeout=60)
     assert is_dead_here({**me, "pid": exited.pid}, 7)
     assert not is_dead_here(None, 7) and not is_dead_here({"trial_id": 7}, 7)
+
+
+TRY_LOCK = """
+import sys
+from bench.dblock import database_lock
+from bench.errors import BenchError
+try:
+    with database_lock(sys.argv[1], "schema", timeout_s=0.5):
+        print("got it")
+except BenchError as error:
+    print(error)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_database_lock_excludes_other_processes_and_nests_in_one(tmp_path: Path, backend: str,
+                                                                 request: pytest.FixtureRequest) -> None:
+    from bench.dblock import database_lock
+
+    db = f"sqlite:///{tmp_path / 'results.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def other_process() -> str:
+        return subprocess.run([sys.executable, "-c", TRY_LOCK, db], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=60).stdout
+
+    with database_lock(db, "schema"), database_lock(db, "schema"):  # nesting in one process does not wait
+        assert "another bench process held it" in other_process()
+    assert other_process().strip() == "got it"
+    if backend == "sqlite":
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["results.db-lock"]  # the database is not opened
