@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from bench.checkpoint import default_run_dir
@@ -73,6 +74,9 @@ def study_names(db_url: str) -> list[str]:
             return []
         with engine.connect() as connection:
             return list(connection.execute(text("SELECT study_name FROM studies ORDER BY study_name")).scalars())
+    except OperationalError as error:
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise BenchError(f"--db {url.render_as_string()}: cannot read the database ({reason})") from None
     finally:
         engine.dispose()
 
