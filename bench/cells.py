@@ -105,6 +105,7 @@ def work_grid(study, storage, bench: Workbench, store: Store, options: WorkerOpt
     from optuna.trial import TrialState
 
     counts = CellCounts()
+    fail_stale_trials(study, storage)  # a dead worker's cell counts as waiting from the start
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     with cell_progress(console) as progress:
         grid_bar = progress.add_task(f"grid {study.study_name}", total=waiting)
@@ -128,7 +129,8 @@ def _claim_and_run(study, storage, bench: Workbench, store: Store, options: Work
                 break
             if not told:
                 console.print(f"waiting for {len(running)} cell(s) running elsewhere; a dead worker's cell is "
-                              f"retried here after {options.grace_period} s without a heartbeat", highlight=False)
+                              f"retried here after {options.grace_period} s without a heartbeat (at once if it "
+                              "ran on this machine and its process is gone)", highlight=False)
                 told = True
             time.sleep(options.poll_seconds)  # others are running cells; theirs come back if they die
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import warnings
 from collections.abc import Iterator
@@ -14,9 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from bench.checkpoint import default_run_dir
+from bench.dblock import SCHEMA_LOCK, database_lock
 from bench.errors import BenchError
 from bench.store.session import driver_url
 
@@ -46,12 +51,42 @@ def open_storage(db_url: str, options: WorkerOptions):  # noqa: ANN201 - optuna 
     engine_kwargs: dict[str, Any] = {}
     if db_url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    with warnings.catch_warnings():  # heartbeats are "experimental" in optuna's words; they are what we need
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings(), database_lock(db_url, SCHEMA_LOCK):  # one process creates Optuna's schema
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: what we need
         return optuna.storages.RDBStorage(
             driver_url(db_url), engine_kwargs=engine_kwargs, heartbeat_interval=options.heartbeat_interval,
             grace_period=options.grace_period, **{callback_name: retry(max_retry=options.max_retry)},
         )
+
+
+def study_names(db_url: str) -> list[str]:
+    """The studies in the database, read without creating anything (no file, no table, no schema)."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:" or not Path(url.database).expanduser().is_file():
+            return []
+        uri = Path(url.database).expanduser().resolve().as_uri() + "?mode=ro"
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True), poolclass=NullPool)
+    else:
+        engine = create_engine(driver_url(db_url), poolclass=NullPool)
+    try:
+        if not inspect(engine).has_table("studies"):  # Optuna's table of studies
+            return []
+        with engine.connect() as connection:
+            return list(connection.execute(text("SELECT study_name FROM studies ORDER BY study_name")).scalars())
+    except OperationalError as error:
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise BenchError(f"--db {url.render_as_string()}: cannot read the database ({reason})") from None
+    finally:
+        engine.dispose()
+
+
+def require_study(name: str, db_url: str) -> None:
+    """Stop with one line, before any schema is created, when the study is not in the database."""
+    names = study_names(db_url)
+    if name not in names:
+        known = f"studies: {', '.join(names)}" if names else "the database has no studies"
+        raise BenchError(f"--study {name!r}: no such study; {known} (start one with `bench run` or `bench study`)")
 
 
 def load_bench_study(name: str, storage):  # noqa: ANN001, ANN201 - optuna types, imported lazily
@@ -83,6 +118,49 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _pid_namespace() -> tuple[str, str] | None:
+    """This machine's boot id and this process's pid namespace: pids compare only where both match."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip(), os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of a live pid from /proc/<pid>/stat, None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # the name may hold spaces
+    except FileNotFoundError:
+        return None
+    return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
+
+
+def worker_process(trial_id: int) -> dict[str, Any] | None:
+    """Who runs `trial_id` here, precisely enough to tell later that this process died (and its pid was reused)."""
+    namespace, stat = _pid_namespace(), _proc_stat(os.getpid())
+    if namespace is None or stat is None:
+        return None  # no /proc: a dead worker is found by its missing heartbeat alone
+    return {"trial_id": trial_id, "host": socket.gethostname(), "boot_id": namespace[0], "pid_ns": namespace[1],
+            "pid": os.getpid(), "start": stat[1]}
+
+
+def is_dead_here(record: dict[str, Any] | None, trial_id: int) -> bool:
+    """True only when the trial's worker ran on this machine, in our pid namespace, and that process is gone."""
+    here = _pid_namespace()
+    if not isinstance(record, dict) or record.get("trial_id") != trial_id or here is None:
+        return False  # no record, or one copied from the trial this retry replaced
+    if (record.get("host"), record.get("boot_id"), record.get("pid_ns")) != (socket.gethostname(), *here):
+        return False  # another machine or container: only its heartbeat can tell
+    try:
+        os.kill(int(record["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's: compare its start time
+    stat = _proc_stat(int(record["pid"]))
+    return stat is None or stat[0] in ("Z", "X") or stat[1] != record.get("start")  # exited, zombie or pid reused
+
+
 def claim_waiting(study, storage):  # noqa: ANN001, ANN201
     """Take the lowest-numbered WAITING trial atomically (no two workers get the same one), or None."""
     import optuna
@@ -93,14 +171,26 @@ def claim_waiting(study, storage):  # noqa: ANN001, ANN201
             storage.record_heartbeat(frozen._trial_id)  # stale from now on if this process dies
             trial = optuna.Trial(study, frozen._trial_id)
             trial.set_user_attr("worker", worker_id())
+            trial.set_user_attr("worker_process", worker_process(frozen._trial_id))  # a re-run here sees it die
             return trial
     return None
 
 
+def dead_trial_ids(study, storage) -> list[int]:  # noqa: ANN001
+    """RUNNING trials whose worker stopped beating, or whose worker process on this machine is gone."""
+    from optuna.trial import TrialState
+
+    stale = set(storage._get_stale_trial_ids(study._study_id))  # private optuna API: the heartbeat check
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if is_dead_here(trial.user_attrs.get("worker_process"), trial._trial_id):
+            stale.add(trial._trial_id)
+    return sorted(stale)
+
+
 def fail_stale_trials(study, storage) -> int:  # noqa: ANN001
-    """Fail each trial whose worker stopped beating (once, even with many workers looking) and retry it."""
+    """Fail each trial whose worker died (once, even with many workers looking) and retry it."""
     failed = 0
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    for trial_id in dead_trial_ids(study, storage):
         if _set_state_if(storage, trial_id, "RUNNING", "FAIL"):
             callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
                 storage, "get_heartbeat_stale_trial_callback") else storage.get_failed_trial_callback()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rich.console import Console
 
 from bench.cells import work_grid
 from bench.data import DataConfig
+from bench.dblock import ENQUEUE_LOCK, database_lock
 from bench.grid import Grid
 from bench.optuna_db import WorkerOptions, open_storage
 from bench.spec import ExperimentSpec, setting_labels
@@ -26,8 +27,8 @@ class GridSummary:
 
     study: str
     total: int
-    skipped: int
-    done: int
+    skipped: int  # done before this process started
+    done: int  # run and stored by this process
     failed: int
 
 
@@ -49,14 +50,20 @@ def open_study(name: str, storage, directions: list[str] | None = None):  # noqa
                                load_if_exists=True)
 
 
-def enqueue_cells(study, cells: Iterable[ExperimentSpec], done: set[str]) -> int:  # noqa: ANN001
-    """Enqueue every cell not done, not waiting and not running elsewhere; returns how many are open now."""
+def enqueue_cells(study, cells: Iterable[ExperimentSpec], done_keys: Callable[[], set[str]]) -> int:  # noqa: ANN001
+    """Enqueue every cell not done, not waiting and not running; returns how many are open now.
+
+    Call it under the database's enqueue lock: two processes reading the open trials at once would both
+    enqueue a missing cell. The open trials are read before the done keys, so a cell finished in between
+    (its row is stored before its trial completes) is seen in one or the other.
+    """
     from optuna.trial import TrialState
 
     open_states = (TrialState.WAITING, TrialState.RUNNING)
     queued = {t.user_attrs.get("spec_key") for t in study.get_trials(deepcopy=False, states=open_states)}
     cells = list(cells)
     labels = setting_labels(cells)  # the progress line names the hparams that tell the grid's cells apart
+    done = done_keys()
     for spec in cells:
         if spec.key not in done and spec.key not in queued:
             attrs = {"spec_key": spec.key, "spec": spec.to_dict(), "label": labels[spec.key]}
@@ -86,15 +93,15 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     preflight(bench, cells)  # missing weights or data stop here, before the database is touched
     store = Store(db_url)
     done_before = store.done_keys()
-    todo = [spec for spec in cells if spec.key not in done_before]
     storage = open_storage(db_url, options)
-    study = open_study(grid.name, storage)
-    study.set_user_attr(KIND_ATTR, "grid")  # lets `bench worker` join without the YAML
-    study.set_user_attr("weights", grid.weights)
-    study.set_user_attr(SOURCE_ATTR, str(grid.path.resolve()) if grid.path else "")  # for report provenance
-    enqueue_cells(study, cells, done_before)  # all cells, so labels see every setting; done ones are skipped
+    with database_lock(db_url, ENQUEUE_LOCK):  # processes started together enqueue each cell once
+        study = open_study(grid.name, storage)
+        study.set_user_attr(KIND_ATTR, "grid")  # lets `bench worker` join without the YAML
+        study.set_user_attr("weights", grid.weights)
+        study.set_user_attr(SOURCE_ATTR, str(grid.path.resolve()) if grid.path else "")  # for report provenance
+        enqueue_cells(study, cells, store.done_keys)  # all cells, so labels see every setting; done ones skipped
+    already = sum(spec.key in done_before for spec in cells)  # done before this process started
     if enqueue_only:
-        return GridSummary(grid.name, len(cells), len(cells) - len(todo), 0, 0)
+        return GridSummary(grid.name, len(cells), already, 0, 0)
     counts = work_grid(study, storage, bench, store, options, console)
-    skipped = len(cells) - len(todo) + counts.skipped
-    return GridSummary(grid.name, len(cells), skipped, counts.done, counts.failed)
+    return GridSummary(grid.name, len(cells), already, counts.done, counts.failed)

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from bench.cells import CellCounts, work_grid
 from bench.errors import BenchError
-from bench.optuna_db import WorkerOptions, load_bench_study, open_storage
+from bench.optuna_db import WorkerOptions, load_bench_study, open_storage, require_study
 from bench.runner import KIND_ATTR, preflight
 from bench.spec import ExperimentSpec
 from bench.store import Store
@@ -37,6 +37,7 @@ def run_worker(study_name: str, db_url: str, context: RunContext, options: Worke
                max_cells: int | None = None) -> WorkerSummary:
     """Everything the worker needs (specs, weights paths, search space) comes from the database."""
     console = console or Console(stderr=True)
+    require_study(study_name, db_url)  # a mistyped name must not create Optuna's schema in a new database
     storage = open_storage(db_url, options)
     study = load_bench_study(study_name, storage)
     kind = study.user_attrs.get(KIND_ATTR)

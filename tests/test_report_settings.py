@@ -154,7 +154,7 @@ def test_enqueued_grid_trials_carry_their_label() -> None:
     study = optuna.create_study()
     specs = [ExperimentSpec.create(teacher="t", student="s", method="kd", dataset="d", epochs=1, seed=0,
                                    hparams={"temperature": t}) for t in (1, 8)]
-    assert enqueue_cells(study, specs, set()) == 2
+    assert enqueue_cells(study, specs, set) == 2
     assert sorted(t.user_attrs["label"] for t in study.trials) == ["t/s/kd/d seed=0 T=1", "t/s/kd/d seed=0 T=8"]
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine
+
+from bench.dblock import SCHEMA_LOCK, database_lock
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-MIGRATION_LOCK_KEY = 726_462_006  # any constant: the PostgreSQL advisory lock held while migrating
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -23,20 +22,11 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` inside one connection/transaction."""
+    """Bring the schema to `revision` inside one transaction, one process at a time (workers start together)."""
     config = alembic_config(engine)
-    for attempt in range(3):  # workers starting together race to create the tables; the loser retries
-        try:
-            with engine.begin() as connection:
-                if connection.dialect.name == "postgresql":  # serialise concurrent migrations
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
-            return
-        except DBAPIError:
-            if attempt == 2:
-                raise
-            time.sleep(0.5 + attempt)
+    with database_lock(engine.url.render_as_string(hide_password=False), SCHEMA_LOCK), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
