@@ -38,6 +38,7 @@ class DataModel(BaseModel):
     label_set: str = "fine"
     root: str | None = None
     teacher_reference: Literal["probe", "zero-shot"] = "probe"
+    kd_targets: Literal["oof", "in-sample"] = "oof"
 
 
 class GridModel(BaseModel):
