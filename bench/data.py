@@ -45,6 +45,7 @@ class DataConfig:
     label_set: str = "fine"  # cifar-100: "fine" (100 classes) or "coarse" (20 superclasses)
     root: str | None = None  # imagefolder: the root/<class>/*.jpg directory
     teacher_reference: str = "probe"  # "probe" (linear probe) or "zero-shot" (image-text teachers' prompts)
+    kd_targets: str = "oof"  # probe train logits for KD: "oof" (out-of-fold) or "in-sample" (for comparison)
 
     def as_dict(self) -> dict[str, object]:
         """Fields as a dict; the loading fields are left out at their defaults so older spec keys hold."""
@@ -69,7 +70,7 @@ DATA_KNOBS: dict[str, Knob] = {  # the valid values of DataConfig's fields (grid
     "teacher_reference": Knob("probe", str, choices=("probe", "zero-shot")),
 }
 LOADING_DEFAULTS: dict[str, object] = {"decode_size": None, "skip_bad": False, "label_set": "fine", "root": None,
-                                     "teacher_reference": "probe"}
+                                     "teacher_reference": "probe", "kd_targets": "oof"}
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class DataModel(BaseModel):
     label_set: str = "fine"
     root: str | None = None
     teacher_reference: Literal["probe", "zero-shot"] = "probe"
+    kd_targets: Literal["oof", "in-sample"] = "oof"
 
     @field_validator(*DATA_KNOBS, mode="before")
     @classmethod

@@ -105,6 +105,7 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
         test_top5=result.test_top5,
         split_sizes=data.split_record(), skipped_images=data.skipped_images,
         resumed_from_epoch=result.resumed_from_epoch,
+        kd_targets=probe.kd_targets if "logits" in parts.teacher_targets else None,  # None: no probe logits read
     )
 
 
@@ -124,5 +125,5 @@ def _probe_record(spec: ExperimentSpec, bench: Workbench, study: str, outputs: T
         inference_size_mb=state_size_mb(teacher) + probe_mb,
         hparams=settings, finished_at=utcnow(),
         test_top5=topk_accuracy(probe.logits["test"], torch.from_numpy(data.test.labels), 5),
-        split_sizes=data.split_record(), skipped_images=data.skipped_images,
+        split_sizes=data.split_record(), skipped_images=data.skipped_images, kd_targets=probe.kd_targets,
     )

@@ -13,7 +13,7 @@ from bench.cache import CacheEvent, FeatureCache
 from bench.data import DataConfig, DatasetSplits, load_dataset
 from bench.errors import BenchError
 from bench.features import cached_teacher_outputs, split_fingerprint
-from bench.probe import ProbeResult, fit_linear_probe
+from bench.probe import FOLD_SEED, OOF_FOLDS, PROBE_VERSION, ProbeResult, fit_linear_probe
 from teachers import TEACHERS
 from teachers.base import Teacher
 
@@ -134,14 +134,18 @@ class Workbench:
         return ProbeResult(
             weight_decay=0.0, val_acc=accuracy(logits["val"], labels["val"]),
             test_acc=accuracy(logits["test"], labels["test"]), logits=logits, reference=head.reference,
-            head_params=head.class_embeds.numel(),
+            head_params=head.class_embeds.numel(), kd_targets="zero-shot",
         )
 
     def _load_or_fit_probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
+        """Fit (or load) the probe; its key names the fit version and the kind of train logits (KD targets)."""
         teacher = self.teacher(teacher_name)
         outputs = self.teacher_outputs(teacher_name, data)
+        targets = data.config.kd_targets
         parts = {
             "kind": "linear-probe",
+            "probe_version": PROBE_VERSION,
+            "targets": targets if targets == "in-sample" else f"oof-{OOF_FOLDS}-seed{FOLD_SEED}",
             "teacher": teacher.name,
             "weights": teacher.fingerprint,
             "dataset": data.name,
@@ -152,26 +156,30 @@ class Workbench:
         def fit() -> dict[str, torch.Tensor]:
             features = {split: outputs.features[split]["pooled"] for split in SPLITS}
             labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
-            result = fit_linear_probe(features, labels, data.num_classes)
+            result = fit_linear_probe(features, labels, data.num_classes, targets=targets)
+            folds = int(result.kd_targets.rsplit("-", 1)[1]) if result.kd_targets.startswith("probe-oof-") else 0
             return {
                 **{f"logits.{split}": result.logits[split] for split in SPLITS},
-                "weight_decay": torch.tensor(result.weight_decay),
+                "weight_decay": torch.tensor(result.weight_decay, dtype=torch.float64),
                 "val_acc": torch.tensor(result.val_acc),
                 "test_acc": torch.tensor(result.test_acc),
+                "oof_folds": torch.tensor(folds),
             }
 
         tensors, _ = self.cache.get_or_compute(parts, fit, lambda cached: _probe_problem(cached, data))
+        folds = int(tensors["oof_folds"])
         return ProbeResult(
             weight_decay=float(tensors["weight_decay"]),
             val_acc=float(tensors["val_acc"]),
             test_acc=float(tensors["test_acc"]),
             logits={split: tensors[f"logits.{split}"] for split in SPLITS},
+            kd_targets=f"probe-oof-{folds}" if folds else "probe-in-sample",
         )
 
 
 def _probe_problem(tensors: dict[str, torch.Tensor], data: DatasetSplits) -> str | None:
     """Why cached probe values cannot be right (missing, non-finite, an accuracy outside [0, 1]), else None."""
-    names = [f"logits.{split}" for split in SPLITS] + ["weight_decay", "val_acc", "test_acc"]
+    names = [f"logits.{split}" for split in SPLITS] + ["weight_decay", "val_acc", "test_acc", "oof_folds"]
     if any(name not in tensors for name in names):
         return "lack some probe values"
     if not all(bool(torch.isfinite(tensors[name]).all()) for name in names):

@@ -81,6 +81,8 @@ def test_grid_with_zero_shot_reference_and_kd_targets(tmp_path: Path, tiny_clip:
     assert reference_row[2].startswith("zero-shot open_clip:tiny-clip-zs (1 prompt template")
     assert reference_row[3] == pytest.approx(independent_zero_shot_accuracy(tiny_clip), abs=1 / 200)
     assert json.loads(reference_row[6]) == {}  # no probe was fitted: no weight decay to report
+    _, targets = read_only_query(db, "SELECT method, kd_targets FROM runs ORDER BY id")
+    assert targets == [("teacher-probe", "zero-shot"), ("scratch", None), ("kd", "zero-shot")]
     for _student, _method, reference, teacher_acc, test_acc, pct, _ in students:
         assert reference == reference_row[2] and teacher_acc == pytest.approx(reference_row[3])
         if teacher_acc:

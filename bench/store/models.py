@@ -65,6 +65,7 @@ class Run(Base):
     skipped_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
     split_sizes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 6: checkpoint resume
+    kd_targets: Mapped[str | None] = mapped_column(String(32), nullable=True)  # issue 11: probe-oof-5, ...
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"

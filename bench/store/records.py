@@ -82,6 +82,7 @@ class RunRecord:
     skipped_images: int | None = None  # corrupt images left out under skip_bad
     split_sizes: dict[str, Any] | None = None  # {"train", "val", "test", "split_seed", "val_fraction"}
     resumed_from_epoch: int | None = None  # epochs restored from a checkpoint (a dead worker's run)
+    kd_targets: str | None = None  # the teacher logits KD read: probe-oof-<K>, probe-in-sample or zero-shot
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod
