@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import inspect
 
 from bench.report.load import read_frame
+from bench.sql import read_only_engine
 
 KIND_ATTR = "bench_kind"  # what bench/runner.py stores: "grid" or "study"
 SEARCH_KIND = "study"  # a `bench study` search: its trials ran on val only and never enter the matrix
@@ -49,10 +51,18 @@ def search_studies(db_url: str) -> set[str]:
     return {name for name, attrs in study_attrs(db_url).items() if attrs.get(KIND_ATTR) == SEARCH_KIND}
 
 
+def has_optuna_tables(db_url: str) -> bool:
+    """Whether Optuna's tables exist (checked read-only, so a report never creates them)."""
+    engine, _ = read_only_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return inspect(connection).has_table("studies") and inspect(connection).has_table("trials")
+    finally:
+        engine.dispose()
+
+
 def _safe(db_url: str, query: str, params: dict | None = None) -> pd.DataFrame:
     """A SELECT on Optuna's tables; an empty frame when they do not exist (a database of runs only)."""
-    from bench.report.studies import has_optuna_tables
-
     if not has_optuna_tables(db_url):
         return pd.DataFrame(columns=["study_name", "key", "value_json"])
     return read_frame(db_url, query, params)

@@ -6,12 +6,17 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import inspect
-
-from bench.report.optuna_tables import FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, BestTrial, best_trials, study_attrs
+from bench.report.optuna_tables import (
+    FINAL_SUFFIX,
+    KIND_ATTR,
+    SEARCH_KIND,
+    BestTrial,
+    best_trials,
+    has_optuna_tables,
+    study_attrs,
+)
 from bench.report.plots import Plot, pyplot, save
 from bench.spec import hparam_label
-from bench.sql import read_only_engine
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
 CHOSEN = ("teacher", "student", "method", "dataset")  # a best trial's spec fields named next to its parameters
@@ -45,16 +50,6 @@ class StudyReport:
             where = f" ({chosen})" if chosen else ""
             lines.append(f"best trial #{trial.number}{where}: objective {values}; parameters {params}")
         return lines
-
-
-def has_optuna_tables(db_url: str) -> bool:
-    """Whether Optuna's tables exist (checked read-only, so a report never creates them)."""
-    engine, _ = read_only_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            return inspect(connection).has_table("studies") and inspect(connection).has_table("trials")
-    finally:
-        engine.dispose()
 
 
 def _slug(name: str) -> str:
