@@ -19,7 +19,7 @@ from bench.spec import ExperimentSpec
 Scalar = str | int | float | bool
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 TRAIN_KNOBS: dict[str, Knob] = {  # read by bench/train.py (AdamW and the batch loader)
-    "lr": Knob(3e-3, float, gt=0, le=10, help="AdamW learning rate"),
+    "lr": Knob(3e-3, float, gt=0, le=1e9, help="AdamW learning rate; a diverging one fails its run"),
     "weight_decay": Knob(5e-4, float, ge=0, le=1, help="AdamW weight decay"),
     "batch_size": Knob(128, int, ge=1, le=65536, help="training batch size"),
 }

@@ -117,10 +117,10 @@ def test_store_opens_exactly_the_named_file(tmp_path: Path, name: str, written: 
     """The read-write store and the read-only readers agree on the file, and no other file appears."""
     url = f"sqlite:///{tmp_path}/{name}"
     Store(url).save_run(record())
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [written]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm", "-lock"))) == [written]
     listed = runner.invoke(app, ["runs", "--db", url, "--csv"])
     assert listed.exit_code == 0 and len(listed.stdout.strip().splitlines()) == 2, listed.output
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [written]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm", "-lock"))) == [written]
 
 
 def test_unescaped_question_mark_is_refused(tmp_path: Path) -> None:

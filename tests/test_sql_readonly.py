@@ -181,7 +181,7 @@ def test_sqlite_path_with_hash_is_the_named_file(tmp_path: Path) -> None:
     """`bench runs`, `report` and `sql` read exactly the file --db names, and create no other."""
     url = f"sqlite:///{tmp_path}/a#b.db"
     _fill(url)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a#b.db", "a#b.db-shm", "a#b.db-wal"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a#b.db", "a#b.db-lock", "a#b.db-shm", "a#b.db-wal"]
     listed = runner.invoke(app, ["runs", "--db", url, "--csv"])
     assert listed.exit_code == 0 and len(listed.stdout.strip().splitlines()) == 3, listed.output
     assert runner.invoke(app, ["report", "--db", url, "--out", str(tmp_path / "out"), "--format", "csv"]
