@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,14 @@ def effnet():
     from teachers import TEACHERS
 
     return TEACHERS.get("effnet-lite0")(None)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models train faster on one thread than on two contended ones."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,11 +77,3 @@ def tiny_splits() -> DatasetSplits:
     config = DataConfig(image_size=SIZE, student_image_size=SIZE)
     return DatasetSplits("tiny", tuple(f"class{i}" for i in range(CLASSES)), split, split, split, config)
 
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models train faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

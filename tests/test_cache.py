@@ -11,7 +11,6 @@ from bench.cache import FeatureCache
 from bench.data import DataConfig, load_dataset
 from bench.features import cached_teacher_outputs
 from teachers.base import Preprocess, Teacher
-from tests.fakes import one_thread  # noqa: F401  (fixture)
 
 
 class CountingTeacher(Teacher):

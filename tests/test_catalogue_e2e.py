@@ -12,7 +12,6 @@ from bench.runner import run_grid
 from bench.sql import read_only_query
 from bench.workbench import RunContext
 from students import STUDENTS
-from tests.fakes import one_thread  # noqa: F401  (fixture)
 
 DATA = """
 dataset: digits

@@ -13,7 +13,6 @@ from methods import METHODS
 from methods.base import MethodContext
 from students import STUDENTS
 from students.base import StudentContext
-from tests.fakes import one_thread  # noqa: F401  (fixture)
 
 EPOCHS = 5
 HPARAMS = {"lr": 3e-2, "weight_decay": 1e-4, "batch_size": 16, "alpha": 0.5, "temperature": 2.0, "hidden": 16}

@@ -14,7 +14,6 @@ from bench.runner import grid_cells
 from bench.sql import read_only_query
 from bench.trial import run_spec
 from bench.workbench import RunContext, Workbench
-from tests.fakes import one_thread  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 GRID = """

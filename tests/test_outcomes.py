@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,13 +29,6 @@ from tests.test_store import record
 
 BATCHES_PER_EPOCH = 6  # tiny_data: 90 train rows in batches of 16
 
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train(epochs: int = 5, student_name: str = "projection", **changes: object):  # noqa: ANN201

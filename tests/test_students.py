@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from bench.train import num_params, state_size_mb
 from students import HEAD, STUDENTS
 from students.base import StudentContext
-from tests.fakes import one_thread  # noqa: F401  (fixture)
 
 CONTEXT = StudentContext(num_classes=4, teacher_dim=32, image_size=12)
 
