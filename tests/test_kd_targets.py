@@ -15,7 +15,7 @@ from bench.runner import run_grid
 from bench.sql import read_only_query
 from bench.workbench import RunContext, Workbench
 from teachers import TEACHERS
-from tests.fakes import SIZE, FakeImageTextTeacher, one_thread  # noqa: F401  (fixture)
+from tests.fakes import SIZE, FakeImageTextTeacher
 
 TEACHER = "fake-kd-targets"
 DATA = {"image_size": SIZE, "student_image_size": SIZE, "train_limit": 150, "val_limit": 50, "test_limit": 100}

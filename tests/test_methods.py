@@ -14,7 +14,7 @@ from methods import METHODS
 from methods.base import MethodContext
 from methods.losses import FeatureRegressor, hinton_kd
 from students import STUDENTS
-from tests.fakes import CLASSES, FakeImageTextTeacher, one_thread, tiny_splits  # noqa: F401
+from tests.fakes import CLASSES, FakeImageTextTeacher, tiny_splits
 
 
 def test_kd_matches_hand_computation_with_t_squared() -> None:
