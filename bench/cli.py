@@ -71,10 +71,10 @@ def run(
 ) -> None:
     """Run every cell of a grid not already in the database (re-running is a no-op)."""
     with user_errors():
-        from bench.grid import load_grid
-        from bench.runner import run_grid
+        from bench.config.grid import load_grid
+        from bench.run.workbench import RunContext
         from bench.store.session import check_connection
-        from bench.workbench import RunContext
+        from bench.sweep.grid import run_grid
 
         check_connection(db)
         loaded = load_grid(grid_file)
@@ -93,7 +93,7 @@ def run(
 
 
 def _worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int):  # noqa: ANN202
-    from bench.optuna_db import WorkerOptions
+    from bench.sweep.queue import WorkerOptions
 
     if heartbeat_interval < 1 or grace_period <= heartbeat_interval:
         raise BenchError("--heartbeat-interval must be >= 1 and --grace-period larger than it")
@@ -129,9 +129,9 @@ def worker(
 ) -> None:
     """Join a grid or study in the database from any machine; take cells until none are left."""
     with user_errors():
+        from bench.run.workbench import RunContext
         from bench.store.session import check_connection
-        from bench.workbench import RunContext
-        from bench.worker import run_worker
+        from bench.sweep.join import run_worker
 
         check_connection(db)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)
@@ -162,10 +162,10 @@ def study_command(
 ) -> None:
     """Search hyperparameters with Optuna on val, then re-run the best trial(s) on test over several seeds."""
     with user_errors():
-        from bench.search_space import load_study_file
+        from bench.config.study import load_study_file
+        from bench.run.workbench import RunContext
         from bench.store.session import check_connection
-        from bench.study import run_study
-        from bench.workbench import RunContext
+        from bench.sweep.search import run_study
 
         if trials is not None and trials < 1:
             raise BenchError(f"--trials {trials}: must be at least 1 (leave it out to use the file's trials)")
@@ -186,7 +186,7 @@ def list_entries(
 ) -> None:
     """Print every registry (or one): name, kind and a one-line description."""
     with user_errors():
-        from bench.catalog import registries
+        from bench.registries import registries
         from bench.registry import Registry
 
         all_registries = registries()
@@ -200,9 +200,9 @@ def list_entries(
                 wide = Console(width=max(out.width, 160)) if name in ("students", "methods") else out
                 wide.print(_registry_table(name, registry))
                 if name == "teachers":
-                    from teachers import GENERIC_NAMES
+                    from bench.registries import GENERIC_TEACHER_NAMES
 
-                    out.print(f"also any of: {', '.join(GENERIC_NAMES)}", highlight=False, markup=False)
+                    out.print(f"also any of: {', '.join(GENERIC_TEACHER_NAMES)}", highlight=False, markup=False)
 
 
 def _registry_table(name: str, registry: object):  # noqa: ANN202 - a rich Table
@@ -232,7 +232,7 @@ def teachers(
 ) -> None:
     """Each teacher's family, params, embedding dim, input, normalisation, taps and whether its weights are here."""
     with user_errors():
-        from teachers.inventory import inventory, inventory_table
+        from bench.teachers.inventory import inventory, inventory_table
 
         explicit = dict(item.partition("=")[::2] for item in weights or [])
         infos = inventory(names, explicit)

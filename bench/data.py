@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -12,7 +10,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.knobs import SEED_MAX, Knob
-from bench.registry import Registry
+from bench.registries import DATASETS
 
 
 @dataclass(frozen=True)
@@ -126,8 +124,7 @@ class LoadContext:
     allow_download: bool = False
 
 
-DatasetLoader = Callable[..., RawDataset]  # (data_root) or, with meta takes_config, (LoadContext, DataConfig)
-DATASETS: Registry[DatasetLoader] = Registry("dataset")
+DatasetLoader = Callable[[LoadContext, "DataConfig"], RawDataset]  # every registered dataset loader
 
 
 def _take(split: Split, indices: np.ndarray) -> Split:
@@ -159,124 +156,9 @@ def load_dataset(name: str, config: DataConfig, data_root: Path | None = None, *
                  cache_dir: Path | None = None, allow_download: bool = False) -> DatasetSplits:
     """Load a registered dataset (memoised per process) and split it under `config`."""
     entry = DATASETS.entry(name)
-    if not entry.meta.get("takes_config"):
-        cache_key: tuple = (name, str(data_root))
-        if cache_key not in _RAW_CACHE:
-            _RAW_CACHE[cache_key] = entry.obj(data_root)
-        return make_splits(name, _RAW_CACHE[cache_key], config)
     loading = replace(config, train_limit=None, val_limit=None, test_limit=None, val_fraction=0.1,
                       split_seed=0, student_image_size=None)
     cache_key = (name, str(data_root), str(cache_dir), allow_download, loading)
     if cache_key not in _RAW_CACHE:
         _RAW_CACHE[cache_key] = entry.obj(LoadContext(data_root, cache_dir, allow_download), config)
     return make_splits(name, _RAW_CACHE[cache_key], config)
-
-
-# --- digits ---------------------------------------------------------------------------------
-
-
-@DATASETS.register("digits", kind="classification", description="scikit-learn's 8x8 digits (bundled), 10 classes")
-def load_digits(data_root: Path | None = None) -> RawDataset:
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    bunch = sklearn_digits()
-    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
-    labels = bunch.target.astype(np.int64)
-    order = np.random.default_rng(12345).permutation(len(labels))  # fixed official-like test split
-    num_test = len(labels) // 5
-    test, train = order[:num_test], order[num_test:]
-    names = tuple(str(digit) for digit in range(10))
-    return RawDataset(images[train], labels[train], images[test], labels[test], names)
-
-
-# --- fashion-mnist ---------------------------------------------------------------------------
-
-FASHION_MNIST_CLASSES = (
-    "t-shirt/top",
-    "trouser",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle boot",
-)
-FASHION_MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped): big-endian header, then uint8 data."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as error:
-        raise BenchError(f"cannot read IDX file {path}: {error}") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise BenchError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
-    num_dims = data[3]
-    header_end = 4 + 4 * num_dims
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(num_dims))
-    expected = int(np.prod(shape)) if shape else 0
-    if len(data) - header_end != expected:
-        raise BenchError(
-            f"{path} is truncated: header says {shape} ({expected} bytes), file holds {len(data) - header_end}"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_end).reshape(shape)
-
-
-def _find_idx(directory: Path, stem: str) -> Path | None:
-    for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def fashion_mnist_dirs(data_root: Path | None) -> list[Path]:
-    """Where fashion-mnist is looked for, in order."""
-    dirs: list[Path] = []
-    if data_root is not None:
-        dirs += [data_root / "fashion-mnist", data_root]
-    if os.environ.get("BENCH_DATA"):
-        bench_data = Path(os.environ["BENCH_DATA"])
-        dirs += [bench_data / "fashion-mnist", bench_data]
-    dirs.append(SYSTEM_FASHION_MNIST)
-    return dirs
-
-
-@DATASETS.register(
-    "fashion-mnist", kind="classification", description="Fashion-MNIST 28x28 greyscale, 10 classes (IDX files)"
-)
-def load_fashion_mnist(data_root: Path | None = None) -> RawDataset:
-    dirs = fashion_mnist_dirs(data_root)
-    for directory in dirs:
-        paths = {key: _find_idx(directory, stem) for key, stem in FASHION_MNIST_FILES.items()}
-        if all(paths.values()):
-            arrays = {key: read_idx(path) for key, path in paths.items()}  # type: ignore[arg-type]
-            for split in ("train", "test"):
-                if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
-                    raise BenchError(f"fashion-mnist {split} images and labels differ in count in {directory}")
-            return RawDataset(
-                arrays["train_images"],
-                arrays["train_labels"].astype(np.int64),
-                arrays["test_images"],
-                arrays["test_labels"].astype(np.int64),
-                FASHION_MNIST_CLASSES,
-            )
-    looked = ", ".join(str(d) for d in dirs)
-    raise BenchError(
-        f"fashion-mnist not found (looked in {looked}); install Debian's dataset-fashion-mnist "
-        "(apt-get install dataset-fashion-mnist) or put the four IDX files "
-        "(train-images-idx3-ubyte[.gz], ...) in $BENCH_DATA/fashion-mnist or --data-root"
-    )
-
-
-from bench.datasets import cifar, coco, imagefolder, tiny_imagenet  # noqa: E402,F401  (registers entries)

@@ -11,7 +11,7 @@ import torch
 from bench.cache import CacheEvent, FeatureCache
 from bench.data import DatasetSplits, Split
 from bench.images import to_tensor
-from teachers.base import Preprocess, Teacher
+from bench.teachers.base import Preprocess, Teacher
 
 
 def split_fingerprint(split: Split) -> str:

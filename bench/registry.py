@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -41,10 +44,45 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name -> entry mapping; duplicate names are an error, unknown names suggest near ones."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, package: str | None = None) -> None:
         self.what = what
+        self.package = package  # every module of this package is imported before the first lookup
         self._entries: dict[str, Entry[T]] = {}
         self._resolvers: list[tuple[str, Callable[[str], Entry[T]]]] = []
+        self._on_loaded: list[Callable[[], None]] = []
+        self._loaded = package is None
+        self._loading = False
+
+    def _load(self) -> None:
+        """Import every module of the package once, so each registers its entries (one file = one unit)."""
+        if self._loaded or self._loading:
+            return
+        self._loading = True
+        try:
+            package = importlib.import_module(self.package)
+            for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name):
+                importlib.import_module(f"{self.package}.{module.name}")
+            self._loaded = True
+        finally:
+            self._loading = False
+        for hook in self._on_loaded:
+            hook()
+
+    def when_loaded(self, hook: Callable[[], None]) -> None:
+        """Call `hook` once every module of the package has registered (e.g. to merge other entries' knobs)."""
+        self._on_loaded.append(hook)
+        if self._loaded:
+            hook()
+
+    @contextmanager
+    def temporarily(self, name: str, obj: T, **kwargs: Any) -> Iterator[Entry[T]]:
+        """Register `obj` under `name` for the duration of a `with` block (tests' temporary entries)."""
+        self._load()
+        self.add(name, obj, **kwargs)
+        try:
+            yield self._entries[name]
+        finally:
+            self._entries.pop(name, None)
 
     def register(
         self, name: str, *, kind: str = "", description: str = "", **meta: Any
@@ -77,6 +115,7 @@ class Registry(Generic[T]):
 
     def entry(self, name: str) -> Entry[T]:
         """The entry for `name`, or an UnknownNameError naming the nearest known names."""
+        self._load()
         if name in self._entries:
             return self._entries[name]
         for prefix, resolver in self._resolvers:
@@ -90,6 +129,7 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str) -> str:
         """'unknown student 'resent'; did you mean: resnet?' style message."""
+        self._load()
         close = nearest_names(name, list(self._entries))
         hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(self.names())}"
         return f"unknown {self.what} {name!r}; {hint}"
@@ -100,15 +140,19 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
+        self._load()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:
+        self._load()
         return iter(sorted(self._entries.values(), key=lambda entry: entry.name))
 
     def __len__(self) -> int:
+        self._load()
         return len(self._entries)
 
 

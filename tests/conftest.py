@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.postgres"]  # the session's PostgreSQL server (issue 6)
+pytest_plugins = ["tests.support.postgres"]  # the session's PostgreSQL server (issue 6)
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def cache_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def effnet():
     """The real embedded teacher, loaded once per session."""
-    from teachers import TEACHERS
+    from bench.registries import TEACHERS
 
     return TEACHERS.get("effnet-lite0")(None)
 

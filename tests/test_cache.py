@@ -10,7 +10,7 @@ import torch
 from bench.cache import FeatureCache
 from bench.data import DataConfig, load_dataset
 from bench.features import cached_teacher_outputs
-from teachers.base import Preprocess, Teacher
+from bench.teachers.base import Preprocess, Teacher
 
 
 class CountingTeacher(Teacher):
@@ -142,7 +142,7 @@ def test_file_without_a_content_hash_is_stale(tmp_path: Path, data) -> None:
 
 def probe_bench(cache_dir: Path):  # noqa: ANN201
     """A Workbench whose 'counting' teacher is the tiny one above (no weights to load)."""
-    from bench.workbench import RunContext, Workbench
+    from bench.run.workbench import RunContext, Workbench
 
     bench = Workbench(RunContext(cache_dir=cache_dir, device="cpu"))
     bench._teachers["counting"] = CountingTeacher()

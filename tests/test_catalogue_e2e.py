@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.grid import load_grid
-from bench.runner import run_grid
+from bench.config.grid import load_grid
+from bench.registries import STUDENTS
+from bench.run.workbench import RunContext
 from bench.sql import read_only_query
-from bench.workbench import RunContext
-from students import STUDENTS
+from bench.sweep.grid import run_grid
 
 DATA = """
 dataset: digits

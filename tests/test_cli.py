@@ -13,7 +13,7 @@ import pytest
 
 from bench.store import Store
 from tests.conftest import REPO
-from tests.test_store import record
+from tests.store.test_store import record
 
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -66,7 +66,8 @@ def test_bad_grid_exits_2_with_one_line(tmp_path: Path, filled_db: tuple[str, Pa
     args = ["run", "--grid", str(grid), "--db", url, "--cache-dir", str(tmp_path / "c"),
             "--data-root", str(tmp_path / "nodata")]
     if case == "missing_data":  # make sure no system copy or $BENCH_DATA is found either
-        code = ("import sys, pathlib, bench.data as d; d.SYSTEM_FASHION_MNIST = pathlib.Path('/nonexistent');"
+        code = ("import sys, pathlib, bench.datasets.fashion_mnist as d; "
+                "d.SYSTEM_FASHION_MNIST = pathlib.Path('/nonexistent');"
                 "from bench.cli import main; main(sys.argv[1:])")
         result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True,
                                 text=True, timeout=300, env=no_data_env(tmp_path))

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.config.grid import load_grid
 from bench.errors import BenchError
-from bench.grid import load_grid
-from bench.wiring import incompatibility
-from methods import METHODS
-from students import STUDENTS
-from teachers import TEACHERS
-from tests.fakes import FakeImageTextTeacher
+from bench.registries import METHODS, STUDENTS, TEACHERS
+from bench.run.wiring import incompatibility
+from tests.support.fakes import FakeImageTextTeacher
 
 EFFNET_TAPS = tuple(TEACHERS.entry("effnet-lite0").meta["taps"])
 

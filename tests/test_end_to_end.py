@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bench.grid import load_grid
-from bench.runner import run_grid
+from bench.config.grid import load_grid
+from bench.run.workbench import RunContext
 from bench.sql import read_only_query
-from bench.workbench import RunContext
+from bench.sweep.grid import run_grid
 
 GRID = """
 name: e2e
@@ -99,8 +99,8 @@ def test_a_specs_result_does_not_depend_on_what_ran_before(tmp_path: Path) -> No
     """Workers run cells in any order: a spec's result must depend on the spec alone."""
     import torch
 
-    from bench.trial import run_spec
-    from bench.workbench import Workbench
+    from bench.run.run_spec import run_spec
+    from bench.run.workbench import Workbench
 
     grid_path = tmp_path / "g.yaml"
     grid_path.write_text("teacher: effnet-lite0\nstudent: [bottleneck, resnet]\nmethod: kd\ndataset: digits\n"

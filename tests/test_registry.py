@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.catalog import registries
 from bench.errors import BenchError, UnknownNameError
+from bench.registries import registries
 from bench.registry import Registry
 
 

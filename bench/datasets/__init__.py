@@ -1,1 +1,1 @@
-"""Loaders for datasets kept on disk in their official layouts (registered from bench.data)."""
+"""Datasets: one module per dataset (or layout); each registers a loader in `bench.registries.DATASETS`."""

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import DATASETS, DataConfig, LoadContext, RawDataset
+from bench.data import DataConfig, LoadContext, RawDataset
 from bench.datasets.roots import candidate_roots, find_root, require
 from bench.errors import BenchError
+from bench.registries import DATASETS
 
 NAME = "cifar-100"
 FOLDER = "cifar-100-python"
@@ -73,7 +74,7 @@ def _download(context: LoadContext) -> None:
     CIFAR100(str(target), train=True, download=True)
 
 
-@DATASETS.register(NAME, kind="classification", takes_config=True,
+@DATASETS.register(NAME, kind="classification",
                    description="CIFAR-100 (cifar-100-python pickles), 32x32, 100 fine or 20 coarse classes")
 def load_cifar100(context: LoadContext, config: DataConfig) -> RawDataset:
     if config.label_set not in LABEL_SETS:

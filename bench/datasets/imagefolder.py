@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import DATASETS, DataConfig, LoadContext, RawDataset
+from bench.data import DataConfig, LoadContext, RawDataset
 from bench.errors import BenchError
 from bench.imagecache import cached_images
+from bench.registries import DATASETS
 
 NAME = "imagefolder"
 DEFAULT_SIZE = 224
@@ -55,7 +56,7 @@ def _test_mask(labels: np.ndarray) -> np.ndarray:
     return mask
 
 
-@DATASETS.register(NAME, kind="classification", takes_config=True,
+@DATASETS.register(NAME, kind="classification",
                    description="your own images: ROOT/<class>/*.jpg (data.root or --data-root)")
 def load_imagefolder(context: LoadContext, config: DataConfig) -> RawDataset:
     root = _root(context, config)

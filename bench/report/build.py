@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.names import FINAL_SUFFIX
 from bench.report import plots
 from bench.report.load import load_epochs, load_runs
-from bench.report.optuna_tables import FINAL_SUFFIX, search_studies
+from bench.report.optuna_tables import search_studies
 from bench.report.provenance import provenance
 from bench.report.stats import baseline_gains
 from bench.report.studies import StudyReport, study_reports

@@ -13,8 +13,6 @@ from bench.errors import BenchError
 from bench.sql import read_only_engine
 from bench.sqlcheck import StatementRefused, check_statement
 
-PROBE_METHOD = "teacher-probe"
-BASELINE_METHOD = "scratch"
 JSON_COLUMNS = ("hparams", "data_config", "loss_terms")
 DATE_COLUMNS = ("started_at", "finished_at")
 ID_CHUNK = 500  # bound the number of bound parameters per query

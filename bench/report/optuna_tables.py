@@ -9,12 +9,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import inspect
 
+from bench.names import KIND_ATTR, SEARCH_KIND
 from bench.report.load import read_frame
 from bench.sql import read_only_engine
-
-KIND_ATTR = "bench_kind"  # what bench/runner.py stores: "grid" or "study"
-SEARCH_KIND = "study"  # a `bench study` search: its trials ran on val only and never enter the matrix
-FINAL_SUFFIX = "/final"  # the study of a search's best-trial re-runs on test (bench/study.py)
 
 
 @dataclass(frozen=True)

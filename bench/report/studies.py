@@ -6,15 +6,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report.optuna_tables import (
-    FINAL_SUFFIX,
-    KIND_ATTR,
-    SEARCH_KIND,
-    BestTrial,
-    best_trials,
-    has_optuna_tables,
-    study_attrs,
-)
+from bench.names import FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND
+from bench.report.optuna_tables import BestTrial, best_trials, has_optuna_tables, study_attrs
 from bench.report.plots import Plot, pyplot, save
 from bench.spec import hparam_label
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.report.load import PROBE_METHOD
+from bench.names import PROBE_METHOD
 from bench.spec import differing_keys, hparam_label
 
 GROUP_KEYS = ["dataset", "teacher", "student", "method", "epochs"]

@@ -1,0 +1,1 @@
+"""Grid and study files: their pydantic models, loading and checks."""

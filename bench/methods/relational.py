@@ -1,0 +1,55 @@
+"""Relational methods: `rkd` (distance + angle) and `sp` (similarity preserving) on embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from bench.knobs import loss_weight
+from bench.methods.base import Method
+from bench.methods.losses import rkd_angle, rkd_distance, similarity_preserving
+from bench.registries import METHODS
+
+
+@METHODS.register("rkd", kind="relational")
+class RelationalKD(Method):
+    """RKD (Park, Kim, Lu & Cho, CVPR 2019): CE + 25 * distance-wise + 50 * angle-wise Huber losses on the
+    embeddings (student `embedding`, teacher `pooled`), as the paper's weights."""
+
+    knobs = {"rkd_distance_weight": loss_weight(25.0), "rkd_angle_weight": loss_weight(50.0)}
+    needs_teacher = frozenset({"pooled"})
+    needs_student = frozenset({"logits", "embedding"})
+
+    def term_weights(self) -> dict[str, float]:
+        return {"ce": 1.0, "rkd_dist": float(self.hparams["rkd_distance_weight"]),
+                "rkd_angle": float(self.hparams["rkd_angle_weight"])}
+
+    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
+                labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "ce": F.cross_entropy(student["logits"], labels),
+            "rkd_dist": rkd_distance(student["embedding"], teacher["pooled"]),
+            "rkd_angle": rkd_angle(student["embedding"], teacher["pooled"]),
+        }
+
+
+@METHODS.register("sp", kind="relational")
+class SimilarityPreserving(Method):
+    """SP (Tung & Mori, ICCV 2019): CE + 1000 * ||rownorm(S S^T) - rownorm(T T^T)||_F^2 / b^2 on the
+    embeddings. Deviation: one pair (embedding vs pooled), not the paper's last-stage activation maps."""
+
+    knobs = {"sp_weight": loss_weight(1000.0)}
+    needs_teacher = frozenset({"pooled"})
+    needs_student = frozenset({"logits", "embedding"})
+
+    def term_weights(self) -> dict[str, float]:
+        return {"ce": 1.0, "sp": float(self.hparams["sp_weight"])}
+
+    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
+                labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "ce": F.cross_entropy(student["logits"], labels),
+            "sp": similarity_preserving(student["embedding"], teacher["pooled"]),
+        }

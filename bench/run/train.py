@@ -1,0 +1,274 @@
+"""Train one student with one method; measure accuracy, size, epoch time, throughput, memory."""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from bench.methods.base import Method
+from bench.metrics import topk_accuracy
+from bench.probe import accuracy
+from bench.store.records import EpochRecord, RunRecord
+
+
+class NonFiniteError(Exception):
+    """A NaN or infinite loss or metric: this run fails at once, the sweep goes on (so not a BenchError)."""
+
+
+def require_finite(name: str, value: float | None, where: str = "") -> None:
+    """Raise NonFiniteError naming the number (e.g. `non-finite val_acc at epoch 2`) if it is NaN or infinite."""
+    if value is not None and not math.isfinite(value):
+        raise NonFiniteError(f"non-finite {name}{where}: {value}")
+
+
+def check_finite(record: RunRecord) -> RunRecord:
+    """The record, if every number of it and its epochs is finite; else NonFiniteError naming the fields."""
+    bad = record.non_finite_fields()
+    if bad:
+        raise NonFiniteError(f"non-finite {', '.join(bad)} in the finished run")
+    return record
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Student inputs (images or teacher features), labels, and the teacher's train targets."""
+
+    inputs: dict[str, torch.Tensor]  # split -> (N, ...) student inputs
+    labels: dict[str, torch.Tensor]  # split -> (N,) int64
+    teacher_train: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N_train, ...)
+    class_labels: bool = True  # False when labels are not classes (retrieval: image indices): no train_acc
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    epochs: tuple[EpochRecord, ...]
+    val_acc: float
+    test_acc: float | None
+    epoch_seconds: float
+    train_images_per_s: float
+    peak_mem_mb: float
+    resumed_from_epoch: int | None = None  # epochs restored from a checkpoint, None for a fresh run
+    test_top5: float | None = None
+
+
+EpochCallback = Callable[[EpochRecord], None]
+
+
+class Checkpointer(Protocol):
+    """Where train_student keeps its state between epochs (see bench.checkpoint)."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+
+def state_size_mb(module: nn.Module) -> float:
+    """Megabytes of the module's saved state (safetensors bytes)."""
+    from safetensors.torch import save
+
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
+    return len(save(state)) / 1e6 if state else 0.0
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # process peak RSS
+    return peak_kb / 2**20 if sys.platform == "darwin" else peak_kb / 1024
+
+
+@torch.inference_mode()
+def predict_logits(student: nn.Module, inputs: torch.Tensor, device: torch.device,
+                   batch_size: int = 512) -> torch.Tensor:
+    """The student's logits for every row of `inputs`, in eval mode, on the CPU."""
+    student.eval()
+    return torch.cat([student(inputs[i : i + batch_size].to(device))["logits"].float().cpu()
+                      for i in range(0, len(inputs), batch_size)])
+
+
+def evaluate(student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+    """Top-1 accuracy on one split."""
+    return accuracy(predict_logits(student, inputs, device), labels)
+
+
+@dataclass
+class _EpochSums:
+    """Running sums over one epoch's batches: losses on the host, correct predictions on the device."""
+
+    total: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
+    correct: torch.Tensor | None = None  # stays on the device: one sync per epoch, not per batch
+    seen: int = 0
+
+    def add_loss(self, total: float, terms: dict[str, float], epoch: int) -> None:
+        """Add one batch's losses; a NaN or infinite one stops the run (epoch and batch are 1-based)."""
+        self.batches += 1
+        bad = {name: value for name, value in {**terms, "total": total}.items() if not math.isfinite(value)}
+        if bad:
+            shown = ", ".join(f"{name}={value}" for name, value in bad.items())
+            raise NonFiniteError(f"non-finite loss at epoch {epoch}, batch {self.batches} ({shown})")
+        self.total += total
+        for name, value in terms.items():
+            self.terms[name] = self.terms.get(name, 0.0) + value
+
+    def add_predictions(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        hits = (logits.detach().argmax(dim=-1) == labels).sum()
+        self.correct = hits if self.correct is None else self.correct + hits
+        self.seen += len(labels)
+
+    def means(self) -> tuple[float, dict[str, float], float | None]:
+        """Mean total loss, mean of each term, and top-1 train accuracy (None without class logits)."""
+        batches = max(self.batches, 1)
+        accuracy = float(self.correct) / self.seen if self.correct is not None and self.seen else None
+        return self.total / batches, {name: value / batches for name, value in self.terms.items()}, accuracy
+
+
+def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, batch_size: int,
+                 generator: torch.Generator, device: torch.device,
+                 epoch: int) -> tuple[float, dict[str, float], float | None]:
+    """One pass over the train split; returns mean loss, mean terms and train top-1 (`epoch` is 1-based)."""
+    student.train()
+    method.train()
+    order = torch.randperm(len(data.labels["train"]), generator=generator)
+    sums = _EpochSums()
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        if len(index) < 2:  # batch norm needs two samples
+            continue
+        inputs = data.inputs["train"][index].to(device, non_blocking=True)
+        labels = data.labels["train"][index].to(device, non_blocking=True)
+        teacher = {name: t[index].to(device, non_blocking=True) for name, t in data.teacher_train.items()}
+        teacher["indices"] = index.to(device)  # each sample's training row (methods with per-sample state: crd)
+        outputs = student(inputs)
+        terms = method(outputs, teacher, labels)
+        loss = method.total(terms)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        sums.add_loss(float(loss.detach()), {name: float(value.detach()) for name, value in terms.items()}, epoch)
+        logits = outputs.get("logits") if isinstance(outputs, Mapping) else None
+        if data.class_labels and isinstance(logits, torch.Tensor):
+            sums.add_predictions(logits, labels)
+    return sums.means()
+
+
+def train_student(
+    student: nn.Module, method: Method, data: TrainData, hparams: Mapping[str, object],
+    epochs: int, seed: int, device: torch.device, on_epoch: EpochCallback | None = None,
+    checkpoint: Checkpointer | None = None, val_score: Callable[[], float] | None = None,
+) -> TrainResult:
+    """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end.
+
+    `val_score` replaces val accuracy (retrieval scores val recall in the teacher's joint space).
+    A NaN or infinite loss (any batch) or val/test score raises NonFiniteError at once.
+    """
+    torch.manual_seed(seed)
+    student.to(device)
+    method.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    batch_size = int(hparams["batch_size"])  # type: ignore[arg-type]
+    parameters = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=float(hparams["lr"]),  # type: ignore[arg-type]
+                                  weight_decay=float(hparams["weight_decay"]))  # type: ignore[arg-type]
+    steps = max(1, epochs * -(-len(data.labels["train"]) // batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    generator = torch.Generator().manual_seed(seed)
+    records: list[EpochRecord] = []
+    train_seconds = 0.0
+    parts = {"student": student, "method": method, "optimizer": optimizer, "scheduler": scheduler}
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        records, train_seconds = _restore(saved, parts, generator)
+    resumed_from_epoch = len(records) or None  # None: a fresh run (or a rejected checkpoint: restarted at 0)
+    for epoch in range(len(records), epochs):
+        start = time.perf_counter()
+        train_loss, terms, train_acc = _train_epoch(student, method, data, optimizer, scheduler, batch_size,
+                                                    generator, device, epoch + 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds += time.perf_counter() - start
+        val_acc = val_score() if val_score is not None else evaluate(student, data.inputs["val"],
+                                                                     data.labels["val"], device)
+        require_finite("val_acc", val_acc, f" at epoch {epoch + 1}")
+        record = EpochRecord(epoch, train_loss, terms, val_acc, time.perf_counter() - start, train_acc)
+        records.append(record)
+        if checkpoint is not None:
+            checkpoint.save(_train_state(parts, generator, records, train_seconds))
+        if on_epoch is not None:
+            on_epoch(record)
+    test_acc = test_top5 = None  # a search trial leaves the test split out (search sees only val)
+    if "test" in data.inputs:
+        test_logits = predict_logits(student, data.inputs["test"], device)
+        test_acc = accuracy(test_logits, data.labels["test"])
+        test_top5 = topk_accuracy(test_logits, data.labels["test"], 5)
+        require_finite("test_acc", test_acc)
+    return TrainResult(
+        epochs=tuple(records),
+        val_acc=records[-1].val_acc if records else float("nan"),
+        test_acc=test_acc,
+        test_top5=test_top5,
+        epoch_seconds=train_seconds / max(epochs, 1),
+        train_images_per_s=epochs * len(data.labels["train"]) / max(train_seconds, 1e-9),
+        peak_mem_mb=_peak_memory_mb(device),
+        resumed_from_epoch=resumed_from_epoch,
+    )
+
+
+def _train_state(parts: dict[str, Any], generator: torch.Generator, records: list[EpochRecord],
+                 train_seconds: float) -> dict[str, Any]:
+    """Everything needed to continue after the last finished epoch (tensors and plain values only)."""
+    state = {name: part.state_dict() for name, part in parts.items()}
+    return {**state, "epoch": len(records), "records": [asdict(record) for record in records],
+            "train_seconds": train_seconds, "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _restore(saved: dict[str, Any], parts: dict[str, Any],
+             generator: torch.Generator) -> tuple[list[EpochRecord], float]:
+    """Load a checkpoint into the parts and RNGs; returns the finished epochs and their train time.
+
+    A verified checkpoint that still does not fit (a missing key, another model's shapes) is rejected through
+    `saved.reject` (moved aside, logged) and everything is put back: the run starts at epoch 0 (reported as a
+    fresh run) instead of failing on every re-run. A plain dict without `reject` still raises.
+    """
+    import copy
+
+    before = {name: copy.deepcopy(part.state_dict()) for name, part in parts.items()}
+    rng = generator.get_state(), torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    try:
+        for name, part in parts.items():
+            part.load_state_dict(saved[name])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        return [EpochRecord(**record) for record in saved["records"]], float(saved["train_seconds"])
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
+        if not hasattr(saved, "reject"):
+            raise
+        for name, part in parts.items():
+            part.load_state_dict(before[name])
+        generator.set_state(rng[0])
+        torch.set_rng_state(rng[1])
+        if cuda_rng:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        saved.reject(f"it does not fit this run ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
+        return [], 0.0

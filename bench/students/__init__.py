@@ -1,0 +1,1 @@
+"""Students: one module per builder family; each registers in `bench.registries.STUDENTS`."""

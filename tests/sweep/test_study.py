@@ -1,0 +1,132 @@
+"""Optuna studies through the one trial function: pruning, multi-objective values, re-runs on test, bad files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import torch
+import yaml
+from rich.console import Console
+
+from bench.config.study import load_study_file
+from bench.errors import BenchError
+from bench.run.workbench import RunContext
+from bench.sweep.join import run_worker
+from bench.sweep.queue import WorkerOptions
+from bench.sweep.search import run_study
+from tests.conftest import REPO
+
+BASE = {
+    "teacher": "effnet-lite0", "student": "projection", "method": "scratch", "dataset": "digits", "epochs": 3,
+    "data": {"image_size": 64, "student_image_size": 16, "train_limit": 400, "val_limit": 100, "test_limit": 200},
+    "hparams": {"batch_size": 32},
+    "search": {"lr": {"type": "float", "low": 1.0e-6, "high": 0.1, "log": True}},
+    "sampler": "random",
+}
+
+
+def write_study(tmp_path: Path, **fields: object) -> Path:
+    path = tmp_path / f"{fields.get('name', 'study')}.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **fields}, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunContext]:
+    """CPU with one thread (tiny heads train faster than threads sync) and one feature cache for the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield RunContext(cache_dir=tmp_path_factory.mktemp("study-cache"), device="cpu")
+    torch.set_num_threads(threads)
+
+
+def rows(db: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(db)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(sql)))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_median_pruner_prunes_the_hopeless_trials(tmp_path: Path, db_url: str, context: RunContext) -> None:
+    path = write_study(tmp_path, name="pruned", trials=4, pruner={"name": "median", "n_startup_trials": 2},
+                       enqueue=[{"lr": 0.03}, {"lr": 0.02}, {"lr": 1.0e-6}, {"lr": 2.0e-6}], final={"seeds": [1]})
+    summary = run_study(load_study_file(path), db_url, context, WorkerOptions(run_dir=tmp_path / "runs"),
+                        Console(stderr=True))
+    assert summary.states == {"COMPLETE": 2, "PRUNED": 2}
+    search = rows(db_url, "SELECT r.status, r.hparams, r.test_acc, r.val_acc, count(e.id) FROM runs r "
+                          "LEFT JOIN run_epochs e ON e.run_id = r.id WHERE r.study = 'pruned' "
+                          "GROUP BY r.id ORDER BY r.trial_number")
+    assert [row[0] for row in search] == ["done", "done", "pruned", "pruned"]
+    assert all(row[2] is None for row in search)  # the search never evaluated the test split
+    assert all(row[4] == 3 for row in search[:2]) and all(row[4] == 1 for row in search[2:])  # pruned at epoch 0
+    assert min(row[3] for row in search[:2]) > 2 * max(row[3] for row in search[2:])
+    final = rows(db_url, "SELECT student, seed, test_acc, hparams FROM runs WHERE study = 'pruned/final' "
+                         "AND method = 'scratch'")
+    assert len(final) == 1 and final[0][1] == 1 and final[0][2] > 0.4
+    assert summary.best[0][2]["lr"] in (0.03, 0.02) and summary.final_test_acc == [final[0][2]]
+
+
+@pytest.mark.slow
+def test_multi_objective_study_on_postgres_stores_both_values(tmp_path: Path, postgres_url: str,
+                                                             context: RunContext) -> None:
+    import optuna
+
+    path = write_study(tmp_path, name="pareto", student=["projection", "bottleneck"], trials=3, epochs=2,
+                       objectives={"val_acc": "maximize", "size_mb": "minimize"}, final={"seeds": [1], "top": 2})
+    summary = run_study(load_study_file(path), postgres_url, context, WorkerOptions(run_dir=tmp_path / "runs"),
+                        Console(stderr=True))
+    study = optuna.load_study(study_name="pareto", storage=postgres_url)  # the same URL opens it
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3
+    stored = {row[0]: row[1:] for row in rows(postgres_url, "SELECT spec_key, val_acc, size_mb FROM runs "
+                                                            "WHERE study = 'pareto'")}
+    for trial in complete:
+        assert trial.values == pytest.approx(list(stored[trial.user_attrs["spec_key"]]))
+    front = {t.number for t in study.best_trials}
+    assert {number for number, _, _ in summary.best} <= front and summary.best
+    final = rows(postgres_url, "SELECT count(*), min(test_acc) FROM runs WHERE study = 'pareto/final' "
+                               "AND student != 'linear-probe'")
+    assert final[0][0] == len(summary.best) and final[0][1] > 0.3
+
+    study.set_user_attr("n_trials", 4)  # a worker elsewhere joins with only the URL and the name
+    joined = run_worker("pareto", postgres_url, context, WorkerOptions(run_dir=tmp_path / "runs"),
+                        Console(stderr=True))
+    assert (joined.kind, joined.counts.done, joined.counts.failed) == ("study", 1, 0)
+    reloaded = optuna.load_study(study_name="pareto", storage=postgres_url)
+    assert sum(t.state.name == "COMPLETE" and len(t.values) == 2 for t in reloaded.trials) == 4
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"serach": {}}, "field 'serach': unknown field"),
+    ({"search": {"temprature": {"type": "float", "low": 1, "high": 2}}}, "did you mean: temperature?"),
+    ({"search": {"lr": {"type": "float", "low": 1, "high": 0.5}}}, "field 'search.lr': a float parameter needs low"),
+    ({"objectives": {"val_acc": "maximize", "size_mb": "minimize"}, "pruner": "median"}, "cannot prune"),
+    ({"final": {"seeds": [0, 1]}}, "field 'final.seeds': must not contain the search seed 0"),
+    ({"sampler": "grid"}, "the grid sampler needs every search parameter categorical"),
+    ({"student": "nope"}, "field 'student'"),
+])
+def test_bad_study_files_are_one_line_errors(tmp_path: Path, fields: dict, message: str) -> None:
+    path = write_study(tmp_path, method=["scratch", "kd"], **fields)
+    with pytest.raises(BenchError) as error:
+        load_study_file(path)
+    assert message in str(error.value) and str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cli_study_error_exits_2_without_touching_the_database(tmp_path: Path) -> None:
+    path = write_study(tmp_path, search={"lr": {"type": "categorical"}})
+    db = tmp_path / "results.db"
+    result = subprocess.run([sys.executable, "-m", "bench", "study", str(path), "--db", f"sqlite:///{db}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "needs a non-empty 'choices' list" in result.stderr
+    assert "Traceback" not in result.stderr and not db.exists()
