@@ -193,7 +193,7 @@ def list_entries(
         if what is not None and what not in all_registries:
             names = Registry[object]("registry")
             for name in all_registries:
-                names.add(name, name)
+                names.add(name, name, "registry")
             names.check(what)
         for name, registry in all_registries.items():
             if what in (None, name):
@@ -220,7 +220,7 @@ def _registry_table(name: str, registry: object):  # noqa: ANN202 - a rich Table
     for entry in registry:  # type: ignore[attr-defined]
         listed = getattr(entry.obj, "listed_knobs", None)
         extra = [describe(listed or entry.obj.knobs) + (", plus every part's" if listed else "")] if knobs else []
-        table.add_row(entry.name, entry.kind, entry.description, *extra)
+        table.add_row(entry.name, entry.card.label, entry.description, *extra)
     return table
 
 

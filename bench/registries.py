@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.cards import DatasetCard, MethodCard, StudentCard, TeacherCard
 from bench.registry import Registry
 
-TEACHERS: Registry[Any] = Registry("teacher", package="bench.teachers")
-STUDENTS: Registry[Any] = Registry("student", package="bench.students")
-METHODS: Registry[Any] = Registry("method", package="bench.methods")
-DATASETS: Registry[Any] = Registry("dataset", package="bench.datasets")
+TEACHERS: Registry[Any] = Registry("teacher", TeacherCard, package="bench.teachers")
+STUDENTS: Registry[Any] = Registry("student", StudentCard, package="bench.students")
+METHODS: Registry[Any] = Registry("method", MethodCard, package="bench.methods")
+DATASETS: Registry[Any] = Registry("dataset", DatasetCard, package="bench.datasets")
 
 GENERIC_TEACHER_NAMES = ("timm:<model_name>", "open_clip:<arch>[:<pretrained_tag>]", "hf:<org>/<repo>")
 

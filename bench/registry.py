@@ -8,7 +8,7 @@ import pkgutil
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from bench.errors import BenchError, UnknownNameError
@@ -32,20 +32,20 @@ def nearest_names(name: str, candidates: list[str], limit: int = 3) -> list[str]
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
-    """A registered object with its stable name, kind and one-line description."""
+    """A registered object with its stable name, its typed card (bench/cards.py) and a one-line description."""
 
     name: str
     obj: T
-    kind: str
-    description: str
-    meta: dict[str, Any] = field(default_factory=dict)
+    card: Any
+    description: str = ""
 
 
 class Registry(Generic[T]):
     """Name -> entry mapping; duplicate names are an error, unknown names suggest near ones."""
 
-    def __init__(self, what: str, package: str | None = None) -> None:
+    def __init__(self, what: str, card_type: type | None = None, package: str | None = None) -> None:
         self.what = what
+        self.card_type = card_type  # every entry's card is an instance of it
         self.package = package  # every module of this package is imported before the first lookup
         self._entries: dict[str, Entry[T]] = {}
         self._resolvers: list[tuple[str, Callable[[str], Entry[T]]]] = []
@@ -75,35 +75,39 @@ class Registry(Generic[T]):
             hook()
 
     @contextmanager
-    def temporarily(self, name: str, obj: T, **kwargs: Any) -> Iterator[Entry[T]]:
+    def temporarily(self, name: str, obj: T, card: Any, *, description: str = "") -> Iterator[Entry[T]]:
         """Register `obj` under `name` for the duration of a `with` block (tests' temporary entries)."""
         self._load()
-        self.add(name, obj, **kwargs)
+        self.add(name, obj, card, description=description)
         try:
             yield self._entries[name]
         finally:
             self._entries.pop(name, None)
 
-    def register(
-        self, name: str, *, kind: str = "", description: str = "", **meta: Any
-    ) -> Callable[[T], T]:
-        """Decorator that registers `obj` under a kebab-case `name`."""
+    def register(self, name: str, card: Any, *, description: str = "") -> Callable[[T], T]:
+        """Decorator that registers `obj` under a kebab-case `name` with its card."""
 
         def decorator(obj: T) -> T:
-            self.add(name, obj, kind=kind, description=description, **meta)
+            self.add(name, obj, card, description=description)
             return obj
 
         return decorator
 
-    def add(self, name: str, obj: T, *, kind: str = "", description: str = "", **meta: Any) -> None:
-        """Register `obj` under `name`; raises if the name is taken or not kebab-case."""
+    def add(self, name: str, obj: T, card: Any, *, description: str = "") -> None:
+        """Register `obj` under `name`; raises if the name is taken, not kebab-case, or the card of another kind."""
         if not _NAME_PATTERN.match(name):
             raise ValueError(f"{self.what} name {name!r} must be lower-case kebab-case")
         if name in self._entries:
             raise ValueError(f"duplicate {self.what} name {name!r}")
+        self._entries[name] = self.make_entry(name, obj, card, description)
+
+    def make_entry(self, name: str, obj: T, card: Any, description: str = "") -> Entry[T]:
+        """An entry with its card checked (prefix resolvers build theirs through this too)."""
+        if self.card_type is not None and not isinstance(card, self.card_type):
+            raise TypeError(f"{self.what} {name!r}: card must be a {self.card_type.__name__}, got {card!r}")
         if not description and obj.__doc__:
             description = obj.__doc__.strip().splitlines()[0]
-        self._entries[name] = Entry(name, obj, kind, description, dict(meta))
+        return Entry(name, obj, card, description)
 
     def add_prefix_resolver(self, prefix: str, resolver: Callable[[str], Entry[T]]) -> None:
         """Resolve names `prefix:<rest>` (e.g. `timm:resnet18`) through `resolver`."""

@@ -8,24 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from bench.cards import TeacherCard
 from bench.config.grid import load_grid
 from bench.errors import BenchError
+from bench.names import IMAGE_TEXT
 from bench.registries import METHODS, STUDENTS, TEACHERS
 from bench.run.wiring import incompatibility
 from tests.support.fakes import FakeImageTextTeacher
 
-EFFNET_TAPS = tuple(TEACHERS.entry("effnet-lite0").meta["taps"])
+EFFNET_TAPS = TEACHERS.entry("effnet-lite0").card.taps
 
 
 @pytest.fixture
 def extra_teachers() -> Iterator[None]:
     """A pooled-only teacher and the fake image-text ViT-like teacher, registered for this test only."""
-    TEACHERS.add("pooled-only-test", lambda weights, **_: None, kind="test", taps=("pooled",))
-    TEACHERS.add("fake-image-text", lambda weights, **_: FakeImageTextTeacher(), kind="test",
-                 taps=FakeImageTextTeacher.taps, modality="image-text")
-    yield
-    TEACHERS.remove("pooled-only-test")
-    TEACHERS.remove("fake-image-text")
+    with (TEACHERS.temporarily("pooled-only-test", lambda weights, **_: None, TeacherCard("test", ("pooled",))),
+          TEACHERS.temporarily("fake-image-text", lambda weights, **_: FakeImageTextTeacher(),
+                               TeacherCard("test", FakeImageTextTeacher.taps, IMAGE_TEXT))):
+        yield
 
 
 def grid(tmp_path: Path, teacher: str, student: str, method: str, hparams: str = "{}") -> Path:

@@ -10,35 +10,35 @@ from bench.registry import Registry
 def test_register_and_get() -> None:
     registry: Registry[int] = Registry("thing")
 
-    @registry.register("alpha-one", kind="k")
+    @registry.register("alpha-one", "k")
     def alpha_one() -> int:
         """First thing."""
         return 1
 
     assert registry.get("alpha-one") is alpha_one
     entry = registry.entry("alpha-one")
-    assert (entry.kind, entry.description) == ("k", "First thing.")
+    assert (entry.card, entry.description) == ("k", "First thing.")
     assert registry.names() == ["alpha-one"]
     assert "alpha-one" in registry and len(registry) == 1
 
 
 def test_duplicate_name_is_an_error() -> None:
     registry: Registry[int] = Registry("thing")
-    registry.add("same", 1)
+    registry.add("same", 1, "card")
     with pytest.raises(ValueError, match="duplicate thing name 'same'"):
-        registry.add("same", 2)
+        registry.add("same", 2, "card")
 
 
 @pytest.mark.parametrize("bad", ["Upper", "with space", "under_score", "-lead", ""])
 def test_names_must_be_kebab_case(bad: str) -> None:
     with pytest.raises(ValueError, match="kebab-case"):
-        Registry("thing").add(bad, 1)
+        Registry("thing").add(bad, 1, "card")
 
 
 def test_unknown_name_suggests_nearest() -> None:
     registry: Registry[int] = Registry("student")
     for name in ("resnet", "densenet", "projection"):
-        registry.add(name, 0)
+        registry.add(name, 0, "card")
     with pytest.raises(UnknownNameError) as info:
         registry.get("resent")
     assert str(info.value) == "unknown student 'resent'; did you mean: resnet?"
@@ -51,7 +51,7 @@ def test_prefix_resolver() -> None:
     registry: Registry[str] = Registry("teacher")
     from bench.registry import Entry
 
-    registry.add_prefix_resolver("timm", lambda name: Entry(name, name.upper(), "timm", ""))
+    registry.add_prefix_resolver("timm", lambda name: Entry(name, name.upper(), "timm"))
     assert registry.get("timm:resnet18") == "TIMM:RESNET18"
     with pytest.raises(UnknownNameError):
         registry.get("other:resnet18")
@@ -63,7 +63,7 @@ ALL_ENTRIES = [(kind, entry.name) for kind, reg in registries().items() for entr
 @pytest.mark.parametrize(("registry_name", "name"), ALL_ENTRIES)
 def test_every_entry_has_kind_and_description(registry_name: str, name: str) -> None:
     entry = registries()[registry_name].entry(name)
-    assert entry.kind, f"{registry_name}/{name} has no kind"
+    assert entry.card.label, f"{registry_name}/{name} has no card label"
     assert entry.description and "\n" not in entry.description
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, fi
 from bench.data import DATA_KNOBS, DataConfig
 from bench.errors import BenchError
 from bench.knobs import EPOCHS, SEED, Knob, defaults_of, validator
+from bench.names import RETRIEVAL
 from bench.registry import nearest_names
 from bench.spec import ExperimentSpec
 
@@ -263,7 +264,7 @@ def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], wher
     for spec in specs:
         teacher = regs["teachers"].entry(spec.teacher)
         problem = incompatibility(spec.student, spec.method, spec.hparams_dict, spec.teacher,
-                                  tuple(teacher.meta.get("taps", ())), teacher.meta.get("modality"))
+                                  teacher.card.taps, teacher.card.modality)
         if problem:
             raise BenchError(f"{where}{problem}")
 
@@ -273,7 +274,7 @@ def _check_teacher_reference(model: GridModel, regs: dict[str, Any], where: str)
     if model.data.teacher_reference != "zero-shot":
         return
     for teacher in model.teacher:
-        if regs["teachers"].entry(teacher).meta.get("modality") != "image-text":
+        if not regs["teachers"].entry(teacher).card.image_text:
             raise BenchError(
                 f"{where}field 'data.teacher_reference': 'zero-shot' needs an image-text teacher (CLIP, SigLIP, "
                 f"BLIP); {teacher!r} has no text encoder, so use 'probe'"
@@ -282,11 +283,9 @@ def _check_teacher_reference(model: GridModel, regs: dict[str, Any], where: str)
 
 def _check_dataset_methods(model: GridModel, regs: dict[str, Any], where: str) -> None:
     """Image-text datasets take the joint-space methods, classification datasets the others."""
-    from bench.methods.joint import JOINT_KIND
-
     for dataset, method in itertools.product(model.dataset, model.method):
-        image_text = regs["datasets"].entry(dataset).kind == "retrieval"
-        if image_text != (regs["methods"].entry(method).kind == JOINT_KIND):
+        image_text = regs["datasets"].entry(dataset).card.task == RETRIEVAL
+        if image_text != regs["methods"].entry(method).card.joint_space:
             raise BenchError(
                 f"{where}method {method!r} does not fit dataset {dataset!r}: image-text datasets take the "
                 "joint-space methods (joint-cosine, joint-contrastive), classification datasets the others"

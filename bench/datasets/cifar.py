@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.cards import DatasetCard
 from bench.data import DataConfig, LoadContext, RawDataset
 from bench.datasets.roots import candidate_roots, find_root, require
 from bench.errors import BenchError
+from bench.names import CLASSIFICATION
 from bench.registries import DATASETS
 
 NAME = "cifar-100"
@@ -74,7 +76,7 @@ def _download(context: LoadContext) -> None:
     CIFAR100(str(target), train=True, download=True)
 
 
-@DATASETS.register(NAME, kind="classification",
+@DATASETS.register(NAME, DatasetCard(CLASSIFICATION),
                    description="CIFAR-100 (cifar-100-python pickles), 32x32, 100 fine or 20 coarse classes")
 def load_cifar100(context: LoadContext, config: DataConfig) -> RawDataset:
     if config.label_set not in LABEL_SETS:

@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.cards import DatasetCard
 from bench.data import DataConfig, LoadContext, RawDataset
 from bench.datasets.roots import find_root, require
 from bench.errors import BenchError
 from bench.imagecache import cached_images
+from bench.names import RETRIEVAL
 from bench.registries import DATASETS
 
 NAME = "coco-captions"
@@ -81,7 +83,7 @@ def _decode(pool: dict[int, tuple[Path, list[str]]], size: int, tag: str, contex
     return decoded.images, np.asarray(kept_ids, dtype=np.int64), captions, len(decoded.bad)
 
 
-@DATASETS.register(NAME, kind="retrieval",
+@DATASETS.register(NAME, DatasetCard(RETRIEVAL),
                    description="MS COCO 2017 captions: image-text retrieval, all ~5 captions per image")
 def load_coco_captions(context: LoadContext, config: DataConfig) -> RawDataset:
     is_root = lambda p: (p / "annotations" / "captions_val2017.json").is_file()  # noqa: E731

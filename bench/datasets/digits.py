@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.cards import DatasetCard
 from bench.data import DataConfig, LoadContext, RawDataset
+from bench.names import CLASSIFICATION
 from bench.registries import DATASETS
 
 
-@DATASETS.register("digits", kind="classification", description="scikit-learn's 8x8 digits (bundled), 10 classes")
+@DATASETS.register("digits", DatasetCard(CLASSIFICATION), description="scikit-learn's 8x8 digits (bundled), 10 classes")
 def load_digits(context: LoadContext, config: DataConfig) -> RawDataset:
     from sklearn.datasets import load_digits as sklearn_digits
 

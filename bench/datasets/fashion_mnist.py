@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cards import DatasetCard
 from bench.data import DataConfig, LoadContext, RawDataset
 from bench.errors import BenchError
+from bench.names import CLASSIFICATION
 from bench.registries import DATASETS
 
 FASHION_MNIST_CLASSES = (
@@ -74,7 +76,7 @@ def fashion_mnist_dirs(data_root: Path | None) -> list[Path]:
 
 
 @DATASETS.register(
-    "fashion-mnist", kind="classification", description="Fashion-MNIST 28x28 greyscale, 10 classes (IDX files)"
+    "fashion-mnist", DatasetCard(CLASSIFICATION), description="Fashion-MNIST 28x28 greyscale, 10 classes (IDX files)"
 )
 def load_fashion_mnist(context: LoadContext, config: DataConfig) -> RawDataset:
     dirs = fashion_mnist_dirs(context.data_root)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cards import DatasetCard
 from bench.data import DataConfig, LoadContext, RawDataset
 from bench.errors import BenchError
 from bench.imagecache import cached_images
+from bench.names import CLASSIFICATION
 from bench.registries import DATASETS
 
 NAME = "imagefolder"
@@ -56,7 +58,7 @@ def _test_mask(labels: np.ndarray) -> np.ndarray:
     return mask
 
 
-@DATASETS.register(NAME, kind="classification",
+@DATASETS.register(NAME, DatasetCard(CLASSIFICATION),
                    description="your own images: ROOT/<class>/*.jpg (data.root or --data-root)")
 def load_imagefolder(context: LoadContext, config: DataConfig) -> RawDataset:
     root = _root(context, config)

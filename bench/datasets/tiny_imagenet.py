@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cards import DatasetCard
 from bench.data import DataConfig, LoadContext, RawDataset
 from bench.datasets.roots import find_root, require
 from bench.errors import BenchError
 from bench.imagecache import cached_images
+from bench.names import CLASSIFICATION
 from bench.registries import DATASETS
 
 NAME = "tiny-imagenet"
@@ -59,7 +61,7 @@ def val_files(root: Path, wnids: list[str]) -> tuple[list[Path], np.ndarray]:
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-@DATASETS.register(NAME, kind="classification",
+@DATASETS.register(NAME, DatasetCard(CLASSIFICATION),
                    description="Tiny ImageNet (tiny-imagenet-200), 64x64, 200 classes; official val = test")
 def load_tiny_imagenet(context: LoadContext, config: DataConfig) -> RawDataset:
     root = find_root(NAME, FOLDER, context.data_root, lambda p: (p / "wnids.txt").is_file(), LAYOUT)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench.cards import MethodCard
 from bench.errors import BenchError
 from bench.knobs import Knob, loss_weight
 from bench.methods.base import Method, MethodContext, Requirements, Shape
@@ -62,7 +63,7 @@ def map_pairs(layers: str, student: Mapping[str, Shape] | Collection[str],
     return layer_mapping(layers, student_stages, teacher_stages, "hidden")
 
 
-@METHODS.register("attention", kind="attention")
+@METHODS.register("attention", MethodCard("attention"))
 class AttentionTransfer(Method):
     """Attention transfer (Zagoruyko & Komodakis, ICLR 2017): CE + beta/2 * sum over matched stages of
     mean_{batch, positions} (Q_s/|Q_s| - Q_t/|Q_t|)^2, Q = mean over channels of |A|^p, p = 2.

@@ -12,6 +12,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.knobs import Knob, as_knobs, defaults_of
 from bench.students.base import tap_family
+from bench.taps import POOLED
 
 Shape = tuple[int, ...]
 
@@ -40,7 +41,7 @@ class MethodContext:
         """Per-sample shape of a teacher tap (the pooled embedding's is known without a probe)."""
         if name in self.teacher_shapes:
             return tuple(self.teacher_shapes[name])
-        if name == "pooled":
+        if name == POOLED:
             return (self.teacher_dim,)
         raise BenchError(f"the teacher gives no tap {name!r}; it gives {sorted(self.teacher_shapes)}")
 

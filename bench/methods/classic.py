@@ -9,14 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import MethodCard
 from bench.knobs import Knob, loss_weight, temperature
 from bench.methods.base import Method, MethodContext, Requirements, Shape
 from bench.methods.losses import hinton_kd
 from bench.methods.pairs import PairRegressor, pair_families, resolve_pairs
 from bench.registries import METHODS
+from bench.taps import POOLED
 
 
-@METHODS.register("scratch", kind="baseline")
+@METHODS.register("scratch", MethodCard("baseline"))
 class Scratch(Method):
     """Cross-entropy on labels only: the no-teacher baseline."""
 
@@ -25,7 +27,7 @@ class Scratch(Method):
         return {"ce": F.cross_entropy(student["logits"], labels)}
 
 
-@METHODS.register("kd", kind="logits")
+@METHODS.register("kd", MethodCard("logits"))
 class HintonKD(Method):
     """KD (Hinton, Vinyals & Dean, NIPS 2014 Deep Learning Workshop): alpha * T^2 * KL(p_t^T || p_s^T)
     + (1 - alpha) * CE. Deviation: the teacher's logits are its linear probe's (or zero-shot) logits."""
@@ -46,7 +48,7 @@ class HintonKD(Method):
         }
 
 
-@METHODS.register("feature", kind="features")
+@METHODS.register("feature", MethodCard("features"))
 class FeatureDistillation(Method):
     """FitNets (Romero et al., ICLR 2015): CE + beta * mean over layer pairs of (regressed student output vs
     teacher tap, MSE or cosine). Deviations: one stage (the paper pre-trains the guided layer, then runs KD);
@@ -59,12 +61,12 @@ class FeatureDistillation(Method):
     knobs = {"beta": loss_weight(1.0, "weight of the feature term"),
              "feature_loss": Knob("mse", str, choices=("mse", "cosine"), help="distance of each pair"),
              "feature_pairs": Knob("embedding=pooled", str, help="student=teacher pairs, 'uniform' or 'last'")}
-    needs_teacher = frozenset({"pooled"})
+    needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
         super().__init__(context, hparams)
-        teacher_names = list(context.teacher_shapes) or ["pooled"]
+        teacher_names = list(context.teacher_shapes) or [POOLED]
         student_names = list(context.student_shapes) or ["embedding"]
         self.pairs = resolve_pairs(str(self.hparams["feature_pairs"]), student_names, teacher_names)
         self.regressors = nn.ModuleList(

@@ -8,10 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.cards import MethodCard
 from bench.errors import BenchError
 from bench.knobs import Knob, defaults_of
 from bench.methods.base import Method, MethodContext, Requirements, Shape
 from bench.registries import METHODS
+from bench.taps import POOLED
 
 
 def parse_combine(spec: str) -> dict[str, float]:
@@ -32,7 +34,7 @@ def parse_combine(spec: str) -> dict[str, float]:
 COMBINE = Knob("kd:1,feature:1", str, help="'method:weight,...' of the parts summed")
 
 
-@METHODS.register("combined", kind="combined")
+@METHODS.register("combined", MethodCard("combined"))
 class Combined(Method):
     """Sum of the listed methods' terms, each part's weights scaled by its combine weight; CE counted once.
 
@@ -41,7 +43,7 @@ class Combined(Method):
 
     knobs: Mapping[str, Knob] = {"combine": COMBINE}  # extended with every part's knobs below
     listed_knobs: Mapping[str, Knob] = {"combine": COMBINE}  # what `bench list` shows besides the parts'
-    needs_teacher = frozenset({"logits", "pooled"})
+    needs_teacher = frozenset({"logits", POOLED})
     needs_student = frozenset({"logits", "embedding"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
@@ -98,7 +100,7 @@ def extend_defaults() -> None:
     """
     merged: dict[str, Knob] = {}
     for entry in METHODS:
-        if entry.name != "combined" and entry.kind != "joint-space":
+        if entry.name != "combined" and not entry.card.joint_space:
             merged.update(entry.obj.knobs)
     Combined.knobs = {**merged, "combine": COMBINE}
     Combined.defaults = defaults_of(Combined.knobs)

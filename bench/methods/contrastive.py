@@ -12,14 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import MethodCard
 from bench.errors import BenchError
 from bench.knobs import Knob, loss_weight, size, temperature
 from bench.methods.base import Method, MethodContext
 from bench.methods.losses import info_nce
 from bench.registries import METHODS
+from bench.taps import IMAGE_EMBED, POOLED
 
 
-@METHODS.register("infonce", kind="contrastive")
+@METHODS.register("infonce", MethodCard("contrastive"))
 class InBatchInfoNCE(Method):
     """In-batch InfoNCE from student to teacher embeddings (CE + infonce_weight * InfoNCE, T = 0.1).
 
@@ -33,14 +35,14 @@ class InBatchInfoNCE(Method):
     knobs = {"infonce_weight": loss_weight(0.8), "infonce_dim": size(128, help="projection dim"),
              "infonce_temperature": temperature(0.1),
              "infonce_memory": Knob(0, int, ge=0, le=1_000_000, help="queued past teacher keys (0: in-batch only)")}
-    needs_teacher = frozenset({"pooled"})
+    needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
         super().__init__(context, hparams)
         dim = int(self.hparams["infonce_dim"])
         self.student_head = nn.Linear(context.student_dim, dim)
-        self.teacher_head = nn.Linear(context.teacher_shape("pooled")[0], dim)
+        self.teacher_head = nn.Linear(context.teacher_shape(POOLED)[0], dim)
         self.register_buffer("memory", torch.zeros(int(self.hparams["infonce_memory"]), dim), persistent=False)
         self.filled = 0
         self.position = 0
@@ -65,7 +67,7 @@ class InBatchInfoNCE(Method):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         queries = F.normalize(self.student_head(student["embedding"]), dim=-1)
-        keys = F.normalize(self.teacher_head(teacher["pooled"]), dim=-1)
+        keys = F.normalize(self.teacher_head(teacher[POOLED]), dim=-1)
         negatives = self._negatives_then_enqueue(keys)
         return {
             "ce": F.cross_entropy(student["logits"], labels),
@@ -82,14 +84,14 @@ def clip_losses(student_embed: torch.Tensor, teacher_image: torch.Tensor, class_
     return contrastive, F.kl_div(F.log_softmax(student_logits, dim=-1), teacher_probs, reduction="batchmean")
 
 
-@METHODS.register("clip", kind="image-text")
+@METHODS.register("clip", MethodCard("image-text"))
 class ClipDistillation(Method):
     """No single paper (CLIP-style zero-shot targets, Radford et al., ICML 2021): CE of the student's similarities
     to the teacher's class-prompt text embeddings + KL to the teacher image embedding's similarity softmax."""
 
     knobs = {"clip_weight": loss_weight(1.0), "clip_kl_weight": loss_weight(1.0),
              "clip_temperature": temperature(0.07), "clip_prompt": Knob("a photo of a {}.", str)}
-    needs_teacher = frozenset({"image_embed", "text"})
+    needs_teacher = frozenset({IMAGE_EMBED, "text"})
     needs_student = frozenset({"logits", "embedding"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
@@ -111,6 +113,6 @@ class ClipDistillation(Method):
 
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        contrastive, kl = clip_losses(self.projection(student["embedding"]), teacher["image_embed"],
+        contrastive, kl = clip_losses(self.projection(student["embedding"]), teacher[IMAGE_EMBED],
                                       self.class_text, labels, float(self.hparams["clip_temperature"]))
         return {"ce": F.cross_entropy(student["logits"], labels), "clip": contrastive, "clip_kl": kl}

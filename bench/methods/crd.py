@@ -17,10 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import MethodCard
 from bench.errors import BenchError
 from bench.knobs import Knob, loss_weight, size, temperature
 from bench.methods.base import Method, MethodContext
 from bench.registries import METHODS
+from bench.taps import POOLED
 
 INDICES = "indices"  # teacher-dict entry: each batch sample's row in the training split (bench/run/train.py)
 
@@ -66,7 +68,7 @@ def nce_loss(probs: torch.Tensor, num_data: int) -> torch.Tensor:
     return -(positive + negatives).mean()
 
 
-@METHODS.register("crd", kind="contrastive")
+@METHODS.register("crd", MethodCard("contrastive"))
 class ContrastiveRepresentation(Method):
     """CRD (Tian, Krishnan & Isola, ICLR 2020): CE + crd_weight * (NCE student->teacher bank + teacher->student).
 
@@ -84,7 +86,7 @@ class ContrastiveRepresentation(Method):
              "crd_temperature": temperature(0.07),
              "crd_negatives": Knob(16384, int, ge=1, le=1_000_000, help="negatives per anchor (clipped to N-1)"),
              "crd_momentum": Knob(0.5, float, ge=0, lt=1, help="memory-bank momentum")}
-    needs_teacher = frozenset({"pooled"})
+    needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
@@ -97,7 +99,7 @@ class ContrastiveRepresentation(Method):
         self.negatives = min(int(self.hparams["crd_negatives"]), self.num_data - 1)
         dim = int(self.hparams["crd_dim"])
         self.student_head = nn.Linear(math.prod(context.student_shape("embedding")), dim)
-        self.teacher_head = nn.Linear(math.prod(context.teacher_shape("pooled")), dim)
+        self.teacher_head = nn.Linear(math.prod(context.teacher_shape(POOLED)), dim)
         bound = 1.0 / math.sqrt(dim / 3)  # RepDistiller's initial bank: uniform, rows of norm about 1
         self.register_buffer("student_memory", torch.rand(self.num_data, dim) * 2 * bound - bound)
         self.register_buffer("teacher_memory", torch.rand(self.num_data, dim) * 2 * bound - bound)
@@ -110,7 +112,7 @@ class ContrastiveRepresentation(Method):
               teacher: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised projections (student, teacher) into the crd_dim space."""
         return (F.normalize(self.student_head(student["embedding"].flatten(1).float()), dim=1),
-                F.normalize(self.teacher_head(teacher["pooled"].flatten(1).float()), dim=1))
+                F.normalize(self.teacher_head(teacher[POOLED].flatten(1).float()), dim=1))
 
     def contrast(self, anchors: torch.Tensor, memory: torch.Tensor, rows: torch.Tensor,
                  which: int) -> torch.Tensor:

@@ -13,17 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import MethodCard
 from bench.knobs import loss_weight, temperature
 from bench.methods.base import Method, MethodContext
 from bench.registries import METHODS
-
-JOINT_KIND = "joint-space"
+from bench.taps import IMAGE_EMBED, TEXT_EMBED
 
 
 class JointSpaceMethod(Method):
     """Base: a linear map from the student embedding into the teacher's joint space (kept at inference)."""
 
-    needs_teacher = frozenset({"image_embed"})
+    needs_teacher = frozenset({IMAGE_EMBED})
     needs_student = frozenset({"embedding"})
 
     def __init__(self, context: MethodContext, hparams: Mapping[str, Any]) -> None:
@@ -35,10 +35,10 @@ class JointSpaceMethod(Method):
         return F.normalize(self.projection(student["embedding"].float()), dim=-1)
 
     def cosine_term(self, joint: torch.Tensor, teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return (1.0 - (joint * F.normalize(teacher["image_embed"], dim=-1)).sum(dim=-1)).mean()
+        return (1.0 - (joint * F.normalize(teacher[IMAGE_EMBED], dim=-1)).sum(dim=-1)).mean()
 
 
-@METHODS.register("joint-cosine", kind=JOINT_KIND)
+@METHODS.register("joint-cosine", MethodCard("joint-space", joint_space=True))
 class JointCosine(JointSpaceMethod):
     """1 - cosine(projected student embedding, teacher image_embed)."""
 
@@ -50,7 +50,7 @@ class JointCosine(JointSpaceMethod):
         return {"cos": self.cosine_term(self.joint_embedding(student), teacher)}
 
 
-@METHODS.register("joint-contrastive", kind=JOINT_KIND)
+@METHODS.register("joint-contrastive", MethodCard("joint-space", joint_space=True))
 class JointContrastive(JointSpaceMethod):
     """Cosine to the teacher's image_embed + itc_weight * symmetric InfoNCE against its caption embeddings."""
 
@@ -63,7 +63,7 @@ class JointContrastive(JointSpaceMethod):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         joint = self.joint_embedding(student)
-        texts = F.normalize(teacher["text_embed"], dim=-1)
+        texts = F.normalize(teacher[TEXT_EMBED], dim=-1)
         logits = joint @ texts.t() / float(self.hparams["itc_temperature"])
         targets = torch.arange(len(joint), device=joint.device)
         itc = 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
-from bench.students.base import tap_family
+from bench.taps import expand_taps, indexed, tap_family  # noqa: F401 - expand_taps re-exported for callers
 
 Shape = tuple[int, ...]
 LAYERED = ("uniform", "last")
-
-
-def indexed(names: Collection[str], family: str) -> list[int]:
-    """Sorted layer indices i of the names `family.i`."""
-    pattern = re.compile(rf"^{re.escape(family)}\.(\d+)$")
-    return sorted(int(match.group(1)) for name in names if (match := pattern.match(name)))
-
-
-def expand_taps(taps: Sequence[str], depth: int | None) -> list[str]:
-    """Teacher tap names with patterns like 'hidden.<i>' or 'attn.*' expanded over `depth` blocks."""
-    expanded: list[str] = []
-    for tap in taps:
-        if tap.endswith((".<i>", ".*", ".{i}")):
-            expanded += [f"{tap_family(tap)}.{index}" for index in range(depth or 0)]
-        else:
-            expanded.append(tap)
-    return expanded
 
 
 def layer_mapping(mapping: str, student_names: Collection[str], teacher_names: Collection[str],

@@ -7,19 +7,21 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from bench.cards import MethodCard
 from bench.knobs import loss_weight
 from bench.methods.base import Method
 from bench.methods.losses import rkd_angle, rkd_distance, similarity_preserving
 from bench.registries import METHODS
+from bench.taps import POOLED
 
 
-@METHODS.register("rkd", kind="relational")
+@METHODS.register("rkd", MethodCard("relational"))
 class RelationalKD(Method):
     """RKD (Park, Kim, Lu & Cho, CVPR 2019): CE + 25 * distance-wise + 50 * angle-wise Huber losses on the
     embeddings (student `embedding`, teacher `pooled`), as the paper's weights."""
 
     knobs = {"rkd_distance_weight": loss_weight(25.0), "rkd_angle_weight": loss_weight(50.0)}
-    needs_teacher = frozenset({"pooled"})
+    needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 
     def term_weights(self) -> dict[str, float]:
@@ -30,18 +32,18 @@ class RelationalKD(Method):
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
             "ce": F.cross_entropy(student["logits"], labels),
-            "rkd_dist": rkd_distance(student["embedding"], teacher["pooled"]),
-            "rkd_angle": rkd_angle(student["embedding"], teacher["pooled"]),
+            "rkd_dist": rkd_distance(student["embedding"], teacher[POOLED]),
+            "rkd_angle": rkd_angle(student["embedding"], teacher[POOLED]),
         }
 
 
-@METHODS.register("sp", kind="relational")
+@METHODS.register("sp", MethodCard("relational"))
 class SimilarityPreserving(Method):
     """SP (Tung & Mori, ICCV 2019): CE + 1000 * ||rownorm(S S^T) - rownorm(T T^T)||_F^2 / b^2 on the
     embeddings. Deviation: one pair (embedding vs pooled), not the paper's last-stage activation maps."""
 
     knobs = {"sp_weight": loss_weight(1000.0)}
-    needs_teacher = frozenset({"pooled"})
+    needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 
     def term_weights(self) -> dict[str, float]:
@@ -51,5 +53,5 @@ class SimilarityPreserving(Method):
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
             "ce": F.cross_entropy(student["logits"], labels),
-            "sp": similarity_preserving(student["embedding"], teacher["pooled"]),
+            "sp": similarity_preserving(student["embedding"], teacher[POOLED]),
         }

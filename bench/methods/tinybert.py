@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import MethodCard
 from bench.errors import BenchError
 from bench.knobs import Knob, loss_weight, temperature
 from bench.methods.attention import drop_extra_token
@@ -37,7 +38,7 @@ def drop_extra_score_token(student: torch.Tensor, teacher: torch.Tensor) -> tupl
     return student, teacher
 
 
-@METHODS.register("tinybert", kind="transformer")
+@METHODS.register("tinybert", MethodCard("transformer"))
 class TinyBERT(Method):
     """TinyBERT (Jiao et al., Findings of EMNLP 2020): CE + sum over mapped layers of MSE(pre-softmax attention
     scores) + sum over mapped layers of MSE(W_h H_s, H_t) + soft CE of the teacher's logits at temperature t.

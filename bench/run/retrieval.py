@@ -27,9 +27,10 @@ from bench.run.workbench import TeacherOutputs, Workbench
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
 from bench.students.base import StudentContext
+from bench.taps import IMAGE_EMBED, POOLED, TEXT_EMBED
 from bench.teachers.base import Teacher
 
-JOINT_TAPS = ("image_embed", "pooled")
+JOINT_TAPS = (IMAGE_EMBED, POOLED)
 
 
 TEXT_BATCH = 256
@@ -56,8 +57,8 @@ def caption_embeddings(bench: Workbench, teacher: Teacher, data: DatasetSplits, 
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     parts = {"kind": "text-embeddings", "teacher": teacher.name, "weights": teacher.fingerprint,
              "dataset": data.name, "split": split, "captions": digest, "count": len(texts)}
-    tensors, _ = bench.cache.get_or_compute(parts, lambda: {"text_embed": encode_texts(teacher, texts, bench.device)})
-    return tensors["text_embed"]
+    tensors, _ = bench.cache.get_or_compute(parts, lambda: {TEXT_EMBED: encode_texts(teacher, texts, bench.device)})
+    return tensors[TEXT_EMBED]
 
 
 def per_image_text(text_embed: torch.Tensor, split: Split) -> torch.Tensor:
@@ -75,7 +76,7 @@ def split_recalls(images: torch.Tensor, texts: torch.Tensor, split: Split) -> di
 def student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs) -> dict[str, torch.Tensor]:
     """Head students read the teacher's pooled features; standalone ones read images at their size."""
     if kind == HEAD:
-        return {split: outputs.features[split]["pooled"] for split in SPLITS}
+        return {split: outputs.features[split][POOLED] for split in SPLITS}
     size = data.config.student_image_size or data.native_size
     mean, std = channel_stats(data.train.images)
     return {split: to_tensor(data.split(split).images, size, mean, std) for split in SPLITS}
@@ -109,9 +110,9 @@ def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial
     require_image_text(teacher, spec.dataset)
     outputs = bench.teacher_outputs(spec.teacher, data, JOINT_TAPS)
     texts = {split: caption_embeddings(bench, teacher, data, split) for split in ("val", "test")}
-    teacher_val = split_recalls(outputs.features["val"]["image_embed"], texts["val"], data.val)
-    teacher_test = split_recalls(outputs.features["test"]["image_embed"], texts["test"], data.test)
-    kind = HEAD if spec.method == PROBE_METHOD else STUDENTS.entry(spec.student).kind
+    teacher_val = split_recalls(outputs.features["val"][IMAGE_EMBED], texts["val"], data.val)
+    teacher_test = split_recalls(outputs.features["test"][IMAGE_EMBED], texts["test"], data.test)
+    kind = HEAD if spec.method == PROBE_METHOD else STUDENTS.entry(spec.student).card.kind
     record = replace(_base_record(spec, study, kind, bench, outputs, trial_number),
                      teacher_reference=JOINT_SPACE_REFERENCE, split_sizes=data.split_record(),
                      skipped_images=data.skipped_images)
@@ -122,13 +123,13 @@ def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial
     size = int(inputs["train"].shape[-1]) if kind != HEAD else data.native_size
     torch.manual_seed(spec.seed)  # initial weights depend on the spec alone, not on what this process ran before
     student = STUDENTS.get(spec.student)(StudentContext(1, teacher.embed_dim, size), hparams)
-    joint_dim = int(outputs.features["train"]["image_embed"].shape[1])
+    joint_dim = int(outputs.features["train"][IMAGE_EMBED].shape[1])
     method = METHODS.get(spec.method)(MethodContext(1, joint_dim, student.embed_dim), hparams)
     if not hasattr(method, "joint_embedding"):
         raise BenchError(f"method {spec.method!r} cannot train on image-text data; use a joint-space method")
-    targets = {"image_embed": outputs.features["train"]["image_embed"]}
+    targets = {IMAGE_EMBED: outputs.features["train"][IMAGE_EMBED]}
     if getattr(method, "needs_text", False):
-        targets["text_embed"] = per_image_text(caption_embeddings(bench, teacher, data, "train"), data.train)
+        targets[TEXT_EMBED] = per_image_text(caption_embeddings(bench, teacher, data, "train"), data.train)
 
     def score(split: str) -> dict[str, float]:
         return split_recalls(joint_embeddings(student, method, inputs[split], bench.device), texts[split],

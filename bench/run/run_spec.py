@@ -10,7 +10,7 @@ import torch
 from bench.data import DataConfig, DatasetSplits
 from bench.images import channel_stats, to_tensor
 from bench.metrics import topk_accuracy
-from bench.names import HEAD, PROBE_METHOD, PROBE_REFERENCE, PROBE_STUDENT, SPLITS, ZERO_SHOT_STUDENT
+from bench.names import HEAD, PROBE_METHOD, PROBE_REFERENCE, PROBE_STUDENT, RETRIEVAL, SPLITS, ZERO_SHOT_STUDENT
 from bench.provenance import device_name, git_commit, utcnow
 from bench.registries import DATASETS, STUDENTS
 from bench.run.train import Checkpointer, TrainData, num_params, state_size_mb, train_student
@@ -18,6 +18,7 @@ from bench.run.wiring import build_parts
 from bench.run.workbench import TeacherOutputs, Workbench
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
+from bench.taps import POOLED
 
 
 def probe_spec(teacher: str, dataset: str, data: dict) -> ExperimentSpec:
@@ -42,10 +43,10 @@ def _base_record(spec: ExperimentSpec, study: str, kind: str, bench: Workbench,
 
 
 def _student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs,
-                    input_tap: str | None = "pooled") -> dict[str, torch.Tensor]:
+                    input_tap: str | None = POOLED) -> dict[str, torch.Tensor]:
     """Head students read their teacher tap; standalone ones read images at their size."""
     if kind == HEAD:
-        return {split: outputs.features[split][input_tap or "pooled"] for split in SPLITS}
+        return {split: outputs.features[split][input_tap or POOLED] for split in SPLITS}
     size = data.config.student_image_size or data.native_size
     mean, std = channel_stats(data.train.images)
     return {split: to_tensor(data.split(split).images, size, mean, std) for split in SPLITS}
@@ -59,7 +60,7 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     `checkpoint` resumes from / saves after each epoch; `evaluate_test=False` (search trials) never
     touches the test split.
     """
-    if DATASETS.entry(spec.dataset).kind == "retrieval":  # image-text data: bench/run/retrieval.py
+    if DATASETS.entry(spec.dataset).card.task == RETRIEVAL:  # image-text data: bench/run/retrieval.py
         from bench.run.retrieval import run_retrieval_spec
 
         return run_retrieval_spec(spec, bench, study, trial_number, on_epoch, checkpoint)
@@ -75,7 +76,7 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     parts = build_parts(spec.student, spec.method, hparams, teacher, data)
     student, method = parts.student, parts.method
     outputs = bench.teacher_outputs(spec.teacher, data, parts.feature_taps)
-    inputs = _student_inputs(entry.kind, data, outputs, parts.input_tap)
+    inputs = _student_inputs(entry.card.kind, data, outputs, parts.input_tap)
     available = {"logits": probe.logits["train"], **outputs.features["train"]}
     splits = SPLITS if evaluate_test else tuple(split for split in SPLITS if split != "test")
     train_data = TrainData(
@@ -83,12 +84,12 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
         labels={split: torch.from_numpy(data.split(split).labels) for split in splits},
         teacher_train={name: available[name] for name in parts.teacher_targets},
     )
-    record = _base_record(spec, study, entry.kind, bench, outputs, trial_number, probe.reference)
+    record = _base_record(spec, study, entry.card.kind, bench, outputs, trial_number, probe.reference)
     result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed,
                            bench.device, on_epoch, checkpoint)
     params, size_mb = num_params(student), state_size_mb(student)
-    backbone_params = teacher.num_params() if entry.kind == HEAD else 0
-    backbone_mb = state_size_mb(teacher) if entry.kind == HEAD else 0.0
+    backbone_params = teacher.num_params() if entry.card.kind == HEAD else 0
+    backbone_mb = state_size_mb(teacher) if entry.card.kind == HEAD else 0.0
     return replace(
         record, status="done", test_acc=result.test_acc, val_acc=result.val_acc,
         teacher_acc=probe.test_acc if evaluate_test else None,

@@ -16,6 +16,7 @@ from bench.methods.pairs import expand_taps
 from bench.names import HEAD, IMAGE_TEXT
 from bench.registries import METHODS, STUDENTS
 from bench.students.base import StudentContext, tap_family
+from bench.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Teacher
 
 
@@ -40,7 +41,7 @@ def teacher_tap_names(teacher: Teacher) -> list[str]:
 def teacher_families(taps: Collection[str], modality: str | None) -> frozenset[str]:
     """Tap families a teacher offers, plus 'logits' (the probe) and 'text' for image-text teachers."""
     families = {tap_family(tap) for tap in taps} | {"logits"}
-    if modality == IMAGE_TEXT or "image_embed" in families:
+    if modality == IMAGE_TEXT or IMAGE_EMBED in families:
         families.add("text")
     return frozenset(families)
 
@@ -50,7 +51,7 @@ def incompatibility(student_name: str, method_name: str, hparams: Mapping[str, A
     """Why this student/method cannot run on a teacher with these taps (one line), or None when they can."""
     entry, method_cls = STUDENTS.entry(student_name), METHODS.get(method_name)
     offered = teacher_families(taps, modality)
-    if entry.kind == HEAD and entry.obj.input_tap(taps) is None:
+    if entry.card.kind == HEAD and entry.obj.input_tap(taps) is None:
         return (f"student {student_name!r} reads teacher tap {' or '.join(entry.obj.input_taps)} that "
                 f"{teacher_name!r} does not give (it gives {sorted(offered - {'logits'})})")
     needs = method_cls.requirements(hparams, taps, entry.obj.provides)
@@ -101,7 +102,7 @@ def build_parts(student_name: str, method_name: str, hparams: Mapping[str, Any],
     taps = teacher_tap_names(teacher)
     teacher_size = teacher.preprocess.with_size(data.config.image_size).input_size
     input_tap, input_shape = None, None
-    if entry.kind == HEAD:
+    if entry.card.kind == HEAD:
         input_tap = entry.obj.input_tap(taps)
         if input_tap is None:
             raise BenchError(f"student {student_name!r} reads teacher tap(s) {list(entry.obj.input_taps)}; "
@@ -114,9 +115,9 @@ def build_parts(student_name: str, method_name: str, hparams: Mapping[str, Any],
     student_shapes = output_shapes(student, sample)
     method_cls = METHODS.get(method_name)
     targets = method_cls.teacher_taps(hparams, taps, student_shapes)
-    feature_taps = tuple(sorted({"pooled", *targets, *([input_tap] if input_tap else [])} - {"logits"}))
+    feature_taps = tuple(sorted({POOLED, *targets, *([input_tap] if input_tap else [])} - {"logits"}))
     context = MethodContext(data.num_classes, teacher.embed_dim, student.embed_dim, student_shapes,
                             tap_shapes(teacher, feature_taps, teacher_size),
                             _class_text(method_cls, hparams, teacher, data), torch.tensor(data.train.labels))
-    return RunParts(student, method_cls(context, hparams), entry.kind, input_tap, feature_taps,
+    return RunParts(student, method_cls(context, hparams), entry.card.kind, input_tap, feature_taps,
                     tuple(sorted(targets)))

@@ -16,9 +16,10 @@ from bench.features import cached_teacher_outputs, split_fingerprint
 from bench.names import SPLITS
 from bench.probe import FOLD_SEED, OOF_FOLDS, PROBE_VERSION, ProbeResult, fit_linear_probe
 from bench.registries import TEACHERS
+from bench.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Teacher
 
-FEATURE_TAPS = ("pooled",)
+FEATURE_TAPS = (POOLED,)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -126,10 +127,10 @@ class Workbench:
         from bench.teachers.zero_shot import zero_shot_head
 
         teacher = self.teacher(teacher_name)
-        outputs = self.teacher_outputs(teacher_name, data, ("image_embed",))
+        outputs = self.teacher_outputs(teacher_name, data, (IMAGE_EMBED,))
         with torch.inference_mode():
             head = zero_shot_head(teacher, data.class_names)
-        logits = {split: head.logits(outputs.features[split]["image_embed"]) for split in SPLITS}
+        logits = {split: head.logits(outputs.features[split][IMAGE_EMBED]) for split in SPLITS}
         labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
         return ProbeResult(
             weight_decay=0.0, val_acc=accuracy(logits["val"], labels["val"]),
@@ -154,7 +155,7 @@ class Workbench:
         }
 
         def fit() -> dict[str, torch.Tensor]:
-            features = {split: outputs.features[split]["pooled"] for split in SPLITS}
+            features = {split: outputs.features[split][POOLED] for split in SPLITS}
             labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
             result = fit_linear_probe(features, labels, data.num_classes, targets=targets)
             folds = int(result.kd_targets.rsplit("-", 1)[1]) if result.kd_targets.startswith("probe-oof-") else 0

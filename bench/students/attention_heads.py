@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.cards import StudentCard
 from bench.errors import BenchError
 from bench.knobs import size
 from bench.names import HEAD
@@ -96,7 +97,7 @@ STUDENTS.add(
                                 "heads": size(4, 64), "embed_dim": size(64, help="embedding dim")},
                    provides=frozenset({"logits", "embedding", "tokens", "hidden", "attn"}),
                    input_taps=("tokens", "feature_map")),
-    kind=HEAD,
+    StudentCard(HEAD),
     description="multi-head self-attention over the teacher's patch tokens (or flattened feature map), projected",
 )
 STUDENTS.add(
@@ -105,5 +106,5 @@ STUDENTS.add(
                                  "embed_dim": size(64, help="embedding dim")},
                    provides=frozenset({"logits", "embedding", "feature_map", "hidden"}),
                    input_taps=("feature_map",)),
-    kind=HEAD, description="stacked CBAM blocks (channel then spatial attention) on the teacher's feature map",
+    StudentCard(HEAD), description="stacked CBAM blocks (channel then spatial attention) on the teacher's feature map",
 )

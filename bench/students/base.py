@@ -9,11 +9,7 @@ from typing import Any
 from torch import nn
 
 from bench.knobs import Knob, as_knobs, defaults_of
-
-
-def tap_family(name: str) -> str:
-    """'hidden.3' -> 'hidden'; 'pooled' -> 'pooled' (layered outputs are matched by family)."""
-    return name.split(".", 1)[0]
+from bench.taps import POOLED, tap_family
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,7 @@ class StudentBuilder:
     build: Callable[[StudentContext, Mapping[str, Any]], nn.Module]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     provides: frozenset[str] = frozenset({"logits", "embedding"})
-    input_taps: tuple[str, ...] = ("pooled",)
+    input_taps: tuple[str, ...] = (POOLED,)
     knobs: Mapping[str, Knob] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:

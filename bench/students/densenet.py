@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.cards import StudentCard
 from bench.errors import BenchError
 from bench.knobs import Knob, size
 from bench.names import STANDALONE
@@ -80,5 +81,5 @@ STUDENTS.add(
     StudentBuilder(_build_densenet, {"depth": Knob(10, int, ge=10, le=200, pattern=(6, 4), help="layers: 6n+4"),
                                     "growth": size(12, 256, "growth rate k")},
                    provides=frozenset({"logits", "embedding", "feature_map", "hidden"})),
-    kind=STANDALONE, description="small DenseNet-BC on images (depth 6n+4, growth rate)",
+    StudentCard(STANDALONE), description="small DenseNet-BC on images (depth 6n+4, growth rate)",
 )

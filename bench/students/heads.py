@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import StudentCard
 from bench.knobs import Knob, size
 from bench.names import HEAD
 from bench.registries import STUDENTS
@@ -67,12 +68,12 @@ def _build_bottleneck(context: StudentContext, hparams: Mapping[str, Any]) -> nn
 
 
 STUDENTS.add(
-    "projection", StudentBuilder(_build_projection, {"embed_dim": size(64, help="embedding dim")}), kind=HEAD,
+    "projection", StudentBuilder(_build_projection, {"embed_dim": size(64, help="embedding dim")}), StudentCard(HEAD),
     description="linear projection of teacher features to a normalised embedding, cosine classifier",
 )
 STUDENTS.add(
     "bottleneck",
     StudentBuilder(_build_bottleneck, {"hidden_dim": size(256, 65536), "bottleneck_dim": size(64, help="embedding dim"),
                                         "dropout": Knob(0.1, float, ge=0, lt=1)}),
-    kind=HEAD, description="Linear -> ReLU -> Linear bottleneck on teacher features, then a classifier",
+    StudentCard(HEAD), description="Linear -> ReLU -> Linear bottleneck on teacher features, then a classifier",
 )

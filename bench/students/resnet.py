@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.cards import StudentCard
 from bench.errors import BenchError
 from bench.knobs import Knob, size
 from bench.names import STANDALONE
@@ -89,10 +90,10 @@ RESNET_KNOBS = {"depth": Knob(8, int, ge=8, le=200, pattern=(6, 2), help="layers
                 "width": size(16, 1024, "channels of the first stage (x2, x4 after)")}
 CONV_OUTPUTS = frozenset({"logits", "embedding", "feature_map", "hidden"})
 STUDENTS.add(
-    "resnet", StudentBuilder(_build_resnet, RESNET_KNOBS, provides=CONV_OUTPUTS), kind=STANDALONE,
+    "resnet", StudentBuilder(_build_resnet, RESNET_KNOBS, provides=CONV_OUTPUTS), StudentCard(STANDALONE),
     description="small CIFAR-style ResNet on images (depth 6n+2, base width)",
 )
 STUDENTS.add(
     "cbam-resnet", StudentBuilder(_build_cbam_resnet, RESNET_KNOBS, provides=CONV_OUTPUTS),
-    kind=STANDALONE, description="CIFAR-style ResNet whose blocks refine features with CBAM attention",
+    StudentCard(STANDALONE), description="CIFAR-style ResNet whose blocks refine features with CBAM attention",
 )

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.cards import StudentCard
 from bench.errors import BenchError, UnknownNameError
 from bench.knobs import Knob
 from bench.names import STANDALONE
@@ -64,7 +65,8 @@ def resolve_timm(name: str) -> Entry[StudentBuilder]:
         close = nearest_names(model_name, timm.list_models())
         hint = f"did you mean: {', '.join(PREFIX + ':' + c for c in close)}?" if close else "see timm.list_models()"
         raise UnknownNameError(f"unknown student {name!r}: timm has no model {model_name!r}; {hint}")
-    return Entry(name, _builder(model_name), STANDALONE, f"timm model {model_name} (random init)")
+    return STUDENTS.make_entry(name, _builder(model_name), StudentCard(STANDALONE),
+                               f"timm model {model_name} (random init)")
 
 
 STUDENTS.add_prefix_resolver(PREFIX, resolve_timm)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.cards import StudentCard
 from bench.errors import BenchError
 from bench.knobs import Knob, size
 from bench.names import STANDALONE
@@ -126,6 +127,6 @@ STUDENTS.add(
                                 "mlp_ratio": Knob(2.0, float, gt=0, le=16),
                                 "shrink": Knob(0.0, float, ge=0, le=1, help="teacher params fraction; 0: off")},
                    provides=frozenset({"logits", "embedding", "tokens", "hidden", "attn", "attn_scores"})),
-    kind=STANDALONE,
+    StudentCard(STANDALONE),
     description="small ViT on images (depth/width/heads, or shrink: fraction of the teacher's parameters)",
 )

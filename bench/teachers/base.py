@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.taps import POOLED
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Teacher(nn.Module, metaclass=abc.ABCMeta):
 
     family: str = ""
     modality: str = "image"  # "image-text" teachers also have encode_text (see bench/teachers/clip.py)
-    taps: tuple[str, ...] = ("pooled",)
+    taps: tuple[str, ...] = (POOLED,)
     channels_last: bool = True  # conv nets run faster channels_last; ViTs set False
 
     def __init__(

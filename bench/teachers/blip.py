@@ -13,9 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import TeacherCard
 from bench.errors import BenchError
+from bench.names import IMAGE, IMAGE_TEXT
 from bench.registries import TEACHERS
 from bench.registry import Entry
+from bench.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Preprocess, Teacher
 from bench.teachers.timm_vit import tap_indices, vit_taps
 from bench.teachers.weights import WeightsSpec, hf_cached_snapshot, hf_download_snapshot, resolve_weights
@@ -71,7 +74,7 @@ class BlipTeacher(Teacher):
         super().__init__(name, model, preprocess, int(model.config.image_text_hidden_size), fingerprint)
         self.tokenizer = tokenizer
         self.depth = int(model.config.vision_config.num_hidden_layers)
-        self.taps = (*vit_taps(self.depth), "image_embed")
+        self.taps = (*vit_taps(self.depth), IMAGE_EMBED)
         self.logit_scale = math.exp(float(model.config.logit_scale_init_value))  # BLIP's ITC temperature 1/0.07
         self.logit_bias = 0.0
 
@@ -86,7 +89,7 @@ class BlipTeacher(Teacher):
         self.check_taps(taps)
         vision = self._vision(images, taps)
         pooled = self.encoder.vision_proj(vision.last_hidden_state[:, 0])
-        outputs = {"pooled": pooled, "image_embed": F.normalize(pooled.float(), dim=-1),
+        outputs = {POOLED: pooled, IMAGE_EMBED: F.normalize(pooled.float(), dim=-1),
                    "tokens": vision.last_hidden_state[:, 1:]}
         for i in tap_indices(taps, "hidden"):
             outputs[f"hidden.{i}"] = hidden_tap(vision.hidden_states, self.depth, i, 1)
@@ -108,7 +111,7 @@ class BlipTeacher(Teacher):
     @torch.inference_mode()
     def itc_scores(self, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         """(N images, M texts) cosine similarities of the contrastive heads."""
-        return self.features(images, ["image_embed"])["image_embed"] @ self.encode_text(texts).T
+        return self.features(images, [IMAGE_EMBED])[IMAGE_EMBED] @ self.encode_text(texts).T
 
     @torch.inference_mode()
     def itm_scores(self, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
@@ -147,7 +150,7 @@ class HfVisionTeacher(Teacher):
         self.patch_size = getattr(config, "patch_size", None)
         self.depth = int(getattr(config, "num_hidden_layers", 0) or len(getattr(config, "depths", [])))
         self.channels_last = self.patch_size is None
-        self.taps = vit_taps(self.depth) if self.patch_size else ("pooled", "feature_map")
+        self.taps = vit_taps(self.depth) if self.patch_size else (POOLED, "feature_map")
 
     def features(self, images: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
         self.check_taps(taps)
@@ -156,11 +159,11 @@ class HfVisionTeacher(Teacher):
         last = output.last_hidden_state
         if last.dim() == 4:  # conv encoders: (N, C, H, W)
             pooled = output.pooler_output.flatten(1) if output.pooler_output is not None else last.mean((2, 3))
-            return {tap: {"pooled": pooled, "feature_map": last}[tap].float() for tap in taps}
+            return {tap: {POOLED: pooled, "feature_map": last}[tap].float() for tap in taps}
         patches = (images.shape[-2] // self.patch_size) * (images.shape[-1] // self.patch_size)
         prefix = last.shape[1] - patches
         pooler = getattr(output, "pooler_output", None)
-        outputs = {"pooled": pooler if pooler is not None else last[:, 0], "tokens": last[:, prefix:]}
+        outputs = {POOLED: pooler if pooler is not None else last[:, 0], "tokens": last[:, prefix:]}
         for i in tap_indices(taps, "hidden"):
             outputs[f"hidden.{i}"] = hidden_tap(output.hidden_states, self.depth, i, prefix)
         for i in tap_indices(taps, "attn"):
@@ -205,10 +208,10 @@ def hf_describer(blip: bool) -> Callable[[Path | None], dict[str, Any]]:
     return describe
 
 
-def hf_meta(teacher: str, repo_id: str, taps: tuple[str, ...], blip: bool) -> dict[str, Any]:
-    """Registry meta of a transformers teacher: taps, repo, and how `bench teachers` checks and describes it."""
-    return {"taps": taps, "model": repo_id, "modality": "image-text" if blip else "image",
-            "weights_spec": lambda: hf_weights_spec(teacher, repo_id), "describe": hf_describer(blip)}
+def hf_card(teacher: str, repo_id: str, taps: tuple[str, ...], blip: bool) -> TeacherCard:
+    """The card of a transformers teacher: taps, repo, and how `bench teachers` checks and describes it."""
+    return TeacherCard("transformers", taps, IMAGE_TEXT if blip else IMAGE, model=repo_id,
+                       weights_spec=lambda: hf_weights_spec(teacher, repo_id), describe=hf_describer(blip))
 
 
 @functools.lru_cache(maxsize=64)  # grids resolve each name once per student x method pair
@@ -217,11 +220,11 @@ def resolve_hf_name(name: str) -> Entry:
     repo_id = name.split(":", 1)[1]
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise BenchError(f"teacher {name!r}: expected hf:<org>/<repo>, e.g. hf:facebook/dinov2-small")
-    return Entry(name, hf_vision_factory(name, repo_id), "transformers", f"transformers AutoModel {repo_id}",
-                 hf_meta(name, repo_id, ("pooled",), blip=False))
+    return TEACHERS.make_entry(name, hf_vision_factory(name, repo_id), hf_card(name, repo_id, (POOLED,), blip=False),
+                               f"transformers AutoModel {repo_id}")
 
 
-TEACHERS.add("blip-base", blip_factory("blip-base", BLIP_REPO), kind="transformers",
-             description="BLIP ViT-B/16 ITM+ITC, COCO retrieval (Salesforce/blip-itm-base-coco)",
-             **hf_meta("blip-base", BLIP_REPO, (*vit_taps(12), "image_embed"), blip=True))
+TEACHERS.add("blip-base", blip_factory("blip-base", BLIP_REPO),
+             hf_card("blip-base", BLIP_REPO, (*vit_taps(12), IMAGE_EMBED), blip=True),
+             description="BLIP ViT-B/16 ITM+ITC, COCO retrieval (Salesforce/blip-itm-base-coco)")
 TEACHERS.add_prefix_resolver("hf", resolve_hf_name)

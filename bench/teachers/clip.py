@@ -13,9 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import TeacherCard
 from bench.errors import BenchError, UnknownNameError
+from bench.names import IMAGE_TEXT
 from bench.registries import TEACHERS
 from bench.registry import Entry, nearest_names
+from bench.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Preprocess, Teacher
 from bench.teachers.timm_vit import attention_modules, meta_taps, tap_indices, timm_taps, token_features, vit_taps
 from bench.teachers.weights import WeightsSpec, hf_cached_file, hf_download_file, resolve_weights
@@ -58,7 +61,7 @@ def vit_tower_features(visual: nn.Module, images: torch.Tensor, taps: Sequence[s
     pooled, tokens = visual._pool(x)
     if visual.proj is not None:
         pooled = pooled @ visual.proj
-    outputs = {"pooled": pooled, "tokens": tokens}
+    outputs = {POOLED: pooled, "tokens": tokens}
     outputs.update({f"hidden.{i}": tensor[:, 1:] for i, tensor in zip(hidden_ids, intermediates, strict=True)})
     outputs.update({f"attn.{i}": attention[i] for i in attn_ids})
     return outputs
@@ -66,9 +69,9 @@ def vit_tower_features(visual: nn.Module, images: torch.Tensor, taps: Sequence[s
 
 def timm_tower_features(visual: nn.Module, images: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
     """Taps of an open_clip tower built on a timm trunk (SigLIP): trunk taps, projected pooled output."""
-    trunk_taps = [tap for tap in taps if tap != "image_embed"]
+    trunk_taps = [tap for tap in taps if tap != IMAGE_EMBED]
     outputs = token_features(visual.trunk, images, trunk_taps, attention_modules(visual.trunk))
-    outputs["pooled"] = visual.head(outputs["pooled"])  # the trunk has no classifier: its pooled output is its head's
+    outputs[POOLED] = visual.head(outputs[POOLED])  # the trunk has no classifier: its pooled output is its head's
     return outputs
 
 
@@ -85,7 +88,7 @@ class OpenClipTeacher(Teacher):
         embed_dim = int((open_clip.get_model_config(arch) or {}).get("embed_dim", 0))
         super().__init__(name, model, preprocess, embed_dim or int(model.visual.output_dim), fingerprint)
         self.arch = arch
-        self.taps = (*open_clip_taps(model.visual), "image_embed")
+        self.taps = (*open_clip_taps(model.visual), IMAGE_EMBED)
         self._tokenizer: Callable | None = None
 
     @property
@@ -105,7 +108,7 @@ class OpenClipTeacher(Teacher):
             outputs = timm_tower_features(visual, images, taps)
         else:
             outputs = vit_tower_features(visual, images, taps)
-        outputs["image_embed"] = F.normalize(outputs["pooled"].float(), dim=-1)
+        outputs[IMAGE_EMBED] = F.normalize(outputs[POOLED].float(), dim=-1)
         return {tap: outputs[tap].float() for tap in taps}
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
@@ -144,8 +147,8 @@ def config_taps(arch: str) -> tuple[str, ...]:
     vision = config.get("vision_cfg", {})
     if "timm_model_name" in vision:
         trunk = meta_taps(vision["timm_model_name"], num_classes=0)
-        return (*(tap for tap in trunk if tap != "imagenet_logits"), "image_embed")
-    return (*vit_taps(int(vision.get("layers", 12))), "image_embed")
+        return (*(tap for tap in trunk if tap != "imagenet_logits"), IMAGE_EMBED)
+    return (*vit_taps(int(vision.get("layers", 12))), IMAGE_EMBED)
 
 
 def tag_config(arch: str, tag: str | None) -> dict[str, Any]:
@@ -231,16 +234,16 @@ def clip_describer(arch: str, tag: str | None) -> Callable[[Path | None], dict[s
     return describe
 
 
-def clip_meta(teacher: str, arch: str, tag: str | None, taps: tuple[str, ...]) -> dict[str, Any]:
-    """Registry meta of an open_clip teacher: taps, model, and how `bench teachers` checks and describes it."""
-    return {"taps": taps, "model": f"{arch}:{tag}" if tag else arch, "modality": "image-text",
-            "weights_spec": lambda: clip_weights_spec(teacher, arch, tag), "describe": clip_describer(arch, tag)}
+def clip_card(teacher: str, arch: str, tag: str | None, taps: tuple[str, ...]) -> TeacherCard:
+    """The card of an open_clip teacher: taps, model, and how `bench teachers` checks and describes it."""
+    return TeacherCard("open_clip", taps, IMAGE_TEXT, model=f"{arch}:{tag}" if tag else arch,
+                       weights_spec=lambda: clip_weights_spec(teacher, arch, tag), describe=clip_describer(arch, tag))
 
 
 def register_clip_teacher(name: str, arch: str, tag: str | None, description: str) -> None:
     """Register a named open_clip teacher (taps come from the model config)."""
-    TEACHERS.add(name, open_clip_factory(name, arch, tag), kind="open_clip", description=description,
-                 **clip_meta(name, arch, tag, config_taps(arch)))
+    TEACHERS.add(name, open_clip_factory(name, arch, tag), clip_card(name, arch, tag, config_taps(arch)),
+                 description=description)
 
 
 def _known_arch(arch: str) -> bool:
@@ -262,8 +265,8 @@ def resolve_open_clip_name(name: str) -> Entry:
     if tag and not open_clip.get_pretrained_cfg(arch, tag):
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
         raise UnknownNameError(f"open_clip {arch} has no pretrained tag {tag!r} (teacher {name!r}); tags: {tags}")
-    return Entry(name, open_clip_factory(name, arch, tag or None), "open_clip", f"open_clip {arch} {tag}".strip(),
-                 clip_meta(name, arch, tag or None, config_taps(arch)))
+    return TEACHERS.make_entry(name, open_clip_factory(name, arch, tag or None),
+                               clip_card(name, arch, tag or None, config_taps(arch)), f"open_clip {arch} {tag}".strip())
 
 
 _NAMED = (
@@ -272,6 +275,6 @@ _NAMED = (
     ("siglip-base", "ViT-B-16-SigLIP", "webli", "SigLIP ViT-B/16 (WebLI, sigmoid loss)"),
 )
 for _name, _arch, _tag, _description in _NAMED:
-    TEACHERS.add(_name, open_clip_factory(_name, _arch, _tag), kind="open_clip", description=_description,
-                 **clip_meta(_name, _arch, _tag, (*vit_taps(12), "image_embed")))
+    TEACHERS.add(_name, open_clip_factory(_name, _arch, _tag),
+                 clip_card(_name, _arch, _tag, (*vit_taps(12), IMAGE_EMBED)), description=_description)
 TEACHERS.add_prefix_resolver("open_clip", resolve_open_clip_name)

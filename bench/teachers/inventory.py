@@ -53,7 +53,7 @@ def compact_taps(taps: tuple[str, ...]) -> str:
 def describe_teacher(entry: Entry, weights: str | None = None) -> TeacherInfo:
     """Resolve the weights without downloading and describe the architecture (built on the meta device)."""
     path, origin, missing = None, "packaged", None
-    spec_fn, packaged = entry.meta.get("weights_spec"), entry.meta.get("packaged_weights")
+    spec_fn, packaged = entry.card.weights_spec, entry.card.packaged_weights
     try:
         if spec_fn is not None:
             resolved = resolve_weights(spec_fn(), weights, allow_download=False)
@@ -66,10 +66,11 @@ def describe_teacher(entry: Entry, weights: str | None = None) -> TeacherInfo:
             path = packaged()
     except BenchError as error:
         path, origin, missing = None, "missing", str(error)
-    describe = entry.meta.get("describe")
+    describe = entry.card.describe
     facts: dict[str, Any] = describe(path) if describe is not None else {}
-    return TeacherInfo(entry.name, entry.kind, facts.get("params"), facts.get("embed_dim"), facts.get("preprocess"),
-                       tuple(entry.meta.get("taps", ())), str(path) if path else None, origin, missing)
+    return TeacherInfo(entry.name, entry.card.library, facts.get("params"), facts.get("embed_dim"),
+                       facts.get("preprocess"),
+                       entry.card.taps, str(path) if path else None, origin, missing)
 
 
 def meta_param_count(module: Any) -> int:

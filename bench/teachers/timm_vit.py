@@ -12,9 +12,11 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from bench.cards import TeacherCard
 from bench.errors import BenchError, UnknownNameError
 from bench.registries import TEACHERS
 from bench.registry import Entry, nearest_names
+from bench.taps import POOLED
 from bench.teachers.base import Preprocess, Teacher
 from bench.teachers.weights import WeightsSpec, hf_cached_file, hf_download_file, resolve_weights
 
@@ -25,7 +27,7 @@ def vit_taps(depth: int, attention: bool = True, scores: bool = False) -> tuple[
     """Tap names of a ViT with `depth` blocks: attn.<i> are probabilities, attn_scores.<i> pre-softmax scores."""
     attn = tuple(f"attn.{i}" for i in range(depth)) if attention else ()
     attn += tuple(f"attn_scores.{i}" for i in range(depth)) if attention and scores else ()
-    return ("pooled", "tokens", *(f"hidden.{i}" for i in range(depth)), *attn)
+    return (POOLED, "tokens", *(f"hidden.{i}" for i in range(depth)), *attn)
 
 
 def is_token_model(encoder: nn.Module) -> bool:
@@ -50,7 +52,7 @@ def timm_taps(encoder: nn.Module) -> tuple[str, ...]:
         taps = vit_taps(len(encoder.blocks), attention=attention, scores=attention)
     else:
         stages = len(getattr(encoder, "feature_info", [])) if hasattr(encoder, "forward_intermediates") else 0
-        taps = ("pooled", "feature_map", *(f"hidden.{i}" for i in range(stages)))
+        taps = (POOLED, "feature_map", *(f"hidden.{i}" for i in range(stages)))
     return (*taps, "imagenet_logits") if getattr(encoder, "num_classes", 0) == 1000 else taps
 
 
@@ -122,7 +124,7 @@ def token_features(encoder: nn.Module, images: torch.Tensor, taps: Sequence[str]
             final, intermediates = encoder.forward_intermediates(images, indices=hidden_ids, output_fmt="NLC")
         else:
             final, intermediates = encoder.forward_features(images), []
-    outputs = {"pooled": encoder.forward_head(final, pre_logits=True), "tokens": final[:, encoder.num_prefix_tokens:]}
+    outputs = {POOLED: encoder.forward_head(final, pre_logits=True), "tokens": final[:, encoder.num_prefix_tokens:]}
     outputs.update({f"hidden.{i}": tensor for i, tensor in zip(hidden_ids, intermediates, strict=True)})
     outputs.update({f"attn.{i}": attention[i] for i in attn_ids})
     outputs.update({f"attn_scores.{i}": scores[i] for i in score_ids})
@@ -138,7 +140,7 @@ def conv_features(encoder: nn.Module, images: torch.Tensor, taps: Sequence[str])
         final, intermediates = encoder.forward_intermediates(images, indices=hidden_ids)
     else:
         final, intermediates = encoder.forward_features(images), []
-    outputs = {"pooled": encoder.forward_head(final, pre_logits=True), "feature_map": final}
+    outputs = {POOLED: encoder.forward_head(final, pre_logits=True), "feature_map": final}
     outputs.update({f"hidden.{i}": tensor for i, tensor in zip(hidden_ids, intermediates, strict=True)})
     if "imagenet_logits" in taps:
         outputs["imagenet_logits"] = encoder.forward_head(final)
@@ -257,11 +259,10 @@ def timm_describer(model_name: str, **model_kwargs: Any) -> Callable[[Path | Non
     return describe
 
 
-def timm_meta(teacher: str, model_name: str, taps: tuple[str, ...], **model_kwargs: Any) -> dict[str, Any]:
-    """Registry meta of a timm teacher: taps, model, and how `bench teachers` checks and describes it."""
-    return {"taps": taps, "model": model_name, "modality": "image",
-            "weights_spec": lambda: timm_weights_spec(teacher, model_name),
-            "describe": timm_describer(model_name, **model_kwargs)}
+def timm_card(teacher: str, model_name: str, taps: tuple[str, ...], **model_kwargs: Any) -> TeacherCard:
+    """The card of a timm teacher: taps, model, and how `bench teachers` checks and describes it."""
+    return TeacherCard("timm", taps, model=model_name, weights_spec=lambda: timm_weights_spec(teacher, model_name),
+                       describe=timm_describer(model_name, **model_kwargs))
 
 
 def register_timm_teacher(name: str, model_name: str, description: str, blocks: int | None = None,
@@ -271,8 +272,8 @@ def register_timm_teacher(name: str, model_name: str, description: str, blocks: 
         taps = meta_taps(model_name, **model_kwargs)
     else:
         taps = (*vit_taps(blocks, scores=True), "imagenet_logits") if imagenet_logits else vit_taps(blocks, scores=True)
-    TEACHERS.add(name, timm_factory(name, model_name, **model_kwargs), kind="timm", description=description,
-                 **timm_meta(name, model_name, taps, **model_kwargs))
+    TEACHERS.add(name, timm_factory(name, model_name, **model_kwargs),
+                 timm_card(name, model_name, taps, **model_kwargs), description=description)
 
 
 def meta_taps(model_name: str, **model_kwargs: Any) -> tuple[str, ...]:
@@ -291,8 +292,8 @@ def resolve_timm_name(name: str) -> Entry:
         close = nearest_names(model_name, timm.list_models(pretrained=True) + timm.list_models())
         hint = f"did you mean: {', '.join('timm:' + c for c in close)}?" if close else "see timm.list_models()"
         raise UnknownNameError(f"unknown timm model {model_name!r} in teacher {name!r}; {hint}")
-    return Entry(name, timm_factory(name, model_name), "timm", f"timm {model_name}",
-                 timm_meta(name, model_name, meta_taps(model_name)))
+    return TEACHERS.make_entry(name, timm_factory(name, model_name), timm_card(name, model_name, meta_taps(model_name)),
+                               f"timm {model_name}")
 
 
 for _name, _model, _logits, _description in (

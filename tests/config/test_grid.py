@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cards import StudentCard
 from bench.config.grid import TRAIN_DEFAULTS, load_grid
 from bench.errors import BenchError
 from bench.names import STANDALONE
@@ -85,7 +86,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_incompatible_pair_rejected_at_load(tmp_path: Path) -> None:
     STUDENTS.add("logits-only-test", StudentBuilder(lambda c, h: None, provides=frozenset({"logits"})),
-                 kind=STANDALONE, description="test student without an embedding")
+                 StudentCard(STANDALONE), description="test student without an embedding")
     try:
         path = write(tmp_path, "teacher: effnet-lite0\nstudent: logits-only-test\nmethod: feature\ndataset: digits\n")
         with pytest.raises(BenchError, match="cannot be trained with method 'feature'.*no \\['embedding'\\]"):

@@ -65,7 +65,7 @@ PAIRS = [
     for student in STUDENTS.names()
     for method in METHODS.names()
     if incompatibility(student, method, {}, FAKE.name, FAKE_TAPS, FAKE.modality) is None
-    and METHODS.entry(method).kind != "joint-space"  # image-text retrieval methods: tests/run/test_retrieval.py
+    and not METHODS.entry(method).card.joint_space  # image-text retrieval methods: tests/run/test_retrieval.py
 ]
 
 
@@ -78,7 +78,7 @@ def teacher_outputs(parts: RunParts, images: torch.Tensor, labels: torch.Tensor)
 
 
 def test_every_method_trains_with_some_student() -> None:
-    joint_space = {entry.name for entry in METHODS if entry.kind == "joint-space"}  # tests/run/test_retrieval.py
+    joint_space = {entry.name for entry in METHODS if entry.card.joint_space}  # tests/run/test_retrieval.py
     assert {method for _, method in PAIRS} == set(METHODS.names()) - joint_space
     assert {student for student, _ in PAIRS} == set(STUDENTS.names())
     assert ("vit", "tinybert") in PAIRS and ("projection", "clip") in PAIRS and ("mha", "attention") in PAIRS

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.cards import TeacherCard
 from bench.config.grid import load_grid
 from bench.data import DataConfig
 from bench.errors import BenchError
+from bench.names import IMAGE_TEXT
 from bench.registries import TEACHERS
 from bench.run.workbench import RunContext, Workbench
 from bench.sql import read_only_query
@@ -23,10 +25,9 @@ DATA = {"image_size": SIZE, "student_image_size": SIZE, "train_limit": 150, "val
 
 @pytest.fixture
 def fake_teacher() -> Iterator[None]:
-    TEACHERS.add(TEACHER, lambda weights, **_: FakeImageTextTeacher(), kind="test",
-                 taps=FakeImageTextTeacher.taps, modality="image-text")
-    yield
-    TEACHERS.remove(TEACHER)
+    with TEACHERS.temporarily(TEACHER, lambda weights, **_: FakeImageTextTeacher(),
+                              TeacherCard("test", FakeImageTextTeacher.taps, IMAGE_TEXT)):
+        yield
 
 
 def test_default_targets_leave_spec_keys_alone() -> None:

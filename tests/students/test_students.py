@@ -40,9 +40,9 @@ def tiny_batch(kind: str, n: int = 64, shape: tuple[int, ...] = (CONTEXT.teacher
 def test_student_outputs_and_learns(name: str) -> None:
     entry = STUDENTS.entry(name)
     torch.manual_seed(0)
-    shape = TAP_SHAPES[entry.obj.input_tap(TAP_SHAPES)] if entry.kind == HEAD else None
+    shape = TAP_SHAPES[entry.obj.input_tap(TAP_SHAPES)] if entry.card.kind == HEAD else None
     student = entry.obj(replace(CONTEXT, input_shape=shape), {})
-    inputs, labels = tiny_batch(entry.kind, shape=shape or (CONTEXT.teacher_dim,))
+    inputs, labels = tiny_batch(entry.card.kind, shape=shape or (CONTEXT.teacher_dim,))
     out = student(inputs)
     assert out["logits"].shape == (len(labels), CONTEXT.num_classes)
     assert out["embedding"].shape == (len(labels), student.embed_dim)
@@ -80,7 +80,7 @@ def test_timm_student_by_name() -> None:
     student = STUDENTS.get("timm:test_resnet")(context, {})
     out = student(torch.randn(2, 3, 32, 32))
     assert out["logits"].shape == (2, 4) and out["embedding"].shape == (2, student.embed_dim) == (2, 96)
-    assert out["feature_map"].shape[:2] == (2, 96) and STUDENTS.entry("timm:test_resnet").kind == "standalone"
+    assert out["feature_map"].shape[:2] == (2, 96) and STUDENTS.entry("timm:test_resnet").card.kind == "standalone"
     from bench.errors import BenchError
 
     with pytest.raises(BenchError, match="did you mean: timm:resnet18"):

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import TeacherCard
+from bench.names import IMAGE_TEXT
 from bench.registries import TEACHERS
 from bench.teachers.base import Preprocess, Teacher
 from tests.support.dataset_fixtures import COLOURS
@@ -68,9 +70,7 @@ class TinyImageTextTeacher(Teacher):
 @contextmanager
 def registered() -> Iterator[str]:
     """Register the tiny teacher in TEACHERS for the duration of a test."""
-    TEACHERS.add(NAME, lambda weights=None, *, allow_download=False: TinyImageTextTeacher(), kind="test",
-                 description="tiny image-text teacher (tests)", taps=TinyImageTextTeacher.taps)
-    try:
+    with TEACHERS.temporarily(NAME, lambda weights=None, *, allow_download=False: TinyImageTextTeacher(),
+                              TeacherCard("test", TinyImageTextTeacher.taps, IMAGE_TEXT),
+                              description="tiny image-text teacher (tests)"):
         yield NAME
-    finally:
-        TEACHERS.remove(NAME)

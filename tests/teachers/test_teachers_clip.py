@@ -59,7 +59,7 @@ def test_generic_name_loads_an_open_clip_checkpoint_with_identical_outputs(tiny_
     source = source_model("tiny-clip-test", folder)
     teacher = TEACHERS.get("open_clip:tiny-clip-test")(str(folder / "open_clip_pytorch_model.bin"))
     assert teacher.modality == "image-text" and teacher.embed_dim == 16
-    assert set(TEACHERS.entry("open_clip:tiny-clip-test").meta["taps"]) == set(teacher.taps)
+    assert set(TEACHERS.entry("open_clip:tiny-clip-test").card.taps) == set(teacher.taps)
     images = torch.randn(3, 3, 32, 32)
     taps = ["pooled", "image_embed", "tokens", "hidden.0", "hidden.1", "attn.1"]
     blocks, attn_in = [], []
@@ -119,7 +119,7 @@ def test_timm_trunk_tower_siglip_style(tiny_archs, monkeypatch: pytest.MonkeyPat
         assert out["attn.0"].shape == (2, 2, 17, 17)  # timm test_vit trunk: class token + 16 patches
         assert out["image_embed"].shape == (2, 32) and teacher.preprocess.input_size == 64
         assert teacher.logit_bias == pytest.approx(-10.0)
-        assert set(TEACHERS.entry("tiny-siglip").meta["taps"]) == set(teacher.taps)
+        assert set(TEACHERS.entry("tiny-siglip").card.taps) == set(teacher.taps)
     finally:
         TEACHERS.remove("tiny-siglip")
 
@@ -130,7 +130,7 @@ def test_clip_names_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     for name in ("clip-vitb32", "clip-vitb16", "siglip-base"):
-        assert "image_embed" in TEACHERS.entry(name).meta["taps"]
+        assert "image_embed" in TEACHERS.entry(name).card.taps
     with pytest.raises(BenchError, match=r"clip-vitb32/open_clip_model.safetensors, or give"):
         TEACHERS.get("clip-vitb32")(None)
     with pytest.raises(BenchError, match="did you mean: ViT-B-32"):

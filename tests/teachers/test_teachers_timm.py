@@ -62,7 +62,7 @@ def block_io(source: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
 def test_tiny_release_loads_back_with_identical_taps(tiny_entries, tmp_path: Path, name: str, suffix: str) -> None:
     source = save_source(tiny_entries[name], tmp_path / f"weights{suffix}")
     teacher = TEACHERS.get(name)(str(tmp_path / f"weights{suffix}"))
-    assert set(teacher.taps) == set(TEACHERS.entry(name).meta["taps"])  # what the grid checks is what it gives
+    assert set(teacher.taps) == set(TEACHERS.entry(name).card.taps)  # what the grid checks is what it gives
     images = torch.randn(3, 3, 32, 32)
     taps = ["pooled", "tokens", "hidden.0", "hidden.1", "attn.0", "attn.1"]
     with torch.inference_mode():
@@ -97,10 +97,10 @@ def test_attention_tap_is_softmax_of_queries_and_keys(tiny_entries, tmp_path: Pa
 
 def test_named_entries_declare_their_taps() -> None:
     for name in ("dino-vits16", "dino-vitb16", "dinov2-vits14", "dinov2-vitb14", "beit-base"):
-        taps = TEACHERS.entry(name).meta["taps"]
+        taps = TEACHERS.entry(name).card.taps
         assert set(vit_taps(12)) <= set(taps) and "hidden.12" not in taps
-    assert "imagenet_logits" in TEACHERS.entry("beit-base").meta["taps"]
-    assert "imagenet_logits" not in TEACHERS.entry("dino-vits16").meta["taps"]
+    assert "imagenet_logits" in TEACHERS.entry("beit-base").card.taps
+    assert "imagenet_logits" not in TEACHERS.entry("dino-vits16").card.taps
 
 
 def test_fixed_size_beit_names_the_fix(tiny_entries, tmp_path: Path) -> None:
@@ -122,7 +122,7 @@ def test_generic_timm_name_loads_from_bench_weights(tmp_path: Path, monkeypatch:
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(folder / "model.safetensors"))
     monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path))
     teacher = TEACHERS.get("timm:test_vit")(None)
-    assert TEACHERS.entry("timm:test_vit").meta["taps"] == teacher.taps and "imagenet_logits" in teacher.taps
+    assert TEACHERS.entry("timm:test_vit").card.taps == teacher.taps and "imagenet_logits" in teacher.taps
     images = torch.randn(2, 3, 48, 48)  # ViTs take any multiple of the patch size (native 160)
     with torch.inference_mode():
         out = teacher.features(images, ["pooled", "imagenet_logits"])
