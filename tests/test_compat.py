@@ -13,7 +13,7 @@ from bench.config.grid import load_grid
 from bench.errors import BenchError
 from bench.names import IMAGE_TEXT
 from bench.registries import METHODS, STUDENTS, TEACHERS
-from bench.run.wiring import incompatibility
+from bench.run.parts import incompatibility
 from tests.support.fakes import FakeImageTextTeacher
 
 EFFNET_TAPS = TEACHERS.entry("effnet-lite0").card.taps

@@ -259,7 +259,7 @@ def _check_hparams(model: GridModel, regs: dict[str, Any], where: str) -> None:
 
 def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], where: str) -> None:
     """Each spec's student gives what its method reads, and its teacher has the taps both need."""
-    from bench.run.wiring import incompatibility
+    from bench.run.parts import incompatibility
 
     for spec in specs:
         teacher = regs["teachers"].entry(spec.teacher)

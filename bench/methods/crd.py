@@ -93,7 +93,7 @@ class ContrastiveRepresentation(Method):
         super().__init__(context, hparams)
         if context.train_labels is None:
             raise BenchError("method 'crd' keeps one memory entry per training sample; its context needs "
-                             "train_labels (bench.run.wiring.build_parts gives them)")
+                             "train_labels (bench.run.parts.build_parts gives them)")
         self.sampler = OtherClassSampler(context.train_labels)
         self.num_data = len(context.train_labels)
         self.negatives = min(int(self.hparams["crd_negatives"]), self.num_data - 1)

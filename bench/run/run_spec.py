@@ -13,8 +13,8 @@ from bench.metrics import topk_accuracy
 from bench.names import HEAD, PROBE_METHOD, PROBE_REFERENCE, PROBE_STUDENT, RETRIEVAL, SPLITS, ZERO_SHOT_STUDENT
 from bench.provenance import device_name, git_commit, utcnow
 from bench.registries import DATASETS, STUDENTS
+from bench.run.parts import build_parts
 from bench.run.train import Checkpointer, TrainData, num_params, state_size_mb, train_student
-from bench.run.wiring import build_parts
 from bench.run.workbench import TeacherOutputs, Workbench
 from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord

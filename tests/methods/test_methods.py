@@ -12,7 +12,7 @@ from bench.images import to_tensor
 from bench.methods.base import MethodContext
 from bench.methods.losses import FeatureRegressor, hinton_kd
 from bench.registries import METHODS, STUDENTS
-from bench.run.wiring import RunParts, build_parts, incompatibility, teacher_tap_names
+from bench.run.parts import RunParts, build_parts, incompatibility, teacher_tap_names
 from tests.support.fakes import CLASSES, FakeImageTextTeacher, tiny_splits
 
 

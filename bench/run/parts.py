@@ -1,4 +1,7 @@
-"""Build a spec's student and method against its teacher: input tap, output shapes, teacher taps to fetch."""
+"""Build a spec's student and method against its teacher: input tap, output shapes, teacher taps to fetch.
+
+The one builder for every dataset task: classification and retrieval runs get their parts here.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,10 @@ from torch import nn
 from bench.data import DatasetSplits
 from bench.errors import BenchError
 from bench.methods.base import Method, MethodContext, Shape
-from bench.methods.pairs import expand_taps
 from bench.names import HEAD, IMAGE_TEXT
 from bench.registries import METHODS, STUDENTS
-from bench.students.base import StudentContext, tap_family
-from bench.taps import IMAGE_EMBED, POOLED
+from bench.students.base import StudentContext
+from bench.taps import IMAGE_EMBED, LOGITS, POOLED, TEXT, expand_taps, tap_family
 from bench.teachers.base import Teacher
 
 
@@ -40,9 +42,9 @@ def teacher_tap_names(teacher: Teacher) -> list[str]:
 
 def teacher_families(taps: Collection[str], modality: str | None) -> frozenset[str]:
     """Tap families a teacher offers, plus 'logits' (the probe) and 'text' for image-text teachers."""
-    families = {tap_family(tap) for tap in taps} | {"logits"}
+    families = {tap_family(tap) for tap in taps} | {LOGITS}
     if modality == IMAGE_TEXT or IMAGE_EMBED in families:
-        families.add("text")
+        families.add(TEXT)
     return frozenset(families)
 
 
@@ -53,7 +55,7 @@ def incompatibility(student_name: str, method_name: str, hparams: Mapping[str, A
     offered = teacher_families(taps, modality)
     if entry.card.kind == HEAD and entry.obj.input_tap(taps) is None:
         return (f"student {student_name!r} reads teacher tap {' or '.join(entry.obj.input_taps)} that "
-                f"{teacher_name!r} does not give (it gives {sorted(offered - {'logits'})})")
+                f"{teacher_name!r} does not give (it gives {sorted(offered - {LOGITS})})")
     needs = method_cls.requirements(hparams, taps, entry.obj.provides)
     missing = set(needs.student) - {tap_family(name) for name in entry.obj.provides}
     if missing:
@@ -109,15 +111,27 @@ def build_parts(student_name: str, method_name: str, hparams: Mapping[str, Any],
                              f"{teacher.name!r} gives {taps}")
         input_shape = tap_shapes(teacher, [input_tap], teacher_size)[input_tap]
     size = data.config.student_image_size or data.native_size
-    student = entry.obj(StudentContext(data.num_classes, teacher.embed_dim, size, input_shape=input_shape,
+    num_classes = max(data.num_classes, 1)  # retrieval data has no classes: students keep a one-class head
+    student = entry.obj(StudentContext(num_classes, teacher.embed_dim, size, input_shape=input_shape,
                                        teacher_params=teacher.num_params()), hparams)
     sample = torch.zeros(2, *input_shape) if input_shape is not None else torch.zeros(2, 3, size, size)
     student_shapes = output_shapes(student, sample)
-    method_cls = METHODS.get(method_name)
+    method_entry = METHODS.entry(method_name)
+    method_cls = method_entry.obj
     targets = method_cls.teacher_taps(hparams, taps, student_shapes)
-    feature_taps = tuple(sorted({POOLED, *targets, *([input_tap] if input_tap else [])} - {"logits"}))
-    context = MethodContext(data.num_classes, teacher.embed_dim, student.embed_dim, student_shapes,
-                            tap_shapes(teacher, feature_taps, teacher_size),
+    feature_taps = tuple(sorted({POOLED, *targets, *([input_tap] if input_tap else [])} - {LOGITS}))
+    teacher_shapes = tap_shapes(teacher, feature_taps, teacher_size)
+    teacher_dim = _method_teacher_dim(method_entry.card.joint_space, teacher, teacher_shapes)
+    context = MethodContext(num_classes, teacher_dim, student.embed_dim, student_shapes, teacher_shapes,
                             _class_text(method_cls, hparams, teacher, data), torch.tensor(data.train.labels))
     return RunParts(student, method_cls(context, hparams), entry.card.kind, input_tap, feature_taps,
                     tuple(sorted(targets)))
+
+
+def _method_teacher_dim(joint_space: bool, teacher: Teacher, teacher_shapes: Mapping[str, Shape]) -> int:
+    """A joint-space method maps into the teacher's image_embed space; every other one sees its pooled width."""
+    if not joint_space:
+        return teacher.embed_dim
+    if IMAGE_EMBED not in teacher_shapes:
+        raise BenchError(f"teacher {teacher.name!r} gives no {IMAGE_EMBED!r}; joint-space methods need one")
+    return int(teacher_shapes[IMAGE_EMBED][-1])
