@@ -93,7 +93,6 @@ class DatasetSplits:
     val: Split
     test: Split
     config: DataConfig
-    kind: str = "classification"
     skipped_images: int = 0
 
     @property
@@ -145,8 +144,7 @@ def make_splits(name: str, raw: RawDataset, config: DataConfig) -> DatasetSplits
     test_order = np.random.default_rng(config.split_seed + 1).permutation(len(raw.test_labels))
     test_split = Split(raw.test_images, raw.test_labels, raw.test_captions)
     test = _take(test_split, np.sort(test_order[: config.test_limit]))
-    kind = "retrieval" if raw.train_captions is not None else "classification"
-    return DatasetSplits(name, raw.class_names, train, val, test, config, kind, raw.skipped_images)
+    return DatasetSplits(name, raw.class_names, train, val, test, config, raw.skipped_images)
 
 
 _RAW_CACHE: dict[tuple, RawDataset] = {}

@@ -146,7 +146,7 @@ def test_coco_official_split_keeps_every_caption(tmp_path: Path, no_bench_data: 
     assert all(colour_of[i] in caps[0] for i, caps in zip(raw.train_labels, raw.train_captions, strict=True))
     data = load_dataset("coco-captions", DataConfig(decode_size=24, val_fraction=0.25), tmp_path,
                         cache_dir=tmp_path / "cache")
-    assert data.kind == "retrieval" and data.sizes() == {"train": 6, "val": 2, "test": 4}
+    assert data.sizes() == {"train": 6, "val": 2, "test": 4}
     for split in (data.train, data.val):  # captions follow their images through the split
         assert all(f"number {i}" in caps[0] for i, caps in zip(split.labels, split.captions, strict=True))
 
