@@ -1,45 +1,42 @@
 """Image-text runs (COCO captions): students learn the teacher's joint space; scored by retrieval recall.
 
-Head students read the teacher's `pooled` features, standalone students read images; a joint-space
-method maps the student embedding into the space of the teacher's `image_embed`, where test images
-are ranked against the teacher's `encode_text` of every test caption (and the reverse).
+Head students read their teacher tap, standalone students read images (bench/run/run_spec.py); a
+joint-space method maps the student embedding into the space of the teacher's `image_embed`, where
+test images are ranked against the teacher's `encode_text` of every test caption (and the reverse).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
-from bench.data import DataConfig, DatasetSplits, Split
+from bench.data import DatasetSplits, Split
 from bench.errors import BenchError
-from bench.images import channel_stats, to_tensor
-from bench.methods.base import MethodContext
+from bench.methods.joint import JointSpaceMethod
 from bench.metrics import flatten_captions, retrieval_recalls
-from bench.names import HEAD, JOINT_SPACE_REFERENCE, SPLITS
-from bench.provenance import utcnow
-from bench.registries import METHODS, STUDENTS
-from bench.run.train import Checkpointer, TrainData, num_params, state_size_mb, train_student
+from bench.names import JOINT_SPACE_REFERENCE
+from bench.registries import TEACHERS
+from bench.run.parts import RunParts
+from bench.run.task import Inputs
+from bench.run.train import TrainData, TrainResult, state_size_mb
 from bench.run.workbench import TeacherOutputs, Workbench
 from bench.spec import ExperimentSpec
-from bench.store.records import EpochRecord, RunRecord
-from bench.students.base import StudentContext
 from bench.taps import IMAGE_EMBED, POOLED, TEXT_EMBED
 from bench.teachers.base import Teacher
 
-JOINT_TAPS = (IMAGE_EMBED, POOLED)
-
-
+JOINT_TAPS = (IMAGE_EMBED, POOLED)  # the reference reads image_embed; pooled is what every run fetches
 TEXT_BATCH = 256
 
 
-def require_image_text(teacher: Teacher, dataset: str) -> None:
-    """Image-text datasets need a teacher with a joint space (`modality = "image-text"`)."""
-    if getattr(teacher, "modality", "image") != "image-text" or not hasattr(teacher, "encode_text"):
-        raise BenchError(f"dataset {dataset!r} needs an image-text teacher (CLIP, BLIP); {teacher.name!r} is not one")
+def require_image_text(teacher: str, dataset: str) -> None:
+    """Image-text datasets need a teacher with a joint space (its card's modality is image-text)."""
+    if not TEACHERS.entry(teacher).card.image_text:
+        raise BenchError(f"dataset {dataset!r} needs an image-text teacher (CLIP, BLIP); {teacher!r} is not one")
 
 
 @torch.inference_mode()
@@ -69,87 +66,76 @@ def per_image_text(text_embed: torch.Tensor, split: Split) -> torch.Tensor:
 
 
 def split_recalls(images: torch.Tensor, texts: torch.Tensor, split: Split) -> dict[str, float]:
+    """Recall@1/5/10 both ways (and their mean) of image embeddings against the split's caption embeddings."""
     _, owners = flatten_captions(split.captions or ())
     return retrieval_recalls(F.normalize(images.float(), dim=-1), texts, owners)
 
 
-def student_inputs(kind: str, data: DatasetSplits, outputs: TeacherOutputs) -> dict[str, torch.Tensor]:
-    """Head students read the teacher's pooled features; standalone ones read images at their size."""
-    if kind == HEAD:
-        return {split: outputs.features[split][POOLED] for split in SPLITS}
-    size = data.config.student_image_size or data.native_size
-    mean, std = channel_stats(data.train.images)
-    return {split: to_tensor(data.split(split).images, size, mean, std) for split in SPLITS}
-
-
 @torch.inference_mode()
-def joint_embeddings(student: torch.nn.Module, method: torch.nn.Module, inputs: torch.Tensor,
+def joint_embeddings(student: torch.nn.Module, method: JointSpaceMethod, inputs: torch.Tensor,
                      device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """The trained student's embeddings of `inputs` in the teacher's joint space, in eval mode, on the CPU."""
     student.eval()
     method.eval()
     return torch.cat([method.joint_embedding(student(inputs[i : i + batch_size].to(device))).float().cpu()
                       for i in range(0, len(inputs), batch_size)])
 
 
-def _teacher_record(record: RunRecord, teacher: Teacher, test: dict[str, float], val: dict[str, float]) -> RunRecord:
-    """The reference cell: the teacher's own recalls in its joint space (no student)."""
-    return replace(record, status="done", val_acc=val["mean_recall"], **test, pct_of_teacher=100.0, params=0,
-                   method_params=0, size_mb=0.0, inference_params=teacher.num_params(),
-                   inference_size_mb=state_size_mb(teacher), finished_at=utcnow())
+@dataclass(frozen=True)
+class RetrievalTask:
+    """A retrieval run's task part: the teacher's own recalls in its joint space are its reference."""
 
+    bench: Workbench
+    data: DatasetSplits
+    teacher: Teacher
+    outputs: TeacherOutputs
+    texts: dict[str, torch.Tensor]  # val and test: the teacher's embedding of every caption
+    teacher_val: dict[str, float]
+    teacher_test: dict[str, float]
+    reference: str = JOINT_SPACE_REFERENCE
 
-def run_retrieval_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
-                       on_epoch: Callable[[EpochRecord], None] | None = None,
-                       checkpoint: Checkpointer | None = None) -> RunRecord:
-    """Train a student into the teacher's joint space and score Recall@1/5/10 both ways on test."""
-    from bench.names import PROBE_METHOD
-    from bench.run.run_spec import _base_record
+    @classmethod
+    def prepare(cls, bench: Workbench, spec: ExperimentSpec, data: DatasetSplits, teacher: Teacher) -> RetrievalTask:
+        """The teacher's image and caption embeddings (cached) and its own val and test recalls."""
+        require_image_text(spec.teacher, spec.dataset)
+        outputs = bench.teacher_outputs(spec.teacher, data, JOINT_TAPS)
+        texts = {split: caption_embeddings(bench, teacher, data, split) for split in ("val", "test")}
+        recalls = {split: split_recalls(outputs.features[split][IMAGE_EMBED], texts[split], data.split(split))
+                   for split in ("val", "test")}
+        return cls(bench, data, teacher, outputs, texts, recalls["val"], recalls["test"])
 
-    data = bench.data(spec.dataset, DataConfig(**spec.data_dict))
-    teacher = bench.teacher(spec.teacher)
-    require_image_text(teacher, spec.dataset)
-    outputs = bench.teacher_outputs(spec.teacher, data, JOINT_TAPS)
-    texts = {split: caption_embeddings(bench, teacher, data, split) for split in ("val", "test")}
-    teacher_val = split_recalls(outputs.features["val"][IMAGE_EMBED], texts["val"], data.val)
-    teacher_test = split_recalls(outputs.features["test"][IMAGE_EMBED], texts["test"], data.test)
-    kind = HEAD if spec.method == PROBE_METHOD else STUDENTS.entry(spec.student).card.kind
-    record = replace(_base_record(spec, study, kind, bench, outputs, trial_number),
-                     teacher_reference=JOINT_SPACE_REFERENCE, split_sizes=data.split_record(),
-                     skipped_images=data.skipped_images)
-    if spec.method == PROBE_METHOD:
-        return _teacher_record(record, teacher, teacher_test, teacher_val)
-    hparams = spec.hparams_dict
-    inputs = student_inputs(kind, data, outputs)
-    size = int(inputs["train"].shape[-1]) if kind != HEAD else data.native_size
-    torch.manual_seed(spec.seed)  # initial weights depend on the spec alone, not on what this process ran before
-    student = STUDENTS.get(spec.student)(StudentContext(1, teacher.embed_dim, size), hparams)
-    joint_dim = int(outputs.features["train"][IMAGE_EMBED].shape[1])
-    method = METHODS.get(spec.method)(MethodContext(1, joint_dim, student.embed_dim), hparams)
-    if not hasattr(method, "joint_embedding"):
-        raise BenchError(f"method {spec.method!r} cannot train on image-text data; use a joint-space method")
-    targets = {IMAGE_EMBED: outputs.features["train"][IMAGE_EMBED]}
-    if getattr(method, "needs_text", False):
-        targets[TEXT_EMBED] = per_image_text(caption_embeddings(bench, teacher, data, "train"), data.train)
+    def reference_fields(self) -> dict[str, Any]:
+        """The reference cell: the teacher's recalls in its joint space; no student, the teacher's size."""
+        return {"val_acc": self.teacher_val["mean_recall"], **self.teacher_test, "pct_of_teacher": 100.0,
+                "params": 0, "method_params": 0, "size_mb": 0.0, "inference_params": self.teacher.num_params(),
+                "inference_size_mb": state_size_mb(self.teacher)}
 
-    def score(split: str) -> dict[str, float]:
-        return split_recalls(joint_embeddings(student, method, inputs[split], bench.device), texts[split],
-                             data.split(split))
+    def train_data(self, parts: RunParts, outputs: TeacherOutputs, inputs: Inputs, evaluate_test: bool) -> TrainData:
+        """Train inputs only (val and test are scored by recall); the labels are the batch's image indices."""
+        targets = {IMAGE_EMBED: outputs.features["train"][IMAGE_EMBED]}
+        if getattr(parts.method, "needs_text", False):
+            train_text = caption_embeddings(self.bench, self.teacher, self.data, "train")
+            targets[TEXT_EMBED] = per_image_text(train_text, self.data.train)
+        train = inputs["train"]
+        return TrainData({"train": train}, {"train": torch.arange(len(train))}, targets, class_labels=False)
 
-    train = inputs["train"]  # the "labels" a joint-space method gets are the batch's image indices
-    train_data = TrainData({"train": train}, {"train": torch.arange(len(train))}, targets, class_labels=False)
-    result = train_student(student, method, train_data, hparams, spec.epochs, spec.seed, bench.device, on_epoch,
-                           checkpoint, val_score=lambda: score("val")["mean_recall"])
-    epochs = result.epochs
-    test = score("test")
-    params, size_mb, extra = num_params(student), state_size_mb(student), method.num_params()
-    backbone = (teacher.num_params(), state_size_mb(teacher)) if kind == HEAD else (0, 0.0)
-    reference = teacher_test["mean_recall"]
-    return replace(
-        record, status="done", val_acc=epochs[-1].val_acc if epochs else score("val")["mean_recall"], **test,
-        pct_of_teacher=100.0 * test["mean_recall"] / reference if reference > 0 else None,
-        params=params, method_params=extra, size_mb=size_mb, inference_params=params + extra + backbone[0],
-        inference_size_mb=size_mb + state_size_mb(method) + backbone[1],
-        epoch_seconds=result.epoch_seconds, train_images_per_s=result.train_images_per_s,
-        peak_mem_mb=result.peak_mem_mb, finished_at=utcnow(), epoch_records=epochs,
-        resumed_from_epoch=result.resumed_from_epoch,
-    )
+    def val_score(self, parts: RunParts, inputs: Inputs) -> Callable[[], float] | None:
+        return lambda: self.recalls(parts, inputs, "val")["mean_recall"]
+
+    def recalls(self, parts: RunParts, inputs: Inputs, split: str) -> dict[str, float]:
+        """The trained student's recalls on val or test, in the teacher's joint space."""
+        method = cast(JointSpaceMethod, parts.method)  # run_spec lets only joint-space methods (by card) in here
+        images = joint_embeddings(parts.student, method, inputs[split], self.bench.device)
+        return split_recalls(images, self.texts[split], self.data.split(split))
+
+    def result_fields(self, parts: RunParts, inputs: Inputs, result: TrainResult,
+                      evaluate_test: bool) -> dict[str, Any]:
+        """Val mean recall, and (unless a search trial) the test recalls and their share of the teacher's."""
+        epochs = result.epochs
+        val = epochs[-1].val_acc if epochs else self.recalls(parts, inputs, "val")["mean_recall"]
+        if not evaluate_test:
+            return {"val_acc": val}
+        test = self.recalls(parts, inputs, "test")
+        reference = self.teacher_test["mean_recall"]
+        return {"val_acc": val, **test,
+                "pct_of_teacher": 100.0 * test["mean_recall"] / reference if reference > 0 else None}

@@ -1,0 +1,87 @@
+"""Classification runs: students learn the labels (and the probe's logits); scored by top-1 and top-5 accuracy.
+
+The reference is the teacher's linear probe, or its zero-shot head (`data.teacher_reference: zero-shot`);
+its logits are the KD targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bench.data import DatasetSplits
+from bench.metrics import topk_accuracy
+from bench.names import PROBE_REFERENCE, SPLITS
+from bench.probe import ProbeResult
+from bench.run.parts import RunParts
+from bench.run.task import Inputs
+from bench.run.train import TrainData, TrainResult, state_size_mb
+from bench.run.workbench import TeacherOutputs, Workbench
+from bench.spec import ExperimentSpec
+from bench.taps import LOGITS
+from bench.teachers.base import Teacher
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    """A classification run's task part: the teacher's probe (or zero-shot head) is its reference."""
+
+    data: DatasetSplits
+    teacher: Teacher
+    outputs: TeacherOutputs
+    probe: ProbeResult
+
+    @classmethod
+    def prepare(cls, bench: Workbench, spec: ExperimentSpec, data: DatasetSplits,
+                teacher: Teacher) -> ClassificationTask:
+        """The teacher's pooled outputs and its probe (both cached)."""
+        outputs = bench.teacher_outputs(spec.teacher, data)
+        return cls(data, teacher, outputs, bench.probe(spec.teacher, data))
+
+    @property
+    def reference(self) -> str:
+        return self.probe.reference
+
+    def reference_fields(self) -> dict[str, Any]:
+        """The probe cell: the probe's accuracies, its size on top of the teacher's, and its settings."""
+        probe, data, teacher = self.probe, self.data, self.teacher
+        linear_params = teacher.embed_dim * data.num_classes + data.num_classes
+        probe_params = probe.head_params if probe.head_params is not None else linear_params
+        probe_mb = probe_params * 4 / 1e6
+        settings = {"weight_decay": probe.weight_decay} if probe.reference == PROBE_REFERENCE else {}
+        return {
+            "test_acc": probe.test_acc, "val_acc": probe.val_acc, "teacher_acc": probe.test_acc,
+            "pct_of_teacher": 100.0, "params": probe_params, "method_params": 0, "size_mb": probe_mb,
+            "inference_params": teacher.num_params() + probe_params,
+            "inference_size_mb": state_size_mb(teacher) + probe_mb, "hparams": settings,
+            "test_top5": topk_accuracy(probe.logits["test"], torch.from_numpy(data.test.labels), 5),
+            "kd_targets": probe.kd_targets,
+        }
+
+    def train_data(self, parts: RunParts, outputs: TeacherOutputs, inputs: Inputs, evaluate_test: bool) -> TrainData:
+        """Every split's inputs and labels (test left out of search trials); teacher taps and probe logits."""
+        available = {LOGITS: self.probe.logits["train"], **outputs.features["train"]}
+        splits = SPLITS if evaluate_test else tuple(split for split in SPLITS if split != "test")
+        return TrainData(
+            inputs={split: inputs[split] for split in splits},
+            labels={split: torch.from_numpy(self.data.split(split).labels) for split in splits},
+            teacher_train={name: available[name] for name in parts.teacher_targets},
+        )
+
+    def val_score(self, parts: RunParts, inputs: Inputs) -> Callable[[], float] | None:
+        return None
+
+    def result_fields(self, parts: RunParts, inputs: Inputs, result: TrainResult,
+                      evaluate_test: bool) -> dict[str, Any]:
+        """Accuracies from training, the probe's test accuracy and which probe logits KD read."""
+        teacher_acc = self.probe.test_acc
+        return {
+            "test_acc": result.test_acc, "val_acc": result.val_acc, "test_top5": result.test_top5,
+            "teacher_acc": teacher_acc if evaluate_test else None,
+            "pct_of_teacher": 100.0 * result.test_acc / teacher_acc if result.test_acc is not None and teacher_acc
+            else None,
+            "kd_targets": self.probe.kd_targets if LOGITS in parts.teacher_targets else None,  # None: no logits read
+        }
