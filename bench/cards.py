@@ -69,7 +69,7 @@ class MethodCard:
 
 @dataclass(frozen=True)
 class DatasetCard:
-    """A dataset: its task decides how runs on it are trained and scored (bench/run/tasks)."""
+    """A dataset: its task decides how runs on it are trained and scored (bench/run/classification.py, retrieval.py)."""
 
     task: str
 
