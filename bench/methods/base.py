@@ -71,6 +71,7 @@ class Method(nn.Module):
     defaults: ClassVar[Mapping[str, Any]] = {}
     needs_teacher: ClassVar[frozenset[str]] = frozenset()
     needs_student: ClassVar[frozenset[str]] = frozenset({"logits"})
+    needs_text: ClassVar[bool] = False  # joint-space methods: also reads the per-image caption embedding
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

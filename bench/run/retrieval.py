@@ -113,7 +113,7 @@ class RetrievalTask:
     def train_data(self, parts: RunParts, outputs: TeacherOutputs, inputs: Inputs, evaluate_test: bool) -> TrainData:
         """Train inputs only (val and test are scored by recall); the labels are the batch's image indices."""
         targets = {IMAGE_EMBED: outputs.features["train"][IMAGE_EMBED]}
-        if getattr(parts.method, "needs_text", False):
+        if parts.method.needs_text:
             train_text = caption_embeddings(self.bench, self.teacher, self.data, "train")
             targets[TEXT_EMBED] = per_image_text(train_text, self.data.train)
         train = inputs["train"]
