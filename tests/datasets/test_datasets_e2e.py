@@ -15,9 +15,9 @@ from bench.config.grid import load_grid
 from bench.run.workbench import RunContext
 from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
-from tests.conftest import REPO
 from tests.support.dataset_fixtures import corrupt_jpeg, write_coco, write_tiny_imagenet
 from tests.support.image_text_teacher import registered
+from tests.support.paths import REPO
 
 TINY_GRID = """
 name: tiny

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from bench.cli import app
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from tests.support.report_fixtures import TUNE_STUDY, build_database
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

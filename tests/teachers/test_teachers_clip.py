@@ -13,14 +13,10 @@ from bench.errors import BenchError
 from bench.registries import TEACHERS
 from bench.teachers.clip import register_clip_teacher
 from bench.teachers.zero_shot import zero_shot_head, zero_shot_logits
+from tests.support.tiny_models import TINY_CLIP
 
 open_clip = pytest.importorskip("open_clip")
 
-TINY_CLIP = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
 TINY_SIGLIP = {
     "embed_dim": 32, "init_logit_bias": -10, "custom_text": True,
     "vision_cfg": {"image_size": 64, "timm_model_name": "test_vit", "timm_model_pretrained": False,

@@ -17,7 +17,7 @@ from bench.registries import TEACHERS
 from bench.run.workbench import RunContext
 from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
-from tests.teachers.test_teachers_clip import TINY_CLIP
+from tests.support.tiny_models import TINY_CLIP
 
 open_clip = pytest.importorskip("open_clip")
 TEACHER = "open_clip:tiny-clip-zs"
