@@ -16,7 +16,7 @@ from bench.run.workbench import RunContext
 from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
 from tests.support.dataset_fixtures import corrupt_jpeg, write_coco, write_tiny_imagenet
-from tests.support.image_text_teacher import registered
+from tests.support.fakes import registered
 from tests.support.paths import REPO
 
 TINY_GRID = """
@@ -35,7 +35,7 @@ hparams:
 
 COCO_GRID = """
 name: coco
-teacher: tiny-image-text
+teacher: fake-image-text
 student: [projection, bottleneck]
 method: [joint-cosine, joint-contrastive]
 dataset: coco-captions
