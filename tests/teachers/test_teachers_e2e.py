@@ -13,6 +13,7 @@ from bench.run.workbench import RunContext
 from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
 from bench.teachers.timm_vit import create_timm_model, register_timm_teacher
+from tests.support.registration import registered_by
 
 TINY_DINO = {"depth": 2, "embed_dim": 48, "num_heads": 3, "img_size": 32, "patch_size": 8}
 GRID = """
@@ -37,14 +38,12 @@ def test_grid_with_a_tiny_saved_dino_teacher(tmp_path: Path, monkeypatch: pytest
     folder.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(folder / "model.safetensors"))
     monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / "weights"))
-    register_timm_teacher("tiny-dino-e2e", "vit_small_patch16_224.dino", "tiny DINO ViT", **TINY_DINO)
-    try:
+    with registered_by(TEACHERS, "tiny-dino-e2e", register_timm_teacher, "vit_small_patch16_224.dino", "tiny DINO ViT",
+                       **TINY_DINO):
         grid_path = tmp_path / "grid.yaml"
         grid_path.write_text(GRID)
         db = f"sqlite:///{tmp_path / 'results.db'}"
         summary = run_grid(load_grid(grid_path), db, RunContext(cache_dir=tmp_path / "cache", device="cpu"))
-    finally:
-        TEACHERS.remove("tiny-dino-e2e")
     assert (summary.total, summary.done, summary.failed) == (2, 2, 0)
     _, rows = read_only_query(db, "SELECT student, method, status, test_acc, teacher, cache_hits, cache_misses "
                                   "FROM runs ORDER BY id")
