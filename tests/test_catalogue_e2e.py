@@ -10,8 +10,8 @@ import pytest
 from bench.config.grid import load_grid
 from bench.registries import STUDENTS
 from bench.run.workbench import RunContext
-from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
+from tests.support.rows import only, query
 
 DATA = """
 dataset: digits
@@ -47,28 +47,28 @@ def test_every_student_and_the_main_methods_on_digits(tmp_path: Path) -> None:
     assert (first.done, first.failed) == (len(every_student) + 1, 0)
     assert (second.done, second.failed, second.skipped) == (6, 0, 1)  # the teacher probe is shared
 
-    _, rows = read_only_query(db, "SELECT student, method, status, test_acc, params, size_mb, student_kind, "
-                                  "inference_size_mb, method_params, cache_misses FROM runs "
-                                  "WHERE method != 'teacher-probe'")
-    assert len(rows) == len(every_student) + 6 and all(row[2] == "done" for row in rows)
-    assert {row[0] for row in rows} == set(every_student)
-    _, probe = read_only_query(db, "SELECT size_mb, inference_size_mb FROM runs WHERE method = 'teacher-probe'")
-    teacher_mb = probe[0][1] - probe[0][0]  # the backbone a head student still needs
-    for student, method, _, test_acc, params, size_mb, kind, inference_mb, method_params, _ in rows:
-        assert test_acc > 0.2, (student, method, test_acc)  # 10 classes: chance is 0.1
+    rows = query(db, "SELECT student, method, status, test_acc, params, size_mb, student_kind, "
+                     "inference_size_mb, method_params, cache_misses FROM runs WHERE method != 'teacher-probe'")
+    assert len(rows) == len(every_student) + 6 and all(row["status"] == "done" for row in rows)
+    assert {row["student"] for row in rows} == set(every_student)
+    (probe,) = query(db, "SELECT size_mb, inference_size_mb FROM runs WHERE method = 'teacher-probe'")
+    teacher_mb = probe["inference_size_mb"] - probe["size_mb"]  # the backbone a head student still needs
+    for row in rows:
+        student, method, size_mb, kind = row["student"], row["method"], row["size_mb"], row["student_kind"]
+        assert row["test_acc"] > 0.2, (student, method, row["test_acc"])  # 10 classes: chance is 0.1
         assert kind == ("head" if student in HEADS else "standalone")
-        assert params * 4 / 1e6 <= size_mb < params * 4 / 1e6 + 0.1  # float32 state (+ BN buffers)
+        assert row["params"] * 4 / 1e6 <= size_mb < row["params"] * 4 / 1e6 + 0.1  # float32 state (+ BN buffers)
         if kind == "head":
-            assert inference_mb == pytest.approx(size_mb + teacher_mb) and teacher_mb > 10
+            assert row["inference_size_mb"] == pytest.approx(size_mb + teacher_mb) and teacher_mb > 10
         else:
-            assert inference_mb == pytest.approx(size_mb)
-        assert (method_params > 0) == (method in ("feature", "crd")), (student, method, method_params)
-    accuracy = {(row[0], row[1]): row[3] for row in rows}
+            assert row["inference_size_mb"] == pytest.approx(size_mb)
+        assert (row["method_params"] > 0) == (method in ("feature", "crd")), (student, method, row["method_params"])
+    accuracy = {(row["student"], row["method"]): row["test_acc"] for row in rows}
     assert min(accuracy[(s, "kd")] for s in HEADS) > 0.6  # pretrained features make heads easy
     assert max(accuracy.values()) > 0.8
-    _, misses = read_only_query(db, "SELECT sum(cache_misses) FROM runs")
-    assert misses[0][0] == 6  # pooled once for the probe, pooled+feature_map once for mha/cbam
-    _, terms = read_only_query(db, "SELECT r.method, e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
-                                   "WHERE r.student = 'densenet' AND e.epoch = 0")
-    assert {method: set(json.loads(t)) for method, t in terms} == {
+    # pooled once for the probe, pooled+feature_map once for mha/cbam
+    assert only(db, "SELECT sum(cache_misses) FROM runs") == 6
+    terms = query(db, "SELECT r.method, e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
+                      "WHERE r.student = 'densenet' AND e.epoch = 0")
+    assert {row["method"]: set(json.loads(row["loss_terms"])) for row in terms} == {
         "kd": {"ce", "kd"}, "feature": {"ce", "feat"}, "attention": {"ce", "at"}, "crd": {"ce", "crd"}}

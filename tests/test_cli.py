@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.store import Store
-from tests.conftest import REPO
-from tests.store.test_store import record
+from tests.support.paths import REPO
+from tests.support.records import record
 
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -11,10 +11,9 @@ import pytest
 from bench.cards import TeacherCard
 from bench.config.grid import load_grid
 from bench.errors import BenchError
-from bench.names import IMAGE_TEXT
 from bench.registries import METHODS, STUDENTS, TEACHERS
 from bench.run.parts import incompatibility
-from tests.support.fakes import FakeImageTextTeacher
+from tests.support.fakes import registered
 
 EFFNET_TAPS = TEACHERS.entry("effnet-lite0").card.taps
 
@@ -23,8 +22,7 @@ EFFNET_TAPS = TEACHERS.entry("effnet-lite0").card.taps
 def extra_teachers() -> Iterator[None]:
     """A pooled-only teacher and the fake image-text ViT-like teacher, registered for this test only."""
     with (TEACHERS.temporarily("pooled-only-test", lambda weights, **_: None, TeacherCard("test", ("pooled",))),
-          TEACHERS.temporarily("fake-image-text", lambda weights, **_: FakeImageTextTeacher(),
-                               TeacherCard("test", FakeImageTextTeacher.taps, IMAGE_TEXT))):
+          registered("fake-image-text")):
         yield
 
 

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from bench.config.grid import load_grid
 from bench.run.workbench import RunContext
-from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
+from tests.support.rows import query
 
 GRID = """
 name: e2e
@@ -42,32 +42,33 @@ def test_digits_grid_end_to_end(tmp_path: Path) -> None:
     summary = run_grid(load_grid(grid_path), db, context)
     assert (summary.total, summary.done, summary.failed, summary.skipped) == (13, 13, 0, 0)
 
-    _, rows = read_only_query(db, "SELECT student, method, status, test_acc, teacher_acc, pct_of_teacher, "
-                                  "params, size_mb, student_kind, inference_size_mb, cache_hits, cache_misses "
-                                  "FROM runs ORDER BY id")
-    assert len(rows) == 13 and all(row[2] == "done" for row in rows)
+    rows = query(db, "SELECT student, method, status, test_acc, teacher_acc, pct_of_teacher, "
+                     "params, size_mb, student_kind, inference_size_mb, cache_hits, cache_misses "
+                     "FROM runs ORDER BY id")
+    assert len(rows) == 13 and all(row["status"] == "done" for row in rows)
     probe = rows[0]
-    assert probe[:2] == ("linear-probe", "teacher-probe") and probe[3] > 0.85  # pretrained features
-    assert probe[10] == 0 and probe[11] == 3  # first run computed train/val/test features
+    assert (probe["student"], probe["method"]) == ("linear-probe", "teacher-probe")
+    assert probe["test_acc"] > 0.85  # pretrained features
+    assert probe["cache_hits"] == 0 and probe["cache_misses"] == 3  # first run computed train/val/test features
     students = rows[1:]
-    assert all(row[10] == 3 and row[11] == 0 for row in students)  # everyone else reused them
+    assert all(row["cache_hits"] == 3 and row["cache_misses"] == 0 for row in students)  # everyone else reused them
     for row in students:
-        assert row[3] > 0.5, row  # 10 classes: chance is 0.1
-        assert row[4] == pytest.approx(probe[3])
-        assert row[5] == pytest.approx(100 * row[3] / probe[3])
-        assert row[6] > 0 and row[7] > 0
-        if row[8] == "head":
-            assert row[9] > 10 * row[7]  # a head student still needs the teacher backbone
+        assert row["test_acc"] > 0.5, row  # 10 classes: chance is 0.1
+        assert row["teacher_acc"] == pytest.approx(probe["test_acc"])
+        assert row["pct_of_teacher"] == pytest.approx(100 * row["test_acc"] / probe["test_acc"])
+        assert row["params"] > 0 and row["size_mb"] > 0
+        if row["student_kind"] == "head":
+            assert row["inference_size_mb"] > 10 * row["size_mb"]  # a head student still needs the teacher backbone
         else:
-            assert row[9] == pytest.approx(row[7])
-    best_head = max(row[3] for row in students if row[8] == "head")
+            assert row["inference_size_mb"] == pytest.approx(row["size_mb"])
+    best_head = max(row["test_acc"] for row in students if row["student_kind"] == "head")
     assert best_head > 0.8
 
-    _, epochs = read_only_query(db, "SELECT count(*), min(seconds) FROM run_epochs")
-    assert epochs[0][0] == 12 * 4 and epochs[0][1] > 0
-    _, terms = read_only_query(db, "SELECT e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
-                                   "WHERE r.method = 'combined' LIMIT 1")
-    assert set(__import__("json").loads(terms[0][0])) == {"ce", "kd", "feat"}
+    (epochs,) = query(db, "SELECT count(*) AS n, min(seconds) AS fastest FROM run_epochs")
+    assert epochs["n"] == 12 * 4 and epochs["fastest"] > 0
+    terms = query(db, "SELECT e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
+                      "WHERE r.method = 'combined' LIMIT 1")
+    assert set(__import__("json").loads(terms[0]["loss_terms"])) == {"ce", "kd", "feat"}
 
     import optuna
 

@@ -1,67 +1,29 @@
-"""Gather everything a report shows (tables, tests, plots, studies, provenance) and write the formats."""
+"""Gather everything a report shows (tables, tests, plots, studies, provenance) into one ReportData."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from bench.errors import BenchError
 from bench.names import FINAL_SUFFIX
-from bench.report import plots
+from bench.report.contents import ReportData
 from bench.report.load import load_epochs, load_runs
 from bench.report.optuna_tables import search_studies
+from bench.report.plots import accuracy_vs_size, epoch_time, learning_curves
 from bench.report.provenance import provenance
 from bench.report.stats import baseline_gains
-from bench.report.studies import StudyReport, study_reports
-from bench.report.tables import Matrix, matrices, summarise, teacher_references
-
-FORMATS = ("md", "html", "csv", "tex")
-DEFAULT_FORMATS = ("md", "html", "csv")
-
-
-@dataclass
-class ReportData:
-    """Everything one report shows, computed once and rendered by each format."""
-
-    title: str
-    runs: pd.DataFrame
-    summary: pd.DataFrame
-    references: pd.DataFrame
-    matrices: list[Matrix]
-    gains: pd.DataFrame
-    provenance: list[tuple[str, str]]
-    plots: dict[str, list[plots.Plot]] = field(default_factory=dict)
-    studies: list[StudyReport] = field(default_factory=list)
-    all_runs: pd.DataFrame | None = None  # every matched row, study search trials included (runs.csv)
-
-    @property
-    def datasets(self) -> list[str]:
-        """Datasets with at least one run, sorted."""
-        return sorted(self.runs["dataset"].unique())
-
-    @property
-    def unfinished(self) -> pd.DataFrame:
-        """Runs whose status is not 'done' (failed, pruned, running): shown, never dropped."""
-        return self.runs[self.runs["status"] != "done"]
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    """'md,html' -> ('md', 'html'); an unknown format is a BenchError."""
-    chosen = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    unknown = [f for f in chosen if f not in FORMATS]
-    if unknown or not chosen:
-        raise BenchError(f"--format {text!r}: choose from {', '.join(FORMATS)} (comma-separated)")
-    return chosen
+from bench.report.studies import study_reports
+from bench.report.tables import matrices, summarise, teacher_references
 
 
 def _dataset_plots(data: ReportData, db_url: str, out_dir: Path) -> None:
     epochs = load_epochs(db_url, data.runs.loc[data.runs["status"] == "done", "id"])
     for dataset in data.datasets:
-        made = [plots.accuracy_vs_size(data.summary, dataset, out_dir),
-                plots.epoch_time(data.summary, dataset, out_dir),
-                plots.learning_curves(data.runs, epochs, dataset, out_dir)]
+        made = [accuracy_vs_size(data.summary, dataset, out_dir),
+                epoch_time(data.summary, dataset, out_dir),
+                learning_curves(data.runs, epochs, dataset, out_dir)]
         data.plots[dataset] = [p for p in made if p is not None]
 
 
@@ -105,23 +67,3 @@ def build_report(db_url: str, out_dir: Path, where: str | None = None,
     if sources:
         data.provenance.insert(3, ("grid files", ", ".join(sources)))
     return data
-
-
-def write_report(db_url: str, out_dir: Path, where: str | None = None,
-                 formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:
-    """Write the chosen formats (and every plot as PNG + SVG) into `out_dir`; returns the paths."""
-    from bench.report import export, html, latex, markdown
-
-    data = build_report(db_url, out_dir, where)
-    written: list[Path] = []
-    if "md" in formats:
-        written.append(markdown.write(data, out_dir / "report.md"))
-    if "html" in formats:
-        written.append(html.write(data, out_dir / "report.html"))
-    if "csv" in formats:
-        written += export.write_csv(data, out_dir)
-    if "tex" in formats:
-        written.append(latex.write(data, out_dir / "tables.tex"))
-    for plot_list in [*data.plots.values(), *(s.plots for s in data.studies)]:
-        written += [path for plot in plot_list for path in (plot.png, plot.svg)]
-    return written

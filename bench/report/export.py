@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.report.build import ReportData
+from bench.report.contents import ReportData
 
 
 def write_csv(data: ReportData, out_dir: Path) -> list[Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report.build import ReportData
+from bench.report.contents import ReportData
 from bench.report.stats import gain_cells, gain_header, has_settings
 from bench.report.tables import CI_LEGEND, Matrix, matrix_header, metric_label
 

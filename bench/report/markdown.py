@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report.build import ReportData
+from bench.report.contents import ReportData
 from bench.report.stats import gain_cells, gain_header, has_settings
 from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
 

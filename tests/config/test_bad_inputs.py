@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from bench.cli import app
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 

@@ -13,11 +13,11 @@ import torch
 
 from bench.config.grid import load_grid
 from bench.run.workbench import RunContext
-from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
-from tests.conftest import REPO
 from tests.support.dataset_fixtures import corrupt_jpeg, write_coco, write_tiny_imagenet
-from tests.support.image_text_teacher import registered
+from tests.support.fakes import registered
+from tests.support.paths import REPO
+from tests.support.rows import only, query
 
 TINY_GRID = """
 name: tiny
@@ -35,7 +35,7 @@ hparams:
 
 COCO_GRID = """
 name: coco
-teacher: tiny-image-text
+teacher: fake-image-text
 student: [projection, bottleneck]
 method: [joint-cosine, joint-contrastive]
 dataset: coco-captions
@@ -69,17 +69,20 @@ def test_tiny_imagenet_grid_through_the_cli(tmp_path: Path) -> None:
     failed = bench_cli(*common)
     assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
     assert f"cannot decode image {bad}" in failed.stderr and "Traceback" not in failed.stderr
-    assert not (tmp_path / "results.db").exists() or read_only_query(db, "SELECT count(*) FROM runs")[1][0][0] == 0
+    assert not (tmp_path / "results.db").exists() or only(db, "SELECT count(*) FROM runs") == 0
 
     done = bench_cli(*common, "--skip-bad")
     assert done.returncode == 0, done.stderr
-    _, rows = read_only_query(db, "SELECT method, test_acc, test_top5, teacher_acc, pct_of_teacher, skipped_images, "
-                                  "split_sizes, mean_recall FROM runs ORDER BY id")
-    assert [row[0] for row in rows] == ["teacher-probe", "kd"]
-    for method, test_acc, top5, teacher_acc, pct, skipped, sizes, mean_recall in rows:
-        assert test_acc > 0.5 and top5 >= test_acc and top5 > 0.8, (method, test_acc, top5)  # chance: 1/6, 5/6
-        assert pct == pytest.approx(100 * test_acc / teacher_acc) and skipped == 1 and mean_recall is None
-        assert json.loads(sizes) == {"train": 47, "val": 12, "test": 24, "split_seed": 0, "val_fraction": 0.2}
+    rows = query(db, "SELECT method, test_acc, test_top5, teacher_acc, pct_of_teacher, skipped_images, "
+                     "split_sizes, mean_recall FROM runs ORDER BY id")
+    assert [row["method"] for row in rows] == ["teacher-probe", "kd"]
+    for row in rows:
+        test_acc, top5 = row["test_acc"], row["test_top5"]
+        assert test_acc > 0.5 and top5 >= test_acc and top5 > 0.8, row  # chance: 1/6, 5/6
+        assert row["pct_of_teacher"] == pytest.approx(100 * test_acc / row["teacher_acc"])
+        assert row["skipped_images"] == 1 and row["mean_recall"] is None
+        assert json.loads(row["split_sizes"]) == {"train": 47, "val": 12, "test": 24, "split_seed": 0,
+                                                  "val_fraction": 0.2}
 
 
 @pytest.mark.slow
@@ -93,27 +96,29 @@ def test_coco_retrieval_grid_with_an_image_text_teacher(tmp_path: Path) -> None:
     assert (summary.total, summary.done, summary.failed) == (5, 5, 0)
     columns = "student, method, test_acc, val_acc, i2t_r1, i2t_r5, i2t_r10, t2i_r1, t2i_r5, t2i_r10, mean_recall, " \
               "pct_of_teacher, split_sizes, teacher_reference, inference_params, params, method_params"
-    _, rows = read_only_query(db, f"SELECT {columns} FROM runs ORDER BY id")
+    rows = query(db, f"SELECT {columns} FROM runs ORDER BY id")
     teacher = rows[0]
-    assert teacher[1] == "teacher-probe" and teacher[11] == 100.0 and teacher[15] == 0
+    assert teacher["method"] == "teacher-probe" and teacher["pct_of_teacher"] == 100.0 and teacher["params"] == 0
     # 30 test images in 6 colours: chance R@5 is 1/6; the teacher finds the colour, not the exact image
-    assert teacher[8] > 0.7 and teacher[9] > 0.9 and teacher[6] > 0.8, teacher
+    assert teacher["t2i_r5"] > 0.7 and teacher["t2i_r10"] > 0.9 and teacher["i2t_r10"] > 0.8, teacher
     for row in rows:
-        recalls = row[4:10]
-        assert row[2] is None and row[3] is not None and all(0.0 <= r <= 1.0 for r in recalls)
-        assert row[10] == pytest.approx(sum(recalls) / 6)
-        assert json.loads(row[12]) == {"train": 48, "val": 12, "test": 30, "split_seed": 0, "val_fraction": 0.2}
-        assert row[13] == "teacher-joint-space"
+        recalls = [row[f"{way}_r{k}"] for way in ("i2t", "t2i") for k in (1, 5, 10)]
+        assert row["test_acc"] is None and row["val_acc"] is not None and all(0.0 <= r <= 1.0 for r in recalls)
+        assert row["mean_recall"] == pytest.approx(sum(recalls) / 6)
+        assert json.loads(row["split_sizes"]) == {"train": 48, "val": 12, "test": 30, "split_seed": 0,
+                                                  "val_fraction": 0.2}
+        assert row["teacher_reference"] == "teacher-joint-space"
     students = rows[1:]
-    assert {(r[0], r[1]) for r in students} == {(s, m) for s in ("projection", "bottleneck")
-                                                 for m in ("joint-cosine", "joint-contrastive")}
+    assert {(r["student"], r["method"]) for r in students} == {(s, m) for s in ("projection", "bottleneck")
+                                                               for m in ("joint-cosine", "joint-contrastive")}
     for row in students:
-        assert row[8] > 0.5, row  # t2i R@5 well above chance (0.17)
-        assert row[11] == pytest.approx(100 * row[10] / teacher[10]) and row[14] > row[15] + row[16]
-    assert max(row[11] for row in students) > 70
-    _, terms = read_only_query(db, "SELECT e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
-                                   "WHERE r.method = 'joint-contrastive' ORDER BY e.id")
-    assert set(json.loads(terms[0][0])) == {"cos", "itc"} and len(terms) == 2 * 15
+        assert row["t2i_r5"] > 0.5, row  # t2i R@5 well above chance (0.17)
+        assert row["pct_of_teacher"] == pytest.approx(100 * row["mean_recall"] / teacher["mean_recall"])
+        assert row["inference_params"] > row["params"] + row["method_params"]
+    assert max(row["pct_of_teacher"] for row in students) > 70
+    terms = query(db, "SELECT e.loss_terms FROM run_epochs e JOIN runs r ON r.id = e.run_id "
+                      "WHERE r.method = 'joint-contrastive' ORDER BY e.id")
+    assert set(json.loads(terms[0]["loss_terms"])) == {"cos", "itc"} and len(terms) == 2 * 15
 
 
 class Interrupt(Exception):

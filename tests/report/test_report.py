@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from bench.cli import app
-from tests.conftest import REPO
+from tests.support.paths import REPO
 from tests.support.report_fixtures import TUNE_STUDY, build_database
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -49,8 +49,10 @@ def report_dir(report_db: tuple[str, Path], tmp_path_factory: pytest.TempPathFac
     return out
 
 
-def sql(path: Path, query: str, *params: object) -> list[tuple]:
+def sql(path: Path, query: str, *params: object) -> list[sqlite3.Row]:
+    """Rows that read by column name (row["test_acc"]) and still unpack in SELECT order."""
     connection = sqlite3.connect(path)
+    connection.row_factory = sqlite3.Row
     try:
         return connection.execute(query, params).fetchall()
     finally:
@@ -102,7 +104,7 @@ def test_matrix_cells_equal_sql_aggregates(report_db: tuple[str, Path], report_d
         assert ("**" in line) == (mean == best[epochs])
     assert "95% CI, t over seeds" in report
     (probe,) = sql(path, "SELECT test_acc FROM runs WHERE method = 'teacher-probe'")
-    assert f"effnet-lite0 {probe[0] * 100:.1f}%" in report
+    assert f"effnet-lite0 {probe['test_acc'] * 100:.1f}%" in report
 
 
 @pytest.mark.slow
@@ -114,11 +116,12 @@ def test_gains_over_scratch_equal_scipy_on_raw_rows(report_db: tuple[str, Path],
     assert len(gains) == 2 and {r["method"] for r in gains.values()} == {"kd"}
     report = (report_dir / "report.md").read_text()
     for student, epochs in gains:
-        rows = sql(path, "SELECT k.test_acc, s.test_acc FROM runs k JOIN runs s ON s.student = k.student "
-                         "AND s.epochs = k.epochs AND s.seed = k.seed AND s.teacher = k.teacher "
-                         "WHERE k.method = 'kd' AND s.method = 'scratch' AND k.status = 'done' "
-                         "AND s.status = 'done' AND k.student = ? AND k.epochs = ? ORDER BY k.seed", student, epochs)
-        kd, scratch = [r[0] for r in rows], [r[1] for r in rows]
+        rows = sql(path, "SELECT k.test_acc AS kd, s.test_acc AS scratch FROM runs k JOIN runs s "
+                         "ON s.student = k.student AND s.epochs = k.epochs AND s.seed = k.seed "
+                         "AND s.teacher = k.teacher WHERE k.method = 'kd' AND s.method = 'scratch' "
+                         "AND k.status = 'done' AND s.status = 'done' AND k.student = ? AND k.epochs = ? "
+                         "ORDER BY k.seed", student, epochs)
+        kd, scratch = [r["kd"] for r in rows], [r["scratch"] for r in rows]
         expected = ttest_rel(kd, scratch)
         row = gains[(student, epochs)]
         assert int(row["n"]) == 2
@@ -231,7 +234,7 @@ def test_bench_runs_and_show(report_db: tuple[str, Path], tmp_path: Path) -> Non
     url, path = report_db
     result = bench("runs", "--db", url, "--json", cwd=tmp_path)
     listed = json.loads(result.stdout)
-    assert [r["id"] for r in listed] == [r[0] for r in sql(path, "SELECT id FROM runs ORDER BY id")]
+    assert [r["id"] for r in listed] == [r["id"] for r in sql(path, "SELECT id FROM runs ORDER BY id")]
     assert len(listed) == 12
     result = bench("runs", "--db", url, "--where", "method = 'kd' AND epochs = 2", "--csv", cwd=tmp_path)
     assert len(result.stdout.strip().splitlines()) == 1 + 7  # 4 done, 2 failed, 1 pruned
@@ -242,7 +245,7 @@ def test_bench_runs_and_show(report_db: tuple[str, Path], tmp_path: Path) -> Non
     for ref in (str(run_id), key[:10]):
         shown = json.loads(bench("show", ref, "--db", url, "--json", cwd=tmp_path).stdout)
         assert shown["spec_key"] == key and shown["test_acc"] == pytest.approx(acc)
-        assert [e["epoch"] for e in shown["epoch_rows"]] == [e[0] for e in epochs] == [0, 1]
+        assert [e["epoch"] for e in shown["epoch_rows"]] == [e["epoch"] for e in epochs] == [0, 1]
         for row, (_, val_acc, seconds, terms) in zip(shown["epoch_rows"], epochs, strict=True):
             assert row["val_acc"] == pytest.approx(val_acc) and row["seconds"] == pytest.approx(seconds)
             assert {k: row[f"loss_{k}"] for k in json.loads(terms)} == pytest.approx(json.loads(terms))

@@ -15,7 +15,7 @@ from bench.report.runs import run_table
 from bench.spec import ExperimentSpec, differing_hparams, label_with, setting_labels, short_value
 from bench.store import Store
 from bench.store.records import RunRecord
-from tests.store.test_store import record
+from tests.support.records import record
 
 GRID, SEARCH = "g", "s"
 KD = {(1, 0): 0.61, (1, 1): 0.67, (8, 0): 0.72, (8, 1): 0.70}  # (temperature, seed) -> test_acc

@@ -14,7 +14,7 @@ from bench.report import build_report, parse_formats
 from bench.report.plots import pareto_front
 from bench.report.stats import baseline_gains, format_p, paired_test
 from bench.store import Store
-from tests.store.test_store import record
+from tests.support.records import record
 
 
 def test_pareto_front_keeps_only_undominated_points() -> None:

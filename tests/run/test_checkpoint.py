@@ -10,28 +10,15 @@ import torch
 from bench.checkpoint import Checkpointer, seal, unseal
 from bench.methods.base import MethodContext
 from bench.registries import METHODS, STUDENTS
-from bench.run.train import TrainData, train_student
+from bench.run.train import train_student
 from bench.students.base import StudentContext
+from tests.support.train_data import HPARAMS, tiny_data
 
 EPOCHS = 5
-HPARAMS = {"lr": 3e-2, "weight_decay": 1e-4, "batch_size": 16, "alpha": 0.5, "temperature": 2.0, "hidden": 16}
 
 
 class Interrupt(Exception):
     """Stands in for a worker killed after an epoch."""
-
-
-def tiny_data() -> TrainData:
-    """Three noisy clusters of 'teacher features' with teacher logits: a head student can fit them."""
-    generator = torch.Generator().manual_seed(0)
-    centers = torch.randn(3, 8, generator=generator) * 1.5
-    splits = {}
-    for split, n in (("train", 90), ("val", 30), ("test", 30)):
-        labels = torch.arange(n) % 3
-        splits[split] = (centers[labels] + torch.randn(n, 8, generator=generator), labels)
-    logits = 3.0 * torch.nn.functional.one_hot(splits["train"][1], 3).float()
-    return TrainData(inputs={s: x for s, (x, _) in splits.items()}, labels={s: y for s, (_, y) in splits.items()},
-                     teacher_train={"logits": logits})
 
 
 def train(checkpoint: Checkpointer | None, stop_after: int | None = None):  # noqa: ANN201

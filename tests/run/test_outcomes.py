@@ -22,9 +22,9 @@ from bench.students.base import StudentContext
 from bench.sweep.cells import cell_progress, run_cell
 from bench.sweep.grid import open_study
 from bench.sweep.queue import WorkerOptions, claim_waiting, open_storage
-from tests.conftest import REPO
-from tests.run.test_checkpoint import HPARAMS, tiny_data
-from tests.store.test_store import record
+from tests.support.paths import REPO
+from tests.support.records import record
+from tests.support.train_data import HPARAMS, tiny_data
 
 BATCHES_PER_EPOCH = 6  # tiny_data: 90 train rows in batches of 16
 

@@ -95,7 +95,7 @@ def test_grid_rejects_methods_that_do_not_fit_the_data(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match=r"needs teacher outputs \['image_embed'\] that 'effnet-lite0'"):
         load_grid(grid_file(tmp_path, "effnet-lite0", "joint-cosine", "coco-captions"))
     with pytest.raises(BenchError, match="method 'joint-cosine' does not fit dataset 'digits'"):
-        from tests.support.image_text_teacher import registered
+        from tests.support.fakes import registered
 
         with registered() as teacher:
             load_grid(grid_file(tmp_path, teacher, "joint-cosine", "digits"))

@@ -17,8 +17,8 @@ from bench.cli import app
 from bench.errors import BenchError
 from bench.store import Store
 from bench.store.session import check_connection, check_url, get_engine
-from tests.conftest import REPO
-from tests.store.test_store import record
+from tests.support.paths import REPO
+from tests.support.records import record
 
 runner = CliRunner()
 GRID = str(REPO / "studies" / "demo.yaml")

@@ -12,8 +12,8 @@ import pytest
 from bench.config.grid import load_grid
 from bench.run.run_spec import run_spec
 from bench.run.workbench import RunContext, Workbench
-from bench.sql import read_only_query
 from bench.sweep.grid import grid_cells
+from tests.support.rows import query
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = """
@@ -59,9 +59,13 @@ def bench_run(tmp_path: Path, db: str, run_dir: Path) -> subprocess.CompletedPro
     )
 
 
-def rows(db: str) -> list[tuple]:
-    _, found = read_only_query(db, "SELECT student, status, cache_hits, cache_misses, test_acc FROM runs ORDER BY id")
-    return found
+def rows(db: str) -> list[dict]:
+    return query(db, "SELECT student, status, cache_hits, cache_misses, test_acc FROM runs ORDER BY id")
+
+
+def counts(row: dict) -> tuple:
+    """(status, cache hits, cache misses) of a runs row."""
+    return row["status"], row["cache_hits"], row["cache_misses"]
 
 
 @pytest.mark.slow
@@ -74,12 +78,13 @@ def test_grid_counts_honestly_across_processes_and_survives_a_garbage_checkpoint
     first = bench_run(tmp_path, f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "runs")
     assert first.returncode == 0, first.stderr
     (probe_row, student_row) = rows(f"sqlite:///{tmp_path / 'a.db'}")
-    assert probe_row[1:4] == ("done", 0, 3)  # the first cell ran the teacher on train/val/test
-    assert student_row[1:4] == ("done", 3, 0)
+    assert counts(probe_row) == ("done", 0, 3)  # the first cell ran the teacher on train/val/test
+    assert counts(student_row) == ("done", 3, 0)
     assert first.stderr.count("restarts from epoch 0") == 1
     assert not planted.exists() and len(list(planted.parent.glob("checkpoint.pt.corrupt-*"))) == 1
 
     again = bench_run(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", tmp_path / "runs-b")  # new process, same cache
     assert again.returncode == 0, again.stderr
-    assert [row[1:4] for row in rows(f"sqlite:///{tmp_path / 'b.db'}")] == [("done", 3, 0), ("done", 3, 0)]
-    assert rows(f"sqlite:///{tmp_path / 'b.db'}")[1][4] == student_row[4]  # clean run == restarted one
+    assert [counts(row) for row in rows(f"sqlite:///{tmp_path / 'b.db'}")] == [("done", 3, 0), ("done", 3, 0)]
+    clean = rows(f"sqlite:///{tmp_path / 'b.db'}")[1]
+    assert clean["test_acc"] == student_row["test_acc"]  # clean run == restarted one

@@ -9,7 +9,7 @@ import pytest
 from bench.errors import BenchError
 from bench.sql import read_only_query
 from bench.store import Store
-from tests.store.test_store import record
+from tests.support.records import record
 
 
 @pytest.fixture

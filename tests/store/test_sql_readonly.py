@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.store import Store
-from tests.conftest import REPO
-from tests.store.test_store import record
+from tests.support.paths import REPO
+from tests.support.records import record
 
 # {dir}: a directory the PostgreSQL server may write to; {pid}: a backend held open by the test
 ATTEMPTS = [

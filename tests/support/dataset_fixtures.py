@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Distinct colours, so a pretrained teacher (or the tiny image-text teacher) can tell classes apart.
+# Distinct colours, so a pretrained teacher (or the fake one in tests/support/fakes.py) can tell classes apart.
 COLOURS = {
     "red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 50, 220), "yellow": (230, 220, 30),
     "purple": (150, 40, 190), "white": (240, 240, 240), "black": (15, 15, 15), "orange": (250, 140, 20),

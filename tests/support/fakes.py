@@ -1,61 +1,116 @@
-"""A tiny image-text 'ViT-like' teacher giving every tap of the contract, and tiny class-readable data."""
+"""The one fake image-text teacher of the tests (every tap of the contract, colour-aware), and tiny data.
+
+Images: `pooled` = the mean patch token (a linear function of the image: colour is in it); `image_embed` = a soft
+assignment of the mean colour to colour prototypes, mapped to per-colour joint vectors, so retrieval on
+colour fixtures (tests/support/dataset_fixtures.py) is well above chance. Text: colour words map to the same
+joint vectors, every other word to a small hashed vector. The ViT-like taps (`feature_map`, `tokens`,
+`hidden/attn/attn_scores.<i>`) come from 4x4 patches and DEPTH linear blocks.
+"""
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cards import TeacherCard
 from bench.data import DataConfig, DatasetSplits, Split
+from bench.names import IMAGE_TEXT
+from bench.registries import TEACHERS
+from bench.taps import ATTN, ATTN_SCORES, FEATURE_MAP, HIDDEN, IMAGE_EMBED, POOLED, TOKENS, expand_taps, tap_family
 from bench.teachers.base import Preprocess, Teacher
+from tests.support.dataset_fixtures import COLOURS
 
-SIZE, DIM, DEPTH, HEADS, EMBED, CLASSES = 12, 32, 4, 2, 16, 4
+NAME = "fake-image-text"
+SIZE, DIM, DEPTH, HEADS, JOINT_DIM, CLASSES = 12, 32, 4, 2, 16, 4
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+LAYERED = {HIDDEN, ATTN, ATTN_SCORES}  # computed only when asked for
 
 
 class FakeEncoder(nn.Module):
-    """4x4 patches -> 9 tokens of DIM, DEPTH linear blocks, a projection into a joint image-text space."""
+    """A ViT-like encoder (4x4 patches, DEPTH linear blocks) and per-colour vectors of the joint image-text space."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.patch = nn.Conv2d(3, DIM, 4, 4)
-        self.blocks = nn.ModuleList(nn.Linear(DIM, DIM) for _ in range(DEPTH))
-        self.image_proj = nn.Linear(DIM, EMBED)
-        self.text_table = nn.Embedding(257, EMBED)
+        with torch.random.fork_rng():  # torch's default init under seed 1, the global RNG left alone
+            torch.manual_seed(1)
+            self.patch = nn.Conv2d(3, DIM, 4, 4)
+            self.blocks = nn.ModuleList(nn.Linear(DIM, DIM) for _ in range(DEPTH))
+        vectors = torch.randn(len(COLOURS), JOINT_DIM, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("colour_vectors", F.normalize(vectors, dim=-1))
 
 
 class FakeImageTextTeacher(Teacher):
-    """Every tap of the shared contract: pooled, feature_map, tokens, hidden/attn/attn_scores.<i>, image_embed, text."""
+    """Frozen colour-aware image encoder with ViT-like taps and a bag-of-words text encoder in one joint space."""
 
-    family = "fake"
-    modality = "image-text"
+    family = "test"
+    modality = IMAGE_TEXT
     depth = DEPTH
-    taps = ("pooled", "feature_map", "tokens", "hidden.<i>", "attn.<i>", "attn_scores.<i>", "image_embed")
+    taps = (POOLED, FEATURE_MAP, TOKENS, f"{HIDDEN}.<i>", f"{ATTN}.<i>", f"{ATTN_SCORES}.<i>", IMAGE_EMBED)
 
-    def __init__(self) -> None:
-        torch.manual_seed(1)
-        super().__init__("fake-image-text", FakeEncoder(), Preprocess(SIZE, (0.5,) * 3, (0.25,) * 3), DIM, "fake")
+    def __init__(self, name: str = NAME) -> None:
+        encoder = FakeEncoder()
+        super().__init__(name, encoder, Preprocess(32, MEAN, STD, "bilinear"), embed_dim=DIM, fingerprint="fake0")
+        prototypes = (torch.tensor(list(COLOURS.values())) / 255.0 - torch.tensor(MEAN)) / torch.tensor(STD)
+        self.register_buffer("prototypes", prototypes)
+        self.words = {colour: i for i, colour in enumerate(COLOURS)}
 
-    def features(self, images: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _patches(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         feature_map = self.encoder.patch(images)
-        tokens = feature_map.flatten(2).transpose(1, 2)
-        outputs = {"feature_map": feature_map, "tokens": tokens, "pooled": tokens.mean(1)}
+        return {FEATURE_MAP: feature_map, TOKENS: feature_map.flatten(2).transpose(1, 2)}
+
+    def _blocks(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = {}
         x = torch.cat([tokens.mean(1, keepdim=True), tokens], dim=1)  # a CLS-like first token
         for index, block in enumerate(self.encoder.blocks):
             x = x + torch.tanh(block(x))
             heads = x.view(len(x), x.shape[1], HEADS, DIM // HEADS).transpose(1, 2)
-            outputs[f"attn_scores.{index}"] = heads @ heads.transpose(-2, -1) / 4.0
-            outputs[f"attn.{index}"] = outputs[f"attn_scores.{index}"].softmax(-1)
-            outputs[f"hidden.{index}"] = x[:, 1:]
-        outputs["image_embed"] = F.normalize(self.encoder.image_proj(outputs["pooled"]), dim=-1)
+            outputs[f"{ATTN_SCORES}.{index}"] = heads @ heads.transpose(-2, -1) / 4.0
+            outputs[f"{ATTN}.{index}"] = outputs[f"{ATTN_SCORES}.{index}"].softmax(-1)
+            outputs[f"{HIDDEN}.{index}"] = x[:, 1:]
+        return outputs
+
+    def features(self, images: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
+        unknown = sorted(set(taps) - set(expand_taps(self.taps, DEPTH)))
+        if unknown:
+            self.check_taps(unknown)  # raises the BenchError naming them
+        images = images.float()
+        mean_colour = images.mean(dim=(2, 3))  # (N, 3) in normalised units
+        weights = torch.softmax(-torch.cdist(mean_colour, self.prototypes) / 0.05, dim=1)
+        outputs = self._patches(images)
+        outputs[POOLED] = outputs[TOKENS].mean(1)
+        outputs[IMAGE_EMBED] = F.normalize(weights @ self.encoder.colour_vectors, dim=-1)
+        if any(tap_family(tap) in LAYERED for tap in taps):
+            outputs |= self._blocks(outputs[TOKENS])
         return {tap: outputs[tap] for tap in taps}
 
+    def _word_vector(self, word: str) -> torch.Tensor:
+        if word in self.words:
+            return self.encoder.colour_vectors[self.words[word]]
+        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
+        return 0.15 * torch.randn(JOINT_DIM, generator=torch.Generator().manual_seed(seed))
+
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        ids = torch.tensor([zlib.crc32(text.encode()) % 257 for text in texts])
-        return F.normalize(self.encoder.text_table(ids), dim=-1)
+        """Hashed bag-of-words embedding, L2-normalised, in the image_embed space."""
+        rows = [torch.stack([self._word_vector(w) for w in text.lower().split()] or [torch.zeros(JOINT_DIM)]).sum(0)
+                for text in texts]
+        return F.normalize(torch.stack(rows).to(self.prototypes.device), dim=-1)
+
+
+CARD = TeacherCard("test", tuple(expand_taps(FakeImageTextTeacher.taps, DEPTH)), IMAGE_TEXT)
+
+
+@contextmanager
+def registered(name: str = NAME) -> Iterator[str]:
+    """The fake teacher in TEACHERS under `name` for the duration of a `with` block; yields the name."""
+    with TEACHERS.temporarily(name, lambda weights=None, *, allow_download=False: FakeImageTextTeacher(name), CARD,
+                              description="fake image-text teacher (tests)"):
+        yield name
 
 
 def tiny_images(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -76,4 +131,3 @@ def tiny_splits() -> DatasetSplits:
     split = Split(images, labels)
     config = DataConfig(image_size=SIZE, student_image_size=SIZE)
     return DatasetSplits("tiny", tuple(f"class{i}" for i in range(CLASSES)), split, split, split, config)
-

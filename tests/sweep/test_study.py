@@ -19,7 +19,7 @@ from bench.run.workbench import RunContext
 from bench.sweep.join import run_worker
 from bench.sweep.queue import WorkerOptions
 from bench.sweep.search import run_study
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 BASE = {
     "teacher": "effnet-lite0", "student": "projection", "method": "scratch", "dataset": "digits", "epochs": 3,

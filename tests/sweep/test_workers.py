@@ -18,7 +18,7 @@ from bench.data import DataConfig
 from bench.run.workbench import RunContext, Workbench
 from bench.sweep.grid import grid_cells, run_grid
 from bench.sweep.queue import WorkerOptions
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 GRID = """
 name: {name}

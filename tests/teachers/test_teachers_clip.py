@@ -13,14 +13,11 @@ from bench.errors import BenchError
 from bench.registries import TEACHERS
 from bench.teachers.clip import register_clip_teacher
 from bench.teachers.zero_shot import zero_shot_head, zero_shot_logits
+from tests.support.registration import registered_by
+from tests.support.tiny_models import TINY_CLIP
 
 open_clip = pytest.importorskip("open_clip")
 
-TINY_CLIP = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
 TINY_SIGLIP = {
     "embed_dim": 32, "init_logit_bias": -10, "custom_text": True,
     "vision_cfg": {"image_size": 64, "timm_model_name": "test_vit", "timm_model_pretrained": False,
@@ -105,8 +102,8 @@ def test_zero_shot_logits_are_scaled_cosines_to_class_prompts(tiny_archs) -> Non
 def test_timm_trunk_tower_siglip_style(tiny_archs, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tiny_archs["tiny-siglip-test"]
     source = source_model("tiny-siglip-test", folder)
-    register_clip_teacher("tiny-siglip", "tiny-siglip-test", None, "tiny SigLIP-style tower")
-    try:
+    with registered_by(TEACHERS, "tiny-siglip", register_clip_teacher, "tiny-siglip-test", None,
+                       "tiny SigLIP-style tower"):
         monkeypatch.setenv("BENCH_WEIGHTS", str(folder.parent))
         (folder.parent / "tiny-siglip").symlink_to(folder)  # $BENCH_WEIGHTS/<teacher>/open_clip_model.safetensors
         teacher = TEACHERS.get("tiny-siglip")(None)
@@ -120,8 +117,6 @@ def test_timm_trunk_tower_siglip_style(tiny_archs, monkeypatch: pytest.MonkeyPat
         assert out["image_embed"].shape == (2, 32) and teacher.preprocess.input_size == 64
         assert teacher.logit_bias == pytest.approx(-10.0)
         assert set(TEACHERS.entry("tiny-siglip").card.taps) == set(teacher.taps)
-    finally:
-        TEACHERS.remove("tiny-siglip")
 
 
 def test_clip_names_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,9 +10,10 @@ import torch
 from bench.config.grid import load_grid
 from bench.registries import TEACHERS
 from bench.run.workbench import RunContext
-from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
 from bench.teachers.timm_vit import create_timm_model, register_timm_teacher
+from tests.support.registration import registered_by
+from tests.support.rows import query
 
 TINY_DINO = {"depth": 2, "embed_dim": 48, "num_heads": 3, "img_size": 32, "patch_size": 8}
 GRID = """
@@ -37,19 +38,20 @@ def test_grid_with_a_tiny_saved_dino_teacher(tmp_path: Path, monkeypatch: pytest
     folder.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(folder / "model.safetensors"))
     monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / "weights"))
-    register_timm_teacher("tiny-dino-e2e", "vit_small_patch16_224.dino", "tiny DINO ViT", **TINY_DINO)
-    try:
+    with registered_by(TEACHERS, "tiny-dino-e2e", register_timm_teacher, "vit_small_patch16_224.dino", "tiny DINO ViT",
+                       **TINY_DINO):
         grid_path = tmp_path / "grid.yaml"
         grid_path.write_text(GRID)
         db = f"sqlite:///{tmp_path / 'results.db'}"
         summary = run_grid(load_grid(grid_path), db, RunContext(cache_dir=tmp_path / "cache", device="cpu"))
-    finally:
-        TEACHERS.remove("tiny-dino-e2e")
     assert (summary.total, summary.done, summary.failed) == (2, 2, 0)
-    _, rows = read_only_query(db, "SELECT student, method, status, test_acc, teacher, cache_hits, cache_misses "
-                                  "FROM runs ORDER BY id")
-    assert all(row[2] == "done" and row[4] == "tiny-dino-e2e" for row in rows)
+    rows = query(db, "SELECT student, method, status, test_acc, teacher, cache_hits, cache_misses "
+                     "FROM runs ORDER BY id")
+    assert all(row["status"] == "done" and row["teacher"] == "tiny-dino-e2e" for row in rows)
     probe, students = rows[0], rows[1:]
-    assert probe[:2] == ("linear-probe", "teacher-probe") and probe[3] > 0.5  # random ViT features still separate
-    assert probe[6] == 3 and all(row[5] == 3 and row[6] == 0 for row in students)  # features computed once
-    assert students[0][:2] == ("resnet", "feature") and students[0][3] > 0.5, rows  # 10 classes: chance is 0.1
+    assert (probe["student"], probe["method"]) == ("linear-probe", "teacher-probe")
+    assert probe["test_acc"] > 0.5  # random ViT features still separate
+    assert probe["cache_misses"] == 3  # features computed once
+    assert all(row["cache_hits"] == 3 and row["cache_misses"] == 0 for row in students)
+    assert (students[0]["student"], students[0]["method"]) == ("resnet", "feature")
+    assert students[0]["test_acc"] > 0.5, rows  # 10 classes: chance is 0.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from bench.errors import BenchError
 from bench.registries import TEACHERS
 from bench.teachers.timm_vit import create_timm_model, register_timm_teacher, vit_taps
+from tests.support.registration import registered_by
 
 TINY = {"depth": 2, "embed_dim": 32, "num_heads": 2, "img_size": 32, "patch_size": 8}
 ARCHITECTURES = {
@@ -23,11 +25,10 @@ ARCHITECTURES = {
 @pytest.fixture(scope="module")
 def tiny_entries() -> Iterator[dict[str, str]]:
     """Temporary registry entries built by the same function the real DINO/BEiT entries use."""
-    for name, model in ARCHITECTURES.items():
-        register_timm_teacher(name, model, f"tiny {model}", **TINY)  # taps found on the meta device
-    yield ARCHITECTURES
-    for name in ARCHITECTURES:
-        TEACHERS.remove(name)
+    with ExitStack() as stack:
+        for name, model in ARCHITECTURES.items():  # taps found on the meta device
+            stack.enter_context(registered_by(TEACHERS, name, register_timm_teacher, model, f"tiny {model}", **TINY))
+        yield ARCHITECTURES
 
 
 def save_source(model_name: str, path: Path) -> torch.nn.Module:

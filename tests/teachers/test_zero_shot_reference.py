@@ -15,9 +15,9 @@ from bench.errors import BenchError
 from bench.images import to_tensor
 from bench.registries import TEACHERS
 from bench.run.workbench import RunContext
-from bench.sql import read_only_query
 from bench.sweep.grid import run_grid
-from tests.teachers.test_teachers_clip import TINY_CLIP
+from tests.support.rows import query
+from tests.support.tiny_models import TINY_CLIP
 
 open_clip = pytest.importorskip("open_clip")
 TEACHER = "open_clip:tiny-clip-zs"
@@ -74,19 +74,21 @@ def test_grid_with_zero_shot_reference_and_kd_targets(tmp_path: Path, tiny_clip:
     db = f"sqlite:///{tmp_path / 'r.db'}"
     summary = run_grid(load_grid(grid_path), db, RunContext(cache_dir=tmp_path / "cache", device="cpu"))
     assert (summary.done, summary.failed) == (3, 0)
-    _, rows = read_only_query(db, "SELECT student, method, teacher_reference, teacher_acc, test_acc, "
-                                  "pct_of_teacher, hparams FROM runs ORDER BY id")
-    reference_row, *students = rows
-    assert reference_row[:2] == ("zero-shot", "teacher-probe")
-    assert reference_row[2].startswith("zero-shot open_clip:tiny-clip-zs (1 prompt template")
-    assert reference_row[3] == pytest.approx(independent_zero_shot_accuracy(tiny_clip), abs=1 / 200)
-    assert json.loads(reference_row[6]) == {}  # no probe was fitted: no weight decay to report
-    _, targets = read_only_query(db, "SELECT method, kd_targets FROM runs ORDER BY id")
-    assert targets == [("teacher-probe", "zero-shot"), ("scratch", None), ("kd", "zero-shot")]
-    for _student, _method, reference, teacher_acc, test_acc, pct, _ in students:
-        assert reference == reference_row[2] and teacher_acc == pytest.approx(reference_row[3])
+    reference_row, *students = query(db, "SELECT student, method, teacher_reference, teacher_acc, test_acc, "
+                                         "pct_of_teacher, hparams FROM runs ORDER BY id")
+    assert (reference_row["student"], reference_row["method"]) == ("zero-shot", "teacher-probe")
+    reference = reference_row["teacher_reference"]
+    assert reference.startswith("zero-shot open_clip:tiny-clip-zs (1 prompt template")
+    assert reference_row["teacher_acc"] == pytest.approx(independent_zero_shot_accuracy(tiny_clip), abs=1 / 200)
+    assert json.loads(reference_row["hparams"]) == {}  # no probe was fitted: no weight decay to report
+    targets = query(db, "SELECT method, kd_targets FROM runs ORDER BY id")
+    assert [(row["method"], row["kd_targets"]) for row in targets] == [
+        ("teacher-probe", "zero-shot"), ("scratch", None), ("kd", "zero-shot")]
+    for row in students:
+        teacher_acc = row["teacher_acc"]
+        assert row["teacher_reference"] == reference and teacher_acc == pytest.approx(reference_row["teacher_acc"])
         if teacher_acc:
-            assert pct == pytest.approx(100 * test_acc / teacher_acc)
+            assert row["pct_of_teacher"] == pytest.approx(100 * row["test_acc"] / teacher_acc)
     from bench.report.build import build_report
 
     data = build_report(db, tmp_path / "out")
