@@ -23,8 +23,8 @@ from bench.run.workbench import RunContext, Workbench
 from bench.spec import ExperimentSpec
 from bench.taps import IMAGE_EMBED, POOLED
 from tests.support.dataset_fixtures import write_coco
-from tests.support.fakes import DIM, EMBED, FakeImageTextTeacher, tiny_splits
-from tests.support.image_text_teacher import registered
+from tests.support.fakes import DIM, FakeImageTextTeacher, registered, tiny_splits
+from tests.support.fakes import JOINT_DIM as EMBED
 
 RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mean_recall")
 
