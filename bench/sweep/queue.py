@@ -23,18 +23,12 @@ from sqlalchemy.pool import NullPool
 from bench.checkpoint import default_run_dir
 from bench.dblock import SCHEMA_LOCK, database_lock
 from bench.errors import BenchError
+from bench.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
 from bench.spec import ExperimentSpec, setting_labels
 from bench.store.session import driver_url
 
 log = logging.getLogger(__name__)
 SQLITE_TIMEOUT_S = 60
-# Trial user attributes (read only by this package): the cell a trial runs and who runs it.
-SPEC_ATTR = "spec"  # ExperimentSpec.to_dict() of the trial's cell
-SPEC_KEY_ATTR = "spec_key"
-LABEL_ATTR = "label"  # the progress line's name: the hparams that tell the grid's cells apart
-WORKER_ATTR = "worker"  # host:pid
-WORKER_PROCESS_ATTR = "worker_process"  # enough to tell that the worker process on this machine died
-TRIALS_ATTR = "n_trials"  # a study's trial budget (study user attribute)
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ from rich.console import Console
 from bench.config.grid import Grid
 from bench.config.study import StudyModel
 from bench.errors import BenchError
-from bench.names import CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND
+from bench.names import CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
 from bench.run.workbench import RunContext, Workbench
 from bench.spec import ExperimentSpec
 from bench.store import Store
 from bench.sweep.cell import preflight, probe_cells
 from bench.sweep.context import Sweep
 from bench.sweep.grid import GridSummary, run_grid
-from bench.sweep.queue import SPEC_ATTR, TRIALS_ATTR, WorkerOptions, fail_stale_trials, open_storage
+from bench.sweep.queue import WorkerOptions, fail_stale_trials, open_storage
 from bench.sweep.strategy import load_with_strategy
 from bench.sweep.worker import state_counts, work_study
 

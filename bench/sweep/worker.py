@@ -12,7 +12,17 @@ from rich.progress import Progress
 from bench.config.study import StudyModel, suggest_spec
 from bench.errors import BenchError
 from bench.metrics import score_summary
-from bench.names import CONFIG_ATTR, GRID_KIND, KIND_ATTR, SEARCH_KIND, WEIGHTS_ATTR
+from bench.names import (
+    CONFIG_ATTR,
+    GRID_KIND,
+    KIND_ATTR,
+    LABEL_ATTR,
+    SEARCH_KIND,
+    SPEC_ATTR,
+    SPEC_KEY_ATTR,
+    TRIALS_ATTR,
+    WEIGHTS_ATTR,
+)
 from bench.run.workbench import RunContext, Workbench
 from bench.spec import ExperimentSpec
 from bench.store import Store
@@ -28,10 +38,6 @@ from bench.sweep.cell import (
 )
 from bench.sweep.context import Sweep
 from bench.sweep.queue import (
-    LABEL_ATTR,
-    SPEC_ATTR,
-    SPEC_KEY_ATTR,
-    TRIALS_ATTR,
     WorkerOptions,
     claim_waiting,
     fail_stale_trials,

@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from bench.config.study import StudyModel
-from bench.names import PROBE_METHOD
+from bench.names import PROBE_METHOD, TRIALS_ATTR
 from bench.run.workbench import RunContext
 from bench.spec import ExperimentSpec
 from bench.store import Store
@@ -93,7 +93,7 @@ def test_a_worker_joins_a_study_from_the_database_alone(tmp_path: Path, db_url: 
 
     options = WorkerOptions(run_dir=tmp_path / "runs")
     run_study(StudyModel.model_validate(STUDY), db_url, RunContext(device="cpu"), options, Console(stderr=True))
-    optuna.load_study(study_name="loops", storage=db_url).set_user_attr("n_trials", 3)
+    optuna.load_study(study_name="loops", storage=db_url).set_user_attr(TRIALS_ATTR, 3)
     before = len(fake_runs.calls)
     joined = run_worker("loops", db_url, RunContext(device="cpu"), options, Console(stderr=True))
     assert (joined.kind, joined.counts.done, joined.counts.failed) == ("study", 1, 0)
