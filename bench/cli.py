@@ -131,7 +131,7 @@ def worker(
     with user_errors():
         from bench.run.workbench import RunContext
         from bench.store.session import check_connection
-        from bench.sweep.join import run_worker
+        from bench.sweep.worker import run_worker
 
         check_connection(db)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,48 +28,54 @@ class RawDataset:
     skipped_images: int = 0  # corrupt images left out under skip_bad
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    """How a run sees its dataset; part of the spec (changing it changes the spec key)."""
-
-    image_size: int | None = None  # teacher input size; None = the teacher's native size
-    student_image_size: int | None = None  # standalone students; None = the dataset's own size
-    train_limit: int | None = None
-    val_limit: int | None = None
-    test_limit: int | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    decode_size: int | None = None  # decoded-image cache size for JPEG datasets; None = dataset default
-    skip_bad: bool = False  # leave corrupt images out (counted in the run) instead of failing
-    label_set: str = "fine"  # cifar-100: "fine" (100 classes) or "coarse" (20 superclasses)
-    root: str | None = None  # imagefolder: the root/<class>/*.jpg directory
-    teacher_reference: str = "probe"  # "probe" (linear probe) or "zero-shot" (image-text teachers' prompts)
-    kd_targets: str = "oof"  # probe train logits for KD: "oof" (out-of-fold) or "in-sample" (for comparison)
-
-    def as_dict(self) -> dict[str, object]:
-        """Fields as a dict; the loading fields are left out at their defaults so older spec keys hold."""
-        values = asdict(self)
-        return {k: v for k, v in values.items() if k not in LOADING_DEFAULTS or v != LOADING_DEFAULTS[k]}
-
-
 _SIZE = {"type": int, "ge": 8, "le": 4096, "optional": True}
 _LIMIT = {"type": int, "ge": 1, "le": 10**9, "optional": True}
-DATA_KNOBS: dict[str, Knob] = {  # the valid values of DataConfig's fields (grid and study `data:` are checked)
-    "image_size": Knob(None, **_SIZE, help="teacher input size; null: the teacher's native size"),
-    "student_image_size": Knob(None, **_SIZE, help="standalone students' input size; null: the dataset's"),
-    "train_limit": Knob(None, **_LIMIT, help="at most this many train images; null: all"),
-    "val_limit": Knob(None, **_LIMIT, help="at most this many val images; null: all"),
-    "test_limit": Knob(None, **_LIMIT, help="at most this many test images; null: all"),
-    "val_fraction": Knob(0.1, float, gt=0, lt=1, help="share of train carved out as val"),
-    "split_seed": Knob(0, int, ge=0, le=SEED_MAX - 1, help="seed of the val split and the test subset"),
-    "decode_size": Knob(None, **_SIZE, help="decoded-image cache size for JPEG datasets"),
-    "skip_bad": Knob(False, bool),
-    "label_set": Knob("fine", str, choices=("fine", "coarse"), help="cifar-100 labels"),
-    "root": Knob(None, str, optional=True, help="imagefolder: the root/<class>/*.jpg directory"),
-    "teacher_reference": Knob("probe", str, choices=("probe", "zero-shot")),
-}
-LOADING_DEFAULTS: dict[str, object] = {"decode_size": None, "skip_bad": False, "label_set": "fine", "root": None,
-                                     "teacher_reference": "probe", "kd_targets": "oof"}
+
+
+def data_field(default: object, *args: object, keyed_at_default: bool = True, **rules: object) -> Any:
+    """A DataConfig field declared once: its Knob (default, type, valid values, help) rides in the field metadata.
+
+    keyed_at_default=False: a field added after the first spec keys; left out of the spec at its default so those
+    keys hold.
+    """
+    knob = Knob(default, *args, **rules)  # type: ignore[arg-type]
+    return field(default=default, metadata={"knob": knob, "keyed_at_default": keyed_at_default})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a run sees its dataset; part of the spec (changing it changes the spec key). Each field is declared once."""
+
+    image_size: int | None = data_field(None, **_SIZE, help="teacher input size; null: the teacher's native size")
+    student_image_size: int | None = data_field(None, **_SIZE,
+                                                help="standalone students' input size; null: the dataset's")
+    train_limit: int | None = data_field(None, **_LIMIT, help="at most this many train images; null: all")
+    val_limit: int | None = data_field(None, **_LIMIT, help="at most this many val images; null: all")
+    test_limit: int | None = data_field(None, **_LIMIT, help="at most this many test images; null: all")
+    val_fraction: float = data_field(0.1, float, gt=0, lt=1, help="share of train carved out as val")
+    split_seed: int = data_field(0, int, ge=0, le=SEED_MAX - 1, help="seed of the val split and the test subset")
+    decode_size: int | None = data_field(None, **_SIZE, keyed_at_default=False,
+                                         help="decoded-image cache size for JPEG datasets; null: dataset default")
+    skip_bad: bool = data_field(False, bool, keyed_at_default=False,
+                                help="leave corrupt images out (counted in the run) instead of failing")
+    label_set: str = data_field("fine", str, choices=("fine", "coarse"), keyed_at_default=False,
+                                help="cifar-100: fine (100 classes) or coarse (20 superclasses)")
+    root: str | None = data_field(None, str, optional=True, keyed_at_default=False,
+                                  help="imagefolder: the root/<class>/*.jpg directory")
+    teacher_reference: str = data_field("probe", str, choices=("probe", "zero-shot"), keyed_at_default=False,
+                                        help="probe (linear probe) or zero-shot (image-text teachers' prompts)")
+    kd_targets: str = data_field("oof", str, choices=("oof", "in-sample"), keyed_at_default=False,
+                                 help="probe train logits for KD: oof (out-of-fold) or in-sample (for comparison)")
+
+    def as_dict(self) -> dict[str, object]:
+        """Fields as a dict; the fields added later are left out at their defaults so older spec keys hold."""
+        values = asdict(self)
+        return {k: v for k, v in values.items() if k not in UNKEYED_DEFAULTS or v != UNKEYED_DEFAULTS[k]}
+
+
+DATA_KNOBS: dict[str, Knob] = {f.name: f.metadata["knob"] for f in fields(DataConfig)}  # grid/study `data:` checks
+UNKEYED_DEFAULTS: dict[str, object] = {  # fields left out of the spec at these defaults (older keys hold)
+    f.name: f.default for f in fields(DataConfig) if not f.metadata["keyed_at_default"]}
 
 
 @dataclass(frozen=True)

@@ -35,4 +35,12 @@ SEARCH_KIND = "study"  # a `bench study` search: its trials ran on val only and 
 SOURCE_ATTR = "source_file"  # the grid file a grid came from (report provenance)
 WEIGHTS_ATTR = "weights"  # TEACHER=PATH weights a grid's workers use
 CONFIG_ATTR = "bench_config"  # a study's validated configuration (workers rebuild the search from it)
+TRIALS_ATTR = "n_trials"  # a study's trial budget (workers stop when it is spent)
 FINAL_SUFFIX = "/final"  # the study (and runs.study) of a search's best-trial re-runs on test
+
+# Optuna trial user attributes: the cell a trial runs and the worker that runs it.
+SPEC_ATTR = "spec"  # ExperimentSpec.to_dict() of the trial's cell
+SPEC_KEY_ATTR = "spec_key"
+LABEL_ATTR = "label"  # the progress line's name: the hparams that tell a grid's cells apart
+WORKER_ATTR = "worker"  # host:pid
+WORKER_PROCESS_ATTR = "worker_process"  # enough to tell later that the worker's process on this machine died

@@ -7,29 +7,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, load_config, non_empty_list
 from bench.config.grid import (
     TRAINER,
-    DataModel,
-    Epochs,
-    GridModel,
-    Scalar,
-    Seed,
+    check_sweep,
     check_value,
-    expand_grid,
     knob_owners,
-    load_config,
-    non_empty_list,
     relevant_defaults,
+    sweep_specs,
     unknown_hparam,
 )
-from bench.data import DataConfig
 from bench.errors import BenchError
 from bench.knobs import Knob, validator
 from bench.spec import ExperimentSpec
 
 Metric = Literal["val_acc", "size_mb", "params", "epoch_seconds", "inference_size_mb", "train_images_per_s",
                  "peak_mem_mb"]
-CHOICE_FIELDS = ("teacher", "student", "method", "dataset")
 TRIALS = Knob(20, int, ge=1, le=100_000, help="Optuna trials of the search")
 Trials = Annotated[int, BeforeValidator(validator(TRIALS, "trials"))]
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -100,17 +93,11 @@ class FinalModel(BaseModel):
         return non_empty_list(value)
 
 
-class StudyModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    teacher: list[str]
-    student: list[str]
-    method: list[str]
-    dataset: list[str]
+class StudyModel(SweepModel):
+    """A study file: the shared fields (each choice field a categorical), one seed and budget, the search."""
+
     seed: Seed = 0
     epochs: Epochs = 10
-    data: DataModel = DataModel()
-    hparams: dict[str, Any] = {}  # one value each, checked against the knobs like a grid's
     search: dict[str, ParamModel] = {}
     sampler: SamplerModel = SamplerModel()
     pruner: PrunerModel | None = None  # default: median for one objective, none for several
@@ -120,11 +107,6 @@ class StudyModel(BaseModel):
     final: FinalModel = FinalModel()
     enqueue: list[dict[str, Scalar]] = []  # trials to try first (e.g. known-good settings)
     weights: dict[str, str] = {}
-
-    @field_validator(*CHOICE_FIELDS, mode="before")
-    @classmethod
-    def _listify(cls, value: Any) -> Any:
-        return non_empty_list(value)
 
     @field_validator("sampler", "pruner", mode="before")
     @classmethod
@@ -157,9 +139,8 @@ def check_study(model: StudyModel, path: Path | None) -> None:
     for name, value in model.hparams.items():
         if isinstance(value, list):
             raise BenchError(f"{where}field 'hparams.{name}': a study fixes one value here; search it under 'search'")
-    expand_grid(GridModel(teacher=model.teacher, student=model.student, method=model.method,
-                          dataset=model.dataset, seeds=[model.seed], epochs=[model.epochs], data=model.data,
-                          hparams=dict(model.hparams), weights=model.weights), path)
+    check_sweep(model, where, "study")
+    sweep_specs(model, [model.seed], [model.epochs], where)  # every combination's student, method and taps fit
     owners = knob_owners(registries(), model.student, model.method)
     for name, param in model.search.items():
         if name not in owners:
@@ -254,5 +235,5 @@ def suggest_spec(trial, model: StudyModel) -> ExperimentSpec:  # noqa: ANN001 - 
             continue
         if chosen["student"] in (param.students or [chosen["student"]]):
             hparams[name] = suggest_value(trial, name, param)
-    data = DataConfig(**model.data.model_dump()).as_dict()
+    data = model.data.config().as_dict()
     return ExperimentSpec.create(**chosen, hparams=hparams, data=data, epochs=model.epochs, seed=model.seed)

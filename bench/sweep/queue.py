@@ -1,4 +1,4 @@
-"""Optuna storage for many workers: heartbeats, stale-trial retry, and an atomic claim of waiting trials."""
+"""The Optuna queue many workers share: storage and study, enqueued cells, atomic claims, heartbeats, stale trials."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import sqlite3
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +23,8 @@ from sqlalchemy.pool import NullPool
 from bench.checkpoint import default_run_dir
 from bench.dblock import SCHEMA_LOCK, database_lock
 from bench.errors import BenchError
+from bench.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
+from bench.spec import ExperimentSpec, setting_labels
 from bench.store.session import driver_url
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,45 @@ def open_storage(db_url: str, options: WorkerOptions):  # noqa: ANN201 - optuna 
             driver_url(db_url), engine_kwargs=engine_kwargs, heartbeat_interval=options.heartbeat_interval,
             grace_period=options.grace_period, **{callback_name: retry(max_retry=options.max_retry)},
         )
+
+
+def open_study(name: str, storage, directions: list[str] | None = None):  # noqa: ANN001, ANN201 - optuna types
+    """Create or open the study `name` (a database URL or an RDBStorage)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(study_name=name, storage=storage, directions=directions or ["maximize"],
+                               load_if_exists=True)
+
+
+def enqueue_cells(study, cells: Iterable[ExperimentSpec], done_keys: Callable[[], set[str]]) -> int:  # noqa: ANN001
+    """Enqueue every cell not done, not waiting and not running; returns how many are open now.
+
+    Call it under the database's enqueue lock: two processes reading the open trials at once would both
+    enqueue a missing cell. The open trials are read before the done keys, so a cell finished in between
+    (its row is stored before its trial completes) is seen in one or the other.
+    """
+    from optuna.trial import TrialState
+
+    open_states = (TrialState.WAITING, TrialState.RUNNING)
+    queued = {t.user_attrs.get(SPEC_KEY_ATTR) for t in study.get_trials(deepcopy=False, states=open_states)}
+    cells = list(cells)
+    labels = setting_labels(cells)  # the progress line names the hparams that tell the grid's cells apart
+    done = done_keys()
+    for spec in cells:
+        if spec.key not in done and spec.key not in queued:
+            attrs = {SPEC_KEY_ATTR: spec.key, SPEC_ATTR: spec.to_dict(), LABEL_ATTR: labels[spec.key]}
+            study.enqueue_trial({}, user_attrs=attrs)
+            queued.add(spec.key)
+    return len(queued)
+
+
+def open_specs(study) -> list[ExperimentSpec]:  # noqa: ANN001
+    """The specs of the study's waiting and running cells (from their user attrs)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    return [ExperimentSpec.from_dict(t.user_attrs[SPEC_ATTR]) for t in trials if SPEC_ATTR in t.user_attrs]
 
 
 def study_names(db_url: str) -> list[str]:
@@ -170,8 +211,8 @@ def claim_waiting(study, storage):  # noqa: ANN001, ANN201
         if _set_state_if(storage, frozen._trial_id, "WAITING", "RUNNING"):
             storage.record_heartbeat(frozen._trial_id)  # stale from now on if this process dies
             trial = optuna.Trial(study, frozen._trial_id)
-            trial.set_user_attr("worker", worker_id())
-            trial.set_user_attr("worker_process", worker_process(frozen._trial_id))  # a re-run here sees it die
+            trial.set_user_attr(WORKER_ATTR, worker_id())
+            trial.set_user_attr(WORKER_PROCESS_ATTR, worker_process(frozen._trial_id))  # a re-run here sees it die
             return trial
     return None
 
@@ -182,7 +223,7 @@ def dead_trial_ids(study, storage) -> list[int]:  # noqa: ANN001
 
     stale = set(storage._get_stale_trial_ids(study._study_id))  # private optuna API: the heartbeat check
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if is_dead_here(trial.user_attrs.get("worker_process"), trial._trial_id):
+        if is_dead_here(trial.user_attrs.get(WORKER_PROCESS_ATTR), trial._trial_id):
             stale.add(trial._trial_id)
     return sorted(stale)
 

@@ -19,9 +19,10 @@ from bench.run.train import NonFiniteError, check_finite, train_student
 from bench.spec import ExperimentSpec
 from bench.store import StorageError, Store
 from bench.students.base import StudentContext
-from bench.sweep.cells import cell_progress, run_cell
-from bench.sweep.grid import open_study
-from bench.sweep.queue import WorkerOptions, claim_waiting, open_storage
+from bench.sweep.cell import cell_progress
+from bench.sweep.context import Sweep
+from bench.sweep.queue import WorkerOptions, claim_waiting, open_storage, open_study
+from bench.sweep.worker import run_cell
 from tests.support.paths import REPO
 from tests.support.records import record
 from tests.support.train_data import HPARAMS, tiny_data
@@ -99,19 +100,19 @@ def claimed_cell(db_url: str, tmp_path: Path):  # noqa: ANN201
 def run_one(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, result: object,
             store: Store | None = None) -> tuple[str, object, Store]:
     """run_cell on a claimed cell whose run_spec returns `result` (or raises it); returns outcome, trial, store."""
-    import bench.sweep.cells
+    import bench.sweep.cell
 
     def fake_run_spec(spec, _bench, study, number, **_kwargs):  # noqa: ANN001, ANN202
         if isinstance(result, Exception):
             raise result
         return replace(result, spec_key=spec.key, study=study, trial_number=number)
 
-    monkeypatch.setattr(bench.sweep.cells, "run_spec", fake_run_spec)
+    monkeypatch.setattr(bench.sweep.cell, "run_spec", fake_run_spec)
     study, storage, trial, options, _ = claimed_cell(db_url, tmp_path)
     store = store or Store(db_url)
     console = Console(stderr=True)
     with cell_progress(console) as progress:
-        outcome = run_cell(study, storage, trial, None, store, options, console, progress)
+        outcome = run_cell(Sweep(study, storage, None, store, options, console), trial, progress)
     return outcome, study.trials[0], store
 
 

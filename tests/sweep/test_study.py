@@ -16,9 +16,9 @@ from rich.console import Console
 from bench.config.study import load_study_file
 from bench.errors import BenchError
 from bench.run.workbench import RunContext
-from bench.sweep.join import run_worker
 from bench.sweep.queue import WorkerOptions
 from bench.sweep.search import run_study
+from bench.sweep.worker import run_worker
 from tests.support.paths import REPO
 
 BASE = {

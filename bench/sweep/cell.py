@@ -1,0 +1,91 @@
+"""Run one cell and store its row: the step every grid cell and every study trial goes through."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.checkpoint import Checkpointer
+from bench.data import DataConfig
+from bench.provenance import utcnow
+from bench.run.run_spec import probe_spec, run_spec
+from bench.run.train import NonFiniteError, check_finite
+from bench.run.workbench import Workbench
+from bench.spec import ExperimentSpec
+from bench.store.records import EpochRecord, RunRecord
+from bench.sweep.context import Sweep
+
+
+@dataclass
+class CellCounts:
+    """What one process did with the cells it took."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # another worker had stored the spec already
+
+
+def probe_cells(teachers: Iterable[str], datasets: Iterable[str], data: dict[str, object]) -> list[ExperimentSpec]:
+    """The teacher-probe cell of each (teacher, dataset) under one data config, in order."""
+    datasets = list(datasets)
+    return [probe_spec(teacher, dataset, data) for teacher in teachers for dataset in datasets]
+
+
+def preflight(bench: Workbench, cells: Iterable[ExperimentSpec]) -> None:
+    """Load every teacher and dataset once, so missing weights or data stop before any run."""
+    for spec in cells:
+        bench.teacher(spec.teacher)
+        bench.data(spec.dataset, DataConfig(**spec.data_dict))
+
+
+def cell_progress(console: Console) -> Progress:
+    """A bar for the grid and one per running cell; quiet when the console is not a terminal."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not console.is_terminal)
+
+
+def run_and_store(sweep: Sweep, spec: ExperimentSpec, number: int | None,
+                  on_epoch: Callable[[EpochRecord], None] | None = None,
+                  evaluate_test: bool = True) -> tuple[RunRecord, bool]:
+    """Run the spec (resuming its checkpoint), check every number is finite, store its row; (record, written).
+
+    A run is done only if all its numbers are finite and its row was stored: a NaN or a storage error raises.
+    The checkpoint is cleared once the row is stored, or when Optuna prunes the run.
+    """
+    import optuna
+
+    checkpoint = Checkpointer(sweep.options.run_dir, spec.key, spec.epochs)
+    try:
+        record = run_spec(spec, sweep.bench, sweep.name, number, on_epoch=on_epoch, checkpoint=checkpoint,
+                          evaluate_test=evaluate_test)
+    except optuna.TrialPruned:
+        checkpoint.clear()
+        raise
+    record = check_finite(replace(record, study=sweep.name))
+    written = sweep.store.save_run(record)
+    checkpoint.clear()
+    return record, written
+
+
+def failed_record(spec: ExperimentSpec, study: str, error: BaseException, number: int | None,
+                  status: str = "failed") -> RunRecord:
+    """A row for a cell that raised (or was pruned): the spec and the error, no metrics."""
+    return RunRecord(
+        spec_key=spec.key, study=study, teacher=spec.teacher, student=spec.student,
+        student_kind="", method=spec.method, dataset=spec.dataset, seed=spec.seed,
+        epochs=spec.epochs, hparams=spec.hparams_dict, data_config=spec.data_dict,
+        status=status, error=f"{type(error).__name__}: {error}"[:2000], trial_number=number,
+        finished_at=utcnow(),
+    )
+
+
+def store_failure(sweep: Sweep, spec: ExperimentSpec, error: Exception, number: int | None, label: str) -> None:
+    """Say the cell failed (with a traceback for a bug), then store its failed row; if even that fails, raise."""
+    sweep.console.print(f"[red]failed[/red] {label}: {error}", highlight=False)
+    if not isinstance(error, NonFiniteError):  # a diverged run is an outcome, not a bug: no traceback
+        sweep.console.print(traceback.format_exc(), markup=False, highlight=False)
+    sweep.store.save_run(failed_record(spec, sweep.name, error, number))  # StorageError stops the process

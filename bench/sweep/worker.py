@@ -1,0 +1,257 @@
+"""The worker loops (claim a grid cell or draw a study trial, run it, store its row, tell Optuna) and `bench worker`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from bench.config.study import StudyModel, suggest_spec
+from bench.errors import BenchError
+from bench.metrics import score_summary
+from bench.names import (
+    CONFIG_ATTR,
+    GRID_KIND,
+    KIND_ATTR,
+    LABEL_ATTR,
+    SEARCH_KIND,
+    SPEC_ATTR,
+    SPEC_KEY_ATTR,
+    TRIALS_ATTR,
+    WEIGHTS_ATTR,
+)
+from bench.run.workbench import RunContext, Workbench
+from bench.spec import ExperimentSpec
+from bench.store import Store
+from bench.store.records import EpochRecord, RunRecord
+from bench.sweep.cell import (
+    CellCounts,
+    cell_progress,
+    failed_record,
+    preflight,
+    probe_cells,
+    run_and_store,
+    store_failure,
+)
+from bench.sweep.context import Sweep
+from bench.sweep.queue import (
+    WorkerOptions,
+    claim_waiting,
+    fail_stale_trials,
+    heartbeat,
+    load_bench_study,
+    open_specs,
+    open_storage,
+    require_study,
+)
+from bench.sweep.strategy import load_with_strategy
+
+
+class CellFailed(Exception):
+    """A trial raised (a bug, NaN loss); the study goes on, the trial is FAIL."""
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """What this worker did."""
+
+    study: str
+    kind: str
+    counts: CellCounts
+
+
+def run_worker(study_name: str, db_url: str, context: RunContext, options: WorkerOptions,
+               console: Console | None = None, weights: dict[str, str] | None = None,
+               max_cells: int | None = None) -> WorkerSummary:
+    """`bench worker`: everything it needs (specs, weights paths, search space) comes from the database."""
+    console = console or Console(stderr=True)
+    require_study(study_name, db_url)  # a mistyped name must not create Optuna's schema in a new database
+    storage = open_storage(db_url, options)
+    study = load_bench_study(study_name, storage)
+    kind = study.user_attrs.get(KIND_ATTR)
+    if kind == GRID_KIND:
+        bench = Workbench(context, {**study.user_attrs.get(WEIGHTS_ATTR, {}), **(weights or {})})
+        preflight(bench, open_specs(study))
+        sweep = Sweep(study, storage, bench, Store(db_url), options, console)
+        return WorkerSummary(study_name, kind, work_grid(sweep, max_cells))
+    if kind == SEARCH_KIND:
+        model = stored_model(study)
+        bench = Workbench(context, {**model.weights, **(weights or {})})
+        preflight(bench, probe_cells(model.teacher, model.dataset, model.data.config().as_dict()))
+        sweep = Sweep(load_with_strategy(study_name, storage, model), storage, bench, Store(db_url), options,
+                      console)
+        return WorkerSummary(study_name, kind, work_study(sweep, model, max_cells))
+    raise BenchError(f"--study {study_name!r} was not made by `bench run` or `bench study`; nothing to work on")
+
+
+def stored_model(study) -> StudyModel:  # noqa: ANN001
+    """The study's validated config, as `bench study` stored it (workers rebuild the search from it)."""
+    return StudyModel.model_validate(study.user_attrs[CONFIG_ATTR])
+
+
+# Grid cells: enqueued trials, claimed one at a time.
+
+def work_grid(sweep: Sweep, max_cells: int | None = None) -> CellCounts:
+    """Claim and run cells until no trial waits and none runs elsewhere (a dead worker's cell comes back)."""
+    from optuna.trial import TrialState
+
+    counts = CellCounts()
+    fail_stale_trials(sweep.study, sweep.storage)  # a dead worker's cell counts as waiting from the start
+    waiting = len(sweep.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    told = False
+    with cell_progress(sweep.console) as progress:
+        grid_bar = progress.add_task(f"grid {sweep.name}", total=waiting)
+        while max_cells is None or counts.done + counts.failed + counts.skipped < max_cells:
+            fail_stale_trials(sweep.study, sweep.storage)
+            trial = claim_waiting(sweep.study, sweep.storage)
+            if trial is None:
+                if not _others_running(sweep, told):
+                    break
+                told = True
+                time.sleep(sweep.options.poll_seconds)  # others are running cells; theirs come back if they die
+                continue
+            outcome = run_cell(sweep, trial, progress)
+            setattr(counts, outcome, getattr(counts, outcome) + 1)
+            progress.advance(grid_bar)
+    return counts
+
+
+def _others_running(sweep: Sweep, told: bool) -> bool:
+    """Whether cells still wait or run elsewhere; says once that this worker waits for them."""
+    from optuna.trial import TrialState
+
+    running = sweep.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    if running and not told:
+        sweep.console.print(f"waiting for {len(running)} cell(s) running elsewhere; a dead worker's cell is "
+                            f"retried here after {sweep.options.grace_period} s without a heartbeat (at once if it "
+                            "ran on this machine and its process is gone)", highlight=False)
+    return bool(running)
+
+
+def run_cell(sweep: Sweep, trial, progress: Progress) -> str:  # noqa: ANN001 - optuna.Trial
+    """Run one claimed grid trial, store its row once, tell Optuna; returns the outcome (a CellCounts field)."""
+    from optuna.trial import TrialState
+
+    spec = ExperimentSpec.from_dict(trial.user_attrs[SPEC_ATTR])
+    stored = sweep.store.run(spec.key)
+    if stored is not None and stored.status == "done":  # a retried trial whose first worker finished the row
+        sweep.study.tell(trial, stored.val_acc)
+        return "skipped"
+    label = trial.user_attrs.get(LABEL_ATTR) or spec.label()  # names the hparams that differ within the grid
+    epochs_bar = progress.add_task(f"  {label}", total=max(spec.epochs, 1))
+    try:
+        with heartbeat(sweep.storage, trial._trial_id):
+            record, written = run_and_store(sweep, spec, trial.number,
+                                            on_epoch=lambda _epoch: progress.advance(epochs_bar))
+    except BenchError:
+        sweep.study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as error:  # noqa: BLE001 - a bug, a NaN or a storage error in one cell must not stop the grid
+        sweep.study.tell(trial, state=TrialState.FAIL)
+        store_failure(sweep, spec, error, trial.number, label)
+        return "failed"
+    finally:
+        progress.remove_task(epochs_bar)
+    sweep.study.tell(trial, record.val_acc)
+    resumed = f", resumed after epoch {record.resumed_from_epoch}" if record.resumed_from_epoch else ""
+    sweep.console.print(f"{label}: {score_summary(record)} ({record.size_mb:.3f} MB{resumed})",
+                        highlight=False, soft_wrap=True)
+    return "done" if written else "skipped"
+
+
+# Study trials: drawn by the study's sampler, run on val only.
+
+def state_counts(study) -> dict[str, int]:  # noqa: ANN001
+    """How many of the study's trials are in each state (COMPLETE, PRUNED, FAIL, ...)."""
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def _budget_reached(study, target: int) -> bool:  # noqa: ANN001
+    counts = state_counts(study)
+    return counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) >= target or counts.get("FAIL", 0) >= target
+
+
+def work_study(sweep: Sweep, model: StudyModel, max_cells: int | None = None,
+               timeout: float | None = None) -> CellCounts:
+    """Run trials of a stored study until its trial budget is spent (any number of workers at once)."""
+    target = int(sweep.study.user_attrs.get(TRIALS_ATTR, model.trials))
+    before = state_counts(sweep.study)
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def stop_at_budget(study, _trial) -> None:  # noqa: ANN001
+        if _budget_reached(study, target):
+            study.stop()
+
+    objective = study_objective(sweep, model)
+    ran = 0
+    while not _budget_reached(sweep.study, target) and (max_cells is None or ran < max_cells):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        sweep.study.optimize(objective, n_trials=1, timeout=left, catch=(CellFailed,), callbacks=[stop_at_budget],
+                             gc_after_trial=False)
+        ran += 1
+    after = state_counts(sweep.study)
+    return CellCounts(done=after.get("COMPLETE", 0) - before.get("COMPLETE", 0)
+                      + after.get("PRUNED", 0) - before.get("PRUNED", 0),
+                      failed=after.get("FAIL", 0) - before.get("FAIL", 0))
+
+
+def study_objective(sweep: Sweep, model: StudyModel):  # noqa: ANN201 - an Optuna objective
+    """Suggest a spec, run and store it on val only (reporting epochs to the pruner); the trial's value(s)."""
+    import optuna
+
+    metrics = list(model.objectives)
+    prune = len(metrics) == 1 and model.pruner_name != "none"
+
+    def values(record: RunRecord) -> tuple[float, ...] | float:
+        found = tuple(float(getattr(record, metric)) for metric in metrics)
+        return found if len(metrics) > 1 else found[0]
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...] | float:
+        spec = suggest_spec(trial, model)
+        trial.set_user_attr(SPEC_KEY_ATTR, spec.key)
+        trial.set_user_attr(SPEC_ATTR, spec.to_dict())
+        stored = sweep.store.run(spec.key)
+        if stored is not None and stored.status == "done":  # the sampler proposed a spec already measured
+            return values(stored)
+        seen: list[EpochRecord] = []
+
+        def on_epoch(record: EpochRecord) -> None:
+            seen.append(record)
+            if prune and record.val_acc is not None:
+                trial.report(record.val_acc, record.epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"val_acc {record.val_acc:.4f} after epoch {record.epoch}")
+
+        record = _run_trial(sweep, spec, trial.number, on_epoch, seen)
+        sweep.console.print(f"trial {trial.number} {spec.label()}: val_acc {record.val_acc:.4f}", highlight=False)
+        return values(record)
+
+    return objective
+
+
+def _run_trial(sweep: Sweep, spec: ExperimentSpec, number: int, on_epoch: Any,
+               seen: list[EpochRecord]) -> RunRecord:
+    """Run and store one trial's spec on val; a pruned run is a pruned row, a NaN or a bug a failed row."""
+    import optuna
+
+    try:
+        return run_and_store(sweep, spec, number, on_epoch, evaluate_test=False)[0]
+    except optuna.TrialPruned as pruned:
+        row = failed_record(spec, sweep.name, pruned, number, status="pruned")  # keeps its epochs and last score
+        sweep.store.save_run(replace(row, error=str(pruned), val_acc=seen[-1].val_acc if seen else None,
+                                     epoch_records=tuple(seen)))
+        raise
+    except BenchError:
+        raise
+    except Exception as error:
+        store_failure(sweep, spec, error, number, f"trial {number} {spec.label()}")
+        raise CellFailed(f"{type(error).__name__}: {error}") from error
+

@@ -1,0 +1,101 @@
+"""The study search and `bench worker` go through the one run-and-store step (run_spec faked: no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bench.config.study import StudyModel
+from bench.names import PROBE_METHOD, TRIALS_ATTR
+from bench.run.workbench import RunContext
+from bench.spec import ExperimentSpec
+from bench.store import Store
+from bench.store.records import EpochRecord, RunRecord
+from bench.sweep.queue import WorkerOptions
+
+STUDY = {
+    "name": "loops", "teacher": "effnet-lite0", "student": "projection", "method": "scratch",
+    "dataset": "digits", "epochs": 1, "sampler": "random", "trials": 2, "final": {"seeds": [1]},
+    "pruner": {"name": "median", "n_startup_trials": 1},
+    "search": {"lr": {"type": "float", "low": 1.0e-6, "high": 0.1, "log": True}},
+    "enqueue": [{"lr": 0.03}, {"lr": 1.0e-5}],
+}
+
+
+class FakeRuns:
+    """run_spec without training: one epoch whose val_acc is high for a large lr; leaves a checkpoint file."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[ExperimentSpec, str, bool]] = []
+        self.checkpoints: list[Path] = []
+
+    def __call__(self, spec: ExperimentSpec, _bench: object, study: str, number: int | None, on_epoch=None,  # noqa: ANN001
+                 checkpoint=None, evaluate_test: bool = True) -> RunRecord:  # noqa: ANN001
+        self.calls.append((spec, study, evaluate_test))
+        checkpoint.directory.mkdir(parents=True, exist_ok=True)
+        checkpoint.path.write_bytes(b"a checkpoint")
+        self.checkpoints.append(checkpoint.directory)
+        val = 0.9 if float(spec.hparams_dict.get("lr", 1.0)) > 1e-3 else 0.1
+        epoch = EpochRecord(0, 1.0, {"ce": 1.0}, val, 0.1)
+        if on_epoch is not None:
+            on_epoch(epoch)
+        return RunRecord(spec_key=spec.key, study=study, teacher=spec.teacher, student=spec.student,
+                         student_kind="standalone", method=spec.method, dataset=spec.dataset, seed=spec.seed,
+                         epochs=spec.epochs, hparams=spec.hparams_dict, data_config=spec.data_dict, status="done",
+                         val_acc=val, test_acc=0.8 if evaluate_test else None, size_mb=0.1, params=10,
+                         epoch_records=(epoch,), trial_number=number)
+
+
+@pytest.fixture
+def fake_runs(monkeypatch: pytest.MonkeyPatch) -> FakeRuns:
+    import bench.sweep.cell
+    import bench.sweep.grid
+    import bench.sweep.search
+    import bench.sweep.worker
+
+    fake = FakeRuns()
+    monkeypatch.setattr(bench.sweep.cell, "run_spec", fake)
+    fake.preflights = []  # type: ignore[attr-defined]
+    for module in (bench.sweep.search, bench.sweep.worker, bench.sweep.grid):
+        monkeypatch.setattr(module, "preflight", lambda _bench, cells: fake.preflights.append(list(cells)))
+    return fake
+
+
+def test_a_study_searches_on_val_then_re_runs_the_best_on_test_through_one_store_step(
+        tmp_path: Path, db_url: str, fake_runs: FakeRuns) -> None:
+    from bench.sweep.search import run_study
+
+    options = WorkerOptions(run_dir=tmp_path / "runs")
+    summary = run_study(StudyModel.model_validate(STUDY), db_url, RunContext(device="cpu"), options,
+                        Console(stderr=True))
+    assert summary.states == {"COMPLETE": 1, "PRUNED": 1}
+    probes = fake_runs.preflights[0]  # type: ignore[attr-defined]
+    assert [(s.teacher, s.dataset, s.method) for s in probes] == [("effnet-lite0", "digits", PROBE_METHOD)]
+    search = [(study, test) for _, study, test in fake_runs.calls if study == "loops"]
+    assert search == [("loops", False), ("loops", False)]  # the search never evaluates the test split
+    finals = [(spec.method, spec.seed, test) for spec, study, test in fake_runs.calls if study == "loops/final"]
+    assert finals == [(PROBE_METHOD, 0, True), ("scratch", 1, True)]
+    rows = {(run.study, run.status) for run in Store(db_url).runs()}
+    assert rows == {("loops", "done"), ("loops", "pruned"), ("loops/final", "done")}
+    (pruned,) = Store(db_url).runs(status="pruned")
+    assert pruned.val_acc == 0.1 and len(pruned.epoch_records) == 1 and pruned.error.startswith("val_acc 0.1000")
+    assert not any(path.exists() for path in fake_runs.checkpoints)  # stored and pruned runs leave none
+    assert summary.final_test_acc == [0.8]
+
+
+def test_a_worker_joins_a_study_from_the_database_alone(tmp_path: Path, db_url: str, fake_runs: FakeRuns) -> None:
+    import optuna
+
+    from bench.sweep.search import run_study
+    from bench.sweep.worker import run_worker
+
+    options = WorkerOptions(run_dir=tmp_path / "runs")
+    run_study(StudyModel.model_validate(STUDY), db_url, RunContext(device="cpu"), options, Console(stderr=True))
+    optuna.load_study(study_name="loops", storage=db_url).set_user_attr(TRIALS_ATTR, 3)
+    before = len(fake_runs.calls)
+    joined = run_worker("loops", db_url, RunContext(device="cpu"), options, Console(stderr=True))
+    assert (joined.kind, joined.counts.done, joined.counts.failed) == ("study", 1, 0)
+    assert [(study, test) for _, study, test in fake_runs.calls[before:]] == [("loops", False)]
+    assert fake_runs.preflights[-1][0].method == PROBE_METHOD  # type: ignore[attr-defined]
