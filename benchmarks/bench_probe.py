@@ -19,9 +19,10 @@ import torch.nn.functional as F
 
 from bench.data import DataConfig, load_dataset
 from bench.features import run_teacher
+from bench.names import SPLITS
 from bench.probe import accuracy, fit_linear_probe
-from bench.run.workbench import SPLITS, resolve_device
-from bench.teachers import TEACHERS
+from bench.registries import TEACHERS
+from bench.run.workbench import resolve_device
 
 
 def legacy_probe(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], num_classes: int,

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench.run.wiring import build_parts
 
 from bench.cache import FeatureCache
 from bench.data import DataConfig, DatasetSplits, load_dataset
@@ -29,7 +30,6 @@ from bench.names import SPLITS
 from bench.registries import METHODS, TEACHERS
 from bench.run.finetune import FinetuneConfig, FinetuneResult, finetune_teacher, labeled_rows
 from bench.run.train import TrainData, TrainResult, train_student
-from bench.run.wiring import build_parts
 from bench.teachers.base import Teacher
 
 UNLABELED = -1

@@ -6,7 +6,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.names import FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND
+from bench.names import FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SOURCE_ATTR
 from bench.report.optuna_tables import BestTrial, best_trials, has_optuna_tables, study_attrs
 from bench.report.plots import Plot, pyplot, save
 from bench.spec import hparam_label
@@ -165,7 +165,7 @@ def study_reports(db_url: str, names: set[str] | None, out_dir: Path) -> list[St
             states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
         mine = attrs.get(study.study_name, {})
         report = StudyReport(study.study_name, [d.name.lower() for d in study.directions], states,
-                             source_file=str(mine.get("source_file") or ""), kind=str(mine.get(KIND_ATTR) or ""))
+                             source_file=str(mine.get(SOURCE_ATTR) or ""), kind=str(mine.get(KIND_ATTR) or ""))
         if report.kind == SEARCH_KIND:
             top = int((mine.get("bench_config") or {}).get("final", {}).get("top", 3))
             report.best = best_trials(db_url, study.study_name, top)

@@ -85,14 +85,11 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_incompatible_pair_rejected_at_load(tmp_path: Path) -> None:
-    STUDENTS.add("logits-only-test", StudentBuilder(lambda c, h: None, provides=frozenset({"logits"})),
-                 StudentCard(STANDALONE), description="test student without an embedding")
-    try:
+    with STUDENTS.temporarily("logits-only-test", StudentBuilder(lambda c, h: None, provides=frozenset({"logits"})),
+                              StudentCard(STANDALONE), description="test student without an embedding"):
         path = write(tmp_path, "teacher: effnet-lite0\nstudent: logits-only-test\nmethod: feature\ndataset: digits\n")
         with pytest.raises(BenchError, match="cannot be trained with method 'feature'.*no \\['embedding'\\]"):
             load_grid(path)
-    finally:
-        STUDENTS.remove("logits-only-test")
 
 
 def test_knobs_check_type_range_choices_and_pattern() -> None:
