@@ -166,3 +166,13 @@ def test_every_unit_lives_in_its_package_with_its_card_type() -> None:
             if not entry["card_ok"]:
                 problems.append(f"{kind} {name!r} has a {entry['card']} card, not a {registry['card_type']}")
     assert not problems, "\n".join(problems)
+
+
+def test_architecture_doc_maps_every_pipeline_module_and_the_readme_links_it() -> None:
+    """docs/ARCHITECTURE.md names every module of bench/run, bench/sweep and bench/config; the README links it."""
+    doc = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    modules = [path.relative_to(REPO).as_posix() for package in ("run", "sweep", "config")
+               for path in sorted((REPO / "bench" / package).glob("*.py")) if path.name != "__init__.py"]
+    missing = [module for module in modules if f"`{module}`" not in doc]
+    assert not missing, f"docs/ARCHITECTURE.md does not mention {missing}: add them to its module map"
+    assert "(docs/ARCHITECTURE.md)" in (REPO / "README.md").read_text()
