@@ -22,6 +22,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # help text is plain: Rich markup would eat "[default: ...]"
     help="Sweep teachers x students x distillation methods x datasets; keep every run in SQL.",
 )
 out = Console()
@@ -43,6 +45,25 @@ SkipBadOption = Annotated[bool, typer.Option(
     "--skip-bad", help="leave corrupt images out (counted per run) instead of stopping")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"distill-bench {version('distill-bench')}", highlight=False)
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            out.print("distill-bench (not installed)", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="print the version and exit")] = False,
+) -> None:
+    """Sweep teachers x students x distillation methods x datasets; keep every run in SQL."""
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """A BenchError ends the command with one line on stderr and exit code 2."""
@@ -55,8 +76,8 @@ def user_errors() -> Iterator[None]:
 
 @app.command()
 def run(
-    grid_file: Annotated[Path, typer.Argument(help="grid YAML", show_default=True)] = DEFAULT_GRID,
-    grid: Annotated[bool, typer.Option("--grid", help="run FILE as a grid (the default mode)")] = True,
+    grid_file: Annotated[Path | None, typer.Argument(help=f"grid YAML [default: {DEFAULT_GRID}]")] = None,
+    grid: Annotated[Path | None, typer.Option("--grid", help="grid YAML (the same as the FILE argument)")] = None,
     db: DbOption = DEFAULT_DB,
     cache_dir: CacheDirOption = None,
     data_root: DataRootOption = None,
@@ -76,8 +97,10 @@ def run(
         from bench.store.session import check_connection
         from bench.sweep.grid import run_grid
 
+        if grid is not None and grid_file is not None and grid != grid_file:
+            raise BenchError(f"two grid files given ({grid_file} and --grid {grid}); give one: bench run FILE")
         check_connection(db)
-        loaded = load_grid(grid_file)
+        loaded = load_grid(grid or grid_file or DEFAULT_GRID)
         loaded.weights.update(_weights_map(weights))
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
         options = _worker_options(run_dir, heartbeat_interval, grace_period)
@@ -203,6 +226,10 @@ def list_entries(
                     from bench.registries import GENERIC_TEACHER_NAMES
 
                     out.print(f"also any of: {', '.join(GENERIC_TEACHER_NAMES)}", highlight=False, markup=False)
+                if name == "students":
+                    from bench.registries import GENERIC_STUDENT_NAMES
+
+                    out.print(f"also any of: {', '.join(GENERIC_STUDENT_NAMES)}", highlight=False, markup=False)
 
 
 def _registry_table(name: str, registry: object):  # noqa: ANN202 - a rich Table
@@ -267,6 +294,8 @@ def sql(
 
 
 def _print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool) -> None:
+    if csv and as_json:
+        raise BenchError("--csv and --json are exclusive; pick one")
     if as_json:
         sys.stdout.write(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str) + "\n")
     elif csv:

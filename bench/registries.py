@@ -17,6 +17,7 @@ METHODS: Registry[Any] = Registry("method", MethodCard, package="bench.methods")
 DATASETS: Registry[Any] = Registry("dataset", DatasetCard, package="bench.datasets")
 
 GENERIC_TEACHER_NAMES = ("timm:<model_name>", "open_clip:<arch>[:<pretrained_tag>]", "hf:<org>/<repo>")
+GENERIC_STUDENT_NAMES = ("timm:<model_name> (standalone, random init)",)
 
 
 def registries() -> dict[str, Registry]:

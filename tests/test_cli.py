@@ -95,6 +95,8 @@ def test_sql_outputs_and_refuses_writes(tmp_path: Path, filled_db: tuple[str, Pa
     assert result.returncode == 0 and json.loads(result.stdout) == [{"spec_key": "a", "test_acc": 0.5}]
     result = bench("sql", "SELECT spec_key, test_acc FROM runs", "--db", url, "--csv", cwd=tmp_path)
     assert result.stdout.splitlines() == ["spec_key,test_acc", "a,0.5"]
+    result = bench("sql", "SELECT spec_key FROM runs", "--db", url, "--csv", "--json", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == "error: --csv and --json are exclusive; pick one"
     before = digest(path)
     result = bench("sql", "DELETE FROM runs", "--db", url, cwd=tmp_path)
     assert result.returncode == 2 and "read-only" in result.stderr and "Traceback" not in result.stderr
@@ -107,6 +109,7 @@ def test_list_prints_registries_and_rejects_unknown(tmp_path: Path) -> None:
     for name in ("projection", "bottleneck", "resnet", "standalone", "head"):
         assert name in result.stdout
     assert "effnet-lite0" not in result.stdout
+    assert "also any of: timm:<model_name>" in result.stdout  # the prefix resolver is listed, as for teachers
     result = bench("list", "studnets", cwd=tmp_path)
     assert result.returncode == 2 and "did you mean: students?" in result.stderr
 
@@ -122,3 +125,22 @@ def test_help_does_not_import_torch() -> None:
     code = "import sys; from bench.cli import app; import bench.report; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_version_short_help_and_defaults_in_help(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = bench("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"distill-bench {version('distill-bench')}"
+    result = bench("run", "-h", cwd=tmp_path)
+    assert result.returncode == 0 and "[default: studies/demo.yaml]" in result.stdout  # markup no longer eats it
+    assert "[default: auto]" in result.stdout and "--grid <path>" in result.stdout
+
+
+def test_grid_file_as_argument_or_option_but_not_two(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("teacher: effnet-lite0\nstudent: projection\nmethod: scratch\ndataset: digits\n")
+    result = bench("run", "a.yaml", "--grid", "b.yaml", "--db", f"sqlite:///{tmp_path}/x.db", cwd=tmp_path)
+    assert result.returncode == 2 and "two grid files given" in result.stderr
+    result = bench("run", "b.yaml", "--db", f"sqlite:///{tmp_path}/x.db", cwd=tmp_path)
+    assert result.returncode == 2 and "grid file not found: b.yaml" in result.stderr
+    assert not (tmp_path / "x.db").exists()
