@@ -305,11 +305,12 @@ def _print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool)
         writer.writerow(columns)
         writer.writerows(rows)
     else:
+        from rich import box
         from rich.table import Table
 
-        table = Table()
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # light borders: more room for the figures
         for column in columns:
-            table.add_column(column)
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
         for row in rows:
             table.add_row(*("" if value is None else str(value) for value in row))
         out.print(table)
@@ -343,16 +344,20 @@ def runs(
     where: Annotated[str | None, typer.Option(help="SQL filter on runs, e.g. \"status != 'done'\"")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", help="comma-separated run columns to show, e.g. id,method,seed,test_acc,val_acc "
+        "[default: what fits the terminal]")] = None,
 ) -> None:
-    """List runs (id, short spec key, what ran, status, scores)."""
+    """List runs (id, short spec key, what ran, the hyperparameters that differ, status, scores)."""
     with user_errors():
         from bench.report.runs import run_table
         from bench.store.session import check_connection
 
+        if csv and as_json:
+            raise BenchError("--csv and --json are exclusive; pick one")
         check_connection(db)
-
-        columns, rows = run_table(db, where)
-        _print_rows(columns, rows, csv, as_json)
+        names, rows = run_table(db, where, columns, screen=not (csv or as_json), width=out.width)
+        _print_rows(names, rows, csv, as_json)
 
 
 @app.command()

@@ -144,3 +144,21 @@ def test_grid_file_as_argument_or_option_but_not_two(tmp_path: Path) -> None:
     result = bench("run", "b.yaml", "--db", f"sqlite:///{tmp_path}/x.db", cwd=tmp_path)
     assert result.returncode == 2 and "grid file not found: b.yaml" in result.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_runs_fits_80_and_120_columns_and_takes_columns(tmp_path: Path, filled_db: tuple[str, Path]) -> None:
+    url, _ = filled_db
+    Store(url).save_run(record("b", test_acc=0.123456789, seed=1))
+    for width in (80, 120):
+        result = subprocess.run([sys.executable, "-m", "bench", "runs", "--db", url], cwd=tmp_path, text=True,
+                                capture_output=True, timeout=300, env={**os.environ, "COLUMNS": str(width)})
+        lines = result.stdout.splitlines()
+        assert result.returncode == 0 and max(len(line) for line in lines) <= width, result.stdout
+        assert "…" not in result.stdout and "0.1235" in result.stdout and "0.123456789" not in result.stdout
+        assert ("teacher" in lines[1]) == (width >= 120)  # the narrow table leaves the teacher out
+    result = bench("runs", "--db", url, "--columns", "id,seed,test_acc", cwd=tmp_path)
+    assert result.stdout.split()[:3] == ["id", "seed", "test_acc"] and "student" not in result.stdout
+    result = bench("runs", "--db", url, "--columns", "id,nope", "--csv", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "'nope'" in result.stderr
+    result = bench("runs", "--db", url, "--columns", "id,test_acc", "--csv", cwd=tmp_path)
+    assert result.stdout.splitlines() == ["id,test_acc", "1,0.5", "2,0.123456789"]  # CSV keeps stored values

@@ -12,18 +12,50 @@ from bench.sql import read_only_engine
 
 LIST_COLUMNS = ["id", "spec_key", "study", "dataset", "teacher", "student", "method", "setting", "epochs", "seed",
                 "status", "test_acc", "val_acc", "size_mb", "epoch_seconds", "finished_at"]
-SHORT_KEY = 12
+# What a terminal shows by default (fits 120 columns); --columns picks any run column, --csv/--json give LIST_COLUMNS.
+SCREEN_COLUMNS = ["id", "teacher", "student", "method", "setting", "seed", "status", "test_acc",
+                  "epoch_seconds", "finished_at"]
+NARROW_COLUMNS = ["id", "student", "method", "setting", "seed", "status", "test_acc"]  # terminals under 120 columns
+SHORT_KEY = 8
+DIGITS = {"test_acc": 4, "val_acc": 4, "teacher_acc": 4, "pct_of_teacher": 1, "size_mb": 3, "inference_size_mb": 3,
+          "epoch_seconds": 2, "teacher_pass_s": 1, "train_images_per_s": 0, "peak_mem_mb": 1}
 
 
-def run_table(db_url: str, where: str | None = None) -> tuple[list[str], list[tuple]]:
-    """The list of runs (short spec keys, the hparams that differ among the listed rows) as columns and rows."""
+def parse_columns(columns: str | None, known: list[str]) -> list[str] | None:
+    """'id,method,test_acc' -> the names, each checked against the runs table's columns (plus 'setting')."""
+    if columns is None:
+        return None
+    names = [name.strip() for name in columns.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise BenchError(f"--columns {columns!r}: unknown column(s) {unknown or ['(none given)']}; "
+                         f"known: {', '.join(known)}")
+    return names
+
+
+def run_table(db_url: str, where: str | None = None, columns: str | None = None,
+              screen: bool = False, width: int = 120) -> tuple[list[str], list[tuple]]:
+    """The list of runs (short spec keys, the hparams that differ among the listed rows) as columns and rows.
+
+    `screen` rounds figures and shortens timestamps for a terminal; CSV and JSON keep the stored values.
+    """
     runs = load_runs(db_url, where)
+    chosen = parse_columns(columns, [*runs.columns, "setting"]) if columns or not runs.empty else None
+    default = (SCREEN_COLUMNS if width >= 120 else NARROW_COLUMNS) if screen else LIST_COLUMNS
     if runs.empty:
-        return LIST_COLUMNS, []
+        return chosen or default, []
     runs["setting"] = with_setting(runs, GROUP_KEYS, name_study=False)["setting"]
-    frame = runs[[c for c in LIST_COLUMNS if c in runs]].copy()
-    frame["spec_key"] = frame["spec_key"].str[:SHORT_KEY]
-    frame["finished_at"] = frame["finished_at"].astype(str).replace("NaT", None)
+    frame = runs[[c for c in (chosen or default) if c in runs]].copy()
+    if "spec_key" in frame:
+        frame["spec_key"] = frame["spec_key"].str[: SHORT_KEY if screen else 12]
+    for name in ("started_at", "finished_at"):
+        if name in frame:
+            stamps = pd.to_datetime(frame[name], errors="coerce")
+            frame[name] = stamps.dt.strftime("%m-%d %H:%M" if screen else "%Y-%m-%d %H:%M:%S.%f")
+    if screen:
+        for name, digits in DIGITS.items():
+            if name in frame:
+                frame[name] = pd.to_numeric(frame[name], errors="coerce").round(digits)
     frame = frame.astype(object).where(frame.notna(), None)
     return list(frame.columns), [tuple(row) for row in frame.itertuples(index=False)]
 
