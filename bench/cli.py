@@ -66,12 +66,15 @@ def main_options(
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """A BenchError ends the command with one line on stderr and exit code 2."""
+    """A BenchError ends the command with one line on stderr and exit code 2; Ctrl-C with exit code 130."""
     try:
         yield
     except BenchError as error:
         err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C: what was running says how to resume it; no traceback
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bench.config.study import StudyModel, suggest_spec
+from bench.dblock import ENQUEUE_LOCK, database_lock
 from bench.errors import BenchError
 from bench.metrics import score_summary
 from bench.names import (
@@ -22,6 +23,8 @@ from bench.names import (
     SPEC_KEY_ATTR,
     TRIALS_ATTR,
     WEIGHTS_ATTR,
+    WORKER_ATTR,
+    WORKER_PROCESS_ATTR,
 )
 from bench.run.workbench import RunContext, Workbench
 from bench.spec import ExperimentSpec
@@ -146,6 +149,9 @@ def run_cell(sweep: Sweep, trial, progress: Progress) -> str:  # noqa: ANN001 - 
         with heartbeat(sweep.storage, trial._trial_id):
             record, written = run_and_store(sweep, spec, trial.number,
                                             on_epoch=lambda _epoch: progress.advance(epochs_bar))
+    except KeyboardInterrupt:
+        interrupt_cell(sweep, trial, spec, label)
+        raise
     except BenchError:
         sweep.study.tell(trial, state=TrialState.FAIL)
         raise
@@ -160,6 +166,22 @@ def run_cell(sweep: Sweep, trial, progress: Progress) -> str:  # noqa: ANN001 - 
     sweep.console.print(f"{label}: {score_summary(record)} ({record.size_mb:.3f} MB{resumed})",
                         highlight=False, soft_wrap=True)
     return "done" if written else "skipped"
+
+
+def interrupt_cell(sweep: Sweep, trial, spec: ExperimentSpec, label: str) -> None:  # noqa: ANN001
+    """Ctrl-C: the cell's trial ends now and a fresh copy waits, so the next `bench run` (or any worker) resumes
+    it at once from its last epoch checkpoint instead of waiting for its heartbeat to go stale; its row says
+    `interrupted` until then."""
+    from optuna.trial import TrialState
+
+    attrs = {key: value for key, value in trial.user_attrs.items() if key not in (WORKER_ATTR, WORKER_PROCESS_ATTR)}
+    sweep.study.tell(trial, state=TrialState.FAIL)
+    with database_lock(sweep.store.url, ENQUEUE_LOCK):  # never beside another process's enqueue of the same cell
+        sweep.study.enqueue_trial({}, user_attrs=attrs)
+    error = KeyboardInterrupt("interrupted (Ctrl-C); its epoch checkpoint is kept and the next run resumes it")
+    sweep.store.save_run(failed_record(spec, sweep.name, error, trial.number, status="interrupted"))
+    sweep.console.print(f"interrupted {label}: its checkpoint is kept; `bench run FILE` or "
+                        f"`bench worker --study {sweep.name}` resumes it", highlight=False, soft_wrap=True)
 
 
 # Study trials: drawn by the study's sampler, run on val only.

@@ -99,3 +99,40 @@ def test_a_worker_joins_a_study_from_the_database_alone(tmp_path: Path, db_url: 
     assert (joined.kind, joined.counts.done, joined.counts.failed) == ("study", 1, 0)
     assert [(study, test) for _, study, test in fake_runs.calls[before:]] == [("loops", False)]
     assert fake_runs.preflights[-1][0].method == PROBE_METHOD  # type: ignore[attr-defined]
+
+
+def test_ctrl_c_marks_the_cell_interrupted_and_the_next_run_resumes_it_at_once(
+        tmp_path: Path, db_url: str, fake_runs: FakeRuns, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    import bench.sweep.cell
+    from bench.config.grid import GridModel, expand_grid
+    from bench.sweep.grid import run_grid
+
+    grid = expand_grid(GridModel.model_validate({**{k: STUDY[k] for k in ("teacher", "student", "method", "dataset",
+                                                                          "epochs")}, "name": "ctrl-c"}), None)
+    options = WorkerOptions(run_dir=tmp_path / "runs", grace_period=3600, heartbeat_interval=1800)
+
+    def interrupted(spec: ExperimentSpec, *args, checkpoint=None, **kwargs) -> RunRecord:  # noqa: ANN001, ANN002, ANN003
+        if spec.method != PROBE_METHOD:
+            checkpoint.directory.mkdir(parents=True, exist_ok=True)
+            checkpoint.path.write_bytes(b"epoch 1 of 2")
+            raise KeyboardInterrupt
+        return fake_runs(spec, *args, checkpoint=checkpoint, **kwargs)
+
+    monkeypatch.setattr(bench.sweep.cell, "run_spec", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, db_url, RunContext(device="cpu"), Console(stderr=True), options)
+    (row,) = Store(db_url).runs(status="interrupted")
+    assert row.method == "scratch" and "Ctrl-C" in row.error
+    study = optuna.load_study(study_name="ctrl-c", storage=db_url)
+    states = [trial.state for trial in study.get_trials() if trial.user_attrs.get("spec_key") == row.spec_key]
+    assert states == [TrialState.FAIL, TrialState.WAITING]  # nothing is left RUNNING with a live heartbeat
+    checkpoints = list((tmp_path / "runs").rglob("*"))
+    assert any(path.is_file() for path in checkpoints)  # the checkpoint is kept for the resume
+
+    monkeypatch.setattr(bench.sweep.cell, "run_spec", fake_runs)
+    summary = run_grid(grid, db_url, RunContext(device="cpu"), Console(stderr=True), options)
+    assert (summary.done, summary.failed) == (1, 0)  # resumed at once: no 3600 s grace period to wait out
+    assert [run.status for run in Store(db_url).runs() if run.spec_key == row.spec_key] == ["done"]
