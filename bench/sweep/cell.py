@@ -7,7 +7,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from bench.checkpoint import Checkpointer
 from bench.data import DataConfig
@@ -45,7 +52,7 @@ def preflight(bench: Workbench, cells: Iterable[ExperimentSpec]) -> None:
 def cell_progress(console: Console) -> Progress:
     """A bar for the grid and one per running cell; quiet when the console is not a terminal."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=not console.is_terminal)
+                    TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not console.is_terminal)
 
 
 def run_and_store(sweep: Sweep, spec: ExperimentSpec, number: int | None,

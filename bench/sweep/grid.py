@@ -8,6 +8,7 @@ from rich.console import Console
 
 from bench.config.grid import Grid
 from bench.dblock import ENQUEUE_LOCK, database_lock
+from bench.errors import BenchError
 from bench.names import GRID_KIND, KIND_ATTR, SOURCE_ATTR, WEIGHTS_ATTR
 from bench.run.run_spec import probe_spec
 from bench.run.workbench import RunContext, Workbench
@@ -39,6 +40,17 @@ def grid_cells(grid: Grid) -> list[ExperimentSpec]:
     return [*probes.values(), *grid.specs]
 
 
+def stored_done_keys(db_url: str) -> set[str]:
+    """Spec keys already done, read without creating or migrating anything (empty for a new database)."""
+    from bench.sql import read_only_query
+
+    try:
+        _, rows = read_only_query(db_url, "SELECT spec_key FROM runs WHERE status = 'done'")
+    except BenchError:  # no database or no runs table yet: nothing is done
+        return set()
+    return {row[0] for row in rows}
+
+
 def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | None = None,
              options: WorkerOptions | None = None, enqueue_only: bool = False,
              bench: Workbench | None = None) -> GridSummary:
@@ -49,10 +61,12 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     console = console or Console(stderr=True)
     options = options or WorkerOptions()
     cells = grid_cells(grid)
+    done_before = stored_done_keys(db_url)  # read-only: a new database is created only after the preflight
     bench = bench or Workbench(context, grid.weights)
-    preflight(bench, cells)  # missing weights or data stop here, before the database is touched
+    # Missing weights or data of a cell still to run stop here, before the database is touched; a finished
+    # grid loads no teacher at all, so re-running it is quick.
+    preflight(bench, [spec for spec in cells if spec.key not in done_before])
     store = Store(db_url)
-    done_before = store.done_keys()
     storage = open_storage(db_url, options)
     with database_lock(db_url, ENQUEUE_LOCK):  # processes started together enqueue each cell once
         study = open_study(grid.name, storage)
