@@ -212,17 +212,35 @@ def work_study(sweep: Sweep, model: StudyModel, max_cells: int | None = None,
 
     objective = study_objective(sweep, model)
     ran = 0
-    while not _budget_reached(sweep.study, target) and (max_cells is None or ran < max_cells):
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            break
-        sweep.study.optimize(objective, n_trials=1, timeout=left, catch=(CellFailed,), callbacks=[stop_at_budget],
-                             gc_after_trial=False)
-        ran += 1
+    with cell_progress(sweep.console) as progress:
+        bar = progress.add_task(study_line(sweep.study), total=target, completed=_finished(sweep.study))
+        while not _budget_reached(sweep.study, target) and (max_cells is None or ran < max_cells):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            sweep.study.optimize(objective, n_trials=1, timeout=left, catch=(CellFailed,),
+                                 callbacks=[stop_at_budget], gc_after_trial=False)
+            ran += 1
+            progress.update(bar, completed=_finished(sweep.study), description=study_line(sweep.study))
     after = state_counts(sweep.study)
     return CellCounts(done=after.get("COMPLETE", 0) - before.get("COMPLETE", 0)
                       + after.get("PRUNED", 0) - before.get("PRUNED", 0),
                       failed=after.get("FAIL", 0) - before.get("FAIL", 0))
+
+
+def _finished(study) -> int:  # noqa: ANN001
+    counts = state_counts(study)
+    return sum(counts.get(state, 0) for state in ("COMPLETE", "PRUNED", "FAIL"))
+
+
+def study_line(study) -> str:  # noqa: ANN001
+    """The study bar's text: best value so far (or the Pareto front's size), pruned and failed trials."""
+    counts = state_counts(study)
+    if len(study.directions) > 1:
+        best = f"Pareto front {len(study.best_trials)}" if counts.get("COMPLETE") else "no trial done yet"
+    else:
+        best = f"best {study.best_value:.4f}" if counts.get("COMPLETE") else "no trial done yet"
+    return f"study {study.study_name}: {best}, {counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed"
 
 
 def study_objective(sweep: Sweep, model: StudyModel):  # noqa: ANN201 - an Optuna objective

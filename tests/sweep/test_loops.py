@@ -136,3 +136,20 @@ def test_ctrl_c_marks_the_cell_interrupted_and_the_next_run_resumes_it_at_once(
     summary = run_grid(grid, db_url, RunContext(device="cpu"), Console(stderr=True), options)
     assert (summary.done, summary.failed) == (1, 0)  # resumed at once: no 3600 s grace period to wait out
     assert [run.status for run in Store(db_url).runs() if run.spec_key == row.spec_key] == ["done"]
+
+
+def test_the_study_bar_names_the_best_value_and_the_pruned_trials() -> None:
+    import optuna
+
+    from bench.sweep.worker import study_line
+
+    study = optuna.create_study(study_name="bar", direction="maximize")
+    assert study_line(study) == "study bar: no trial done yet, 0 pruned, 0 failed"
+    for value in (0.25, 0.75, 0.5):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    assert study_line(study) == "study bar: best 0.7500, 1 pruned, 0 failed"
+    pareto = optuna.create_study(study_name="two", directions=["maximize", "minimize"])
+    for values in ((0.5, 1.0), (0.7, 2.0), (0.4, 3.0)):
+        pareto.add_trial(optuna.trial.create_trial(values=list(values)))
+    assert study_line(pareto) == "study two: Pareto front 2, 0 pruned, 0 failed"
