@@ -265,7 +265,12 @@ def teachers(
         from bench.teachers.inventory import inventory, inventory_table
 
         explicit = dict(item.partition("=")[::2] for item in weights or [])
-        infos = inventory(names, explicit)
+        with err.status("teachers") as status:  # one line per teacher while each is looked at (terminals only)
+
+            def progress(index: int, total: int, name: str) -> None:
+                status.update(f"teacher {index + 1}/{total}: {name} (weights, architecture on the meta device)")
+
+            infos = inventory(names, explicit, progress)
         if as_json:
             sys.stdout.write(json.dumps([info.as_dict() for info in infos]) + "\n")
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,22 @@ def meta_param_count(module: Any) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def inventory(names: list[str] | None, weights: dict[str, str] | None = None) -> list[TeacherInfo]:
-    """Describe the named teachers (generic `timm:`/`open_clip:`/`hf:` names too), or every registered one."""
+def inventory(names: list[str] | None, weights: dict[str, str] | None = None,
+              on_teacher: Callable[[int, int, str], None] | None = None) -> list[TeacherInfo]:
+    """Describe the named teachers (generic `timm:`/`open_clip:`/`hf:` names too), or every registered one.
+
+    `on_teacher(i, n, name)` is called before each one (the CLI's progress line).
+    """
     from bench.registries import TEACHERS
 
     weights = weights or {}
-    return [describe_teacher(TEACHERS.entry(name), weights.get(name)) for name in (names or TEACHERS.names())]
+    names = names or TEACHERS.names()
+    infos = []
+    for index, name in enumerate(names):
+        if on_teacher is not None:
+            on_teacher(index, len(names), name)
+        infos.append(describe_teacher(TEACHERS.entry(name), weights.get(name)))
+    return infos
 
 
 def inventory_table(infos: list[TeacherInfo]) -> Any:

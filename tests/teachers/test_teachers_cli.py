@@ -77,3 +77,12 @@ def test_bench_teachers_reports_where_weights_are(tmp_path: Path, monkeypatch: p
     assert "MISSING" in table.output and "hidden.0-11" in table.output and "attn.0-11" in table.output
     assert "bench-weights" in table.output and "imagenet" in table.output
     assert "dino-vits16: no weights for teacher 'dino-vits16'" in table.output
+
+
+def test_inventory_reports_each_teacher_before_describing_it() -> None:
+    from bench.teachers.inventory import inventory
+
+    calls: list[tuple[int, int, str]] = []
+    infos = inventory(["effnet-lite0", "dino-vits16"], None, lambda i, n, name: calls.append((i, n, name)))
+    assert calls == [(0, 2, "effnet-lite0"), (1, 2, "dino-vits16")]
+    assert [info.name for info in infos] == ["effnet-lite0", "dino-vits16"] and infos[0].embed_dim == 1280
