@@ -1,4 +1,5 @@
-"""Optuna studies in the same database: optimisation history, parameter importances, Pareto front."""
+"""Optuna studies in the same database, drawn by optuna.visualization.matplotlib: optimisation history (searches
+only), parameter importances, parallel coordinates, Pareto front (multi-objective)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.names import FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SOURCE_ATTR
+from bench.names import FINAL_SUFFIX, GRID_KIND, KIND_ATTR, SEARCH_KIND, SOURCE_ATTR
 from bench.report.optuna_tables import BestTrial, best_trials, has_optuna_tables, study_attrs
 from bench.report.plots import Plot, pyplot, save
 from bench.spec import hparam_label
@@ -49,30 +50,51 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def _history(study, out_dir: Path) -> Plot | None:  # noqa: ANN001 - optuna.Study
+def _objective_names(study) -> list[str]:  # noqa: ANN001
+    return list(study.metric_names or [f"objective {i}" for i in range(len(study.directions))])
+
+
+def _optuna_plot(draw, out_dir: Path, stem: str, title: str, caption: str) -> Plot:  # noqa: ANN001
+    """Draw one of optuna.visualization.matplotlib's plots and save it (PNG + SVG) like every report plot."""
+    import optuna
+
+    plt = pyplot()  # the Agg backend, before Optuna imports pyplot
+    with warnings.catch_warnings(), plt.rc_context():  # Optuna sets a global style: keep it to its own figure
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        axes = draw()
+        axis = axes.flat[0] if hasattr(axes, "flat") else axes
+        axis.figure.suptitle(f"{stem.split('_', 2)[-1]}: {title}", fontsize=10)
+        return save(axis.figure, out_dir, stem, title, caption)
+
+
+def _complete(study) -> list:  # noqa: ANN001
     from optuna.trial import TrialState
 
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+
+
+def _first_objective(study):  # noqa: ANN001, ANN202 - (target, its name) for plots that take one objective
+    if len(study.directions) == 1:
+        return None, "objective value"
+    return (lambda trial: trial.values[0]), f"{_objective_names(study)[0]} ({study.directions[0].name.lower()})"
+
+
+def _history(study, out_dir: Path, kind: str, notes: list[str]) -> Plot | None:  # noqa: ANN001 - optuna.Study
+    """Optuna's optimisation history, for searches only: a grid's cells or a search's /final re-runs are not
+    an optimisation, so their trial order means nothing."""
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    if kind == GRID_KIND or study.study_name.endswith(FINAL_SUFFIX):
+        notes.append("no optimisation history: its trials are enqueued cells, not a search")
+        return None
+    complete = _complete(study)
     if not complete:
         return None
-    plt = pyplot()
-    count = len(study.directions)
-    figure, axes = plt.subplots(1, count, figsize=(5.5 * count, 3.6), squeeze=False)
-    for index, direction in enumerate(study.directions):
-        axis = axes[0][index]
-        numbers = [t.number for t in complete]
-        values = [t.values[index] for t in complete]
-        axis.scatter(numbers, values, s=14, label="trial")
-        pick = max if direction.name == "MAXIMIZE" else min
-        best = [pick(values[: i + 1]) for i in range(len(values))]
-        axis.step(numbers, best, where="post", color="C3", label=f"best so far ({direction.name.lower()})")
-        axis.set_xlabel("trial number")
-        axis.set_ylabel(f"objective {index}" if count > 1 else "objective value")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.suptitle(f"study {study.study_name}: optimisation history", fontsize=10)
-    caption = f"Objective of each completed trial ({len(complete)}) and the best value so far."
-    return save(figure, out_dir, f"study_history_{_slug(study.study_name)}", "optimisation history", caption)
+    target, name = _first_objective(study)
+    caption = f"Objective of each completed trial ({len(complete)}) and the best value so far" + (
+        "; first objective of a multi-objective study." if target is not None else ".")
+    return _optuna_plot(lambda: plot_optimization_history(study, target=target, target_name=name), out_dir,
+                        f"study_history_{_slug(study.study_name)}", "optimisation history", caption)
 
 
 def _importance_evaluator():  # noqa: ANN202 - (optuna evaluator or None, its name)
@@ -86,60 +108,62 @@ def _importance_evaluator():  # noqa: ANN202 - (optuna evaluator or None, its na
     return FanovaImportanceEvaluator(seed=0), "fANOVA"
 
 
-def _importances(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa: ANN001
-    from optuna.trial import TrialState
-
-    with_params = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.params]
+def _with_params(study, notes: list[str], what: str) -> list | None:  # noqa: ANN001
+    with_params = [t for t in _complete(study) if t.params]
     if len(with_params) < MIN_TRIALS_FOR_IMPORTANCE:
-        notes.append(f"parameter importances skipped: {len(with_params)} completed trial(s) with sampled "
+        notes.append(f"{what} skipped: {len(with_params)} completed trial(s) with sampled "
                      f"parameters, need {MIN_TRIALS_FOR_IMPORTANCE} (grid cells are enqueued without parameters)")
         return None
-    evaluator, evaluator_name = _importance_evaluator()
-    try:
-        import optuna
+    return with_params
 
-        target = None if len(study.directions) == 1 else (lambda t: t.values[0])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # PED-ANOVA's note on `target` direction
-            importances = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
+
+def _importances(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa: ANN001
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    with_params = _with_params(study, notes, "parameter importances")
+    if with_params is None:
+        return None
+    evaluator, evaluator_name = _importance_evaluator()
+    target, name = _first_objective(study)
+    caption = (f"How much of the objective's variance each parameter explains ({evaluator_name}, "
+               f"{len(with_params)} trials" + (", first objective)." if target is not None else ")."))
+    try:
+        return _optuna_plot(lambda: plot_param_importances(study, evaluator=evaluator, target=target,
+                                                           target_name=name),
+                            out_dir, f"study_importance_{_slug(study.study_name)}", "parameter importances", caption)
     except (ImportError, RuntimeError, ValueError) as error:
         notes.append(f"parameter importances skipped: {type(error).__name__}: {str(error).splitlines()[0]}")
         return None
-    plt = pyplot()
-    names = list(importances)[::-1]
-    figure, axis = plt.subplots(figsize=(6, 0.4 * len(names) + 1.6))
-    axis.barh(names, [importances[n] for n in names], color="C2")
-    axis.set_xlabel(f"importance ({evaluator_name}" + (", first objective" if len(study.directions) > 1 else "") + ")")
-    axis.set_title(f"study {study.study_name}: parameter importances", fontsize=10)
-    caption = f"How much of the objective's variance each parameter explains ({len(with_params)} trials)."
-    return save(figure, out_dir, f"study_importance_{_slug(study.study_name)}", "parameter importances", caption)
+
+
+def _parallel(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa: ANN001
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    with_params = _with_params(study, notes, "parallel coordinates")
+    if with_params is None:
+        return None
+    target, name = _first_objective(study)
+    caption = f"Each completed trial ({len(with_params)}) as a line through its parameters, coloured by {name}."
+    return _optuna_plot(lambda: plot_parallel_coordinate(study, target=target, target_name=name), out_dir,
+                        f"study_parallel_{_slug(study.study_name)}", "parallel coordinates", caption)
 
 
 def _pareto(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa: ANN001
-    from optuna.trial import TrialState
+    from optuna.visualization.matplotlib import plot_pareto_front
 
     if len(study.directions) < 2:
         notes.append("Pareto front skipped: single-objective study")
         return None
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    complete = _complete(study)
     if not complete:
         return None
-    best = {t.number for t in study.best_trials}
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4.4))
-    others = [t for t in complete if t.number not in best]
-    front = sorted((t for t in complete if t.number in best), key=lambda t: t.values[0])
-    axis.scatter([t.values[0] for t in others], [t.values[1] for t in others], s=14, color="C0", label="trial")
-    axis.plot([t.values[0] for t in front], [t.values[1] for t in front], "o-", color="C3", label="Pareto front")
-    names = [d.name.lower() for d in study.directions]
-    labels = study.metric_names or ["objective 0", "objective 1"]
-    axis.set_xlabel(f"{labels[0]} ({names[0]})")
-    axis.set_ylabel(f"{labels[1]} ({names[1]})")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-    axis.set_title(f"study {study.study_name}: Pareto front", fontsize=10)
-    caption = f"{len(front)} of {len(complete)} completed trials are Pareto-optimal (first two objectives)."
-    return save(figure, out_dir, f"study_pareto_{_slug(study.study_name)}", "Pareto front", caption)
+    front = len(study.best_trials)
+    names = [f"{label} ({direction.name.lower()})"
+             for label, direction in zip(_objective_names(study), study.directions, strict=False)]
+    caption = f"{front} of {len(complete)} completed trials are Pareto-optimal (first two objectives)."
+    targets = None if len(study.directions) == 2 else (lambda trial: trial.values[:2])
+    return _optuna_plot(lambda: plot_pareto_front(study, target_names=names[:2], targets=targets), out_dir,
+                        f"study_pareto_{_slug(study.study_name)}", "Pareto front", caption)
 
 
 def study_reports(db_url: str, names: set[str] | None, out_dir: Path) -> list[StudyReport]:
@@ -169,8 +193,8 @@ def study_reports(db_url: str, names: set[str] | None, out_dir: Path) -> list[St
         if report.kind == SEARCH_KIND:
             top = int((mine.get("bench_config") or {}).get("final", {}).get("top", 3))
             report.best = best_trials(db_url, study.study_name, top)
-        plots = [_history(study, out_dir), _importances(study, out_dir, report.notes),
-                 _pareto(study, out_dir, report.notes)]
+        plots = [_history(study, out_dir, report.kind, report.notes), _importances(study, out_dir, report.notes),
+                 _parallel(study, out_dir, report.notes), _pareto(study, out_dir, report.notes)]
         report.plots = [p for p in plots if p is not None]
         reports.append(report)
     return reports

@@ -157,12 +157,13 @@ def test_plots_are_written_and_non_empty(report_db: tuple[str, Path], report_dir
     import optuna
 
     stems = ["acc_vs_size_digits", "epoch_time_digits", "learning_curves_digits", f"study_history_{TUNE_STUDY}",
-             f"study_importance_{TUNE_STUDY}", f"study_pareto_{TUNE_STUDY}", "study_history_report-grid"]
+             f"study_importance_{TUNE_STUDY}", f"study_parallel_{TUNE_STUDY}", f"study_pareto_{TUNE_STUDY}"]
     for stem in stems:
         png, svg = report_dir / f"{stem}.png", report_dir / f"{stem}.svg"
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 8_000, stem
         assert "<svg" in svg.read_text()[:2000] and svg.stat().st_size > 8_000, stem
     assert not (report_dir / "study_importance_report-grid.png").exists()
+    assert not (report_dir / "study_history_report-grid.png").exists()  # a grid's trial order is no optimisation
     report = (report_dir / "report.md").read_text()
     assert "parameter importances skipped: 0 completed trial(s) with sampled parameters" in report
     assert "Pareto front skipped: single-objective study" in report
