@@ -62,10 +62,21 @@ class DataConfig:
                                 help="cifar-100: fine (100 classes) or coarse (20 superclasses)")
     root: str | None = data_field(None, str, optional=True, keyed_at_default=False,
                                   help="imagefolder: the root/<class>/*.jpg directory")
-    teacher_reference: str = data_field("probe", str, choices=("probe", "zero-shot"), keyed_at_default=False,
-                                        help="probe (linear probe) or zero-shot (image-text teachers' prompts)")
+    teacher_reference: str = data_field("probe", str, choices=("probe", "zero-shot", "finetune"),
+                                        keyed_at_default=False,
+                                        help="probe (linear probe), zero-shot (image-text teachers' prompts) or "
+                                             "finetune (the teacher trained on the labeled train rows)")
     kd_targets: str = data_field("oof", str, choices=("oof", "in-sample"), keyed_at_default=False,
                                  help="probe train logits for KD: oof (out-of-fold) or in-sample (for comparison)")
+    finetune_unfreeze: int | str = data_field("all", object, keyed_at_default=False,
+                                              help="teacher_reference finetune: 'all' or the last N blocks train")
+    finetune_epochs: int = data_field(6, int, ge=1, le=1000, keyed_at_default=False,
+                                      help="teacher_reference finetune: epochs (the best on val is kept)")
+    finetune_lr: float = data_field(1e-3, float, gt=0, le=1, keyed_at_default=False,
+                                    help="teacher_reference finetune: AdamW learning rate")
+    labeled_limit: int | None = data_field(None, **_LIMIT, keyed_at_default=False,
+                                           help="train rows that keep their label (class-balanced, split_seed); "
+                                                "the rest are a transfer set; null: all")
 
     def as_dict(self) -> dict[str, object]:
         """Fields as a dict; the fields added later are left out at their defaults so older spec keys hold."""
@@ -76,6 +87,11 @@ class DataConfig:
 DATA_KNOBS: dict[str, Knob] = {f.name: f.metadata["knob"] for f in fields(DataConfig)}  # grid/study `data:` checks
 UNKEYED_DEFAULTS: dict[str, object] = {  # fields left out of the spec at these defaults (older keys hold)
     f.name: f.default for f in fields(DataConfig) if not f.metadata["keyed_at_default"]}
+
+
+TRAINING_ONLY: dict[str, object] = {  # fields that change how a run trains, not the images: reset when loading
+    name: UNKEYED_DEFAULTS[name] for name in ("teacher_reference", "kd_targets", "finetune_unfreeze",
+                                              "finetune_epochs", "finetune_lr", "labeled_limit")}
 
 
 @dataclass(frozen=True)
@@ -162,7 +178,7 @@ def load_dataset(name: str, config: DataConfig, data_root: Path | None = None, *
     """Load a registered dataset (memoised per process) and split it under `config`."""
     entry = DATASETS.entry(name)
     loading = replace(config, train_limit=None, val_limit=None, test_limit=None, val_fraction=0.1,
-                      split_seed=0, student_image_size=None)
+                      split_seed=0, student_image_size=None, **TRAINING_ONLY)
     cache_key = (name, str(data_root), str(cache_dir), allow_download, loading)
     if cache_key not in _RAW_CACHE:
         _RAW_CACHE[cache_key] = entry.obj(LoadContext(data_root, cache_dir, allow_download), config)

@@ -26,6 +26,12 @@ PROBE_STUDENT = "linear-probe"  # runs.student of a probe reference
 ZERO_SHOT_STUDENT = "zero-shot"  # runs.student of a zero-shot reference
 PROBE_REFERENCE = "linear-probe"  # runs.teacher_reference of a probe reference
 JOINT_SPACE_REFERENCE = "teacher-joint-space"  # runs.teacher_reference of a retrieval reference
+FINETUNE_METHOD = "teacher-finetune"  # runs.method of a fine-tuned teacher's reference cell
+FINETUNE_STUDENT = "fine-tuned"  # runs.student of that cell (the teacher itself, with a trained linear head)
+FINETUNE_REFERENCE = "fine-tuned"  # runs.teacher_reference of that cell
+FINETUNE_TARGETS = "finetune"  # runs.kd_targets of a run reading a fine-tuned teacher's logits
+REFERENCE_METHODS = (PROBE_METHOD, FINETUNE_METHOD)  # methods of reference cells (not students)
+UNLABELED = -1  # the training label of a transfer-set row (data.labeled_limit): no CE term reads it
 BASELINE_METHOD = "scratch"  # what the report's gain columns compare against
 
 # Optuna study user attributes.

@@ -5,8 +5,9 @@
 Per L (labeled train images): the teacher (effnet-lite0 by default) fine-tuned on L labels (bench.run.finetune,
 cached), a `resnet` student trained from scratch on the same L labels, and the same student trained with `kd` from
 the fine-tuned teacher on the L labels plus a transfer set of U unlabeled train images (teacher logits only; their
-labels are -1 and the CE term ignores them: see MaskedKD). Prints mean, std, paired-t p of KD vs scratch, train
-accuracy over the last epochs (to see it plateau) and wall time per phase.
+labels are -1 and every CE term ignores them: labeled_cross_entropy). Prints mean, std, paired-t p of KD vs
+scratch, train accuracy over the last epochs (to see it plateau) and wall time per phase. `bench run --grid
+studies/demo.yaml` runs the chosen setting through the bench itself.
 """
 
 from __future__ import annotations
@@ -14,35 +15,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from bench.run.wiring import build_parts
 
 from bench.cache import FeatureCache
 from bench.data import DataConfig, DatasetSplits, load_dataset
 from bench.images import channel_stats, to_tensor
-from bench.methods.classic import HintonKD
-from bench.methods.losses import hinton_kd
-from bench.names import SPLITS
-from bench.registries import METHODS, TEACHERS
+from bench.names import SPLITS, UNLABELED
+from bench.registries import TEACHERS
 from bench.run.finetune import FinetuneConfig, FinetuneResult, finetune_teacher, labeled_rows
+from bench.run.parts import build_parts
 from bench.run.train import TrainData, TrainResult, train_student
 from bench.teachers.base import Teacher
-
-UNLABELED = -1
-
-
-class MaskedKD(HintonKD):
-    """`kd` whose CE term averages over labeled rows only (label -1 = transfer set; 0 when a batch has none)."""
-
-    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
-                labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        labeled = (labels != UNLABELED).sum().clamp(min=1)
-        ce = F.cross_entropy(student["logits"], labels, ignore_index=UNLABELED, reduction="sum") / labeled
-        return {"ce": ce, "kd": hinton_kd(student["logits"], teacher["logits"], float(self.hparams["temperature"]))}
 
 
 def student_inputs(data: DatasetSplits) -> dict[str, torch.Tensor]:
@@ -56,8 +41,7 @@ def train_one(method: str, teacher: Teacher, data: DatasetSplits, inputs: dict[s
               teacher_logits: torch.Tensor | None, hparams: dict, epochs: int, seed: int) -> TrainResult:
     """One resnet student: scratch on the labeled rows, or masked KD on every train row (labels -1 outside)."""
     torch.manual_seed(seed)
-    with METHODS.temporarily("kd-masked", MaskedKD, METHODS.entry("kd").card):
-        parts = build_parts("resnet", "kd-masked" if method == "kd" else "scratch", hparams, teacher, data)
+    parts = build_parts("resnet", method, hparams, teacher, data)
     labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
     if method == "scratch":
         train_inputs, train_labels, targets = inputs["train"][rows], labels["train"][rows], {}
@@ -81,9 +65,9 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
 
 
-def curve(result: TrainResult, scale: float) -> str:
+def curve(result: TrainResult) -> str:
     """Train accuracy (on the labeled rows) over the last three epochs."""
-    return " ".join(f"{100 * min(1.0, (record.train_acc or 0.0) * scale):.1f}" for record in result.epochs[-3:])
+    return " ".join(f"{100 * min(1.0, (record.train_acc or 0.0)):.1f}" for record in result.epochs[-3:])
 
 
 def run_setting(labels_count: int) -> None:
@@ -120,14 +104,13 @@ def run_setting(labels_count: int) -> None:
             results[method].append(result)
             seconds[method] += time.perf_counter() - start
             print(f"  seed {seed} {method}: test {100 * results[method][-1].test_acc:.2f}", flush=True)
-    scales = {"scratch": 1.0, "kd": len(data.train) / labels_count}  # KD's train acc counts -1 rows as misses
     print("| model | epochs | test acc % (mean ± std) | train acc, last 3 epochs | wall s (all seeds) |")
     print("|---|---|---|---|---|")
     print(f"| teacher fine-tuned on L | {tuned.epochs} | {100 * tuned.test_acc:.2f} | {100 * tuned.train_acc:.1f} "
           f"| {tuned.seconds:.0f} |")
     for method, epochs in (("scratch", ARGS.scratch_epochs), ("kd", ARGS.kd_epochs)):
         accs = [r.test_acc for r in results[method]]
-        print(f"| resnet {method} | {epochs} | {mean_std(accs)} | {curve(results[method][0], scales[method])} "
+        print(f"| resnet {method} | {epochs} | {mean_std(accs)} | {curve(results[method][0])} "
               f"| {seconds[method]:.0f} |")
     kd, scratch = [r.test_acc for r in results["kd"]], [r.test_acc for r in results["scratch"]]
     gain = 100 * statistics.mean(k - s for k, s in zip(kd, scratch, strict=True))

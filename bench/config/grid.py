@@ -12,9 +12,10 @@ from pydantic import field_validator
 from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, as_list, load_config, non_empty_list
 from bench.errors import BenchError
 from bench.knobs import Knob, defaults_of
-from bench.names import RETRIEVAL
+from bench.names import IMAGE, RETRIEVAL
 from bench.registry import nearest_names
 from bench.spec import ExperimentSpec
+from bench.taps import POOLED
 
 TRAIN_KNOBS: dict[str, Knob] = {  # read by bench/run/train.py (AdamW and the batch loader)
     "lr": Knob(3e-3, float, gt=0, le=1e9, help="AdamW learning rate; a diverging one fails its run"),
@@ -163,10 +164,36 @@ def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], wher
                                   teacher.card.taps, teacher.card.modality)
         if problem:
             raise BenchError(f"{where}{problem}")
+        if spec.data_dict.get("teacher_reference") == "finetune":  # only its pooled features and logits are kept
+            problem = incompatibility(spec.student, spec.method, spec.hparams_dict, spec.teacher, (POOLED,), IMAGE)
+            if problem:
+                raise BenchError(f"{where}field 'data.teacher_reference': a fine-tuned teacher gives only its "
+                                 f"pooled features and logits; {problem}")
+
+
+def _check_few_labels(model: SweepModel, regs: dict[str, Any], where: str) -> None:
+    """Fine-tuning and labeled_limit need class labels; methods reading every train row's label cannot run."""
+    data = model.data
+    unfreeze = data.finetune_unfreeze
+    if unfreeze != "all" and (isinstance(unfreeze, bool) or not isinstance(unfreeze, int) or unfreeze < 0):
+        raise BenchError(f"{where}field 'data.finetune_unfreeze': {unfreeze!r} is not 'all' or a block count >= 0")
+    uses = [name for name, used in (("teacher_reference: finetune", data.teacher_reference == "finetune"),
+                                    ("labeled_limit", data.labeled_limit is not None)) if used]
+    if not uses:
+        return
+    for dataset in model.dataset:
+        if regs["datasets"].entry(dataset).card.task == RETRIEVAL:
+            raise BenchError(f"{where}field 'data.{uses[0].split(':')[0]}': {uses[0]} needs a classification "
+                             f"dataset; {dataset!r} is image-text retrieval")
+    for method in model.method:
+        if data.labeled_limit is not None and regs["methods"].get(method).reads_train_labels:
+            raise BenchError(f"{where}field 'data.labeled_limit': method {method!r} reads every train row's "
+                             "label; drop the method or the limit")
 
 
 def _check_teacher_reference(model: SweepModel, regs: dict[str, Any], where: str) -> None:
     """Zero-shot targets need a text encoder: only image-text teachers have one."""
+    _check_few_labels(model, regs, where)
     if model.data.teacher_reference != "zero-shot":
         return
     for teacher in model.teacher:

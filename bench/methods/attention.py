@@ -6,13 +6,12 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from bench.cards import MethodCard
 from bench.errors import BenchError
 from bench.knobs import Knob, loss_weight
 from bench.methods.base import Method, MethodContext, Requirements, Shape
-from bench.methods.losses import attention_matrix_loss, attention_transfer
+from bench.methods.losses import attention_matrix_loss, attention_transfer, labeled_cross_entropy
 from bench.methods.pairs import layer_mapping
 from bench.registries import METHODS
 from bench.students.base import tap_family
@@ -127,4 +126,4 @@ class AttentionTransfer(Method):
             else:
                 student_attn, teacher_attn = drop_extra_token(student[s], teacher[t])
                 losses.append(attention_matrix_loss(student_attn, teacher_attn, str(self.hparams["at_loss"])))
-        return {"ce": F.cross_entropy(student["logits"], labels), "at": torch.stack(losses).sum()}
+        return {"ce": labeled_cross_entropy(student["logits"], labels), "at": torch.stack(losses).sum()}

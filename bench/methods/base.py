@@ -72,6 +72,7 @@ class Method(nn.Module):
     needs_teacher: ClassVar[frozenset[str]] = frozenset()
     needs_student: ClassVar[frozenset[str]] = frozenset({"logits"})
     needs_text: ClassVar[bool] = False  # joint-space methods: also reads the per-image caption embedding
+    reads_train_labels: ClassVar[bool] = False  # reads every train row's label (MethodContext.train_labels)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -6,13 +6,12 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench.cards import MethodCard
 from bench.knobs import Knob, loss_weight, temperature
 from bench.methods.base import Method, MethodContext, Requirements, Shape
-from bench.methods.losses import hinton_kd
+from bench.methods.losses import hinton_kd, labeled_cross_entropy
 from bench.methods.pairs import PairRegressor, pair_families, resolve_pairs
 from bench.registries import METHODS
 from bench.taps import POOLED
@@ -24,7 +23,7 @@ class Scratch(Method):
 
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"ce": F.cross_entropy(student["logits"], labels)}
+        return {"ce": labeled_cross_entropy(student["logits"], labels)}
 
 
 @METHODS.register("kd", MethodCard("logits"))
@@ -43,7 +42,7 @@ class HintonKD(Method):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
-            "ce": F.cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels),
             "kd": hinton_kd(student["logits"], teacher["logits"], float(self.hparams["temperature"])),
         }
 
@@ -93,4 +92,4 @@ class FeatureDistillation(Method):
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = [regressor(student[s], teacher[t]) for (s, t), regressor in zip(self.pairs, self.regressors,
                                                                               strict=True)]
-        return {"ce": F.cross_entropy(student["logits"], labels), "feat": torch.stack(losses).mean()}
+        return {"ce": labeled_cross_entropy(student["logits"], labels), "feat": torch.stack(losses).mean()}

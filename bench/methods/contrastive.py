@@ -16,7 +16,7 @@ from bench.cards import MethodCard
 from bench.errors import BenchError
 from bench.knobs import Knob, loss_weight, size, temperature
 from bench.methods.base import Method, MethodContext
-from bench.methods.losses import info_nce
+from bench.methods.losses import info_nce, labeled_cross_entropy
 from bench.registries import METHODS
 from bench.taps import IMAGE_EMBED, POOLED
 
@@ -70,7 +70,7 @@ class InBatchInfoNCE(Method):
         keys = F.normalize(self.teacher_head(teacher[POOLED]), dim=-1)
         negatives = self._negatives_then_enqueue(keys)
         return {
-            "ce": F.cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels),
             "infonce": info_nce(queries, keys, float(self.hparams["infonce_temperature"]), negatives),
         }
 
@@ -80,7 +80,7 @@ def clip_losses(student_embed: torch.Tensor, teacher_image: torch.Tensor, class_
     """(CE of the student's image-to-class-text similarities, KL(teacher's || student's similarity softmax))."""
     student_logits = F.normalize(student_embed, dim=-1) @ class_text.t() / temperature
     teacher_probs = F.softmax(F.normalize(teacher_image, dim=-1) @ class_text.t() / temperature, dim=-1)
-    contrastive = F.cross_entropy(student_logits, labels)
+    contrastive = labeled_cross_entropy(student_logits, labels)
     return contrastive, F.kl_div(F.log_softmax(student_logits, dim=-1), teacher_probs, reduction="batchmean")
 
 
@@ -115,4 +115,4 @@ class ClipDistillation(Method):
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         contrastive, kl = clip_losses(self.projection(student["embedding"]), teacher[IMAGE_EMBED],
                                       self.class_text, labels, float(self.hparams["clip_temperature"]))
-        return {"ce": F.cross_entropy(student["logits"], labels), "clip": contrastive, "clip_kl": kl}
+        return {"ce": labeled_cross_entropy(student["logits"], labels), "clip": contrastive, "clip_kl": kl}

@@ -21,6 +21,7 @@ from bench.cards import MethodCard
 from bench.errors import BenchError
 from bench.knobs import Knob, loss_weight, size, temperature
 from bench.methods.base import Method, MethodContext
+from bench.methods.losses import labeled_cross_entropy
 from bench.registries import METHODS
 from bench.taps import POOLED
 
@@ -33,6 +34,9 @@ class OtherClassSampler(nn.Module):
     def __init__(self, labels: torch.Tensor) -> None:
         super().__init__()
         labels = labels.long().flatten()
+        if bool((labels < 0).any()):
+            raise BenchError("method 'crd' draws negatives by class from every train row's label; it cannot run "
+                             "with data.labeled_limit (unlabeled rows); drop one of them")
         counts = torch.bincount(labels)
         if int((counts > 0).sum()) < 2:
             raise BenchError("method 'crd' draws negatives from other classes; the training split has one class")
@@ -82,6 +86,7 @@ class ContrastiveRepresentation(Method):
     as mean(exp(score / T)) * N and kept (a buffer, so a resumed run keeps it too).
     """
 
+    reads_train_labels = True  # negatives from other classes: refused with data.labeled_limit
     knobs = {"crd_weight": loss_weight(0.8, "beta of the paper"), "crd_dim": size(128, help="embedding dim"),
              "crd_temperature": temperature(0.07),
              "crd_negatives": Knob(16384, int, ge=1, le=1_000_000, help="negatives per anchor (clipped to N-1)"),
@@ -136,4 +141,4 @@ class ContrastiveRepresentation(Method):
             momentum = float(self.hparams["crd_momentum"])
             momentum_update(self.student_memory, index, student_embed, momentum)
             momentum_update(self.teacher_memory, index, teacher_embed, momentum)
-        return {"ce": F.cross_entropy(student["logits"], labels), "crd": loss}
+        return {"ce": labeled_cross_entropy(student["logits"], labels), "crd": loss}

@@ -6,6 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.names import UNLABELED
+
+
+def labeled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over the labeled rows; transfer-set rows (label -1) add nothing, 0 when none is labeled.
+
+    Every method's CE term is this one (data.labeled_limit): with every row labeled it is F.cross_entropy.
+    """
+    labeled = (labels != UNLABELED).sum().clamp(min=1)
+    return F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum") / labeled
+
 
 def hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 * KL(p_teacher^T || p_student^T), batch mean (Hinton et al., 2015)."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 
 from bench.cards import MethodCard
 from bench.knobs import loss_weight
 from bench.methods.base import Method
-from bench.methods.losses import rkd_angle, rkd_distance, similarity_preserving
+from bench.methods.losses import labeled_cross_entropy, rkd_angle, rkd_distance, similarity_preserving
 from bench.registries import METHODS
 from bench.taps import POOLED
 
@@ -31,7 +30,7 @@ class RelationalKD(Method):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
-            "ce": F.cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels),
             "rkd_dist": rkd_distance(student["embedding"], teacher[POOLED]),
             "rkd_angle": rkd_angle(student["embedding"], teacher[POOLED]),
         }
@@ -52,6 +51,6 @@ class SimilarityPreserving(Method):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
-            "ce": F.cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels),
             "sp": similarity_preserving(student["embedding"], teacher[POOLED]),
         }

@@ -6,7 +6,6 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench.cards import MethodCard
@@ -14,7 +13,7 @@ from bench.errors import BenchError
 from bench.knobs import Knob, loss_weight, temperature
 from bench.methods.attention import drop_extra_token
 from bench.methods.base import Method, MethodContext, Requirements, Shape
-from bench.methods.losses import attention_matrix_loss, soft_cross_entropy
+from bench.methods.losses import attention_matrix_loss, labeled_cross_entropy, soft_cross_entropy
 from bench.methods.pairs import PairRegressor, layer_mapping
 from bench.registries import METHODS
 
@@ -94,7 +93,7 @@ class TinyBERT(Method):
         drop = drop_extra_score_token if self.attn_family == "attn_scores" else drop_extra_token
         attn = [attention_matrix_loss(*drop(student[s], teacher[t]), "mse") for s, t in self.attn_pairs]
         return {
-            "ce": F.cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels),
             "hidden": torch.stack(hidden).sum(),
             "attn": torch.stack(attn).sum(),
             "pred": soft_cross_entropy(student["logits"], teacher["logits"], float(self.hparams["pred_temperature"])),

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from bench.names import BASELINE_METHOD, PROBE_METHOD
+from bench.names import BASELINE_METHOD, REFERENCE_METHODS
 from bench.report.tables import SETTING_KEYS, with_score, with_setting
 
 PAIR_KEYS = ["dataset", "teacher", "student", "epochs"]
@@ -71,7 +71,7 @@ def _gain_row(key: tuple, group: pd.DataFrame, metric: str, baselines: int) -> d
 
 def baseline_gains(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (method setting, paired scratch setting): paired seeds n, gain mean/std, t, p."""
-    done = with_score(runs[(runs["status"] == "done") & (runs["method"] != PROBE_METHOD)])
+    done = with_score(runs[(runs["status"] == "done") & ~runs["method"].isin(REFERENCE_METHODS)])
     done = done[done["score"].notna()]
     columns = [*GAIN_KEYS, "setting", "metric", "n", "method_mean", "baseline_mean", "gain", "gain_std", "t", "p"]
     if done.empty:

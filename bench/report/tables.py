@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.names import PROBE_METHOD
+from bench.names import REFERENCE_METHODS
 from bench.spec import differing_keys, hparam_label
 
 GROUP_KEYS = ["dataset", "teacher", "student", "method", "epochs"]
@@ -115,7 +115,7 @@ def _seed_scores(done: pd.DataFrame) -> list[float]:
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting (group keys + study, hparams, data config): score over distinct done seeds with a 95% CI."""
-    scored = with_setting(with_score(runs[runs["method"] != PROBE_METHOD]))
+    scored = with_setting(with_score(runs[~runs["method"].isin(REFERENCE_METHODS)]))
     rows = []
     for key, group in scored.groupby(SETTING_KEYS, sort=True):
         done = group[group["status"] == "done"]
@@ -148,8 +148,9 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def teacher_references(runs: pd.DataFrame) -> pd.DataFrame:
-    """The teacher-probe score per (dataset, teacher): the 100% of '% of teacher'."""
-    probes = with_score(runs[(runs["method"] == PROBE_METHOD) & (runs["status"] == "done")])
+    """The teacher-reference score (probe, zero-shot or fine-tuned) per (dataset, teacher): the 100% of '% of
+    teacher'."""
+    probes = with_score(runs[runs["method"].isin(REFERENCE_METHODS) & (runs["status"] == "done")])
     if "teacher_reference" not in probes:
         probes = probes.assign(teacher_reference="linear-probe")
     return probes.groupby(["dataset", "teacher"], as_index=False).agg(

@@ -1,21 +1,23 @@
 """Classification runs: students learn the labels (and the probe's logits); scored by top-1 and top-5 accuracy.
 
-The reference is the teacher's linear probe, or its zero-shot head (`data.teacher_reference: zero-shot`);
-its logits are the KD targets.
+The reference is the teacher's linear probe, its zero-shot head (`data.teacher_reference: zero-shot`) or the
+teacher fine-tuned on the labeled train rows (`finetune`); its logits are the KD targets. `data.labeled_limit`
+keeps the labels of that many train rows; the rest are a transfer set seen through the teacher only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from bench.data import DatasetSplits
 from bench.metrics import topk_accuracy
-from bench.names import PROBE_REFERENCE, SPLITS
+from bench.names import PROBE_REFERENCE, SPLITS, UNLABELED
 from bench.probe import ProbeResult
+from bench.run.finetune import FinetuneResult, labeled_rows
 from bench.run.parts import RunParts
 from bench.run.task import Inputs
 from bench.run.train import TrainData, TrainResult, state_size_mb
@@ -33,13 +35,15 @@ class ClassificationTask:
     teacher: Teacher
     outputs: TeacherOutputs
     probe: ProbeResult
+    finetune: FinetuneResult | None = None  # data.teacher_reference finetune: the fine-tuned teacher
 
     @classmethod
     def prepare(cls, bench: Workbench, spec: ExperimentSpec, data: DatasetSplits,
                 teacher: Teacher) -> ClassificationTask:
-        """The teacher's pooled outputs and its probe (both cached)."""
+        """The teacher's pooled outputs and its probe (or fine-tuned head), all cached."""
         outputs = bench.teacher_outputs(spec.teacher, data)
-        return cls(data, teacher, outputs, bench.probe(spec.teacher, data))
+        finetune = bench.finetuned(spec.teacher, data) if data.config.teacher_reference == "finetune" else None
+        return cls(data, teacher, outputs, bench.probe(spec.teacher, data), finetune)
 
     @property
     def reference(self) -> str:
@@ -59,17 +63,44 @@ class ClassificationTask:
             "inference_size_mb": state_size_mb(teacher) + probe_mb, "hparams": settings,
             "test_top5": topk_accuracy(probe.logits["test"], torch.from_numpy(data.test.labels), 5),
             "kd_targets": probe.kd_targets,
+            **(self._finetune_fields(probe_params, probe_mb) if self.finetune is not None else {}),
         }
+
+    def _finetune_fields(self, head_params: int, head_mb: float) -> dict[str, Any]:
+        """The fine-tuned teacher is the whole model: its size, epoch time and the chosen settings."""
+        tuned, teacher, config = self.finetune, self.teacher, self.data.config
+        assert tuned is not None
+        params, size_mb = teacher.num_params() + head_params, state_size_mb(teacher) + head_mb
+        return {"params": params, "size_mb": size_mb, "inference_params": params, "inference_size_mb": size_mb,
+                "epoch_seconds": tuned.epoch_seconds,
+                "hparams": {"lr": tuned.lr, "epochs": tuned.epochs, "max_epochs": config.finetune_epochs,
+                            "unfreeze": config.finetune_unfreeze, "train_acc": tuned.train_acc}}
 
     def train_data(self, parts: RunParts, outputs: TeacherOutputs, inputs: Inputs, evaluate_test: bool) -> TrainData:
         """Every split's inputs and labels (test left out of search trials); teacher taps and probe logits."""
         available = {LOGITS: self.probe.logits["train"], **outputs.features["train"]}
         splits = SPLITS if evaluate_test else tuple(split for split in SPLITS if split != "test")
-        return TrainData(
+        data = TrainData(
             inputs={split: inputs[split] for split in splits},
             labels={split: torch.from_numpy(self.data.split(split).labels) for split in splits},
             teacher_train={name: available[name] for name in parts.teacher_targets},
         )
+        return self._few_labels(data)
+
+    def _few_labels(self, data: TrainData) -> TrainData:
+        """data.labeled_limit: rows outside the labeled ones get label -1 (no CE reads it); a method that
+        reads no teacher output gains nothing from them, so it trains on the labeled rows only."""
+        config = self.data.config
+        rows = labeled_rows(self.data.train.labels, config.labeled_limit, config.split_seed)
+        if len(rows) == len(self.data.train):
+            return data
+        if not data.teacher_train:
+            index = torch.from_numpy(rows)
+            return replace(data, inputs={**data.inputs, "train": data.inputs["train"][index]},
+                           labels={**data.labels, "train": data.labels["train"][index]})
+        labels = torch.full_like(data.labels["train"], UNLABELED)
+        labels[torch.from_numpy(rows)] = data.labels["train"][torch.from_numpy(rows)]
+        return replace(data, labels={**data.labels, "train": labels})
 
     def val_score(self, parts: RunParts, inputs: Inputs) -> Callable[[], float] | None:
         return None

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.cache import FeatureCache
-from bench.data import DatasetSplits
+from bench.data import DataConfig, DatasetSplits
 from bench.errors import BenchError
 from bench.features import run_teacher, split_fingerprint
 from bench.images import to_tensor
@@ -302,3 +302,10 @@ def describe(result: FinetuneResult) -> str:
     return json.dumps({"val_acc": round(result.val_acc, 4), "test_acc": round(result.test_acc, 4), "lr": result.lr,
                        "epochs": result.epochs, "train_acc": round(result.train_acc, 4),
                        "epoch_s": round(result.epoch_seconds, 2), "hit": result.hit})
+
+
+def finetune_config(config: DataConfig) -> FinetuneConfig:
+    """The fine-tune of a `data.teacher_reference: finetune` setting, from its data fields."""
+    return FinetuneConfig(unfreeze=config.finetune_unfreeze, lrs=(float(config.finetune_lr),),
+                          max_epochs=int(config.finetune_epochs), labeled_limit=config.labeled_limit,
+                          label_seed=config.split_seed)

@@ -15,7 +15,7 @@ from torch import nn
 from bench.data import DatasetSplits
 from bench.errors import BenchError
 from bench.methods.base import Method, MethodContext, Shape
-from bench.names import HEAD, IMAGE_TEXT
+from bench.names import HEAD, IMAGE_TEXT, UNLABELED
 from bench.registries import METHODS, STUDENTS
 from bench.students.base import StudentContext
 from bench.taps import IMAGE_EMBED, LOGITS, POOLED, TEXT, expand_taps, tap_family
@@ -123,9 +123,22 @@ def build_parts(student_name: str, method_name: str, hparams: Mapping[str, Any],
     teacher_shapes = tap_shapes(teacher, feature_taps, teacher_size)
     teacher_dim = _method_teacher_dim(method_entry.card.joint_space, teacher, teacher_shapes)
     context = MethodContext(num_classes, teacher_dim, student.embed_dim, student_shapes, teacher_shapes,
-                            _class_text(method_cls, hparams, teacher, data), torch.tensor(data.train.labels))
+                            _class_text(method_cls, hparams, teacher, data), _train_labels(data))
     return RunParts(student, method_cls(context, hparams), entry.card.kind, input_tap, feature_taps,
                     tuple(sorted(targets)))
+
+
+def _train_labels(data: DatasetSplits) -> torch.Tensor:
+    """Every train row's label as a method may read it: -1 outside the labeled rows (data.labeled_limit)."""
+    from bench.run.finetune import labeled_rows
+
+    labels = torch.tensor(data.train.labels)
+    if data.config.labeled_limit is None:
+        return labels
+    masked = torch.full_like(labels, UNLABELED)
+    rows = torch.from_numpy(labeled_rows(data.train.labels, data.config.labeled_limit, data.config.split_seed))
+    masked[rows] = labels[rows]
+    return masked
 
 
 def _method_teacher_dim(joint_space: bool, teacher: Teacher, teacher_shapes: Mapping[str, Shape]) -> int:

@@ -14,7 +14,18 @@ import torch
 from bench.data import DataConfig, DatasetSplits
 from bench.errors import BenchError
 from bench.images import channel_stats, to_tensor
-from bench.names import CLASSIFICATION, HEAD, PROBE_METHOD, PROBE_STUDENT, RETRIEVAL, SPLITS, ZERO_SHOT_STUDENT
+from bench.names import (
+    CLASSIFICATION,
+    FINETUNE_METHOD,
+    FINETUNE_STUDENT,
+    HEAD,
+    PROBE_METHOD,
+    PROBE_STUDENT,
+    REFERENCE_METHODS,
+    RETRIEVAL,
+    SPLITS,
+    ZERO_SHOT_STUDENT,
+)
 from bench.registries import DATASETS, METHODS
 from bench.run.classification import ClassificationTask
 from bench.run.parts import RunParts, build_parts
@@ -30,9 +41,12 @@ TASKS: dict[str, TaskFactory] = {CLASSIFICATION: ClassificationTask.prepare, RET
 
 
 def probe_spec(teacher: str, dataset: str, data: dict) -> ExperimentSpec:
-    """The teacher-reference cell of a grid: a linear probe on the teacher's features."""
-    student = ZERO_SHOT_STUDENT if data.get("teacher_reference") == "zero-shot" else PROBE_STUDENT
-    return ExperimentSpec.create(teacher=teacher, student=student, method=PROBE_METHOD,
+    """The teacher-reference cell of a grid: a linear probe on the teacher's features (or its zero-shot head, or
+    the teacher fine-tuned on the task)."""
+    reference = data.get("teacher_reference")
+    student = {"zero-shot": ZERO_SHOT_STUDENT, "finetune": FINETUNE_STUDENT}.get(reference, PROBE_STUDENT)
+    method = FINETUNE_METHOD if reference == "finetune" else PROBE_METHOD
+    return ExperimentSpec.create(teacher=teacher, student=student, method=method,
                                  dataset=dataset, hparams={}, data=data, epochs=0, seed=0)
 
 
@@ -61,12 +75,12 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     scores the student on the test split.
     """
     task_name = DATASETS.entry(spec.dataset).card.task
-    if spec.method != PROBE_METHOD:
+    if spec.method not in REFERENCE_METHODS:
         require_fitting_method(spec.method, spec.dataset, task_name)
     data = bench.data(spec.dataset, DataConfig(**spec.data_dict))
     teacher = bench.teacher(spec.teacher)
     task = TASKS[task_name](bench, spec, data, teacher)
-    if spec.method == PROBE_METHOD:
+    if spec.method in REFERENCE_METHODS:
         started = started_record(spec, study, HEAD, bench, task.outputs, trial_number, task.reference)
         return finished_record(started, data, task.reference_fields())
     hparams = spec.hparams_dict

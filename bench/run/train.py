@@ -15,6 +15,7 @@ from torch import nn
 
 from bench.methods.base import Method
 from bench.metrics import topk_accuracy
+from bench.names import UNLABELED
 from bench.probe import accuracy
 from bench.store.records import EpochRecord, RunRecord
 
@@ -111,7 +112,7 @@ class _EpochSums:
     terms: dict[str, float] = field(default_factory=dict)
     batches: int = 0
     correct: torch.Tensor | None = None  # stays on the device: one sync per epoch, not per batch
-    seen: int = 0
+    seen: torch.Tensor | None = None  # labeled rows seen (transfer-set rows, label -1, are not counted)
 
     def add_loss(self, total: float, terms: dict[str, float], epoch: int) -> None:
         """Add one batch's losses; a NaN or infinite one stops the run (epoch and batch are 1-based)."""
@@ -125,14 +126,16 @@ class _EpochSums:
             self.terms[name] = self.terms.get(name, 0.0) + value
 
     def add_predictions(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        hits = (logits.detach().argmax(dim=-1) == labels).sum()
+        labeled = labels != UNLABELED
+        hits = ((logits.detach().argmax(dim=-1) == labels) & labeled).sum()
         self.correct = hits if self.correct is None else self.correct + hits
-        self.seen += len(labels)
+        self.seen = labeled.sum() if self.seen is None else self.seen + labeled.sum()
 
     def means(self) -> tuple[float, dict[str, float], float | None]:
         """Mean total loss, mean of each term, and top-1 train accuracy (None without class logits)."""
         batches = max(self.batches, 1)
-        accuracy = float(self.correct) / self.seen if self.correct is not None and self.seen else None
+        seen = int(self.seen) if self.seen is not None else 0
+        accuracy = float(self.correct) / seen if self.correct is not None and seen else None
         return self.total / batches, {name: value / batches for name, value in self.terms.items()}, accuracy
 
 

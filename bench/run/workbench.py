@@ -7,15 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench.cache import CacheEvent, FeatureCache
 from bench.data import DataConfig, DatasetSplits, load_dataset
 from bench.errors import BenchError
 from bench.features import cached_teacher_outputs, split_fingerprint
-from bench.names import SPLITS
+from bench.names import FINETUNE_REFERENCE, FINETUNE_TARGETS, SPLITS
 from bench.probe import FOLD_SEED, OOF_FOLDS, PROBE_VERSION, ProbeResult, fit_linear_probe
 from bench.registries import TEACHERS
+from bench.run.finetune import FinetuneResult, finetune_config, finetune_teacher, labeled_rows
 from bench.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Teacher
 
@@ -68,6 +70,7 @@ class Workbench:
         self._teachers: dict[str, Teacher] = {}
         self._outputs: dict[tuple, tuple[TeacherOutputs, weakref.ref]] = {}  # -> outputs, the data that asked first
         self._probes: dict[tuple, ProbeResult] = {}
+        self._finetuned: dict[tuple, FinetuneResult] = {}
 
     def teacher(self, name: str) -> Teacher:
         if name not in self._teachers:
@@ -89,15 +92,35 @@ class Workbench:
         if memo_key in self._outputs:
             cached, owner = self._outputs[memo_key]
             return TeacherOutputs(cached.features, self._memo_events(cached, owner, data))
-        teacher = self.teacher(teacher_name)
-        features, events = {}, []
-        for split in SPLITS:
-            features[split], event = cached_teacher_outputs(
-                teacher, data, split, taps, self.cache, self.device
-            )
-            events.append(event)
+        if data.config.teacher_reference == "finetune":
+            features, events = self._finetuned_outputs(teacher_name, data, taps)
+        else:
+            teacher = self.teacher(teacher_name)
+            features, events = {}, []
+            for split in SPLITS:
+                features[split], event = cached_teacher_outputs(
+                    teacher, data, split, taps, self.cache, self.device
+                )
+                events.append(event)
         self._outputs[memo_key] = (TeacherOutputs(features, events), weakref.ref(data))
         return self._outputs[memo_key][0]
+
+    def finetuned(self, teacher_name: str, data: DatasetSplits) -> FinetuneResult:
+        """The teacher fine-tuned on the labeled train rows (data.teacher_reference: finetune), cached on disk."""
+        memo_key = (teacher_name, data.name, data.config)
+        if memo_key not in self._finetuned:
+            self._finetuned[memo_key] = finetune_teacher(self.teacher(teacher_name), data,
+                                                         finetune_config(data.config), self.cache, self.device)
+        return self._finetuned[memo_key]
+
+    def _finetuned_outputs(self, teacher_name: str, data: DatasetSplits,
+                           taps: Sequence[str]) -> tuple[dict[str, dict[str, torch.Tensor]], list[CacheEvent]]:
+        """The fine-tuned teacher's pooled features replace the frozen pass; no other tap is served from it."""
+        if set(taps) - {POOLED}:
+            raise BenchError(f"data.teacher_reference 'finetune' serves only the fine-tuned {POOLED!r} features "
+                             f"and logits; {sorted(set(taps) - {POOLED})} are not kept: pick another method")
+        tuned = self.finetuned(teacher_name, data)
+        return {split: {POOLED: tuned.pooled[split]} for split in SPLITS}, [CacheEvent(tuned.hit, tuned.seconds)]
 
     @staticmethod
     def _memo_events(cached: TeacherOutputs, owner: weakref.ref, data: DatasetSplits) -> list[CacheEvent]:
@@ -117,6 +140,8 @@ class Workbench:
         if memo_key not in self._probes:
             if data.config.teacher_reference == "zero-shot":
                 self._probes[memo_key] = self._zero_shot_reference(teacher_name, data)
+            elif data.config.teacher_reference == "finetune":
+                self._probes[memo_key] = self._finetune_reference(teacher_name, data)
             else:
                 self._probes[memo_key] = self._load_or_fit_probe(teacher_name, data)
         return self._probes[memo_key]
@@ -138,6 +163,13 @@ class Workbench:
             head_params=head.class_embeds.numel(), kd_targets="zero-shot",
         )
 
+    def _finetune_reference(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
+        """The fine-tuned teacher's head: its logits on every split are the KD targets."""
+        tuned = self.finetuned(teacher_name, data)
+        return ProbeResult(weight_decay=0.0, val_acc=tuned.val_acc, test_acc=tuned.test_acc, logits=tuned.logits,
+                           reference=FINETUNE_REFERENCE, head_params=self.teacher(teacher_name).embed_dim
+                           * data.num_classes + data.num_classes, kd_targets=FINETUNE_TARGETS)
+
     def _load_or_fit_probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
         """Fit (or load) the probe; its key names the fit version and the kind of train logits (KD targets)."""
         teacher = self.teacher(teacher_name)
@@ -153,11 +185,13 @@ class Workbench:
             "preprocess": teacher.preprocess.with_size(data.config.image_size).as_dict(),
             "splits": {split: split_fingerprint(data.split(split)) for split in SPLITS},
         }
+        if data.config.labeled_limit is not None:  # older keys hold: the field is in the key only when set
+            parts["labeled"] = [data.config.labeled_limit, data.config.split_seed]
 
         def fit() -> dict[str, torch.Tensor]:
             features = {split: outputs.features[split][POOLED] for split in SPLITS}
             labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
-            result = fit_linear_probe(features, labels, data.num_classes, targets=targets)
+            result = _fit_on_labeled(features, labels, data, targets)
             folds = int(result.kd_targets.rsplit("-", 1)[1]) if result.kd_targets.startswith("probe-oof-") else 0
             return {
                 **{f"logits.{split}": result.logits[split] for split in SPLITS},
@@ -176,6 +210,22 @@ class Workbench:
             logits={split: tensors[f"logits.{split}"] for split in SPLITS},
             kd_targets=f"probe-oof-{folds}" if folds else "probe-in-sample",
         )
+
+
+def _fit_on_labeled(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], data: DatasetSplits,
+                    targets: str) -> ProbeResult:
+    """The probe fit on the labeled train rows only; the transfer rows' logits come from that probe."""
+    rows = labeled_rows(data.train.labels, data.config.labeled_limit, data.config.split_seed)
+    if len(rows) == len(data.train):
+        return fit_linear_probe(features, labels, data.num_classes, targets=targets)
+    transfer = np.setdiff1d(np.arange(len(data.train)), rows)
+    split_features = {**features, "train": features["train"][rows], "transfer": features["train"][transfer]}
+    result = fit_linear_probe(split_features, {**labels, "train": labels["train"][rows]}, data.num_classes,
+                              targets=targets)
+    train = torch.empty(len(data.train), data.num_classes)
+    train[torch.from_numpy(rows)] = result.logits["train"]
+    train[torch.from_numpy(transfer)] = result.logits.pop("transfer")
+    return replace(result, logits={**result.logits, "train": train})
 
 
 def _probe_problem(tensors: dict[str, torch.Tensor], data: DatasetSplits) -> str | None:

@@ -429,3 +429,24 @@ def test_timm_teacher_gives_pre_softmax_scores() -> None:
         scores = attention.q_norm(q) * attention.scale @ attention.k_norm(k).transpose(-2, -1)
     torch.testing.assert_close(out["attn_scores.0"], scores)
     torch.testing.assert_close(out["attn_scores.0"].softmax(-1), out["attn.0"])
+
+
+LABEL_TERMS = {"ce", "clip"}  # terms computed from the class labels (clip: CE of the class-text similarities)
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - {"joint-cosine", "joint-contrastive"}))
+def test_unlabeled_rows_change_nothing_in_ce_and_everything_in_teacher_terms(name: str) -> None:
+    """data.labeled_limit: a row labeled -1 (transfer set) leaves CE as on the labeled rows; teacher terms see it."""
+    def terms_for(labels_of: Callable[[torch.Tensor], torch.Tensor]) -> tuple[dict[str, float], dict, torch.Tensor]:
+        torch.manual_seed(0)
+        method, student, teacher, labels, _ = CASES[name](seed=7)
+        return {k: float(v) for k, v in method(student, teacher, labels_of(labels)).items()}, student, labels
+
+    full, student, labels = terms_for(lambda labels: labels)
+    masked, _, _ = terms_for(lambda labels: torch.where(torch.arange(B) < 3, labels, -1))
+    none, _, _ = terms_for(lambda labels: torch.full_like(labels, -1))
+    assert masked["ce"] == pytest.approx(ce(student["logits"][:3], labels[:3]), rel=REL)
+    assert none["ce"] == 0.0
+    assert masked["ce"] != pytest.approx(full["ce"], rel=REL)
+    for term in set(full) - LABEL_TERMS:  # the teacher's terms read every row, labeled or not
+        assert masked[term] == pytest.approx(full[term], rel=REL) and none[term] == pytest.approx(full[term], rel=REL)

@@ -35,17 +35,23 @@ def faint_checkerboard(n: int, seed: int) -> Split:
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Teacher]:
-    """A registered timm teacher loaded from a random tiny checkpoint the test writes to disk."""
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny checkpoint the test writes to disk."""
     from safetensors.torch import save_file
 
     path: Path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     torch.manual_seed(0)
     source = create_timm_model(MODEL, None)
     save_file({key: value.contiguous() for key, value in source.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher(weights: Path) -> Iterator[Teacher]:
+    """A registered timm teacher loaded from the tiny checkpoint."""
     register_timm_teacher("tiny-finetune", MODEL, "tiny random EfficientNet")
     try:
-        yield TEACHERS.get("tiny-finetune")(str(path))
+        yield TEACHERS.get("tiny-finetune")(str(weights))
     finally:
         TEACHERS.remove("tiny-finetune")
 
@@ -113,3 +119,80 @@ def test_labeled_rows_are_a_balanced_seeded_prefix() -> None:
     assert set(rows) <= set(labeled_rows(labels, 20, seed=3))  # a larger limit keeps the smaller one's rows
     assert not np.array_equal(rows, labeled_rows(labels, 8, seed=4))
     assert np.array_equal(labeled_rows(labels, None), np.arange(100))
+
+
+GRID_DATA = {"image_size": SIZE, "student_image_size": 8, "train_limit": 120, "val_limit": 40, "test_limit": 40,
+             "teacher_reference": "finetune", "finetune_epochs": 1, "finetune_lr": 1e-2, "labeled_limit": 30}
+
+
+def write_grid(tmp_path: Path, name: str, weights: str, **fields: object) -> Path:
+    import json
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps({"name": name, "teacher": "tiny-finetune", "student": ["projection"],
+                                "method": ["scratch", "kd"], "dataset": "digits", "epochs": 1,
+                                "data": GRID_DATA, "hparams": {"batch_size": 16}, "weights": {"tiny-finetune": weights},
+                                **fields}))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_finetune_reference_through_a_grid(teacher: Teacher, weights: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference row is the fine-tuned teacher, kd reads its logits, scratch sees only the labeled rows,
+    transfer rows reach kd with label -1, and a second grid on the same data does not fine-tune again."""
+    import json
+
+    from bench.config.grid import load_grid
+    from bench.run import run_spec as run_spec_module
+    from bench.run.workbench import RunContext
+    from bench.sql import read_only_query
+    from bench.sweep.grid import run_grid
+
+    fits, seen = [], {}
+    real_fit, real_train = finetune._train_one_lr, run_spec_module.train_student
+    monkeypatch.setattr(finetune, "_train_one_lr", lambda *args: fits.append(args[3]) or real_fit(*args))
+
+    def counting_train(student, method, data, *args, **kwargs):  # noqa: ANN001, ANN202 - a pass-through hook
+        labels = data.labels["train"]
+        seen[type(method).__name__] = (len(labels), int((labels == -1).sum()))
+        return real_train(student, method, data, *args, **kwargs)
+
+    monkeypatch.setattr(run_spec_module, "train_student", counting_train)
+    context = RunContext(cache_dir=tmp_path / "cache", device="cpu")
+    for name in ("first", "second"):  # each in its own database: the second runs every cell again
+        db = f"sqlite:///{tmp_path / f'{name}.db'}"
+        summary = run_grid(load_grid(write_grid(tmp_path, name, str(weights))), db, context)
+        assert (summary.done, summary.failed) == (3, 0)
+        assert fits == [1e-2]  # fine-tuned once, by the first grid; the second read the cache
+    assert seen == {"Scratch": (30, 0), "HintonKD": (120, 90)}
+    _, rows = read_only_query(f"sqlite:///{tmp_path / 'first.db'}",
+                              "SELECT study, student, method, kd_targets, teacher_reference, params, epoch_seconds, "
+                              "data_config FROM runs ORDER BY id")
+    assert [row[1:5] for row in rows] == [("fine-tuned", "teacher-finetune", "finetune", "fine-tuned"),
+                                          ("projection", "scratch", None, "fine-tuned"),
+                                          ("projection", "kd", "finetune", "fine-tuned")]
+    assert rows[0][5] > teacher.num_params() and rows[0][6] > 0
+    assert all(json.loads(row[7])["labeled_limit"] == 30 for row in rows)
+
+
+def test_new_data_fields_leave_spec_keys_alone() -> None:
+    fresh = DataConfig().as_dict()
+    assert not {"labeled_limit", "finetune_epochs", "finetune_lr", "finetune_unfreeze"} & set(fresh)
+    assert DataConfig(labeled_limit=5).as_dict()["labeled_limit"] == 5
+
+
+@pytest.mark.parametrize(("fields", "match"), [
+    ({"method": ["attention"]}, "data.teacher_reference"),
+    ({"method": ["crd"], "data": {**GRID_DATA, "teacher_reference": "probe"}}, "data.labeled_limit"),
+    ({"data": {**GRID_DATA, "finetune_unfreeze": "last"}}, "data.finetune_unfreeze"),
+])
+def test_settings_a_fine_tune_cannot_serve_are_refused(tmp_path: Path, fields: dict, match: str) -> None:
+    from bench.config.grid import load_grid
+    from bench.errors import BenchError
+
+    path = write_grid(tmp_path, "bad", "x", **{"teacher": "effnet-lite0", "weights": {}, "student": ["resnet"],
+                                               **fields})
+    with pytest.raises(BenchError, match=match):
+        load_grid(path)
