@@ -125,14 +125,15 @@ GRID_DATA = {"image_size": SIZE, "student_image_size": 8, "train_limit": 120, "v
              "teacher_reference": "finetune", "finetune_epochs": 1, "finetune_lr": 1e-2, "labeled_limit": 30}
 
 
-def write_grid(tmp_path: Path, name: str, weights: str, **fields: object) -> Path:
+def write_grid(tmp_path: Path, name: str, weights_file: str, **fields: object) -> Path:
+    """A grid of the tiny fine-tuned teacher on digits; `fields` replace any of its top-level fields."""
     import json
 
     path = tmp_path / f"{name}.yaml"
-    path.write_text(json.dumps({"name": name, "teacher": "tiny-finetune", "student": ["projection"],
-                                "method": ["scratch", "kd"], "dataset": "digits", "epochs": 1,
-                                "data": GRID_DATA, "hparams": {"batch_size": 16}, "weights": {"tiny-finetune": weights},
-                                **fields}))
+    grid = {"name": name, "teacher": "tiny-finetune", "student": ["projection"], "method": ["scratch", "kd"],
+            "dataset": "digits", "epochs": 1, "data": GRID_DATA, "hparams": {"batch_size": 16},
+            "weights": {"tiny-finetune": weights_file}}
+    path.write_text(json.dumps({**grid, **fields}))
     return path
 
 
