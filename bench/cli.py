@@ -301,7 +301,9 @@ def sql(
         _print_rows(columns, rows, csv, as_json)
 
 
-def _print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool) -> None:
+def _print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool, fit: bool = False) -> None:
+    """JSON, CSV or a table; `fit` keeps each cell on one line (bench runs picks columns that fit the terminal),
+    otherwise long cells wrap so that no column is ever hidden."""
     if csv and as_json:
         raise BenchError("--csv and --json are exclusive; pick one")
     if as_json:
@@ -318,7 +320,7 @@ def _print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool)
 
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # light borders: more room for the figures
         for column in columns:
-            table.add_column(column, no_wrap=True, overflow="ellipsis")
+            table.add_column(column, no_wrap=fit, overflow="ellipsis" if fit else "fold")
         for row in rows:
             table.add_row(*("" if value is None else str(value) for value in row))
         out.print(table)
@@ -365,7 +367,7 @@ def runs(
             raise BenchError("--csv and --json are exclusive; pick one")
         check_connection(db)
         names, rows = run_table(db, where, columns, screen=not (csv or as_json), width=out.width)
-        _print_rows(names, rows, csv, as_json)
+        _print_rows(names, rows, csv, as_json, fit=columns is None)
 
 
 @app.command()
