@@ -1,6 +1,6 @@
 """The three performance ratios a user of `bench` cares about, each measured side by side in one run.
 
-    python benchmarks/bench_harness.py [--students 3] [--epochs 5] [--image-size 64]
+    python benchmarks/bench_harness.py [--students 3] [--epochs 3] [--image-size 128] [--repeats 5]
 
 (a) A grid of S head students x E epochs with the feature cache (one teacher pass, then every student
     reads cached features) vs the naive loop that runs the teacher on every batch (train batches, and val
@@ -179,8 +179,8 @@ def verdict(ok: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
