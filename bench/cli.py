@@ -212,19 +212,19 @@ def list_entries(
 ) -> None:
     """Print every registry (or one): name, kind and a one-line description."""
     with user_errors():
-        from bench.registries import registries
+        from bench.listing import REGISTRY_NAMES, listing_rows
         from bench.registry import Registry
 
-        all_registries = registries()
-        if what is not None and what not in all_registries:
+        if what is not None and what not in REGISTRY_NAMES:
             names = Registry[object]("registry")
-            for name in all_registries:
+            for name in REGISTRY_NAMES:
                 names.add(name, name, "registry")
             names.check(what)
-        for name, registry in all_registries.items():
+        rows = listing_rows()
+        for name in REGISTRY_NAMES:
             if what in (None, name):
                 wide = Console(width=max(out.width, 160)) if name in ("students", "methods") else out
-                wide.print(_registry_table(name, registry))
+                wide.print(_registry_table(name, rows[name]))
                 if name == "teachers":
                     from bench.registries import GENERIC_TEACHER_NAMES
 
@@ -235,11 +235,9 @@ def list_entries(
                     out.print(f"also any of: {', '.join(GENERIC_STUDENT_NAMES)}", highlight=False, markup=False)
 
 
-def _registry_table(name: str, registry: object):  # noqa: ANN202 - a rich Table
+def _registry_table(name: str, rows: list[list[str]]):  # noqa: ANN202 - a rich Table
     """name, kind, description; students and methods add their hyperparameters with defaults and ranges."""
     from rich.table import Table
-
-    from bench.knobs import describe
 
     knobs = name in ("students", "methods")
     table = Table(title=name, title_justify="left")
@@ -247,10 +245,8 @@ def _registry_table(name: str, registry: object):  # noqa: ANN202 - a rich Table
         table.add_column(column)
     if knobs:
         table.add_column("hyperparameters (default, valid range)", overflow="fold")
-    for entry in registry:  # type: ignore[attr-defined]
-        listed = getattr(entry.obj, "listed_knobs", None)
-        extra = [describe(listed or entry.obj.knobs) + (", plus every part's" if listed else "")] if knobs else []
-        table.add_row(entry.name, entry.card.label, entry.description, *extra)
+    for entry_name, label, description, hyperparameters in rows:
+        table.add_row(entry_name, label, description, *([hyperparameters] if knobs else []))
     return table
 
 

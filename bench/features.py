@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -22,6 +24,24 @@ def split_fingerprint(split: Split) -> str:
     return digest.hexdigest()[:16]
 
 
+class PassRate:
+    """Says images/s on stderr every `every_s` seconds of a long teacher pass (short passes stay quiet)."""
+
+    def __init__(self, what: str, total: int, every_s: float = 10.0) -> None:
+        self.what, self.total, self.every_s = what, total, every_s
+        self.start = self.last = time.perf_counter()
+
+    def advance(self, done: int) -> str | None:
+        """The line printed now (or None): images done so far and their rate."""
+        now = time.perf_counter()
+        if now - self.last < self.every_s:
+            return None
+        self.last = now
+        line = f"{self.what}: {done}/{self.total} images, {done / (now - self.start):.0f} images/s"
+        print(line, file=sys.stderr, flush=True)  # a live progress display shows it above its bars
+        return line
+
+
 @torch.inference_mode()
 def run_teacher(
     teacher: Teacher, split: Split, preprocess: Preprocess, taps: Sequence[str],
@@ -34,6 +54,7 @@ def run_teacher(
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     )
     chunks: dict[str, list[torch.Tensor]] = {tap: [] for tap in taps}
+    rate = PassRate(f"teacher {teacher.name}", len(split))
     for start in range(0, len(split), batch_size):
         images = to_tensor(
             split.images[start : start + batch_size], preprocess.input_size, preprocess.mean,
@@ -46,6 +67,7 @@ def run_teacher(
             outputs = teacher.features(images, taps)
         for tap in taps:
             chunks[tap].append(outputs[tap].float().cpu())
+        rate.advance(min(start + batch_size, len(split)))
     return {tap: torch.cat(chunks[tap]) for tap in taps}
 
 

@@ -195,3 +195,14 @@ def test_damaged_probe_cache_is_quarantined_and_refitted(tmp_path: Path, clean_p
     assert (again.test_acc, again.val_acc, again.weight_decay) == (clean.test_acc, clean.val_acc, clean.weight_decay)
     assert all(torch.equal(again.logits[split], clean.logits[split]) for split in ("train", "val", "test"))
     assert len(quarantined(cache)) == 1
+
+
+def test_a_long_teacher_pass_says_its_images_per_second(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.features import PassRate
+
+    rate = PassRate("teacher t", 1000, every_s=0.0)
+    line = rate.advance(250)
+    assert line is not None and line.startswith("teacher t: 250/1000 images, ") and line.endswith(" images/s")
+    assert line in capsys.readouterr().err
+    quiet = PassRate("teacher t", 1000, every_s=3600.0)
+    assert quiet.advance(500) is None and capsys.readouterr().err == ""  # short passes print nothing

@@ -162,3 +162,24 @@ def test_runs_fits_80_and_120_columns_and_takes_columns(tmp_path: Path, filled_d
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "'nope'" in result.stderr
     result = bench("runs", "--db", url, "--columns", "id,test_acc", "--csv", cwd=tmp_path)
     assert result.stdout.splitlines() == ["id,test_acc", "1,0.5", "2,0.123456789"]  # CSV keeps stored values
+
+
+def test_list_is_served_without_torch_once_cached_and_a_unit_edit_invalidates_it(tmp_path: Path) -> None:
+    from bench.listing import fingerprint
+
+    env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}
+    code = ("import sys; from bench.cli import main\ntry:\n    main(['list'])\nexcept SystemExit:\n    pass\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           env=env) for _ in range(2)]
+    assert runs[0].stdout.strip().endswith("torch imported")  # the first listing imports the units
+    assert runs[1].stdout.strip().endswith("no torch")  # the second reads the cached listing
+    assert runs[0].stdout.replace("torch imported", "") == runs[1].stdout.replace("no torch", "")
+    assert "projection" in runs[1].stdout and "effnet-lite0" in runs[1].stdout
+
+    (tmp_path / "units").mkdir()
+    unit = tmp_path / "units" / "a.py"
+    unit.write_text("x = 1\n")
+    before = fingerprint(tmp_path, ("units",))
+    unit.write_text("x = 22\n")  # another size: a new key, whatever the clock's resolution
+    assert fingerprint(tmp_path, ("units",)) != before
