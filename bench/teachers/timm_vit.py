@@ -301,8 +301,10 @@ for _name, _model, _logits, _description in (
     ("dino-vitb16", "vit_base_patch16_224.dino", False, "DINO ViT-B/16 (self-supervised, ImageNet-1k)"),
     ("dinov2-vits14", "vit_small_patch14_dinov2.lvd142m", False, "DINOv2 ViT-S/14 (self-supervised, LVD-142M)"),
     ("dinov2-vitb14", "vit_base_patch14_dinov2.lvd142m", False, "DINOv2 ViT-B/14 (self-supervised, LVD-142M)"),
-    ("beit-base", "beit_base_patch16_224.in22k_ft_in22k_in1k", True, "BEiT-B/16 (ImageNet-22k, fine-tuned 1k)"),
-    ("beitv2-base", "beitv2_base_patch16_224.in1k_ft_in1k", True, "BEiT v2-B/16 (VQ-KD pretrained, fine-tuned 1k)"),
+    ("beit-base", "beit_base_patch16_224.in22k_ft_in22k_in1k", True,
+     "BEiT-B/16, fine-tuned: self-supervised MIM on 22k, then supervised 22k+1k"),
+    ("beitv2-base", "beitv2_base_patch16_224.in1k_ft_in1k", True,
+     "BEiT v2-B/16, fine-tuned: self-supervised VQ-KD MIM on 1k, then supervised 1k"),
 ):
     register_timm_teacher(_name, _model, _description, blocks=12, imagenet_logits=_logits)
 TEACHERS.add_prefix_resolver("timm", resolve_timm_name)
