@@ -40,10 +40,10 @@ def run_table(db_url: str, where: str | None = None, columns: str | None = None,
     `screen` rounds figures and shortens timestamps for a terminal; CSV and JSON keep the stored values.
     """
     runs = load_runs(db_url, where)
-    chosen = parse_columns(columns, [*runs.columns, "setting"]) if columns or not runs.empty else None
     default = (SCREEN_COLUMNS if width >= 120 else NARROW_COLUMNS) if screen else LIST_COLUMNS
-    if runs.empty:
-        return chosen or default, []
+    if runs.empty:  # nothing to check the names against: an empty table with the columns asked for
+        return [name.strip() for name in columns.split(",") if name.strip()] if columns else default, []
+    chosen = parse_columns(columns, [*runs.columns, "setting"])
     runs["setting"] = with_setting(runs, GROUP_KEYS, name_study=False)["setting"]
     frame = runs[[c for c in (chosen or default) if c in runs]].copy()
     if "spec_key" in frame:
