@@ -292,16 +292,21 @@ def sql(
         from bench.sql import read_only_query
         from bench.store.session import check_connection
 
+        _one_format(csv, as_json)
         check_connection(db)
         columns, rows = read_only_query(db, query, allow_superuser=allow_superuser, timeout_s=timeout)
         _print_rows(columns, rows, csv, as_json)
 
 
+def _one_format(csv: bool, as_json: bool) -> None:
+    """--csv and --json together is a user error, said before the database is touched."""
+    if csv and as_json:
+        raise BenchError("--csv and --json are exclusive; pick one")
+
+
 def _print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool, fit: bool = False) -> None:
     """JSON, CSV or a table; `fit` keeps each cell on one line (bench runs picks columns that fit the terminal),
     otherwise long cells wrap so that no column is ever hidden."""
-    if csv and as_json:
-        raise BenchError("--csv and --json are exclusive; pick one")
     if as_json:
         sys.stdout.write(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str) + "\n")
     elif csv:
@@ -359,8 +364,7 @@ def runs(
         from bench.report.runs import run_table
         from bench.store.session import check_connection
 
-        if csv and as_json:
-            raise BenchError("--csv and --json are exclusive; pick one")
+        _one_format(csv, as_json)
         check_connection(db)
         names, rows = run_table(db, where, columns, screen=not (csv or as_json), width=out.width)
         _print_rows(names, rows, csv, as_json, fit=columns is None)
