@@ -66,6 +66,15 @@ class Run(Base):
     split_sizes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 6: checkpoint resume
     kd_targets: Mapped[str | None] = mapped_column(String(32), nullable=True)  # issue 11: probe-oof-5, ...
+    artifact_path: Mapped[str | None] = mapped_column(Text, nullable=True)  # issue 14: the student's artifact
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # issue 14: inference cost
+    throughput_ips: Mapped[float | None] = mapped_column(Float, nullable=True)
+    macs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    teacher_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    teacher_throughput_ips: Mapped[float | None] = mapped_column(Float, nullable=True)
+    teacher_macs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"

@@ -83,6 +83,15 @@ class RunRecord:
     split_sizes: dict[str, Any] | None = None  # {"train", "val", "test", "split_seed", "val_fraction"}
     resumed_from_epoch: int | None = None  # epochs restored from a checkpoint (a dead worker's run)
     kd_targets: str | None = None  # the teacher logits KD read: probe-oof-<K>, probe-in-sample or zero-shot
+    artifact_path: str | None = None  # issue 14: where the trained student's safetensors artifact lies
+    artifact_sha256: str | None = None  # issue 14: sha256 of that file, checked by `bench eval`
+    latency_ms: float | None = None  # issue 14: deployable model, batch 1, median ms on the run's device
+    throughput_ips: float | None = None  # issue 14: deployable model, images/s at a larger batch
+    macs: float | None = None  # issue 14: multiply-accumulates per image of the deployable model
+    teacher_latency_ms: float | None = None  # issue 14: the teacher (+ its reference head), same device and input
+    teacher_throughput_ips: float | None = None
+    teacher_macs: float | None = None
+    speedup: float | None = None  # issue 14: teacher_latency_ms / latency_ms
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod
