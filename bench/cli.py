@@ -43,6 +43,11 @@ AllowDownloadOption = Annotated[bool, typer.Option(
     "--allow-download", help="let teachers fetch missing weights and torchvision missing data")]
 SkipBadOption = Annotated[bool, typer.Option(
     "--skip-bad", help="leave corrupt images out (counted per run) instead of stopping")]
+ArtifactsOption = Annotated[Path | None, typer.Option(
+    "--artifacts", help="where trained students are kept [default: <SQLite file's directory>/artifacts; "
+    "for PostgreSQL $BENCH_ARTIFACTS or ~/.cache/distill-bench/artifacts, which every worker must share]")]
+KeepOption = Annotated[str, typer.Option(
+    "--keep", help="which trained students to keep: all, best (per setting, by val score) or none")]
 
 
 def _print_version(value: bool) -> None:
@@ -89,6 +94,8 @@ def run(
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
     run_dir: RunDirOption = None,
+    artifacts: ArtifactsOption = None,
+    keep: KeepOption = "all",
     enqueue_only: Annotated[bool, typer.Option(help="only enqueue the cells; `bench worker`s run them")] = False,
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
@@ -102,11 +109,11 @@ def run(
 
         if grid is not None and grid_file is not None and grid != grid_file:
             raise BenchError(f"two grid files given ({grid_file} and --grid {grid}); give one: bench run FILE")
+        options = _worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
         check_connection(db)
         loaded = load_grid(grid or grid_file or DEFAULT_GRID)
         loaded.weights.update(_weights_map(weights))
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
-        options = _worker_options(run_dir, heartbeat_interval, grace_period)
         summary = run_grid(loaded, db, context, err, options, enqueue_only)
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
@@ -118,13 +125,17 @@ def run(
             raise typer.Exit(1)
 
 
-def _worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int):  # noqa: ANN202
+def _worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int,  # noqa: ANN202
+                    artifacts: Path | None = None, keep: str = "all"):
+    from bench.artifacts import check_keep
     from bench.sweep.queue import WorkerOptions
 
     if heartbeat_interval < 1 or grace_period <= heartbeat_interval:
         raise BenchError("--heartbeat-interval must be >= 1 and --grace-period larger than it")
     options = WorkerOptions(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                            poll_seconds=min(5.0, heartbeat_interval))
+                            poll_seconds=min(5.0, heartbeat_interval),
+                            artifacts_dir=artifacts.expanduser().resolve() if artifacts else None,
+                            keep=check_keep(keep))
     return options if run_dir is None else replace(options, run_dir=run_dir)
 
 
@@ -149,6 +160,8 @@ def worker(
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
     run_dir: RunDirOption = None,
+    artifacts: ArtifactsOption = None,
+    keep: KeepOption = "all",
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
     max_cells: Annotated[int | None, typer.Option(help="stop after this many cells/trials")] = None,
@@ -160,7 +173,7 @@ def worker(
         from bench.sweep.worker import run_worker
 
         check_connection(db)
-        options = _worker_options(run_dir, heartbeat_interval, grace_period)
+        options = _worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
         summary = run_worker(study, db, RunContext(cache_dir, data_root, device, allow_download, skip_bad), options,
                              err, _weights_map(weights), max_cells)
         counts = summary.counts
@@ -183,6 +196,8 @@ def study_command(
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
     run_dir: RunDirOption = None,
+    artifacts: ArtifactsOption = None,
+    keep: KeepOption = "all",
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
 ) -> None:
@@ -199,7 +214,7 @@ def study_command(
             raise BenchError(f"--timeout {timeout:g}: must be more than 0 seconds")
         check_connection(db)
         config = load_study_file(study_file)
-        options = _worker_options(run_dir, heartbeat_interval, grace_period)
+        options = _worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
         context = RunContext(cache_dir, data_root, device, allow_download, skip_bad)
         summary = run_study(config, db, context, options, err,
                             trials=trials, timeout=timeout, weights=_weights_map(weights))
@@ -394,6 +409,40 @@ def show(
         out.print(f"epochs ({len(epochs)})", highlight=False)
         _print_rows(list(epochs.columns), [tuple(_show_value(v) for v in row) for row in epochs.itertuples(False)],
                     False, False)
+
+
+@app.command("eval")
+def eval_command(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="run id or spec key prefix")],
+    split: Annotated[str, typer.Option("--split", help="test, val or train")] = "test",
+    db: DbOption = DEFAULT_DB,
+    cache_dir: CacheDirOption = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    weights: WeightsOption = None,
+) -> None:
+    """Load a run's kept student from its artifact (sha256 checked) and recompute its stored metric; exit 1 if
+    they differ."""
+    with user_errors():
+        from bench.artifacts import evaluate_run, load_run, stored_metric
+        from bench.names import SPLITS
+        from bench.run.workbench import RunContext
+        from bench.store.session import check_connection
+
+        if split not in SPLITS:
+            raise BenchError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+        check_connection(db)
+        loaded = load_run(db, run_ref, RunContext(cache_dir, data_root, device), _weights_map(weights))
+        stored, recomputed = stored_metric(loaded, split), evaluate_run(loaded, split)
+        shown = "none" if stored is None else f"{stored:.6f}"
+        out.print(f"run {loaded.record.spec_key[:12]} {split}: stored {shown}, recomputed {recomputed:.6f} "
+                  f"({loaded.record.device or 'unknown device'} then, {loaded.bench.device} now)",
+                  highlight=False, soft_wrap=True)
+    if stored is not None and stored != recomputed:
+        err.print(f"error: run {loaded.record.spec_key[:12]}: the artifact scores {recomputed!r} on {split}, the row "
+                  f"says {stored!r} (another device or library version?)", markup=False, highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _is_missing(value: object) -> bool:

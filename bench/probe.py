@@ -37,6 +37,7 @@ class ProbeResult:
     reference: str = "linear-probe"  # or the zero-shot head's description
     head_params: int | None = None  # None: a linear layer on the pooled embedding
     kd_targets: str = "probe-in-sample"  # what logits["train"] is: probe-oof-<K>, probe-in-sample or zero-shot
+    head: dict[str, torch.Tensor] | None = None  # the chosen probe (float64 mean, std, weight, bias): its artifact
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -150,5 +151,15 @@ def fit_linear_probe(
                                                   max_iter, tol)
             kind = f"probe-oof-{folds}"
     tensors = {split: torch.from_numpy(value).float() for split, value in logits.items()}
+    probe = probes[chosen]
+    head = {name: torch.from_numpy(np.asarray(getattr(probe, name), dtype=np.float64))
+            for name in ("mean", "std", "weight", "bias")}
     return ProbeResult(order[chosen], accuracy(tensors["val"], labels["val"]),
-                       accuracy(tensors["test"], labels["test"]), tensors, kd_targets=kind)
+                       accuracy(tensors["test"], labels["test"]), tensors, kd_targets=kind, head=head)
+
+
+def probe_logits(head: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
+    """A kept probe's float32 logits, computed exactly as the fit computed them (float64 numpy, then float32)."""
+    probe = _Probe(*(head[name].numpy() for name in ("mean", "std", "weight", "bias")))
+    with threadpool_limits(limits=1, user_api="blas"):
+        return torch.from_numpy(probe.logits(features.double().cpu().numpy())).float()

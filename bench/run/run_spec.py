@@ -28,6 +28,7 @@ from bench.names import (
 )
 from bench.registries import DATASETS, METHODS
 from bench.run.classification import ClassificationTask
+from bench.run.kept import Keep, reference_kept, student_kept
 from bench.run.parts import RunParts, build_parts
 from bench.run.record import finished_record, started_record, trained_fields
 from bench.run.retrieval import RetrievalTask
@@ -68,11 +69,11 @@ def student_inputs(parts: RunParts, data: DatasetSplits, outputs: TeacherOutputs
 
 def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
              on_epoch: Callable[[EpochRecord], None] | None = None, checkpoint: Checkpointer | None = None,
-             evaluate_test: bool = True) -> RunRecord:
+             evaluate_test: bool = True, keep: Keep | None = None) -> RunRecord:
     """Train and score one spec; the teacher-reference cell is handled here too.
 
     `checkpoint` resumes from / saves after each epoch; `evaluate_test=False` (search trials) never
-    scores the student on the test split.
+    scores the student on the test split; `keep` receives the done run's inference tensors (its artifact).
     """
     task_name = DATASETS.entry(spec.dataset).card.task
     if spec.method not in REFERENCE_METHODS:
@@ -82,7 +83,10 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     task = TASKS[task_name](bench, spec, data, teacher)
     if spec.method in REFERENCE_METHODS:
         started = started_record(spec, study, HEAD, bench, task.outputs, trial_number, task.reference)
-        return finished_record(started, data, task.reference_fields())
+        record = finished_record(started, data, task.reference_fields())
+        if keep is not None:
+            keep(reference_kept(spec, task))
+        return record
     hparams = spec.hparams_dict
     torch.manual_seed(spec.seed)  # initial weights depend on the spec alone, not on what this process ran before
     parts = build_parts(spec.student, spec.method, hparams, teacher, data)
@@ -95,4 +99,6 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     joint_space = METHODS.entry(spec.method).card.joint_space
     fields = {**trained_fields(parts.student, parts.method, teacher, parts.kind, joint_space, result),
               **task.result_fields(parts, inputs, result, evaluate_test)}
+    if keep is not None:  # the weights test_acc was computed with: the last epoch's
+        keep(student_kept(spec, parts, data, joint_space))
     return finished_record(started, data, fields)

@@ -22,6 +22,7 @@ from bench.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Teacher
 
 FEATURE_TAPS = (POOLED,)
+PROBE_HEAD = ("mean", "std", "weight", "bias")  # the chosen probe, kept in its cache entry for its artifact
 
 
 def resolve_device(name: str) -> torch.device:
@@ -199,6 +200,7 @@ class Workbench:
                 "val_acc": torch.tensor(result.val_acc),
                 "test_acc": torch.tensor(result.test_acc),
                 "oof_folds": torch.tensor(folds),
+                **{f"head.{name}": value for name, value in (result.head or {}).items()},
             }
 
         tensors, _ = self.cache.get_or_compute(parts, fit, lambda cached: _probe_problem(cached, data))
@@ -209,6 +211,7 @@ class Workbench:
             test_acc=float(tensors["test_acc"]),
             logits={split: tensors[f"logits.{split}"] for split in SPLITS},
             kd_targets=f"probe-oof-{folds}" if folds else "probe-in-sample",
+            head={name: tensors[f"head.{name}"] for name in PROBE_HEAD},
         )
 
 
@@ -231,6 +234,7 @@ def _fit_on_labeled(features: dict[str, torch.Tensor], labels: dict[str, torch.T
 def _probe_problem(tensors: dict[str, torch.Tensor], data: DatasetSplits) -> str | None:
     """Why cached probe values cannot be right (missing, non-finite, an accuracy outside [0, 1]), else None."""
     names = [f"logits.{split}" for split in SPLITS] + ["weight_decay", "val_acc", "test_acc", "oof_folds"]
+    names += [f"head.{name}" for name in PROBE_HEAD]  # a probe cached before issue 14 kept no head: refit once
     if any(name not in tensors for name in names):
         return "lack some probe values"
     if not all(bool(torch.isfinite(tensors[name]).all()) for name in names):

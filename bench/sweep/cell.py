@@ -5,6 +5,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -19,6 +20,7 @@ from rich.progress import (
 from bench.checkpoint import Checkpointer
 from bench.data import DataConfig
 from bench.provenance import utcnow
+from bench.run.kept import Kept
 from bench.run.run_spec import probe_spec, run_spec
 from bench.run.train import NonFiniteError, check_finite
 from bench.run.workbench import Workbench
@@ -57,23 +59,36 @@ def cell_progress(console: Console) -> Progress:
 
 def run_and_store(sweep: Sweep, spec: ExperimentSpec, number: int | None,
                   on_epoch: Callable[[EpochRecord], None] | None = None,
-                  evaluate_test: bool = True) -> tuple[RunRecord, bool]:
+                  evaluate_test: bool = True, trial: Any = None) -> tuple[RunRecord, bool]:
     """Run the spec (resuming its checkpoint), check every number is finite, store its row; (record, written).
 
     A run is done only if all its numbers are finite and its row was stored: a NaN or a storage error raises.
-    The checkpoint is cleared once the row is stored, or when Optuna prunes the run.
+    Its artifact (the trained student, under the Optuna `trial` when given) is written before the row and removed
+    if the row is not stored. The checkpoint is cleared once the row is stored, or when Optuna prunes the run.
     """
     import optuna
 
     checkpoint = Checkpointer(sweep.options.run_dir, spec.key, spec.epochs)
+    artifacts = sweep.artifacts
+    kept: list[Kept] = []
     try:
         record = run_spec(spec, sweep.bench, sweep.name, number, on_epoch=on_epoch, checkpoint=checkpoint,
-                          evaluate_test=evaluate_test)
+                          evaluate_test=evaluate_test, keep=kept.append if artifacts.keeps_any else None)
     except optuna.TrialPruned:
         checkpoint.clear()
         raise
     record = check_finite(replace(record, study=sweep.name))
-    written = sweep.store.save_run(record)
+    fields = artifacts.save(kept[-1], record, sweep.store.engine, trial, sweep.storage) if kept else {}
+    record = replace(record, **fields)
+    try:
+        written = sweep.store.save_run(record)
+    except BaseException:
+        artifacts.remove(fields)  # no row points at it: a failed run keeps nothing
+        raise
+    if written:
+        artifacts.after_stored(record, sweep.store.engine)
+    else:
+        artifacts.remove(fields)  # another worker stored this spec (and its own artifact) first
     checkpoint.clear()
     return record, written
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from bench.artifacts import ArtifactStore, default_artifact_dir
 from bench.run.workbench import Workbench
 from bench.store import Store
 from bench.sweep.queue import WorkerOptions
@@ -27,3 +28,9 @@ class Sweep:
     def name(self) -> str:
         """The study's name, which is also runs.study of every row it stores."""
         return str(self.study.study_name)
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Where this sweep's trained students go (--artifacts, else beside the database) and which it keeps."""
+        directory = self.options.artifacts_dir or default_artifact_dir(self.store.url)
+        return ArtifactStore(directory, self.options.keep)

@@ -40,6 +40,8 @@ class WorkerOptions:
     grace_period: int = 120  # a running trial without a heartbeat this long belongs to a dead worker
     poll_seconds: float = 5.0  # how often an idle worker looks for new or stale cells
     max_retry: int = 3  # how often a dead worker's trial is handed on
+    artifacts_dir: Path | None = None  # --artifacts: the trained students' store [default: beside the database]
+    keep: str = "all"  # --keep: all, best (per setting, by val score) or none
 
 
 def open_storage(db_url: str, options: WorkerOptions):  # noqa: ANN201 - optuna RDBStorage, imported lazily

@@ -148,7 +148,7 @@ def run_cell(sweep: Sweep, trial, progress: Progress) -> str:  # noqa: ANN001 - 
     try:
         with heartbeat(sweep.storage, trial._trial_id):
             record, written = run_and_store(sweep, spec, trial.number,
-                                            on_epoch=lambda _epoch: progress.advance(epochs_bar))
+                                            on_epoch=lambda _epoch: progress.advance(epochs_bar), trial=trial)
     except KeyboardInterrupt:
         interrupt_cell(sweep, trial, spec, label)
         raise
@@ -270,20 +270,21 @@ def study_objective(sweep: Sweep, model: StudyModel):  # noqa: ANN201 - an Optun
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"val_acc {record.val_acc:.4f} after epoch {record.epoch}")
 
-        record = _run_trial(sweep, spec, trial.number, on_epoch, seen)
+        record = _run_trial(sweep, spec, trial, on_epoch, seen)
         sweep.console.print(f"trial {trial.number} {spec.label()}: val_acc {record.val_acc:.4f}", highlight=False)
         return values(record)
 
     return objective
 
 
-def _run_trial(sweep: Sweep, spec: ExperimentSpec, number: int, on_epoch: Any,
+def _run_trial(sweep: Sweep, spec: ExperimentSpec, trial: Any, on_epoch: Any,
                seen: list[EpochRecord]) -> RunRecord:
     """Run and store one trial's spec on val; a pruned run is a pruned row, a NaN or a bug a failed row."""
     import optuna
 
+    number = trial.number
     try:
-        return run_and_store(sweep, spec, number, on_epoch, evaluate_test=False)[0]
+        return run_and_store(sweep, spec, number, on_epoch, evaluate_test=False, trial=trial)[0]
     except optuna.TrialPruned as pruned:
         row = failed_record(spec, sweep.name, pruned, number, status="pruned")  # keeps its epochs and last score
         sweep.store.save_run(replace(row, error=str(pruned), val_acc=seen[-1].val_acc if seen else None,

@@ -32,7 +32,7 @@ class FakeRuns:
         self.checkpoints: list[Path] = []
 
     def __call__(self, spec: ExperimentSpec, _bench: object, study: str, number: int | None, on_epoch=None,  # noqa: ANN001
-                 checkpoint=None, evaluate_test: bool = True) -> RunRecord:  # noqa: ANN001
+                 checkpoint=None, evaluate_test: bool = True, keep=None) -> RunRecord:  # noqa: ANN001
         self.calls.append((spec, study, evaluate_test))
         checkpoint.directory.mkdir(parents=True, exist_ok=True)
         checkpoint.path.write_bytes(b"a checkpoint")
