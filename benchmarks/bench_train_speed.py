@@ -20,6 +20,7 @@ import time
 import types
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,8 +79,8 @@ def _memmap_images(folder: Path, n: int, native: int) -> np.memmap:
 
 
 def _time_run(student_name: str, hparams: dict, context: object, data: object, method: str,
-              epochs: int, device: torch.device, options: object) -> tuple[float, float]:
-    """Train once; (images/s of the last epoch, its seconds)."""
+              epochs: int, device: torch.device, options: object, losses: bool = False) -> Any:
+    """Train once; (images/s of the last epoch, its seconds), or with `losses` the last epoch's train loss."""
     from bench.methods.base import MethodContext
     from bench.registries import METHODS, STUDENTS
     from bench.run.train import train_student
@@ -87,10 +88,38 @@ def _time_run(student_name: str, hparams: dict, context: object, data: object, m
     torch.manual_seed(0)
     student = STUDENTS.entry(student_name).obj(context, hparams)
     trained = METHODS.get(method)(MethodContext(CLASSES, FEATURE_DIM, student.embed_dim), hparams)
-    seconds: list[float] = []
-    train_student(student, trained, data, hparams, epochs, 0, device, on_epoch=lambda r: seconds.append(r.seconds),
+    records: list = []
+    train_student(student, trained, data, hparams, epochs, 0, device, on_epoch=records.append,  # type: ignore
                   options=options)
-    return len(data.labels["train"]) / seconds[-1], seconds[-1]
+    if losses:
+        return records[-1].train_loss
+    return len(data.labels["train"]) / records[-1].seconds, records[-1].seconds
+
+
+def _checks(device: torch.device) -> None:
+    """Same-results checks of the speed paths on this device (a tiny resnet, 2 epochs): printed, not timed."""
+    from bench.run.fast import TrainOptions
+    from bench.run.loader import ImageInputs
+    from bench.run.train import TrainData
+    from bench.students.base import StudentContext
+
+    rng = np.random.default_rng(0)
+    inputs = ImageInputs(rng.integers(0, 256, size=(512, 40, 40, 3), dtype=np.uint8), 32, MEAN, STD)
+    labels = torch.from_numpy(rng.integers(0, CLASSES, 512))
+    data = TrainData({s: inputs for s in ("train", "val", "test")}, {s: labels for s in ("train", "val", "test")})
+    hparams = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 64, "depth": 8, "width": 16}
+    context = StudentContext(CLASSES, FEATURE_DIM, 32)
+    plain = TrainOptions(channels_last="off", loader_workers=0, resident_features="off")
+    base = _time_run("resnet", hparams, context, data, "scratch", 2, device, plain, losses=True)
+    print("checks (train loss after 2 epochs; speed paths must match the plain loop to float noise):")
+    for label, options in (("plain", plain), ("loader_workers=2", replace(plain, loader_workers=2)),
+                           ("channels_last", replace(plain, channels_last="on")),
+                           ("bf16 (changes results a little)", replace(plain, precision="bf16")),
+                           ("augment crop-flip (changes results)", replace(plain, augment="crop-flip"))):
+        loss = _time_run("resnet", hparams, context, data, "scratch", 2, device, options, losses=True)
+        print(f"  {label:<40} loss {loss:.6f}  diff {abs(loss - base):.2e}")
+    cpu, here = inputs.prepare(inputs.raw(np.arange(64))), inputs.prepare(inputs.raw(np.arange(64)).to(device))
+    print(f"  resize+normalise on {device.type} vs CPU: max diff {(cpu - here.cpu()).abs().max().item():.2e}")
 
 
 def _report(title: str, rows: list[tuple[str, float, float]]) -> None:
@@ -164,6 +193,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--budget", type=float, default=150.0, help="seconds; later rows are skipped past it")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-checks", action="store_true", help="skip the same-results checks before timing")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     _import_trainer()
@@ -171,7 +201,9 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}; conv: resnet-20 w32 at {args.size}px from {args.native}px, "
           f"{args.images} images, batch {args.batch_size}; head: bottleneck on {args.features} x {FEATURE_DIM}")
-    deadline = time.monotonic() + args.budget
+    if not args.no_checks:
+        _checks(device)
+    deadline = time.monotonic() + args.budget  # the timed rows' budget (the checks take seconds on a GPU)
     with tempfile.TemporaryDirectory() as folder:
         conv = _conv_rows(args, device, Path(folder), deadline - args.budget * 0.3)
     head = _head_rows(args, device, deadline)
