@@ -77,6 +77,19 @@ class DataConfig:
     labeled_limit: int | None = data_field(None, **_LIMIT, keyed_at_default=False,
                                            help="train rows that keep their label (class-balanced, split_seed); "
                                                 "the rest are a transfer set; null: all")
+    precision: str = data_field("fp32", str, choices=("fp32", "bf16"), keyed_at_default=False,
+                                help="student training: fp32, or bf16 autocast (fp32 master weights; changes results)")
+    channels_last: str = data_field("auto", str, choices=("auto", "on", "off"), keyed_at_default=False,
+                                    help="conv students in channels_last memory format; auto: on CUDA (speed only)")
+    compile: bool = data_field(False, bool, keyed_at_default=False,
+                               help="torch.compile the student's training forward (speed only)")
+    loader_workers: int | None = data_field(None, int, ge=0, le=64, optional=True, keyed_at_default=False,
+                                            help="image students' DataLoader workers; null: 0 on CPU, some on CUDA")
+    resident_features: str = data_field("auto", str, choices=("auto", "off"), keyed_at_default=False,
+                                        help="cached teacher outputs on the GPU once when they fit (speed only)")
+    augment: str = data_field("none", str, choices=("none", "flip", "crop-flip"), keyed_at_default=False,
+                              help="standalone students' train augmentation (seeded); the teacher targets stay "
+                                   "the cached ones of the un-augmented image")
 
     def as_dict(self) -> dict[str, object]:
         """Fields as a dict; the fields added later are left out at their defaults so older spec keys hold."""
@@ -91,7 +104,9 @@ UNKEYED_DEFAULTS: dict[str, object] = {  # fields left out of the spec at these 
 
 TRAINING_ONLY: dict[str, object] = {  # fields that change how a run trains, not the images: reset when loading
     name: UNKEYED_DEFAULTS[name] for name in ("teacher_reference", "kd_targets", "finetune_unfreeze",
-                                              "finetune_epochs", "finetune_lr", "labeled_limit")}
+                                              "finetune_epochs", "finetune_lr", "labeled_limit", "precision",
+                                              "channels_last", "compile", "loader_workers", "resident_features",
+                                              "augment")}
 
 
 @dataclass(frozen=True)

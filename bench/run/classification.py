@@ -18,6 +18,7 @@ from bench.metrics import topk_accuracy
 from bench.names import PROBE_REFERENCE, SPLITS, UNLABELED
 from bench.probe import ProbeResult
 from bench.run.finetune import FinetuneResult, labeled_rows
+from bench.run.loader import select_rows
 from bench.run.parts import RunParts
 from bench.run.task import Inputs
 from bench.run.train import TrainData, TrainResult, state_size_mb
@@ -96,7 +97,7 @@ class ClassificationTask:
             return data
         if not data.teacher_train:
             index = torch.from_numpy(rows)
-            return replace(data, inputs={**data.inputs, "train": data.inputs["train"][index]},
+            return replace(data, inputs={**data.inputs, "train": select_rows(data.inputs["train"], index)},
                            labels={**data.labels, "train": data.labels["train"][index]})
         labels = torch.full_like(data.labels["train"], UNLABELED)
         labels[torch.from_numpy(rows)] = data.labels["train"][torch.from_numpy(rows)]

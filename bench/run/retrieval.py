@@ -21,6 +21,7 @@ from bench.methods.joint import JointSpaceMethod
 from bench.metrics import flatten_captions, retrieval_recalls
 from bench.names import JOINT_SPACE_REFERENCE
 from bench.registries import TEACHERS
+from bench.run.loader import ImageInputs, eval_batches
 from bench.run.parts import RunParts
 from bench.run.task import Inputs
 from bench.run.train import TrainData, TrainResult, state_size_mb
@@ -72,13 +73,14 @@ def split_recalls(images: torch.Tensor, texts: torch.Tensor, split: Split) -> di
 
 
 @torch.inference_mode()
-def joint_embeddings(student: torch.nn.Module, method: JointSpaceMethod, inputs: torch.Tensor,
+def joint_embeddings(student: torch.nn.Module, method: JointSpaceMethod, inputs: torch.Tensor | ImageInputs,
                      device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """The trained student's embeddings of `inputs` in the teacher's joint space, in eval mode, on the CPU."""
+    """The trained student's embeddings of `inputs` (streamed) in the teacher's joint space, in eval mode, on the
+    CPU."""
     student.eval()
     method.eval()
-    return torch.cat([method.joint_embedding(student(inputs[i : i + batch_size].to(device))).float().cpu()
-                      for i in range(0, len(inputs), batch_size)])
+    return torch.cat([method.joint_embedding(student(batch)).float().cpu()
+                      for batch in eval_batches(inputs, device, batch_size)])
 
 
 @dataclass(frozen=True)

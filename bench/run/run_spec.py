@@ -13,7 +13,7 @@ import torch
 
 from bench.data import DataConfig, DatasetSplits
 from bench.errors import BenchError
-from bench.images import channel_stats, to_tensor
+from bench.images import channel_stats
 from bench.names import (
     CLASSIFICATION,
     FINETUNE_METHOD,
@@ -28,7 +28,9 @@ from bench.names import (
 )
 from bench.registries import DATASETS, METHODS
 from bench.run.classification import ClassificationTask
+from bench.run.fast import TrainOptions
 from bench.run.kept import Keep, reference_kept, student_kept
+from bench.run.loader import ImageInputs
 from bench.run.parts import RunParts, build_parts
 from bench.run.record import finished_record, started_record, trained_fields
 from bench.run.retrieval import RetrievalTask
@@ -59,12 +61,16 @@ def require_fitting_method(method: str, dataset: str, task: str) -> None:
 
 
 def student_inputs(parts: RunParts, data: DatasetSplits, outputs: TeacherOutputs) -> Inputs:
-    """Head students read their teacher tap; standalone ones read images at their size."""
+    """Head students read their teacher tap; standalone ones read their split's uint8 images batch by batch at
+    their size (bench/run/loader.py: never the whole split as float)."""
     if parts.input_tap is not None:
+        if data.config.augment != "none":
+            raise BenchError(f"data.augment {data.config.augment!r} applies to standalone students; this student "
+                             f"reads the teacher's {parts.input_tap!r} features: set augment: none for it")
         return {split: outputs.features[split][parts.input_tap] for split in SPLITS}
     size = data.config.student_image_size or data.native_size
     mean, std = channel_stats(data.train.images)
-    return {split: to_tensor(data.split(split).images, size, mean, std) for split in SPLITS}
+    return {split: ImageInputs(data.split(split).images, size, mean, std) for split in SPLITS}
 
 
 def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
@@ -95,7 +101,8 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     train_data = task.train_data(parts, outputs, inputs, evaluate_test)
     started = started_record(spec, study, parts.kind, bench, outputs, trial_number, task.reference)
     result = train_student(parts.student, parts.method, train_data, hparams, spec.epochs, spec.seed,
-                           bench.device, on_epoch, checkpoint, val_score=task.val_score(parts, inputs))
+                           bench.device, on_epoch, checkpoint, val_score=task.val_score(parts, inputs),
+                           options=TrainOptions.from_config(data.config))
     joint_space = METHODS.entry(spec.method).card.joint_space
     fields = {**trained_fields(parts.student, parts.method, teacher, parts.kind, joint_space, result),
               **task.result_fields(parts, inputs, result, evaluate_test)}

@@ -8,13 +8,14 @@ from typing import Any, Protocol
 import torch
 
 from bench.data import DatasetSplits
+from bench.run.loader import ImageInputs
 from bench.run.parts import RunParts
 from bench.run.train import TrainData, TrainResult
 from bench.run.workbench import TeacherOutputs, Workbench
 from bench.spec import ExperimentSpec
 from bench.teachers.base import Teacher
 
-Inputs = dict[str, torch.Tensor]  # split -> student inputs (teacher tap or images), built by run_spec
+Inputs = dict[str, torch.Tensor | ImageInputs]  # split -> student inputs (teacher tap or images), by run_spec
 
 
 class Task(Protocol):

@@ -6,8 +6,8 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -17,6 +17,8 @@ from bench.methods.base import Method
 from bench.metrics import topk_accuracy
 from bench.names import UNLABELED
 from bench.probe import accuracy
+from bench.run.fast import TrainOptions, compiled, float_outputs, resident, rows_on, to_memory_format
+from bench.run.loader import BatchLoader, ImageInputs, augment_batch, default_workers, eval_batches
 from bench.store.records import EpochRecord, RunRecord
 
 
@@ -40,9 +42,9 @@ def check_finite(record: RunRecord) -> RunRecord:
 
 @dataclass(frozen=True)
 class TrainData:
-    """Student inputs (images or teacher features), labels, and the teacher's train targets."""
+    """Student inputs (teacher features, or image inputs read batch by batch), labels, the teacher's targets."""
 
-    inputs: dict[str, torch.Tensor]  # split -> (N, ...) student inputs
+    inputs: dict[str, torch.Tensor | ImageInputs]  # split -> (N, ...) student inputs
     labels: dict[str, torch.Tensor]  # split -> (N,) int64
     teacher_train: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N_train, ...)
     class_labels: bool = True  # False when labels are not classes (retrieval: image indices): no train_acc
@@ -91,17 +93,21 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 @torch.inference_mode()
-def predict_logits(student: nn.Module, inputs: torch.Tensor, device: torch.device,
-                   batch_size: int = 512) -> torch.Tensor:
-    """The student's logits for every row of `inputs`, in eval mode, on the CPU."""
+def predict_logits(student: nn.Module, inputs: torch.Tensor | ImageInputs, device: torch.device,
+                   batch_size: int = 512, options: TrainOptions | None = None) -> torch.Tensor:
+    """The student's logits for every row of `inputs` (streamed batch by batch), in eval mode, on the CPU."""
+    options = options or TrainOptions()
     student.eval()
-    return torch.cat([student(inputs[i : i + batch_size].to(device))["logits"].float().cpu()
-                      for i in range(0, len(inputs), batch_size)])
+    channels_last = options.use_channels_last(student, device)
+    with options.autocast(device):
+        return torch.cat([student(batch)["logits"].float().cpu()
+                          for batch in eval_batches(inputs, device, batch_size, channels_last)])
 
 
-def evaluate(student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+def evaluate(student: nn.Module, inputs: torch.Tensor | ImageInputs, labels: torch.Tensor, device: torch.device,
+             options: TrainOptions | None = None) -> float:
     """Top-1 accuracy on one split."""
-    return accuracy(predict_logits(student, inputs, device), labels)
+    return accuracy(predict_logits(student, inputs, device, options=options), labels)
 
 
 @dataclass
@@ -139,88 +145,141 @@ class _EpochSums:
         return self.total / batches, {name: value / batches for name, value in self.terms.items()}, accuracy
 
 
-def _train_epoch(student: nn.Module, method: Method, data: TrainData, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, batch_size: int,
-                 generator: torch.Generator, device: torch.device,
-                 epoch: int) -> tuple[float, dict[str, float], float | None]:
+@dataclass
+class _Loop:
+    """One training run's moving parts, as the epoch loop reads them."""
+
+    student: nn.Module
+    forward: nn.Module  # the student, or its torch.compile wrapper (same parameters)
+    method: Method
+    data: TrainData
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    batch_size: int
+    generator: torch.Generator  # the batch order (the same draws as ever)
+    augment_generator: torch.Generator  # crops and flips: separate, so the order does not depend on augmentation
+    device: torch.device
+    options: TrainOptions
+    channels_last: bool
+    teacher: dict[str, torch.Tensor]  # the teacher's train targets, on the device when they fit
+    loader: BatchLoader | None  # image inputs: their DataLoader
+
+
+def _batches(loop: _Loop) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This epoch's (row index, float inputs on the device), in the order of the run's seeded generator."""
+    order = torch.randperm(len(loop.data.labels["train"]), generator=loop.generator)
+    batches = [order[start : start + loop.batch_size] for start in range(0, len(order), loop.batch_size)]
+    batches = [index for index in batches if len(index) >= 2]  # batch norm needs two samples
+    inputs = loop.data.inputs["train"]
+    if loop.loader is None or not isinstance(inputs, ImageInputs):
+        for index in batches:
+            yield index, rows_on(inputs, index, index.to(inputs.device), loop.device)  # type: ignore[union-attr]
+        return
+    for index, raw in loop.loader.epoch(batches):
+        raw = raw.to(loop.device, non_blocking=True)
+        yield index, augment_batch(raw, inputs, loop.options.augment, loop.augment_generator)
+
+
+def _train_epoch(loop: _Loop, epoch: int) -> tuple[float, dict[str, float], float | None]:
     """One pass over the train split; returns mean loss, mean terms and train top-1 (`epoch` is 1-based)."""
-    student.train()
-    method.train()
-    order = torch.randperm(len(data.labels["train"]), generator=generator)
+    loop.student.train()
+    loop.method.train()
     sums = _EpochSums()
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        if len(index) < 2:  # batch norm needs two samples
-            continue
-        inputs = data.inputs["train"][index].to(device, non_blocking=True)
-        labels = data.labels["train"][index].to(device, non_blocking=True)
-        teacher = {name: t[index].to(device, non_blocking=True) for name, t in data.teacher_train.items()}
-        teacher["indices"] = index.to(device)  # each sample's training row (methods with per-sample state: crd)
-        outputs = student(inputs)
-        terms = method(outputs, teacher, labels)
-        loss = method.total(terms)
-        optimizer.zero_grad(set_to_none=True)
+    for index, inputs in _batches(loop):
+        device_index = index.to(loop.device)
+        labels = loop.data.labels["train"][index].to(loop.device, non_blocking=True)
+        teacher = {name: rows_on(t, index, device_index, loop.device) for name, t in loop.teacher.items()}
+        teacher["indices"] = device_index  # each sample's training row (methods with per-sample state: crd)
+        with loop.options.autocast(loop.device):
+            outputs = float_outputs(loop.forward(to_memory_format(inputs, loop.channels_last)))
+            terms = loop.method(outputs, teacher, labels)
+            loss = loop.method.total(terms).float()
+        loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        scheduler.step()
+        loop.optimizer.step()
+        loop.scheduler.step()
         sums.add_loss(float(loss.detach()), {name: float(value.detach()) for name, value in terms.items()}, epoch)
         logits = outputs.get("logits") if isinstance(outputs, Mapping) else None
-        if data.class_labels and isinstance(logits, torch.Tensor):
+        if loop.data.class_labels and isinstance(logits, torch.Tensor):
             sums.add_predictions(logits, labels)
     return sums.means()
 
 
-def train_student(
-    student: nn.Module, method: Method, data: TrainData, hparams: Mapping[str, object],
-    epochs: int, seed: int, device: torch.device, on_epoch: EpochCallback | None = None,
-    checkpoint: Checkpointer | None = None, val_score: Callable[[], float] | None = None,
-) -> TrainResult:
-    """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end.
-
-    `val_score` replaces val accuracy (retrieval scores val recall in the teacher's joint space).
-    A NaN or infinite loss (any batch) or val/test score raises NonFiniteError at once.
-    """
-    torch.manual_seed(seed)
-    student.to(device)
-    method.to(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+def _make_loop(student: nn.Module, method: Method, data: TrainData, hparams: Mapping[str, object], epochs: int,
+               seed: int, device: torch.device, options: TrainOptions) -> _Loop:
+    """Optimizer, cosine schedule, generators, device placement and the image loader of one run."""
     batch_size = int(hparams["batch_size"])  # type: ignore[arg-type]
     parameters = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=float(hparams["lr"]),  # type: ignore[arg-type]
                                   weight_decay=float(hparams["weight_decay"]))  # type: ignore[arg-type]
     steps = max(1, epochs * -(-len(data.labels["train"]) // batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    generator = torch.Generator().manual_seed(seed)
+    channels_last = options.use_channels_last(student, device)
+    if channels_last:
+        student.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    tensors = {f"input:{split}": x for split, x in data.inputs.items() if isinstance(x, torch.Tensor)}
+    placed = resident({**tensors, **{f"teacher:{k}": t for k, t in data.teacher_train.items()}}, device,
+                      options.resident_features)
+    inputs = {split: placed.get(f"input:{split}", x) for split, x in data.inputs.items()}
+    teacher = {name: placed[f"teacher:{name}"] for name in data.teacher_train}
+    train = inputs["train"]
+    workers = options.loader_workers if options.loader_workers is not None else default_workers(device)
+    loader = BatchLoader(train, workers, device.type == "cuda") if isinstance(train, ImageInputs) else None
+    return _Loop(student, compiled(student, options.compile), method, replace(data, inputs=inputs), optimizer,
+                 scheduler, batch_size, torch.Generator().manual_seed(seed),
+                 torch.Generator().manual_seed(seed + 1), device, options, channels_last, teacher, loader)
+
+
+def train_student(
+    student: nn.Module, method: Method, data: TrainData, hparams: Mapping[str, object],
+    epochs: int, seed: int, device: torch.device, on_epoch: EpochCallback | None = None,
+    checkpoint: Checkpointer | None = None, val_score: Callable[[], float] | None = None,
+    options: TrainOptions | None = None,
+) -> TrainResult:
+    """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end.
+
+    `val_score` replaces val accuracy (retrieval scores val recall in the teacher's joint space).
+    A NaN or infinite loss (any batch) or val/test score raises NonFiniteError at once.
+    `options` (bench/run/fast.py): bf16 autocast, channels_last, compile, loader workers, resident tensors.
+    """
+    options = options or TrainOptions()
+    torch.manual_seed(seed)
+    student.to(device)
+    method.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    loop = _make_loop(student, method, data, hparams, epochs, seed, device, options)
     records: list[EpochRecord] = []
     train_seconds = 0.0
-    parts = {"student": student, "method": method, "optimizer": optimizer, "scheduler": scheduler}
+    parts = {"student": student, "method": method, "optimizer": loop.optimizer, "scheduler": loop.scheduler}
+    generators = {"generator": loop.generator, "augment_generator": loop.augment_generator}
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        records, train_seconds = _restore(saved, parts, generator)
+        records, train_seconds = _restore(saved, parts, generators)
     resumed_from_epoch = len(records) or None  # None: a fresh run (or a rejected checkpoint: restarted at 0)
     for epoch in range(len(records), epochs):
         start = time.perf_counter()
-        train_loss, terms, train_acc = _train_epoch(student, method, data, optimizer, scheduler, batch_size,
-                                                    generator, device, epoch + 1)
+        train_loss, terms, train_acc = _train_epoch(loop, epoch + 1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds += time.perf_counter() - start
-        val_acc = val_score() if val_score is not None else evaluate(student, data.inputs["val"],
-                                                                     data.labels["val"], device)
+        val_acc = val_score() if val_score is not None else evaluate(student, loop.data.inputs["val"],
+                                                                     data.labels["val"], device, options)
         require_finite("val_acc", val_acc, f" at epoch {epoch + 1}")
         record = EpochRecord(epoch, train_loss, terms, val_acc, time.perf_counter() - start, train_acc)
         records.append(record)
         if checkpoint is not None:
-            checkpoint.save(_train_state(parts, generator, records, train_seconds))
+            checkpoint.save(_train_state(parts, generators, records, train_seconds))
         if on_epoch is not None:
             on_epoch(record)
     test_acc = test_top5 = None  # a search trial leaves the test split out (search sees only val)
     if "test" in data.inputs:
-        test_logits = predict_logits(student, data.inputs["test"], device)
+        test_logits = predict_logits(student, loop.data.inputs["test"], device, options=options)
         test_acc = accuracy(test_logits, data.labels["test"])
         test_top5 = topk_accuracy(test_logits, data.labels["test"], 5)
         require_finite("test_acc", test_acc)
+    if loop.channels_last:
+        student.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # plain state for saving
     return TrainResult(
         epochs=tuple(records),
         val_acc=records[-1].val_acc if records else float("nan"),
@@ -233,18 +292,18 @@ def train_student(
     )
 
 
-def _train_state(parts: dict[str, Any], generator: torch.Generator, records: list[EpochRecord],
+def _train_state(parts: dict[str, Any], generators: dict[str, torch.Generator], records: list[EpochRecord],
                  train_seconds: float) -> dict[str, Any]:
     """Everything needed to continue after the last finished epoch (tensors and plain values only)."""
     state = {name: part.state_dict() for name, part in parts.items()}
     return {**state, "epoch": len(records), "records": [asdict(record) for record in records],
-            "train_seconds": train_seconds, "generator": generator.get_state(),
+            "train_seconds": train_seconds, **{name: g.get_state() for name, g in generators.items()},
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def _restore(saved: dict[str, Any], parts: dict[str, Any],
-             generator: torch.Generator) -> tuple[list[EpochRecord], float]:
+             generators: dict[str, torch.Generator]) -> tuple[list[EpochRecord], float]:
     """Load a checkpoint into the parts and RNGs; returns the finished epochs and their train time.
 
     A verified checkpoint that still does not fit (a missing key, another model's shapes) is rejected through
@@ -254,12 +313,13 @@ def _restore(saved: dict[str, Any], parts: dict[str, Any],
     import copy
 
     before = {name: copy.deepcopy(part.state_dict()) for name, part in parts.items()}
-    rng = generator.get_state(), torch.get_rng_state()
+    rng = {name: g.get_state() for name, g in generators.items()}, torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
     try:
         for name, part in parts.items():
             part.load_state_dict(saved[name])
-        generator.set_state(saved["generator"])
+        for name, g in generators.items():  # "generator" is required; later ones (augment) may be absent
+            g.set_state(saved[name] if name == "generator" else saved.get(name, g.get_state()))
         torch.set_rng_state(saved["torch_rng"])
         if saved["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
@@ -269,7 +329,8 @@ def _restore(saved: dict[str, Any], parts: dict[str, Any],
             raise
         for name, part in parts.items():
             part.load_state_dict(before[name])
-        generator.set_state(rng[0])
+        for name, g in generators.items():
+            g.set_state(rng[0][name])
         torch.set_rng_state(rng[1])
         if cuda_rng:
             torch.cuda.set_rng_state_all(cuda_rng)
