@@ -23,6 +23,7 @@ from bench.methods.base import Method
 from bench.names import HEAD
 from bench.registries import METHODS
 from bench.run.parts import RunParts
+from bench.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Teacher
 
 
@@ -122,3 +123,37 @@ def images_to_input(images: np.ndarray) -> torch.Tensor:
     batch = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
     batch = batch.unsqueeze(1).expand(-1, 3, -1, -1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
     return batch.contiguous()
+
+
+def input_shape(data: DatasetSplits) -> tuple[int, int, int]:
+    """The deployable's per-image input shape: three channels at the dataset's native height and width."""
+    return (3, int(data.train.images.shape[1]), int(data.train.images.shape[2]))
+
+
+class _LinearHead(nn.Module):
+    """A linear classifier on a tap: the reference probe's shape (its weights do not change its cost)."""
+
+    def __init__(self, features: int, classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, classes)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.linear(features.flatten(1))}
+
+
+class _Embedding(nn.Module):
+    """The tap itself, L2-normalised: the teacher's image embedding in its joint space (retrieval)."""
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": F.normalize(features.flatten(1), dim=-1)}
+
+
+def teacher_deployable(teacher: Teacher, data: DatasetSplits, retrieval: bool) -> nn.Module:
+    """The teacher as a deployed model, for its cost: its preprocessing, the backbone, then a linear head of the
+    probe's shape on its pooled features (classification) or its normalised image embedding (retrieval)."""
+    pre = teacher.preprocess.with_size(data.config.image_size)
+    norm = Normalise(ImageNorm(pre.input_size, pre.mean, pre.std, pre.interpolation))
+    if retrieval:
+        return Deployable(norm, _Embedding(), teacher, IMAGE_EMBED).eval().requires_grad_(False)
+    head = _LinearHead(teacher.embed_dim, max(data.num_classes, 1))
+    return Deployable(norm, head, teacher, POOLED).eval().requires_grad_(False)

@@ -28,6 +28,7 @@ from bench.names import (
 )
 from bench.registries import DATASETS, METHODS
 from bench.run.classification import ClassificationTask
+from bench.run.cost import reference_cost_fields, student_cost_fields
 from bench.run.parts import RunParts, build_parts
 from bench.run.record import finished_record, started_record, trained_fields
 from bench.run.retrieval import RetrievalTask
@@ -82,7 +83,8 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     task = TASKS[task_name](bench, spec, data, teacher)
     if spec.method in REFERENCE_METHODS:
         started = started_record(spec, study, HEAD, bench, task.outputs, trial_number, task.reference)
-        return finished_record(started, data, task.reference_fields())
+        return finished_record(started, data, {**task.reference_fields(),
+                                               **reference_cost_fields(bench, spec.teacher, data, task_name)})
     hparams = spec.hparams_dict
     torch.manual_seed(spec.seed)  # initial weights depend on the spec alone, not on what this process ran before
     parts = build_parts(spec.student, spec.method, hparams, teacher, data)
@@ -94,5 +96,6 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
                            bench.device, on_epoch, checkpoint, val_score=task.val_score(parts, inputs))
     joint_space = METHODS.entry(spec.method).card.joint_space
     fields = {**trained_fields(parts.student, parts.method, teacher, parts.kind, joint_space, result),
-              **task.result_fields(parts, inputs, result, evaluate_test)}
+              **task.result_fields(parts, inputs, result, evaluate_test),
+              **student_cost_fields(bench, parts, spec.teacher, data, task_name)}
     return finished_record(started, data, fields)
