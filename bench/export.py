@@ -126,3 +126,35 @@ def _max_diff(got: torch.Tensor, expected: torch.Tensor) -> float:
     if got.shape != expected.shape:
         return float("inf")
     return float((got.float() - expected.float()).abs().max())
+
+
+def best_run(db_url: str, where: str) -> str:
+    """The id of the best done student run matching `where` (highest test accuracy, else mean recall).
+
+    The condition goes into one SELECT that bench/sqlcheck.py checks and bench/sql.py runs on a read-only
+    connection, exactly as `bench sql` does: nothing in it can write.
+    """
+    from bench.names import REFERENCE_METHODS
+    from bench.sql import read_only_query
+
+    references = ", ".join(f"'{name}'" for name in REFERENCE_METHODS)
+    query = (f"SELECT id FROM runs WHERE status = 'done' AND method NOT IN ({references}) AND ({where}) "
+             "ORDER BY COALESCE(test_acc, mean_recall) DESC, id LIMIT 1")
+    _, rows = read_only_query(db_url, query)
+    if not rows:
+        raise BenchError(f"--where {where!r}: no done student run matches; see `bench runs --where ...`")
+    return str(rows[0][0])
+
+
+def export_run(db_url: str, run_ref: str, fmt: Format, out: Path, batch: int = 64) -> float:
+    """Export a stored run's student as a deployable model (its artifact's weights, never retrained), checked
+    against PyTorch on up to `batch` of its real test images; the file's metadata names the run and its spec."""
+    from bench.artifacts import load_run
+    from bench.deploy import deployable_for_run, images_to_input
+
+    loaded = load_run(db_url, run_ref)
+    model = deployable_for_run(loaded.parts, loaded.teacher, loaded.data)
+    example = images_to_input(loaded.data.test.images[:batch])
+    metadata = {"spec": json.dumps(loaded.spec.to_dict(), sort_keys=True), "spec_key": loaded.record.spec_key,
+                "test_acc": str(loaded.record.test_acc)}
+    return export_model(model, fmt, out, example, metadata)
