@@ -323,12 +323,14 @@ def _class_logits(loaded: LoadedRun, split: str) -> torch.Tensor:
 
     bench, spec, data, tensors = loaded.bench, loaded.spec, loaded.data, loaded.tensors
     if loaded.kind == STUDENT:
+        from bench.run.fast import TrainOptions
         from bench.run.run_spec import student_inputs
         from bench.run.train import predict_logits
 
         outputs = bench.teacher_outputs(spec.teacher, data, loaded.parts.feature_taps)
         inputs = student_inputs(loaded.parts, data, outputs)
-        return predict_logits(loaded.parts.student, inputs[split], bench.device)
+        options = TrainOptions.from_config(data.config)  # bf16 runs scored under autocast: eval does the same
+        return predict_logits(loaded.parts.student, inputs[split], bench.device, options=options)
     if loaded.kind == PROBE:
         from bench.probe import probe_logits
 

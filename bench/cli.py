@@ -460,6 +460,31 @@ def _show_value(value: object) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 
+@app.command("export")
+def export_command(
+    run_ref: Annotated[str | None, typer.Argument(metavar="RUN", help="run id or spec key prefix")] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="file to write")] = Path("student.onnx"),
+    fmt: Annotated[str, typer.Option("--format", help="safetensors, torchscript or onnx")] = "onnx",
+    best: Annotated[bool, typer.Option("--best", help="export the best done student run of --where")] = False,
+    where: Annotated[str | None, typer.Option(help="SQL condition on runs for --best, e.g. \"dataset = 'digits'\"")
+                     ] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Write a run's trained student as one model that takes images (a head student with its teacher backbone)."""
+    with user_errors():
+        from bench.export import FORMATS, best_run, export_run
+        from bench.store.session import check_connection
+
+        if best == (run_ref is not None):
+            raise BenchError("bench export: give a RUN or --best (with --where), not both and not neither")
+        if fmt not in FORMATS:
+            raise BenchError(f"--format {fmt!r} is not an export format; use one of {', '.join(FORMATS)}")
+        check_connection(db)
+        chosen = best_run(db, where or "1 = 1") if best else str(run_ref)
+        diff = export_run(db, chosen, fmt, out_file)  # type: ignore[arg-type]
+        out.print(f"wrote {out_file} (run {chosen}, {fmt}; max abs diff vs PyTorch {diff:.2g})", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     app(args=argv, prog_name="bench")

@@ -9,9 +9,10 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.names import FINAL_SUFFIX
 from bench.report.contents import ReportData
+from bench.report.cost import teacher_costs
 from bench.report.load import load_epochs, load_runs
 from bench.report.optuna_tables import search_studies
-from bench.report.plots import accuracy_vs_size, epoch_time, learning_curves
+from bench.report.plots import accuracy_vs_latency, accuracy_vs_size, epoch_time, learning_curves
 from bench.report.provenance import provenance
 from bench.report.stats import baseline_gains
 from bench.report.studies import study_reports
@@ -22,6 +23,7 @@ def _dataset_plots(data: ReportData, db_url: str, out_dir: Path) -> None:
     epochs = load_epochs(db_url, data.runs.loc[data.runs["status"] == "done", "id"])
     for dataset in data.datasets:
         made = [accuracy_vs_size(data.summary, dataset, out_dir),
+                accuracy_vs_latency(data.summary, teacher_costs(data.runs, dataset), dataset, out_dir),
                 epoch_time(data.summary, dataset, out_dir),
                 learning_curves(data.runs, epochs, dataset, out_dir)]
         data.plots[dataset] = [p for p in made if p is not None]

@@ -7,6 +7,7 @@ from html import escape
 from pathlib import Path
 
 from bench.report.contents import ReportData
+from bench.report.cost import COST_HEADER, COST_NOTE, cost_rows, has_cost
 from bench.report.plots import Plot
 from bench.report.stats import gain_cells, gain_header, has_settings
 from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
@@ -72,6 +73,10 @@ def _dataset(data: ReportData, dataset: str) -> str:
                   "(scipy.stats.ttest_rel), n/a with fewer than 2 paired seeds; verdict at p &lt; 0.05.</p>",
                   _table(gain_header(has_settings(gains)),
                          [gain_cells(row, has_settings(gains)) for _, row in gains.iterrows()], "gains")]
+    cost = cost_rows(data.summary, data.runs, dataset)
+    if has_cost(cost):
+        parts += [f"<h3>{escape(dataset)}: inference cost and speed-up</h3>",
+                  f'<p class="note">{escape(COST_NOTE)}</p>', _table(COST_HEADER, cost, "cost")]
     parts += [_figure(p) for p in data.plots.get(dataset, [])]
     return "\n".join(parts)
 

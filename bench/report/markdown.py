@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report.contents import ReportData
+from bench.report.cost import COST_HEADER, COST_NOTE, cost_rows, has_cost
 from bench.report.stats import gain_cells, gain_header, has_settings
 from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
 
@@ -55,6 +56,13 @@ def _gains(data: ReportData, dataset: str) -> list[str]:
                    [gain_cells(row, has_settings(gains)) for _, row in gains.iterrows()])]
 
 
+def _cost(data: ReportData, dataset: str) -> list[str]:
+    rows = cost_rows(data.summary, data.runs, dataset)
+    if not has_cost(rows):
+        return []
+    return [f"### {dataset}: inference cost and speed-up", "", COST_NOTE, "", *table(COST_HEADER, rows)]
+
+
 def _plots(data: ReportData, dataset: str) -> list[str]:
     lines = []
     for plot in data.plots.get(dataset, []):
@@ -83,7 +91,7 @@ def render(data: ReportData) -> str:
         lines += [f"## {dataset}", ""]
         for matrix in (m for m in data.matrices if m.dataset == dataset):
             lines += _matrix(matrix)
-        lines += _gains(data, dataset) + _plots(data, dataset)
+        lines += _gains(data, dataset) + _cost(data, dataset) + _plots(data, dataset)
     if not data.unfinished.empty:
         lines += ["## Runs that did not finish", "",
                   *table(PROBLEM_HEADER, [problem_cells(row) for _, row in data.unfinished.iterrows()])]

@@ -1,10 +1,11 @@
-"""Matplotlib (Agg) figures, each saved as PNG and SVG: accuracy vs size, epoch time, learning curves."""
+"""Matplotlib (Agg) figures, each saved as PNG and SVG: accuracy vs size and vs latency, epoch time, learning curves."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.report.tables import metric_label
@@ -62,45 +63,99 @@ def _legend(axis, **kwargs) -> None:  # noqa: ANN001
         axis.legend(unique.values(), unique.keys(), fontsize=7, **kwargs)
 
 
-def accuracy_vs_size(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | None:
-    """Score vs student size (log x), colour = method, marker = student, Pareto front drawn."""
+def _score_panel(axis, rows: pd.DataFrame, x: str, methods: list[str], students: list[str]) -> int:  # noqa: ANN001
+    """Score vs `x` (log x) on one axis: colour = method, marker = student, CI bars, the Pareto front annotated."""
+    rows = rows[rows[x].notna() & (rows[x] > 0) & np.isfinite(rows[x])]
+    for row in rows.itertuples():
+        colour = f"C{methods.index(row.method) % 10}"
+        value = getattr(row, x)
+        if pd.notna(row.ci_low):  # the 95% CI of the mean over seeds; none with one seed
+            axis.errorbar(value, row.score_pct, yerr=[[row.score_pct - row.ci_low * 100],
+                                                      [row.ci_high * 100 - row.score_pct]],
+                          color=colour, lw=1, capsize=3, alpha=0.6)
+        axis.scatter(value, row.score_pct, color=colour, marker=MARKERS[students.index(row.student) % len(MARKERS)],
+                     s=40, alpha=0.8)
+    front = pareto_front(rows, x, "score_pct")
+    axis.step(front[x], front["score_pct"], where="post", color="black", lw=1.5, alpha=0.7, label="Pareto front")
+    for row in front.itertuples():
+        setting = f" {row.setting}" if row.setting else ""
+        axis.annotate(f"{row.student}/{row.method}/{row.teacher}/{row.epochs}ep{setting}",
+                      (getattr(row, x), row.score_pct), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    axis.set_xscale("log")
+    axis.grid(alpha=0.3, which="both")
+    return len(front)
+
+
+def _legend_panel(axis, methods: list[str], students: list[str], extra: list[tuple[str, str, str]]) -> None:  # noqa: ANN001
+    """The legend in its own blank panel beside the plots, so that it never covers a point."""
+    for index, method in enumerate(methods):
+        axis.scatter([], [], color=f"C{index % 10}", marker="s", label=f"method {method}")
+    for student in students:
+        axis.scatter([], [], color="grey", marker=MARKERS[students.index(student) % len(MARKERS)], label=student)
+    for label, colour, marker in extra:
+        axis.scatter([], [], color=colour, marker=marker, s=90, label=label)
+    axis.plot([], [], color="black", lw=1.5, label="Pareto front")
+    axis.axis("off")
+    axis.legend(loc="center left", fontsize=7, frameon=False)
+
+
+def _scored(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     rows = summary[(summary["dataset"] == dataset) & (summary["seeds"] > 0)].copy()
+    rows["score_pct"] = rows["score_mean"] * 100
+    return rows
+
+
+def accuracy_vs_size(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | None:
+    """Score vs the student's own size and vs its inference footprint (a head student carries its backbone)."""
+    rows = _scored(summary, dataset)
     rows = rows[rows["size_mb"] > 0]
     if rows.empty:
         return None
     plt = pyplot()
-    rows["score_pct"] = rows["score_mean"] * 100
     methods, students = sorted(rows["method"].unique()), sorted(rows["student"].unique())
-    figure, axis = plt.subplots(figsize=(7.5, 4.8))
-    for row in rows.itertuples():
-        colour = f"C{methods.index(row.method)}"
-        if pd.notna(row.ci_low):  # the 95% CI of the mean over seeds; none with one seed
-            axis.errorbar(row.size_mb, row.score_pct, yerr=[[row.score_pct - row.ci_low * 100],
-                                                            [row.ci_high * 100 - row.score_pct]],
-                          color=colour, lw=1, capsize=3, alpha=0.6)
-        axis.scatter(row.size_mb, row.score_pct, color=colour,
-                     marker=MARKERS[students.index(row.student) % len(MARKERS)], s=40, alpha=0.8)
-    for index, method in enumerate(methods):
-        axis.scatter([], [], color=f"C{index}", marker="s", label=f"method {method}")
-    for student in students:
-        axis.scatter([], [], color="grey", marker=MARKERS[students.index(student) % len(MARKERS)], label=student)
-    front = pareto_front(rows, "size_mb", "score_pct")
-    axis.step(front["size_mb"], front["score_pct"], where="post", color="black", lw=1.5, alpha=0.7,
-              label="Pareto front")
-    for row in front.itertuples():
-        setting = f" {row.setting}" if row.setting else ""
-        axis.annotate(f"{row.student}/{row.method}/{row.teacher}/{row.epochs}ep{setting}", (row.size_mb, row.score_pct),
-                      fontsize=6, xytext=(3, -8), textcoords="offset points")
-    axis.set_xscale("log")
-    axis.set_xlabel("student size (MB, log scale)")
-    axis.set_ylabel(metric_label(rows["metric"].iloc[0]) + " (mean over seeds)")
-    axis.set_title(f"{dataset}: {metric_label(rows['metric'].iloc[0])} vs size")
-    axis.grid(alpha=0.3, which="both")
-    _legend(axis, loc="lower right")
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1, 0.45]})
+    fronts = []
+    for axis, column, label in ((axes[0], "size_mb", "student weights (MB, log scale)"),
+                                (axes[1], "inference_size_mb", "inference footprint (MB, log scale)")):
+        fronts.append(_score_panel(axis, rows, column, methods, students))
+        axis.set_xlabel(label)
+        axis.set_ylabel(metric_label(rows["metric"].iloc[0]) + " (mean over seeds)")
+    axes[0].set_title("vs student size", fontsize=9)
+    axes[1].set_title("vs inference footprint (head students + teacher backbone)", fontsize=9)
+    _legend_panel(axes[2], methods, students, [])
+    figure.suptitle(f"{dataset}: {metric_label(rows['metric'].iloc[0])} vs size", fontsize=10)
     caption = (f"Each point is one setting (student/method/teacher/epoch budget/hparams; mean over seeds, error bar = "
-               f"95% CI, t over seeds, none with one seed); colour = method, marker = student. The black steps join "
-               f"the Pareto front ({len(front)} points): nothing else is both smaller and better.")
+               f"95% CI, t over seeds, none with one seed); colour = method, marker = student. Left: the student's "
+               f"own weights; right: what inference needs (a head student carries its teacher backbone, a "
+               f"joint-space run its projection). The black steps join the Pareto fronts ({fronts[0]} and "
+               f"{fronts[1]} points): nothing else is both smaller and better. The legend has its own panel.")
     return save(figure, out_dir, f"acc_vs_size_{dataset}", f"{dataset}: accuracy vs size", caption)
+
+
+def accuracy_vs_latency(summary: pd.DataFrame, teachers: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | None:
+    """Score vs batch-1 inference latency (log x) with its Pareto front; the teachers as stars."""
+    rows = _scored(summary, dataset)
+    if "latency_ms" not in rows or not bool((rows["latency_ms"].notna() & np.isfinite(rows["latency_ms"])).any()):
+        return None
+    plt = pyplot()
+    methods, students = sorted(rows["method"].unique()), sorted(rows["student"].unique())
+    figure, axes = plt.subplots(1, 2, figsize=(9.5, 4.8), gridspec_kw={"width_ratios": [1, 0.45]})
+    axis = axes[0]
+    front = _score_panel(axis, rows, "latency_ms", methods, students)
+    shown = teachers[teachers["latency_ms"].notna() & teachers["score"].notna()] if not teachers.empty else teachers
+    for row in shown.itertuples():
+        axis.scatter(row.latency_ms, row.score * 100, color="gold", edgecolors="black", marker="*", s=160, zorder=3)
+        axis.annotate(f"teacher {row.teacher}", (row.latency_ms, row.score * 100), fontsize=6, xytext=(4, 4),
+                      textcoords="offset points")
+    axis.set_xlabel("inference latency, batch 1 (median ms, log scale)")
+    axis.set_ylabel(metric_label(rows["metric"].iloc[0]) + " (mean over seeds)")
+    axis.set_title(f"{dataset}: {metric_label(rows['metric'].iloc[0])} vs latency", fontsize=10)
+    _legend_panel(axes[1], methods, students, [("teacher", "gold", "*")] if len(shown) else [])
+    caption = (f"Each point is one student setting at its deployed latency (batch 1, median ms on the run's device; "
+               f"a head student includes its teacher backbone); stars = teachers with their reference head. "
+               f"The black steps join the Pareto front of the students ({front} points): nothing else is both "
+               f"faster and better. The legend has its own panel.")
+    return save(figure, out_dir, f"acc_vs_latency_{dataset}", f"{dataset}: accuracy vs latency", caption)
 
 
 def epoch_time(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | None:

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from bench.names import REFERENCE_METHODS
@@ -113,6 +114,19 @@ def _seed_scores(done: pd.DataFrame) -> list[float]:
     return list(done.dropna(subset=["score"]).groupby("seed")["score"].mean())
 
 
+COST_COLUMNS = ("latency_ms", "throughput_ips", "macs", "teacher_latency_ms", "teacher_throughput_ips", "teacher_macs",
+                "speedup")  # issue 14: the deployable model's inference cost and its teacher's
+
+
+def finite_mean(rows: pd.DataFrame, column: str) -> float:
+    """Mean of a column's finite values (NaN when it has none, or when an older database lacks the column)."""
+    if column not in rows:
+        return float("nan")
+    values = pd.to_numeric(rows[column], errors="coerce")
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting (group keys + study, hparams, data config): score over distinct done seeds with a 95% CI."""
     scored = with_setting(with_score(runs[~runs["method"].isin(REFERENCE_METHODS)]))
@@ -140,6 +154,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "size_mb": done["size_mb"].mean(),
             "inference_size_mb": done["inference_size_mb"].mean(),
             "epoch_seconds": done["epoch_seconds"].mean(),
+            **{name: finite_mean(done, name) for name in COST_COLUMNS},
             "epoch_seconds_std": done["epoch_seconds"].std(ddof=1) if len(done) > 1 else float("nan"),
             "runs": len(group),
             "problems": _problems(group["status"]),

@@ -28,6 +28,7 @@ from bench.names import (
 )
 from bench.registries import DATASETS, METHODS
 from bench.run.classification import ClassificationTask
+from bench.run.cost import reference_cost_fields, student_cost_fields
 from bench.run.fast import TrainOptions
 from bench.run.kept import Keep, reference_kept, student_kept
 from bench.run.loader import ImageInputs
@@ -89,7 +90,8 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     task = TASKS[task_name](bench, spec, data, teacher)
     if spec.method in REFERENCE_METHODS:
         started = started_record(spec, study, HEAD, bench, task.outputs, trial_number, task.reference)
-        record = finished_record(started, data, task.reference_fields())
+        record = finished_record(started, data, {**task.reference_fields(),
+                                                 **reference_cost_fields(bench, spec.teacher, data, task_name)})
         if keep is not None:
             keep(reference_kept(spec, task))
         return record
@@ -105,7 +107,8 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
                            options=TrainOptions.from_config(data.config))
     joint_space = METHODS.entry(spec.method).card.joint_space
     fields = {**trained_fields(parts.student, parts.method, teacher, parts.kind, joint_space, result),
-              **task.result_fields(parts, inputs, result, evaluate_test)}
+              **task.result_fields(parts, inputs, result, evaluate_test),
+              **student_cost_fields(bench, parts, spec.teacher, data, task_name)}
     if keep is not None:  # the weights test_acc was computed with: the last epoch's
         keep(student_kept(spec, parts, data, joint_space))
     return finished_record(started, data, fields)

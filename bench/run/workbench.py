@@ -14,6 +14,7 @@ from bench.cache import CacheEvent, FeatureCache
 from bench.data import DataConfig, DatasetSplits, load_dataset
 from bench.errors import BenchError
 from bench.features import cached_teacher_outputs, split_fingerprint
+from bench.inference_cost import InferenceCost, measure_cost
 from bench.names import FINETUNE_REFERENCE, FINETUNE_TARGETS, SPLITS
 from bench.probe import FOLD_SEED, OOF_FOLDS, PROBE_VERSION, ProbeResult, fit_linear_probe
 from bench.registries import TEACHERS
@@ -72,6 +73,7 @@ class Workbench:
         self._outputs: dict[tuple, tuple[TeacherOutputs, weakref.ref]] = {}  # -> outputs, the data that asked first
         self._probes: dict[tuple, ProbeResult] = {}
         self._finetuned: dict[tuple, FinetuneResult] = {}
+        self._teacher_costs: dict[tuple, InferenceCost] = {}
 
     def teacher(self, name: str) -> Teacher:
         if name not in self._teachers:
@@ -105,6 +107,19 @@ class Workbench:
                 events.append(event)
         self._outputs[memo_key] = (TeacherOutputs(features, events), weakref.ref(data))
         return self._outputs[memo_key][0]
+
+    def teacher_cost(self, teacher_name: str, data: DatasetSplits, retrieval: bool) -> InferenceCost:
+        """The teacher's inference cost (bench/deploy.py `teacher_deployable`), measured once per teacher, input
+        size, head shape and device in this process: a grid pays for it once."""
+        from bench.deploy import input_shape, teacher_deployable
+
+        teacher = self.teacher(teacher_name)
+        size = teacher.preprocess.with_size(data.config.image_size).input_size
+        memo_key = (teacher_name, input_shape(data), size, retrieval or data.num_classes, str(self.device))
+        if memo_key not in self._teacher_costs:
+            model = teacher_deployable(teacher, data, retrieval)
+            self._teacher_costs[memo_key] = measure_cost(model, input_shape(data), self.device)
+        return self._teacher_costs[memo_key]
 
     def finetuned(self, teacher_name: str, data: DatasetSplits) -> FinetuneResult:
         """The teacher fine-tuned on the labeled train rows (data.teacher_reference: finetune), cached on disk."""

@@ -156,7 +156,8 @@ def test_unfinished_runs_are_shown_not_dropped(report_db: tuple[str, Path], repo
 def test_plots_are_written_and_non_empty(report_db: tuple[str, Path], report_dir: Path) -> None:
     import optuna
 
-    stems = ["acc_vs_size_digits", "epoch_time_digits", "learning_curves_digits", f"study_history_{TUNE_STUDY}",
+    stems = ["acc_vs_size_digits", "acc_vs_latency_digits", "epoch_time_digits", "learning_curves_digits",
+             f"study_history_{TUNE_STUDY}",
              f"study_importance_{TUNE_STUDY}", f"study_parallel_{TUNE_STUDY}", f"study_pareto_{TUNE_STUDY}"]
     for stem in stems:
         png, svg = report_dir / f"{stem}.png", report_dir / f"{stem}.svg"
@@ -217,7 +218,7 @@ def test_html_is_self_contained_and_renders_in_chromium(report_dir: Path, tmp_pa
     html = (report_dir / "report.html").read_text()
     for forbidden in ("http://", "https://", "<script", "<link", 'src="/', "src='", "url("):
         assert forbidden not in html, forbidden
-    assert html.count('src="data:image/png;base64,') == 7
+    assert html.count('src="data:image/png;base64,') == 8  # issue 14 added accuracy vs latency
     assert '<table class="matrix">' in html and "<td>resnet</td>" in html
     shot = tmp_path / "shot.png"
     screenshot(report_dir / "report.html", shot)

@@ -1,0 +1,159 @@
+"""One self-contained model per run: images in [0, 1] -> the student's output, with the run's own preprocessing.
+
+The module takes a float32 batch (N, 3, H, W) in [0, 1] at the dataset's native size (greyscale datasets: the one
+channel repeated three times, as the run itself does, see `images_to_input`), resizes and normalises it exactly
+as the run did (bench/images.py `to_tensor`), and returns class logits, or for joint-space runs the L2-normalised
+image embedding in the teacher's joint space. A head student carries its frozen teacher backbone and reads the
+tap the run read. This is what `bench export` writes and what bench/inference_cost.py measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.data import DatasetSplits
+from bench.errors import BenchError
+from bench.images import channel_stats
+from bench.methods.base import Method
+from bench.names import HEAD
+from bench.registries import METHODS
+from bench.run.parts import RunParts
+from bench.taps import IMAGE_EMBED, POOLED
+from bench.teachers.base import Teacher
+
+
+@dataclass(frozen=True)
+class ImageNorm:
+    """Square resize and per-channel normalisation of a model's input (the run's `to_tensor` arguments)."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"  # standalone students: bilinear; a head student: its teacher's (bicubic)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
+
+
+class Normalise(nn.Module):
+    """[0, 1] images at any size -> the normalised square input, as bench/images.py `to_tensor` makes it."""
+
+    def __init__(self, norm: ImageNorm) -> None:
+        super().__init__()
+        self.size = norm.size
+        mode = norm.interpolation if norm.interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
+        self.mode = mode
+        self.register_buffer("mean", torch.tensor(norm.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(norm.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != self.size or images.shape[-2] != self.size:
+            if self.mode == "nearest":
+                images = F.interpolate(images, size=(self.size, self.size), mode="nearest")
+            else:
+                images = F.interpolate(images, size=(self.size, self.size), mode=self.mode, align_corners=False,
+                                       antialias=True)  # as to_tensor: antialiased bicubic differs even when enlarging
+        return (images - self.mean) / self.std
+
+
+class Deployable(nn.Module):
+    """Normalise -> (frozen teacher backbone -> its tap) -> student -> logits, or the joint-space embedding."""
+
+    def __init__(self, normalise: Normalise, student: nn.Module, backbone: Teacher | None = None,
+                 tap: str | None = None, joint: Method | None = None) -> None:
+        super().__init__()
+        self.normalise = normalise
+        self.backbone = backbone
+        self.tap = tap
+        self.student = student
+        self.joint = joint
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        inputs = self.normalise(images)
+        if self.backbone is not None and self.tap is not None:
+            inputs = self.backbone.features(inputs, [self.tap])[self.tap].float()
+        outputs = self.student(inputs)
+        if self.joint is not None:
+            return self.joint.joint_embedding(outputs)  # type: ignore[operator]
+        return outputs["logits"]
+
+
+def deployable(student: nn.Module, method: Method, teacher: Teacher, kind: str, input_tap: str | None,
+               preprocess: ImageNorm, joint_space: bool) -> nn.Module:
+    """The run's student as one eval-mode module that takes [0, 1] images (see the module docstring)."""
+    if kind == HEAD and input_tap is None:
+        raise BenchError("a head student needs the teacher tap it reads (input_tap); the run's parts name it")
+    backbone = teacher if kind == HEAD else None
+    model = Deployable(Normalise(preprocess), student, backbone, input_tap if kind == HEAD else None,
+                       method if joint_space else None)
+    return model.eval().requires_grad_(False)
+
+
+def run_norm(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> ImageNorm:
+    """The preprocessing the run used: the teacher's for a head student, train-set channel stats otherwise."""
+    if parts.input_tap is not None:
+        pre = teacher.preprocess.with_size(data.config.image_size)
+        return ImageNorm(pre.input_size, pre.mean, pre.std, pre.interpolation)
+    mean, std = channel_stats(data.train.images)
+    return ImageNorm(data.config.student_image_size or data.native_size, mean, std)
+
+
+def deployable_for_run(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> nn.Module:
+    """`deployable` with the arguments the run used (bench/run/run_spec.py `student_inputs`)."""
+    if parts.input_tap is not None and data.config.teacher_reference == "finetune":
+        raise BenchError("a head student of a run with data.teacher_reference: finetune read the fine-tuned "
+                         "teacher's features, which are not kept as a model; export a standalone student instead")
+    return deployable(parts.student, parts.method, teacher, parts.kind, parts.input_tap,
+                      run_norm(parts, teacher, data), is_joint_space(parts.method))
+
+
+def is_joint_space(method: Method) -> bool:
+    """Whether the method maps the student into the teacher's joint space (its registered card says so)."""
+    return any(entry.obj is type(method) and entry.card.joint_space for entry in METHODS)
+
+
+def images_to_input(images: np.ndarray) -> torch.Tensor:
+    """A split's uint8 images (N, H, W[, 3]) -> the deployable's input (N, 3, H, W) float32 in [0, 1]."""
+    batch = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    batch = batch.unsqueeze(1).expand(-1, 3, -1, -1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
+    return batch.contiguous()
+
+
+def input_shape(data: DatasetSplits) -> tuple[int, int, int]:
+    """The deployable's per-image input shape: three channels at the dataset's native height and width."""
+    return (3, int(data.train.images.shape[1]), int(data.train.images.shape[2]))
+
+
+class _LinearHead(nn.Module):
+    """A linear classifier on a tap: the reference probe's shape (its weights do not change its cost)."""
+
+    def __init__(self, features: int, classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, classes)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.linear(features.flatten(1))}
+
+
+class _Embedding(nn.Module):
+    """The tap itself, L2-normalised: the teacher's image embedding in its joint space (retrieval)."""
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": F.normalize(features.flatten(1), dim=-1)}
+
+
+def teacher_deployable(teacher: Teacher, data: DatasetSplits, retrieval: bool) -> nn.Module:
+    """The teacher as a deployed model, for its cost: its preprocessing, the backbone, then a linear head of the
+    probe's shape on its pooled features (classification) or its normalised image embedding (retrieval)."""
+    pre = teacher.preprocess.with_size(data.config.image_size)
+    norm = Normalise(ImageNorm(pre.input_size, pre.mean, pre.std, pre.interpolation))
+    if retrieval:
+        return Deployable(norm, _Embedding(), teacher, IMAGE_EMBED).eval().requires_grad_(False)
+    head = _LinearHead(teacher.embed_dim, max(data.num_classes, 1))
+    return Deployable(norm, head, teacher, POOLED).eval().requires_grad_(False)
