@@ -284,7 +284,27 @@ def load_run(database_url: str, run_ref: str, context: Any = None,
             parts.method.load_state_dict(method_state)
         parts.student.to(bench.device).eval()
         parts.method.to(bench.device).eval()
+        if parts.input_tap is not None and data.config.teacher_reference == "finetune":
+            teacher = finetuned_teacher(database_url, spec, teacher, data)
     return LoadedRun(record, spec, parts, teacher, data, bench, kind, tensors, metadata)
+
+
+def finetuned_teacher(database_url: str, spec: Any, teacher: Any, data: Any) -> Any:
+    """The fine-tuned teacher a head student of a `teacher_reference: finetune` setting read its features from:
+    the setting's reference run's artifact (sha256 checked) loaded into a copy of the teacher; never re-trained."""
+    from safetensors.torch import load_file
+
+    from bench.run.finetune import apply_state
+    from bench.run.run_spec import probe_spec
+
+    reference_key = probe_spec(spec.teacher, spec.dataset, spec.data_dict).key
+    try:
+        reference = find_run(database_url, reference_key)
+    except BenchError as error:
+        raise BenchError(f"run {spec.key[:12]} reads the fine-tuned {spec.teacher!r}, whose reference run "
+                         f"{reference_key[:12]} is not stored; re-run the grid's teacher-finetune cell") from error
+    model, _ = apply_state(teacher, load_file(str(verified_path(reference))), data.num_classes)
+    return model.eval()
 
 
 def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

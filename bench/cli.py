@@ -463,7 +463,7 @@ def _show_value(value: object) -> str:
 @app.command("export")
 def export_command(
     run_ref: Annotated[str | None, typer.Argument(metavar="RUN", help="run id or spec key prefix")] = None,
-    out_file: Annotated[Path, typer.Option("--out", help="file to write")] = Path("student.onnx"),
+    out_file: Annotated[Path, typer.Option("--out", help="file to write (required)")] = None,  # type: ignore[assignment]
     fmt: Annotated[str, typer.Option("--format", help="safetensors, torchscript or onnx")] = "onnx",
     best: Annotated[bool, typer.Option("--best", help="export the best done student run of --where")] = False,
     where: Annotated[str | None, typer.Option(help="SQL condition on runs for --best, e.g. \"dataset = 'digits'\"")
@@ -477,6 +477,8 @@ def export_command(
 
         if best == (run_ref is not None):
             raise BenchError("bench export: give a RUN or --best (with --where), not both and not neither")
+        if out_file is None:
+            raise BenchError("bench export: --out FILE is required (e.g. --out student.onnx)")
         if fmt not in FORMATS:
             raise BenchError(f"--format {fmt!r} is not an export format; use one of {', '.join(FORMATS)}")
         check_connection(db)

@@ -105,10 +105,8 @@ def run_norm(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> ImageNor
 
 
 def deployable_for_run(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> nn.Module:
-    """`deployable` with the arguments the run used (bench/run/run_spec.py `student_inputs`)."""
-    if parts.input_tap is not None and data.config.teacher_reference == "finetune":
-        raise BenchError("a head student of a run with data.teacher_reference: finetune read the fine-tuned "
-                         "teacher's features, which are not kept as a model; export a standalone student instead")
+    """`deployable` with the arguments the run used (bench/run/run_spec.py `student_inputs`); a head student of a
+    `teacher_reference: finetune` setting takes the fine-tuned teacher (bench/artifacts.py `finetuned_teacher`)."""
     return deployable(parts.student, parts.method, teacher, parts.kind, parts.input_tap,
                       run_norm(parts, teacher, data), is_joint_space(parts.method))
 

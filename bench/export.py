@@ -153,6 +153,9 @@ def export_run(db_url: str, run_ref: str, fmt: Format, out: Path, batch: int = 6
     from bench.deploy import deployable_for_run, images_to_input
 
     loaded = load_run(db_url, run_ref)
+    if loaded.parts is None:
+        raise BenchError(f"run {run_ref!r} is the {loaded.record.method} reference cell, not a trained student; "
+                         "bench export writes student runs (see `bench runs`)")
     model = deployable_for_run(loaded.parts, loaded.teacher, loaded.data)
     example = images_to_input(loaded.data.test.images[:batch])
     metadata = {"spec": json.dumps(loaded.spec.to_dict(), sort_keys=True), "spec_key": loaded.record.spec_key,

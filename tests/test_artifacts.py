@@ -12,6 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from bench.cli import app
+from bench.names import PROBE_METHOD
 from bench.run.kept import STUDENT, Kept
 from bench.store import StorageError, Store
 from tests.support.fakes import registered
@@ -156,3 +157,43 @@ def test_a_failed_run_and_a_row_that_could_not_be_stored_leave_no_file(case: str
     assert row.status == "failed" and row.artifact_path is None
     directory = tmp_path / "artifacts"
     assert not directory.exists() or list(directory.rglob("*")) == []  # no file, no staging left behind
+
+
+@pytest.mark.slow
+def test_bench_export_writes_runnable_files_from_stored_runs(tmp_path: Path, fake_teacher: str,
+                                                             one_thread: None) -> None:
+    """`bench export` of a head and a standalone run (and --best --where) gives ONNX files onnxruntime runs on
+    the run's real test images, matching the stored run's own predictions; a reference run and no --out refuse."""
+    import numpy as np
+    import onnxruntime
+
+    from bench.artifacts import evaluate_run, find_run, load_run
+    from bench.deploy import images_to_input
+
+    db, _ = run_grid(tmp_path)
+    runs = {(run.student_kind, run.student, run.seed): run for run in Store(db).runs()}
+    head, standalone = runs[("head", "projection", 0)], runs[("standalone", "resnet", 1)]
+    for run in (head, standalone):
+        out = tmp_path / f"{run.student}.onnx"
+        code, output = bench_cli("export", run.spec_key[:12], "--format", "onnx", "--out", str(out), "--db", db)
+        assert code == 0, output
+        loaded = load_run(db, run.spec_key)
+        images = loaded.data.test.images
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        logits = session.run(None, {session.get_inputs()[0].name: images_to_input(images).numpy()})[0]
+        accuracy = float((logits.argmax(1) == np.asarray(loaded.data.test.labels)).mean())
+        assert accuracy == pytest.approx(evaluate_run(loaded, "test"), abs=1.0 / len(images))  # one flip at most
+        assert accuracy == pytest.approx(run.test_acc, abs=1.0 / len(images))
+    best = tmp_path / "best.pt"
+    code, output = bench_cli("export", "--best", "--where", "student = 'resnet'", "--format", "torchscript",
+                             "--out", str(best), "--db", db)
+    top = max((r for r in runs.values() if r.student == "resnet"), key=lambda r: r.test_acc)
+    assert code == 0, output
+    chosen = output.split("(run ", 1)[1].split(",", 1)[0]  # "wrote FILE (run ID, torchscript; ...)"
+    assert find_run(db, chosen).spec_key == top.spec_key
+    assert torch.jit.load(str(best))(images_to_input(images[:4])).shape[0] == 4
+    reference = next(r for r in Store(db).runs() if r.method == PROBE_METHOD)
+    code, output = bench_cli("export", reference.spec_key[:12], "--out", str(tmp_path / "r.onnx"), "--db", db)
+    assert code == 2 and "reference cell" in output and not (tmp_path / "r.onnx").exists()
+    code, output = bench_cli("export", head.spec_key[:12], "--db", db)
+    assert code == 2 and "--out FILE is required" in output
