@@ -411,6 +411,29 @@ def _show_value(value: object) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 
+@app.command("plan")
+def plan_command(
+    plan_file: Annotated[Path, typer.Argument(metavar="FILE", help="grid or study YAML")],
+    gpu: Annotated[str | None, typer.Option(help="estimate for this GPU from the cited table (h200, h100, a100, "
+                                                 "rtx4090) instead of timing batches here")] = None,
+    db: DbOption = DEFAULT_DB,
+    data_root: DataRootOption = None,
+    weights: WeightsOption = None,
+) -> None:
+    """Dry run: the cells, which are done, missing weights and data (and the fix), estimated time per phase."""
+    with user_errors():
+        from bench.plan import make_plan
+
+        plan = make_plan(plan_file, db, gpu, _weights_map(weights), data_root)
+        for line in plan.lines:
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+        if not plan.runnable:
+            out.print(f"not runnable yet: missing {', '.join(plan.missing)}", highlight=False, markup=False,
+                      soft_wrap=True)
+            raise typer.Exit(2)
+        out.print("runnable: every weight and dataset is present", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     app(args=argv, prog_name="bench")
