@@ -20,13 +20,6 @@ from bench.names import FINAL_SUFFIX
 from bench.spec import ExperimentSpec
 
 STUDY_FIELDS = ("search", "trials", "sampler", "pruner", "objectives", "final", "enqueue", "seed")
-NOMINAL_SIZES = {  # official (train pool, test) image counts: a missing dataset's cost is estimated from these
-    "tiny-imagenet": (100_000, 10_000), "coco-captions": (118_287, 5_000), "cifar-100": (50_000, 10_000),
-    "fashion-mnist": (60_000, 10_000), "digits": (1_437, 360),
-}
-NATIVE_SIZES = {"tiny-imagenet": 64, "coco-captions": 224, "cifar-100": 32, "fashion-mnist": 28, "digits": 8}
-PROBE_SECONDS_PER_IMAGE = 2e-5  # estimate: a logistic-regression probe on cached features (CPU)
-FINETUNE_LRS = 2  # bench/run/finetune.py tries two learning rates
 
 
 @dataclass

@@ -12,8 +12,15 @@ from typing import Any
 
 from bench import plan_throughput as tp
 from bench.names import BASELINE_METHOD, HEAD
-from bench.plan import FINETUNE_LRS, NATIVE_SIZES, NOMINAL_SIZES, PROBE_SECONDS_PER_IMAGE, Plan
 from bench.spec import ExperimentSpec
+
+NOMINAL_SIZES = {  # official (train pool, test) image counts: a missing dataset's cost is estimated from these
+    "tiny-imagenet": (100_000, 10_000), "coco-captions": (118_287, 5_000), "cifar-100": (50_000, 10_000),
+    "fashion-mnist": (60_000, 10_000), "digits": (1_437, 360),
+}
+NATIVE_SIZES = {"tiny-imagenet": 64, "coco-captions": 224, "cifar-100": 32, "fashion-mnist": 28, "digits": 8}
+PROBE_SECONDS_PER_IMAGE = 2e-5  # estimate: a logistic-regression probe on cached features (CPU)
+FINETUNE_LRS = 2  # bench/run/finetune.py tries two learning rates
 
 NUM_CLASSES = {"tiny-imagenet": 200, "cifar-100": 100, "fashion-mnist": 10, "digits": 10, "coco-captions": 1}
 EVAL_SPEEDUP = 3.0  # estimate: an eval (forward-only) image costs a third of a training image
@@ -178,8 +185,8 @@ def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> float | None:
     return spec.epochs * (train / rate + splits.val / (EVAL_SPEEDUP * rate)) + splits.test / (EVAL_SPEEDUP * rate)
 
 
-def estimate(plan: Plan, rates: Rates) -> dict[str, float | None]:
-    """Seconds per phase for the cells not done yet (None: a phase could not be estimated)."""
+def estimate(plan: Any, rates: Rates) -> dict[str, float | None]:
+    """Seconds per phase of a bench.plan.Plan's cells not done yet (None: a phase could not be estimated)."""
     totals: dict[str, float | None] = {"teacher pass": 0.0, "teacher reference": 0.0, "student epochs": 0.0}
 
     def add(phase: str, seconds: float | None) -> None:
