@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-H200_SOURCE = "measured on an H200 by benchmarks/bench_plan_throughput.py (bf16, batch 256)"
+H200_SOURCE = "measured on an H200 as benchmarks/bench_plan_throughput.py does (bf16, batch 256)"
 TIMM_4090 = "published: timm results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv (AMP, batch 1024)"
 TRAIN_RATIO = 1 / 3  # estimate: a training step (forward + backward) costs about three forward passes
 
