@@ -270,9 +270,17 @@ def teachers(
     names: Annotated[list[str] | None, typer.Argument(help="teachers to check [default: every registered one]")] = None,
     weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file or dir (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+    all_paper: Annotated[bool, typer.Option("--all-paper", help="with `fetch`: every teacher of studies/paper-*")
+                         ] = False,
 ) -> None:
-    """Each teacher's family, params, embedding dim, input, normalisation, taps and whether its weights are here."""
+    """Each teacher's family, params, embedding dim, input, normalisation, taps and whether its weights are here.
+
+    `bench teachers fetch NAME... [--all-paper]` downloads weights into the hub caches and loads each once.
+    """
     with user_errors():
+        if names and names[0] == "fetch":
+            _fetch_teachers(names[1:], all_paper)
+            return
         from bench.teachers.inventory import inventory, inventory_table
 
         explicit = dict(item.partition("=")[::2] for item in weights or [])
@@ -485,6 +493,46 @@ def export_command(
         chosen = best_run(db, where or "1 = 1") if best else str(run_ref)
         diff = export_run(db, chosen, fmt, out_file)  # type: ignore[arg-type]
         out.print(f"wrote {out_file} (run {chosen}, {fmt}; max abs diff vs PyTorch {diff:.2g})", highlight=False)
+
+
+@app.command("plan")
+def plan_command(
+    plan_file: Annotated[Path, typer.Argument(metavar="FILE", help="grid or study YAML")],
+    gpu: Annotated[str | None, typer.Option(help="estimate for this GPU from the cited table (h200, h100, a100, "
+                                                 "rtx4090) instead of timing batches here")] = None,
+    db: DbOption = DEFAULT_DB,
+    data_root: DataRootOption = None,
+    weights: WeightsOption = None,
+) -> None:
+    """Dry run: the cells, which are done, missing weights and data (and the fix), estimated time per phase."""
+    with user_errors():
+        from bench.plan import make_plan
+
+        plan = make_plan(plan_file, db, gpu, _weights_map(weights), data_root)
+        for line in plan.lines:
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+        if not plan.runnable:
+            out.print(f"not runnable yet: missing {', '.join(plan.missing)}", highlight=False, markup=False,
+                      soft_wrap=True)
+            raise typer.Exit(2)
+        out.print("runnable: every weight and dataset is present", highlight=False)
+
+
+def _fetch_teachers(names: list[str], all_paper: bool) -> None:
+    """`bench teachers fetch`: one line per teacher fetched; exit 2 with one line per teacher that was not."""
+    from bench.teachers.fetch import PAPER_TEACHERS, fetch_all
+
+    chosen = list(dict.fromkeys([*names, *(PAPER_TEACHERS if all_paper else ())]))
+    if not chosen:
+        raise BenchError("bench teachers fetch: name the teachers to fetch, or pass --all-paper")
+    fetched, failed = fetch_all(chosen)
+    for item in fetched:
+        out.print(f"{item.name}: {item.origin} {item.path} (loads: {item.params / 1e6:.1f}M parameters)",
+                  highlight=False, markup=False, soft_wrap=True)
+    for line in failed:
+        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,6 +68,10 @@ def _images(data: dict[str, Any], path: Path) -> np.ndarray:
     return np.ascontiguousarray(raw.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
 
+def _is_root(path: Path) -> bool:
+    return (path / "meta").is_file() and (path / "train").is_file()
+
+
 def _download(context: LoadContext) -> None:
     """torchvision's CIFAR100 download into --data-root (only with --allow-download)."""
     target = context.data_root or candidate_roots(NAME, FOLDER, None)[0].parent
@@ -81,7 +85,7 @@ def _download(context: LoadContext) -> None:
 def load_cifar100(context: LoadContext, config: DataConfig) -> RawDataset:
     if config.label_set not in LABEL_SETS:
         raise BenchError(f"data.label_set {config.label_set!r}: use 'fine' or 'coarse'")
-    is_root = lambda p: (p / "meta").is_file() and (p / "train").is_file()  # noqa: E731
+    is_root = _is_root
     try:
         root = find_root(NAME, FOLDER, context.data_root, is_root, LAYOUT)
     except BenchError as error:
@@ -102,3 +106,8 @@ def load_cifar100(context: LoadContext, config: DataConfig) -> RawDataset:
             raise BenchError(f"{path}: {label_key} do not match the images or the {len(names)} class names")
         splits[split] = (images, labels)
     return RawDataset(*splits["train"], *splits["test"], names)
+
+
+def locate(data_root: Path | None, config: DataConfig) -> Path:
+    """The dataset's root (what the loader reads), or one BenchError naming the layout; nothing is read."""
+    return find_root(NAME, FOLDER, data_root, _is_root, LAYOUT)

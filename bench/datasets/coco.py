@@ -86,8 +86,7 @@ def _decode(pool: dict[int, tuple[Path, list[str]]], size: int, tag: str, contex
 @DATASETS.register(NAME, DatasetCard(RETRIEVAL),
                    description="MS COCO 2017 captions: image-text retrieval, all ~5 captions per image")
 def load_coco_captions(context: LoadContext, config: DataConfig) -> RawDataset:
-    is_root = lambda p: (p / "annotations" / "captions_val2017.json").is_file()  # noqa: E731
-    root = find_root(NAME, FOLDER, context.data_root, is_root, LAYOUT)
+    root = locate(context.data_root, config)
     train_pool, test_pool = _pools(root)
     if not train_pool or not test_pool:
         raise BenchError(f"{NAME}: no captioned images in the train or test split under {root}; expected {LAYOUT}")
@@ -96,3 +95,9 @@ def load_coco_captions(context: LoadContext, config: DataConfig) -> RawDataset:
     test_images, test_ids, test_captions, test_bad = _decode(test_pool, size, f"{NAME}/test", context, config)
     return RawDataset(train_images, train_ids, test_images, test_ids, (), train_captions, test_captions,
                       skipped_images=train_bad + test_bad)
+
+
+def locate(data_root: Path | None, config: DataConfig) -> Path:
+    """The dataset's root (what the loader reads), or one BenchError naming the layout; nothing is decoded."""
+    is_root = lambda p: (p / "annotations" / "captions_val2017.json").is_file()  # noqa: E731
+    return find_root(NAME, FOLDER, data_root, is_root, LAYOUT)

@@ -100,3 +100,16 @@ def load_fashion_mnist(context: LoadContext, config: DataConfig) -> RawDataset:
         "(apt-get install dataset-fashion-mnist) or put the four IDX files "
         "(train-images-idx3-ubyte[.gz], ...) in $BENCH_DATA/fashion-mnist or --data-root"
     )
+
+
+def locate(data_root: Path | None, config: DataConfig) -> Path:
+    """The first directory holding the four IDX files (what the loader reads), or the loader's one-line error."""
+    dirs = fashion_mnist_dirs(data_root)
+    for directory in dirs:
+        if all(_find_idx(directory, stem) for stem in FASHION_MNIST_FILES.values()):
+            return directory
+    raise BenchError(
+        f"fashion-mnist not found (looked in {', '.join(str(d) for d in dirs)}); install Debian's "
+        "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or put the four IDX files "
+        "(train-images-idx3-ubyte[.gz], ...) in $BENCH_DATA/fashion-mnist or --data-root"
+    )

@@ -77,3 +77,8 @@ def load_imagefolder(context: LoadContext, config: DataConfig) -> RawDataset:
     test = cached_images(test_paths, size, f"{NAME}:{root}/test", context.cache_dir, config.skip_bad)
     return RawDataset(train.images, train_labels[train.kept], test.images, test_labels[test.kept], names,
                       skipped_images=len(train.bad) + len(test.bad))
+
+
+def locate(data_root: Path | None, config: DataConfig) -> Path:
+    """The dataset's root (what the loader reads), or one BenchError naming the layout; nothing is decoded."""
+    return _root(LoadContext(data_root=data_root), config)

@@ -64,7 +64,7 @@ def val_files(root: Path, wnids: list[str]) -> tuple[list[Path], np.ndarray]:
 @DATASETS.register(NAME, DatasetCard(CLASSIFICATION),
                    description="Tiny ImageNet (tiny-imagenet-200), 64x64, 200 classes; official val = test")
 def load_tiny_imagenet(context: LoadContext, config: DataConfig) -> RawDataset:
-    root = find_root(NAME, FOLDER, context.data_root, lambda p: (p / "wnids.txt").is_file(), LAYOUT)
+    root = locate(context.data_root, config)
     wnids = [w.strip() for w in (root / "wnids.txt").read_text().splitlines() if w.strip()]
     words = read_words(require(root / "words.txt", NAME, LAYOUT))
     size = config.decode_size or NATIVE_SIZE
@@ -78,3 +78,8 @@ def load_tiny_imagenet(context: LoadContext, config: DataConfig) -> RawDataset:
         train.images, train_labels[train.kept], test.images, test_labels[test.kept],
         tuple(words.get(w, w) for w in wnids), skipped_images=len(train.bad) + len(test.bad),
     )
+
+
+def locate(data_root: Path | None, config: DataConfig) -> Path:
+    """The dataset's root (what the loader reads), or one BenchError naming the layout; nothing is decoded."""
+    return find_root(NAME, FOLDER, data_root, lambda p: (p / "wnids.txt").is_file(), LAYOUT)

@@ -1,0 +1,192 @@
+"""`bench plan FILE`: what a grid or study would run, what is done, what is missing, and what it would cost.
+
+Nothing is trained and nothing is written: the database is read with the grid's own read-only done-key query,
+weights are resolved without downloading, dataset roots are located without decoding, and throughput comes from
+timing a few batches here (or a cited table for a named GPU, see bench/plan_throughput.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import plan_throughput as tp
+from bench.config.base import read_yaml
+from bench.errors import BenchError
+from bench.names import FINAL_SUFFIX
+from bench.spec import ExperimentSpec
+
+STUDY_FIELDS = ("search", "trials", "sampler", "pruner", "objectives", "final", "enqueue", "seed")
+
+
+@dataclass
+class Plan:
+    """Everything `bench plan` prints; `runnable` decides its exit code."""
+
+    kind: str
+    name: str
+    references: list[ExperimentSpec]
+    runs: list[ExperimentSpec]
+    repeats: float = 1.0  # a study runs trials x (mean cell) + its final re-runs
+    done: set[str] = field(default_factory=set)
+    done_count: int = 0
+    missing: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def runnable(self) -> bool:
+        return not self.missing
+
+
+def load_plan(path: Path) -> Plan:
+    """A grid or a study file (a study has `search`, `trials`, ...), validated by its own loader."""
+    raw = read_yaml(path, "grid or study")
+    if isinstance(raw, dict) and any(key in raw for key in STUDY_FIELDS):
+        return _study_plan(path)
+    from bench.config.grid import load_grid
+    from bench.sweep.grid import grid_cells
+
+    grid = load_grid(path)
+    cells = grid_cells(grid)
+    return Plan("grid", grid.name, cells[: len(cells) - len(grid.specs)], list(grid.specs))
+
+
+def _study_plan(path: Path) -> Plan:
+    from bench.config.grid import sweep_specs
+    from bench.config.study import load_study_file
+    from bench.sweep.cell import probe_cells
+
+    model = load_study_file(path)
+    combos = sweep_specs(model, [model.seed], [model.epochs], f"{path}: ")
+    finals = (model.final.top if len(model.objectives) > 1 else 1) * len(model.final.seeds)
+    references = probe_cells(model.teacher, model.dataset, model.data.config().as_dict())
+    plan = Plan("study", model.study_name, references, combos, repeats=(model.trials + finals) / len(combos))
+    plan.lines.append(f"study {model.study_name}: {model.trials} trials over {len(combos)} choice combinations "
+                      f"({len(model.search)} searched parameters), then {finals} re-runs on test")
+    return plan
+
+
+def mark_done(plan: Plan, db_url: str) -> None:
+    """Done cells, read-only (a missing database or table means none): spec keys for a grid, run counts for a study."""
+    from bench.sql import read_only_query
+    from bench.sweep.grid import stored_done_keys
+
+    if plan.kind == "grid":
+        plan.done = stored_done_keys(db_url)
+        plan.done_count = sum(spec.key in plan.done for spec in [*plan.references, *plan.runs])
+        return
+    try:
+        _, rows = read_only_query(db_url, "SELECT study, COUNT(*) FROM runs WHERE status = 'done' GROUP BY study")
+    except BenchError:
+        return
+    plan.done_count = sum(int(count) for study, count in rows if study in (plan.name, plan.name + FINAL_SUFFIX))
+
+
+def teacher_presence(names: list[str], weights: dict[str, str]) -> dict[str, Any]:
+    """Each teacher's TeacherInfo (weights resolved without downloading, architecture on the meta device)."""
+    from bench.teachers.inventory import inventory
+
+    return {info.name: info for info in inventory(names, weights)}
+
+
+def teacher_fix(info: Any) -> str:
+    """The exact command or path that makes a teacher's weights present."""
+    from bench.registries import TEACHERS
+    from bench.teachers.weights import weights_dir_name
+
+    spec_fn = TEACHERS.entry(info.name).card.weights_spec
+    fetchable = spec_fn is not None and spec_fn().download is not None
+    target = f"$BENCH_WEIGHTS/{weights_dir_name(info.name)}/"
+    return (f"bench teachers fetch {info.name}" if fetchable else f"put its weights in {target}") + (
+        f" (or put them in {target}, or give --weights {info.name}=PATH)" if fetchable else "")
+
+
+def dataset_presence(name: str, data: dict[str, Any], data_root: Path | None) -> tuple[Path | None, str | None]:
+    """(root, None) when the dataset's `locate` finds it, (None, its one-line error) if not; bundled: (None, None)."""
+    from bench.data import DataConfig
+    from bench.registries import DATASETS
+
+    module = importlib.import_module(DATASETS.entry(name).obj.__module__)
+    locate: Callable[..., Path] | None = getattr(module, "locate", None)
+    if locate is None:
+        return None, None
+    try:
+        return locate(data_root, DataConfig(**data)), None
+    except BenchError as error:
+        return None, str(error)
+
+
+def check_inputs(plan: Plan, weights: dict[str, str], data_root: Path | None) -> dict[str, Any]:
+    """Lines for weights and datasets present or missing (with the fix); returns the teachers' infos."""
+    cells = [*plan.references, *plan.runs]
+    infos = teacher_presence(sorted({spec.teacher for spec in cells}), weights)
+    plan.lines.append("teachers:")
+    for name, info in infos.items():
+        if info.missing:
+            plan.missing.append(f"weights of {name}")
+            plan.lines.append(f"  {name}: MISSING; fix: {teacher_fix(info)}")
+        else:
+            plan.lines.append(f"  {name}: present ({info.weights_origin}: {info.weights})")
+    plan.lines.append("datasets:")
+    for name in sorted({spec.dataset for spec in cells}):
+        data = next(spec.data_dict for spec in cells if spec.dataset == name)
+        root, problem = dataset_presence(name, data, data_root)
+        if problem:
+            plan.missing.append(f"dataset {name}")
+            plan.lines.append(f"  {name}: MISSING; fix: {problem}")
+        else:
+            plan.lines.append(f"  {name}: present ({root or 'bundled with the package'})")
+    return infos
+
+
+def group_lines(plan: Plan) -> None:
+    """The cells grouped by teacher x dataset: students, methods, seeds and epochs counted, done ones counted."""
+    groups: dict[tuple[str, str], list[ExperimentSpec]] = {}
+    for spec in plan.runs:
+        groups.setdefault((spec.teacher, spec.dataset), []).append(spec)
+    total = len(plan.references) + len(plan.runs)
+    plan.lines.append(f"{plan.kind} {plan.name}: {total} cells ({len(plan.references)} teacher-reference cells + "
+                      f"{len(plan.runs)} {'runs' if plan.kind == 'grid' else 'choice combinations'}); "
+                      f"{plan.done_count} already done")
+    for (teacher, dataset), specs in groups.items():
+        done = sum(spec.key in plan.done for spec in specs)
+        count = lambda attr, specs=specs: sorted({str(getattr(spec, attr)) for spec in specs})  # noqa: E731
+        plan.lines.append(
+            f"  {teacher} x {dataset}: {len(specs)} runs ({done} done): students {', '.join(count('student'))}; "
+            f"methods {', '.join(count('method'))}; seeds {len(count('seed'))}; epochs {', '.join(count('epochs'))}")
+
+
+def human(seconds: float | None) -> str:
+    """'?' / '45 s' / '12 min' / '3.4 h'."""
+    if seconds is None:
+        return "? (no throughput for it)"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str], data_root: Path | None) -> Plan:
+    """Load and validate the file, count done cells, check weights and data, and estimate each phase's time."""
+    from bench.plan_cost import Rates, estimate
+
+    if gpu is not None and gpu not in tp.GPU_SCALE:
+        raise BenchError(f"--gpu {gpu!r}: no throughput table for it; known: {', '.join(tp.gpu_names())}")
+    plan = load_plan(path)
+    mark_done(plan, db_url)
+    group_lines(plan)
+    infos = check_inputs(plan, weights, data_root)
+    rates = Rates(gpu, infos, weights)
+    totals = estimate(plan, rates)
+    where = f"on one {gpu} (table)" if gpu else "on this machine (timed here)"
+    plan.lines.append(f"estimated time {where}, cells not done yet; ESTIMATES, not measurements of the run:")
+    for phase, seconds in totals.items():
+        plan.lines.append(f"  {phase:<18} {human(seconds)}")
+    known = [s for s in totals.values() if s is not None]
+    total = sum(known) if len(known) == len(totals) else None
+    plan.lines.append(f"  {'total':<18} {human(total)}")
+    plan.lines.append("throughputs used:")
+    plan.lines += [f"  {source}" for source in sorted(rates.sources)]
+    return plan

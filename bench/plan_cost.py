@@ -1,0 +1,206 @@
+"""`bench plan`'s cost estimate per phase: teacher pass, teacher reference, student epochs (all estimates).
+
+Seconds = images / images-per-second. Rates are timed here on a few batches (the real teacher when its weights
+are present, else its random-init architecture; the real student, random init), or taken from the cited table
+for a named GPU (bench/plan_throughput.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import plan_throughput as tp
+from bench.names import BASELINE_METHOD, HEAD
+from bench.spec import ExperimentSpec
+
+NOMINAL_SIZES = {  # official (train pool, test) image counts: a missing dataset's cost is estimated from these
+    "tiny-imagenet": (100_000, 10_000), "coco-captions": (118_287, 5_000), "cifar-100": (50_000, 10_000),
+    "fashion-mnist": (60_000, 10_000), "digits": (1_437, 360),
+}
+NATIVE_SIZES = {"tiny-imagenet": 64, "coco-captions": 224, "cifar-100": 32, "fashion-mnist": 28, "digits": 8}
+PROBE_SECONDS_PER_IMAGE = 2e-5  # estimate: a logistic-regression probe on cached features (CPU)
+FINETUNE_LRS = 2  # bench/run/finetune.py tries two learning rates
+
+NUM_CLASSES = {"tiny-imagenet": 200, "cifar-100": 100, "fashion-mnist": 10, "digits": 10, "coco-captions": 1}
+EVAL_SPEEDUP = 3.0  # estimate: an eval (forward-only) image costs a third of a training image
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: int
+    val: int
+    test: int
+    labeled: int
+
+
+def split_sizes(dataset: str, data: dict[str, Any]) -> Splits | None:
+    """Train/val/test/labeled image counts from the official sizes and the file's limits (None: unknown)."""
+    sizes = NOMINAL_SIZES.get(dataset)
+    if sizes is None:
+        return None
+    pool, test = sizes
+    val = round(pool * float(data.get("val_fraction", 0.1)))
+    cap = lambda n, key: min(n, data[key]) if data.get(key) else n  # noqa: E731
+    train = cap(pool - val, "train_limit")
+    return Splits(train, cap(val, "val_limit"), cap(test, "test_limit"), cap(train, "labeled_limit"))
+
+
+@dataclass
+class Rates:
+    """Teacher inference and student training images/s, timed once per distinct setting (or from the table)."""
+
+    gpu: str | None
+    infos: dict[str, Any]
+    weights: dict[str, str]
+    sources: set[str] = field(default_factory=set)
+    _cache: dict[Any, float | None] = field(default_factory=dict)
+
+    def _note(self, source: str) -> None:
+        self.sources.add(source)
+
+    def teacher(self, name: str, size: int) -> float | None:
+        key = ("teacher", name, size)
+        if key not in self._cache:
+            self._cache[key] = self._teacher(name, size)
+        return self._cache[key]
+
+    def _teacher(self, name: str, size: int) -> float | None:
+        if self.gpu:
+            rate = tp.teacher_rate(self.gpu, name, size)
+            if rate is not None:
+                self._note(f"teacher {name} at {size} px: {rate.images_per_s:.0f} img/s, {rate.source}")
+            return rate.images_per_s if rate else None
+        info = self.infos.get(name)
+        if info is not None and not info.missing:
+            from bench.registries import TEACHERS
+
+            teacher = TEACHERS.get(name)(self.weights.get(name))
+            rate = tp.measure_teacher(teacher, size)
+            self._note(f"teacher {name} at {size} px: {rate:.0f} img/s, measured here (its weights)")
+            return rate
+        arch = tp.TEACHER_ARCH.get(name)
+        if arch is None:
+            return None
+        import timm
+
+        kwargs = {"img_size": size} if "vit" in arch[0] or "beit" in arch[0] else {}
+        model = timm.create_model(arch[0], pretrained=False, **kwargs).eval()
+        rate = tp.measure_teacher(_TimmFeatures(model), size, batch=4)
+        self._note(f"teacher {name} at {size} px: {rate:.0f} img/s, measured here on its random-init "
+                   f"architecture {arch[0]} (weights missing)")
+        return rate
+
+    def student(self, spec: ExperimentSpec, size: int, shape: tuple[int, ...]) -> float | None:
+        hparams = tuple(sorted(spec.hparams_dict.items()))
+        key = ("student", spec.student, size, shape, hparams, spec.dataset)
+        if key not in self._cache:
+            self._cache[key] = self._student(spec, size, shape)
+        return self._cache[key]
+
+    def _student(self, spec: ExperimentSpec, size: int, shape: tuple[int, ...]) -> float | None:
+        from bench.registries import STUDENTS
+
+        head = STUDENTS.entry(spec.student).card.kind == HEAD
+        if self.gpu:
+            rate = tp.student_rate(self.gpu, spec.student, head, size)
+            if rate is not None:
+                self._note(f"student {spec.student}{'' if head else f' at {size} px'}: "
+                           f"{rate.images_per_s:.0f} img/s, {rate.source}")
+            return rate.images_per_s if rate else None
+        from bench.students.base import StudentContext
+
+        info = self.infos.get(spec.teacher)
+        context = StudentContext(NUM_CLASSES.get(spec.dataset, 10), shape[-1] if head else _embed(info), size,
+                                 input_shape=shape if head else None, teacher_params=(info and info.params) or 0)
+        student = STUDENTS.get(spec.student)(context, spec.hparams_dict)
+        batch = min(int(spec.hparams_dict.get("batch_size", 64)), 64)
+        rate = tp.measure_student(student, shape, batch)
+        self._note(f"student {spec.student} ({'head' if head else f'{size} px'}): {rate:.0f} img/s, measured here")
+        return rate
+
+
+class _TimmFeatures:
+    """A random-init timm model dressed as a teacher for measure_teacher."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def parameters(self) -> Any:
+        return self.model.parameters()
+
+    def features(self, images: Any, taps: list[str]) -> Any:
+        return self.model.forward_features(images)
+
+
+def _embed(info: Any) -> int:
+    return int((info and info.embed_dim) or 768)
+
+
+def teacher_size(spec: ExperimentSpec, info: Any) -> int:
+    """The teacher's input size: data.image_size, else its native size."""
+    arch = tp.TEACHER_ARCH.get(spec.teacher)
+    native = (info.preprocess.input_size if info is not None and info.preprocess else None) or (arch and arch[1])
+    return int(spec.data_dict.get("image_size") or native or 224)
+
+
+def student_input(spec: ExperimentSpec, info: Any) -> tuple[int, tuple[int, ...]]:
+    """(image size, per-sample input shape) of a run's student: images, or the teacher tap a head reads."""
+    from bench.registries import STUDENTS
+
+    entry = STUDENTS.entry(spec.student)
+    size = int(spec.data_dict.get("student_image_size") or NATIVE_SIZES.get(spec.dataset, 32))
+    if entry.card.kind != HEAD:
+        return size, (3, size, size)
+    dim, tokens = _embed(info), (teacher_size(spec, info) // 16) ** 2
+    tap = entry.obj.input_taps[0]
+    return 0, {"tokens": (tokens, dim), "feature_map": (dim, 7, 7)}.get(tap, (dim,))
+
+
+def reference_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> tuple[float | None, float | None]:
+    """(teacher pass, teacher reference) seconds of one teacher x dataset x data config."""
+    splits = split_sizes(spec.dataset, spec.data_dict)
+    rate = rates.teacher(spec.teacher, teacher_size(spec, info))
+    if splits is None or not rate:
+        return None, None
+    images = splits.train + splits.val + splits.test
+    passes = images / rate
+    data = spec.data_dict
+    if data.get("teacher_reference") == "finetune":
+        epochs = int(data.get("finetune_epochs", 6))
+        per_lr = epochs * (splits.labeled / (rate * tp.TRAIN_RATIO) + splits.val / rate)
+        return passes, FINETUNE_LRS * per_lr + passes  # the fine-tuned teacher's features are extracted again
+    return passes, splits.train * PROBE_SECONDS_PER_IMAGE
+
+
+def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> float | None:
+    """A run's student epochs: train images / training rate, plus val each epoch and test once."""
+    splits = split_sizes(spec.dataset, spec.data_dict)
+    size, shape = student_input(spec, info)
+    rate = rates.student(spec, size, shape)
+    if splits is None or not rate:
+        return None
+    few = spec.method == BASELINE_METHOD and spec.data_dict.get("labeled_limit")
+    train = splits.labeled if few else splits.train
+    return spec.epochs * (train / rate + splits.val / (EVAL_SPEEDUP * rate)) + splits.test / (EVAL_SPEEDUP * rate)
+
+
+def estimate(plan: Any, rates: Rates) -> dict[str, float | None]:
+    """Seconds per phase of a bench.plan.Plan's cells not done yet (None: a phase could not be estimated)."""
+    totals: dict[str, float | None] = {"teacher pass": 0.0, "teacher reference": 0.0, "student epochs": 0.0}
+
+    def add(phase: str, seconds: float | None) -> None:
+        current = totals[phase]
+        totals[phase] = None if seconds is None or current is None else current + seconds
+
+    for spec in plan.references:
+        if spec.key not in plan.done:
+            passes, reference = reference_seconds(spec, rates, rates.infos.get(spec.teacher))
+            add("teacher pass", passes)
+            add("teacher reference", reference)
+    runs = [run_seconds(spec, rates, rates.infos.get(spec.teacher)) for spec in plan.runs if spec.key not in plan.done]
+    student = None if None in runs else sum(r for r in runs if r is not None) * plan.repeats
+    if student is not None and plan.kind == "study":
+        student *= max(0.0, 1 - plan.done_count / max(plan.repeats * len(plan.runs), 1))
+    add("student epochs", student)
+    return totals

@@ -1,0 +1,92 @@
+"""`bench plan`: the study files load, the dry run lists cells, names what is missing, reads the database only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.store import Store
+from tests.support.paths import REPO
+from tests.support.records import record
+
+STUDIES = REPO / "studies"
+
+
+def plan(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """`bench plan` offline, with an empty home: no $BENCH_DATA, $BENCH_WEIGHTS or hub cache to find."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BENCH_DATA", "BENCH_WEIGHTS", "HF_HOME")}
+    env.update(HOME=str(home), HF_HUB_OFFLINE="1", HF_HOME=str(home / "hf"), PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "bench", "plan", *args], cwd=home, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+@pytest.mark.parametrize(("name", "cells"), [("paper-tiny-imagenet", 4 * 6 * 5 * 3),
+                                              ("paper-coco-retrieval", 2 * 6 * 2 * 3)])
+def test_paper_grids_load_with_the_real_loader(name: str, cells: int) -> None:
+    from bench.config.grid import load_grid
+
+    grid = load_grid(STUDIES / f"{name}.yaml")
+    assert len(grid.specs) == cells
+    assert {spec.teacher for spec in grid.specs} <= {"dino-vitb16", "beit-base", "clip-vitb16", "blip-base"}
+
+
+def test_vit_study_loads_and_its_student_has_about_60_percent_fewer_parameters() -> None:
+    from bench.config.study import load_study_file
+    from bench.registries import STUDENTS
+    from bench.students.base import StudentContext
+
+    model = load_study_file(STUDIES / "vit-cifar100.yaml")
+    assert set(model.search) == {"alpha", "beta", "temperature", "lr"} and model.final.seeds == [1, 2, 3]
+    teacher_params = 21_665_664  # dino-vits16 on the meta device (`bench teachers dino-vits16`)
+    student = STUDENTS.get("vit")(StudentContext(100, 384, 32, teacher_params=teacher_params),
+                                 {**STUDENTS.get("vit").defaults, **{k: v for k, v in model.hparams.items()
+                                                                     if k in STUDENTS.get("vit").defaults}})
+    ratio = sum(p.numel() for p in student.parameters()) / teacher_params
+    assert 0.35 < ratio < 0.45
+
+
+def test_plan_on_the_demo_exits_0_and_lists_its_cells(tmp_path: Path) -> None:
+    result = plan(str(STUDIES / "demo.yaml"), "--gpu", "h200", "--db", f"sqlite:///{tmp_path / 'r.db'}",
+                  home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "grid demo: 7 cells (1 teacher-reference cells + 6 runs); 0 already done" in result.stdout
+    assert "effnet-lite0 x fashion-mnist: 6 runs (0 done): students resnet; methods kd, scratch; seeds 3" in (
+        result.stdout)
+    for phase in ("teacher pass", "teacher reference", "student epochs", "total"):
+        assert phase in result.stdout
+    assert not (tmp_path / "r.db").exists()  # read-only: no database is created
+
+
+@pytest.mark.parametrize("name", ["paper-tiny-imagenet", "paper-coco-retrieval", "vit-cifar100"])
+def test_plan_on_a_paper_file_offline_exits_2_naming_weights_and_data(tmp_path: Path, name: str) -> None:
+    result = plan(str(STUDIES / f"{name}.yaml"), "--gpu", "h100", "--db", f"sqlite:///{tmp_path / 'r.db'}",
+                  home=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    teachers = {"paper-tiny-imagenet": ["dino-vitb16", "beit-base", "clip-vitb16", "blip-base"],
+                "paper-coco-retrieval": ["clip-vitb16", "blip-base"], "vit-cifar100": ["dino-vits16"]}[name]
+    for teacher in teachers:
+        assert f"{teacher}: MISSING; fix: bench teachers fetch {teacher}" in result.stdout
+    layout = {"paper-tiny-imagenet": "tiny-imagenet-200/{wnids.txt", "paper-coco-retrieval": "captions_val2017.json",
+              "vit-cifar100": "cifar-100-python/{train, test, meta}"}[name]
+    assert "MISSING; fix:" in result.stdout and layout in result.stdout
+    assert "not runnable yet" in result.stdout and "total" in result.stdout
+
+
+@pytest.mark.slow
+def test_plan_reports_done_cells_and_leaves_the_database_untouched(tmp_path: Path) -> None:
+    """A cell stored as done is counted done; the database's bytes do not change; batches are timed here."""
+    from bench.config.grid import load_grid
+
+    grid = load_grid(STUDIES / "digits-smoke.yaml")
+    path = tmp_path / "r.db"
+    Store(f"sqlite:///{path}").save_run(record(grid.specs[0].key))
+    before = path.read_bytes()
+    result = plan(str(STUDIES / "digits-smoke.yaml"), "--db", f"sqlite:///{path}", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "already done" in result.stdout and "; 1 already done" in result.stdout
+    assert "(1 done)" in result.stdout and "measured here" in result.stdout
+    assert path.read_bytes() == before
