@@ -89,7 +89,7 @@ def test_digits_grid_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = (out / "report.md").read_text()
     assert "## digits\n" in report and "- data digits: image_size=64, " in report
-    assert report.count("| resnet | standalone |") == 4
+    assert report.count("| resnet | standalone |") == 8  # 4 settings, in the accuracy and the inference-cost table
     assert "feature cache: 36 hits, 3 misses over 13 runs" in report
     png = out / "acc_vs_size_digits.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

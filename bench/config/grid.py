@@ -12,7 +12,7 @@ from pydantic import field_validator
 from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, as_list, load_config, non_empty_list
 from bench.errors import BenchError
 from bench.knobs import Knob, defaults_of
-from bench.names import IMAGE, RETRIEVAL
+from bench.names import HEAD, IMAGE, RETRIEVAL
 from bench.registry import nearest_names
 from bench.spec import ExperimentSpec
 from bench.taps import POOLED
@@ -164,6 +164,10 @@ def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], wher
                                   teacher.card.taps, teacher.card.modality)
         if problem:
             raise BenchError(f"{where}{problem}")
+        augment = spec.data_dict.get("augment", "none")
+        if augment != "none" and regs["students"].entry(spec.student).card.kind == HEAD:
+            raise BenchError(f"{where}field 'data.augment': {augment!r} augments images, and student "
+                             f"{spec.student!r} reads teacher features; set augment: none or drop the head student")
         if spec.data_dict.get("teacher_reference") == "finetune":  # only its pooled features and logits are kept
             problem = incompatibility(spec.student, spec.method, spec.hparams_dict, spec.teacher, (POOLED,), IMAGE)
             if problem:

@@ -68,6 +68,7 @@ def test_scalars_become_lists_and_name_defaults_to_stem(tmp_path: Path) -> None:
         ("teacher: [effnet-lite0\n", "invalid YAML at line 2"),
         ("- a\n- b\n", "a grid file must be a mapping"),
         (GOOD + "weights:\n  other: /x.pth\n", "field 'weights': 'other' is not one of this grid's teachers"),
+        (GOOD + "data:\n  augment: flip\n", "field 'data.augment': 'flip' augments images, and student 'projection'"),
     ],
 )
 def test_bad_grids_give_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
