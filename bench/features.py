@@ -8,18 +8,23 @@ import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 
 from bench.cache import CacheEvent, FeatureCache
 from bench.data import DatasetSplits, Split
+from bench.imagecache import chunk_rows
 from bench.images import to_tensor
 from bench.teachers.base import Preprocess, Teacher
 
 
 def split_fingerprint(split: Split) -> str:
     """Content hash of a split's images and labels (the cache changes when the data does)."""
-    digest = hashlib.sha256()
-    digest.update(split.images.tobytes())
+    digest = hashlib.sha256()  # fed row chunks in order: the same digest as the whole array's bytes
+    images = split.images
+    step = chunk_rows(images.shape, images.dtype.itemsize)
+    for start in range(0, len(images), step):
+        digest.update(np.ascontiguousarray(images[start : start + step]).tobytes())
     digest.update(split.labels.tobytes())
     return digest.hexdigest()[:16]
 
@@ -53,10 +58,10 @@ def run_teacher(
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     )
-    chunks: dict[str, list[torch.Tensor]] = {tap: [] for tap in taps}
+    outputs: dict[str, torch.Tensor] = {}  # preallocated at the first batch, filled batch by batch
     rate = PassRate(f"teacher {teacher.name}", len(split))
     for start in range(0, len(split), batch_size):
-        images = to_tensor(
+        images = to_tensor(  # only this batch's uint8 rows are read (from the memmap) and made float
             split.images[start : start + batch_size], preprocess.input_size, preprocess.mean,
             preprocess.std, preprocess.interpolation,
         )
@@ -64,29 +69,44 @@ def run_teacher(
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
-            outputs = teacher.features(images, taps)
+            batch = teacher.features(images, taps)
         for tap in taps:
-            chunks[tap].append(outputs[tap].float().cpu())
+            value = batch[tap]
+            if tap not in outputs:
+                outputs[tap] = torch.empty((len(split), *value.shape[1:]), dtype=torch.float32)
+            outputs[tap][start : start + len(value)] = value.float().cpu()
         rate.advance(min(start + batch_size, len(split)))
-    return {tap: torch.cat(chunks[tap]) for tap in taps}
+    return outputs
 
 
 def cached_teacher_outputs(
     teacher: Teacher, data: DatasetSplits, split_name: str, taps: Sequence[str],
     cache: FeatureCache, device: torch.device,
 ) -> tuple[dict[str, torch.Tensor], CacheEvent]:
-    """Outputs for one split, computed once per (teacher+weights, split content, preprocessing, taps)."""
+    """Outputs for one split, one cache entry per (teacher+weights, split content, preprocessing, tap).
+
+    Taps already cached are read; one teacher pass computes all the others. A single-tap entry's key is the
+    one earlier versions used for that tap alone, so those entries still hit; multi-tap entries are recomputed.
+    """
     preprocess = teacher.preprocess.with_size(data.config.image_size)
     split = data.split(split_name)
-    parts = {
+    base = {
         "teacher": teacher.name,
         "weights": teacher.fingerprint,
         "dataset": data.name,
         "split": split_name,
         "split_content": split_fingerprint(split),
         "preprocess": preprocess.as_dict(),
-        "taps": sorted(taps),
     }
-    return cache.get_or_compute(
-        parts, lambda: run_teacher(teacher, split, preprocess, sorted(taps), device)
+    parts = {tap: {**base, "taps": [tap]} for tap in sorted(set(taps))}
+    return cache.get_or_compute_each(
+        parts, lambda missing: run_teacher(teacher, split, preprocess, list(missing), device),
+        lambda tensors: _rows_problem(tensors, len(split)),
     )
+
+
+def _rows_problem(tensors: dict[str, torch.Tensor], rows: int) -> str | None:
+    """Why a cached tap cannot belong to this split (another row count), else None."""
+    if any(len(value) != rows for value in tensors.values()):
+        return f"hold outputs for another number of images than the split's {rows}"
+    return None

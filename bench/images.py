@@ -8,6 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+STATS_CHUNK_BYTES = 32 * 2**20  # uint8 bytes read at a time by channel_stats
+WHOLE_STATS_BYTES = 64 * 2**20  # channel_stats below this size: the earlier whole-array float32 computation
+
 
 def to_tensor(
     images: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
@@ -26,7 +29,37 @@ def to_tensor(
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """Per-channel mean and std in [0, 1] units (greyscale gives three equal values)."""
+    """Per-channel mean and std in [0, 1] units (greyscale gives three equal values).
+
+    Up to WHOLE_STATS_BYTES of pixels: the whole-array float32 computation of earlier versions (bit-identical, so
+    existing runs keep their normalisation). Larger: streamed over bounded chunks of rows (an ImageView reads them
+    from its memmap), counting each channel's 256 byte values; those sums are exact (float32 accumulation over
+    a large array was off by up to ~3e-4).
+    """
+    if images.nbytes <= WHOLE_STATS_BYTES:
+        return _whole_channel_stats(np.asarray(images))
+    channels = 1 if images.ndim == 3 else images.shape[-1]
+    counts = np.zeros((channels, 256), dtype=np.int64)
+    row_bytes = max(1, int(np.prod(images.shape[1:], dtype=np.int64)))
+    step = max(1, STATS_CHUNK_BYTES // row_bytes)
+    for start in range(0, len(images), step):
+        chunk = np.asarray(images[start : start + step]).reshape(-1, channels)
+        for channel in range(channels):
+            counts[channel] += np.bincount(chunk[:, channel], minlength=256)
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    total = counts.sum(axis=1).astype(np.float64)
+    mean = counts @ levels / total
+    var = np.maximum(counts @ (levels * levels) / total - mean * mean, 0.0)
+    std = np.sqrt(var).astype(np.float32) + np.float32(1e-6)  # float32 as the whole-array version returned
+    mean_out = [float(np.float32(m)) for m in mean]
+    std_out = [float(s) for s in std]
+    if channels == 1:
+        return (mean_out[0],) * 3, (std_out[0],) * 3  # type: ignore[return-value]
+    return tuple(mean_out), tuple(std_out)  # type: ignore[return-value]
+
+
+def _whole_channel_stats(images: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """channel_stats as computed before streaming: float32 over the whole array."""
     pixels = images.astype(np.float32) / 255.0
     if pixels.ndim == 3:
         mean, std = float(pixels.mean()), float(pixels.std() + 1e-6)
