@@ -29,6 +29,18 @@ def split_fingerprint(split: Split) -> str:
     return digest.hexdigest()[:16]
 
 
+TEACHER_BATCH = 128
+CPU_BATCH_PIXELS = TEACHER_BATCH * 112 * 112  # CPU passes: a batch holds at most this many input pixels
+
+
+def teacher_batch_size(device: torch.device, input_size: int) -> int:
+    """Images per teacher batch: 128, fewer on CPU for large inputs (activations live in host RAM there:
+    EfficientNet-Lite0 at 224 px peaks at ~2.3 GB for 128 images, ~0.6 GB for 32)."""
+    if device.type != "cpu":
+        return TEACHER_BATCH
+    return max(1, min(TEACHER_BATCH, CPU_BATCH_PIXELS // (input_size * input_size)))
+
+
 class PassRate:
     """Says images/s on stderr every `every_s` seconds of a long teacher pass (short passes stay quiet)."""
 
@@ -50,9 +62,11 @@ class PassRate:
 @torch.inference_mode()
 def run_teacher(
     teacher: Teacher, split: Split, preprocess: Preprocess, taps: Sequence[str],
-    device: torch.device, batch_size: int = 128,
+    device: torch.device, batch_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Teacher outputs for every image of `split` (inference mode, bf16 autocast on CUDA)."""
+    """Teacher outputs for every image of `split` (inference mode, bf16 autocast on CUDA), a batch of uint8 rows
+    read and made float at a time; batch_size None: teacher_batch_size."""
+    batch_size = batch_size or teacher_batch_size(device, preprocess.input_size)
     teacher.to(device)
     channels_last = getattr(teacher, "channels_last", True)
     autocast = (
