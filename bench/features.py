@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -13,20 +14,38 @@ import torch
 
 from bench.cache import CacheEvent, FeatureCache
 from bench.data import DatasetSplits, Split
-from bench.imagecache import chunk_rows
+from bench.imagecache import ImageView, chunk_rows
 from bench.images import to_tensor
 from bench.teachers.base import Preprocess, Teacher
 
 
 def split_fingerprint(split: Split) -> str:
-    """Content hash of a split's images and labels (the cache changes when the data does)."""
-    digest = hashlib.sha256()  # fed row chunks in order: the same digest as the whole array's bytes
+    """Content hash of a split's images and labels (the cache changes when the data does).
+
+    Read-only bases (the decoded-image memmap) are hashed once per process and set of rows: a grid over full
+    COCO would otherwise re-read gigabytes for every cell's cache keys.
+    """
     images = split.images
+    base = images.base if isinstance(images, ImageView) else images
+    memo = None
+    if isinstance(base, np.ndarray) and not base.flags.writeable:
+        rows = b"all" if not isinstance(images, ImageView) or images.rows is None else images.rows.tobytes()
+        memo = (id(base), hashlib.sha256(rows).digest(), hashlib.sha256(split.labels.tobytes()).digest())
+        known = _FINGERPRINTS.get(memo)
+        if known is not None and known[0]() is base:
+            return known[1]
+    digest = hashlib.sha256()  # fed row chunks in order: the same digest as the whole array's bytes
     step = chunk_rows(images.shape, images.dtype.itemsize)
     for start in range(0, len(images), step):
         digest.update(np.ascontiguousarray(images[start : start + step]).tobytes())
     digest.update(split.labels.tobytes())
-    return digest.hexdigest()[:16]
+    fingerprint = digest.hexdigest()[:16]
+    if memo is not None:
+        _FINGERPRINTS[memo] = (weakref.ref(base), fingerprint)
+    return fingerprint
+
+
+_FINGERPRINTS: dict[tuple, tuple[weakref.ref, str]] = {}  # (base id, rows, labels) -> (base, fingerprint)
 
 
 TEACHER_BATCH = 128

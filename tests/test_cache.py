@@ -289,3 +289,28 @@ def test_workbench_asking_a_second_tap_later_runs_the_teacher_only_for_it(tmp_pa
     teacher.asked.clear()
     again = bench().teacher_outputs("two-tap", data, ("feature_map",))
     assert teacher.asked == [] and all(event.hit for event in again.events)
+
+
+def test_a_read_only_split_is_hashed_once_per_process_and_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import features
+    from bench.data import Split
+    from bench.features import split_fingerprint
+    from bench.imagecache import ImageView
+
+    base = np.random.default_rng(0).integers(0, 256, size=(40, 6, 6, 3), dtype=np.uint8)
+    writable = Split(ImageView(base.copy(), np.arange(30)), np.arange(30) % 3)
+    base.flags.writeable = False  # as the decoded-image memmap is opened
+    split = Split(ImageView(base, np.arange(30)), np.arange(30) % 3)
+    first = split_fingerprint(split)
+    assert first == split_fingerprint(writable)  # the memo does not change the value
+
+    def no_reading(*args: object) -> int:
+        raise AssertionError("hashed the pixels again")
+
+    monkeypatch.setattr(features, "chunk_rows", no_reading)
+    assert split_fingerprint(Split(ImageView(base, np.arange(30)), np.arange(30) % 3)) == first
+    for other in (Split(ImageView(base, np.arange(1, 31)), np.arange(30) % 3),  # other rows
+                  Split(ImageView(base, np.arange(30)), np.arange(30) % 2),  # other labels
+                  writable):  # a writable base may change in place: always hashed
+        with pytest.raises(AssertionError, match="hashed the pixels again"):
+            split_fingerprint(other)
