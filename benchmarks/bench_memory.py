@@ -64,8 +64,20 @@ def build_folder(root: Path, count: int, classes: int, size: int) -> None:
     print(f"wrote {count} {size}x{size} JPEGs in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def peak_rss(student: str, args: argparse.Namespace, base: Path) -> tuple[int, float, int]:
-    """Run the one-student grid under /usr/bin/time -v: (peak RSS bytes, seconds, exit code)."""
+def anon_rss(pid: int) -> int:
+    """RssAnon of `pid` and its children in bytes (0 once gone): the RAM that is not the memmap's file pages."""
+    total = 0
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        total += int(re.search(r"RssAnon:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, AttributeError):
+        return total
+    return total + sum(anon_rss(int(child)) for child in children)
+
+
+def peak_rss(student: str, args: argparse.Namespace, base: Path) -> tuple[int, int, float, int]:
+    """Run the one-student grid under /usr/bin/time -v: (peak RSS, peak anonymous RSS, seconds, exit code)."""
     teacher_size = f"  image_size: {args.teacher_size}\n" if args.teacher_size else ""
     grid = base / f"grid-{student}.yaml"
     grid.write_text(GRID.format(student=student, root=base / "images", size=args.size,
@@ -73,16 +85,24 @@ def peak_rss(student: str, args: argparse.Namespace, base: Path) -> tuple[int, f
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "bench", "run", str(grid), "--db",
                f"sqlite:///{base / 'results.db'}", "--cache-dir", str(base / "cache"), "--device", args.device,
                "--run-dir", str(base / "runs")]
-    started = time.perf_counter()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
-    except subprocess.TimeoutExpired:
-        print(f"{student}: no result within {args.timeout} s", flush=True)
-        return 0, time.perf_counter() - started, 124
-    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    if done.returncode != 0 or match is None:
-        print(done.stdout[-2000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
-    return (int(match.group(1)) * 1024 if match else 0), time.perf_counter() - started, done.returncode
+    started, anon_peak = time.perf_counter(), 0
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        while process.poll() is None and time.perf_counter() - started < args.timeout:
+            anon_peak = max(anon_peak, anon_rss(process.pid))
+            time.sleep(0.2)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            print(f"{student}: no result within {args.timeout} s", flush=True)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
+    if process.returncode != 0 or match is None:
+        print(stdout[-2000:], stderr[-4000:], sep="\n", file=sys.stderr)
+    rss = int(match.group(1)) * 1024 if match else 0
+    return rss, anon_peak, time.perf_counter() - started, process.returncode
 
 
 def main() -> None:
@@ -101,10 +121,11 @@ def main() -> None:
         base = args.dir or Path(temp)
         build_folder(base / "images", args.images, args.classes, args.size)
         for student in args.students.split(","):
-            rss, seconds, code = peak_rss(student, args, base)
+            rss, anon, seconds, code = peak_rss(student, args, base)
             memmap = sum(path.stat().st_size for path in (base / "cache" / "images").glob("*.npy"))
             verdict = "within" if rss <= BUDGET_BYTES + memmap else "OVER"
-            print(f"{student}: exit {code}, {seconds:.0f} s, peak RSS {rss / 2**30:.2f} GiB; memmap cache "
+            print(f"{student}: exit {code}, {seconds:.0f} s, peak RSS {rss / 2**30:.2f} GiB (anonymous, sampled: "
+                  f"{anon / 2**30:.2f} GiB); memmap cache "
                   f"{memmap / 2**30:.2f} GiB; {verdict} 2 GiB + memmap ({(BUDGET_BYTES + memmap) / 2**30:.2f} GiB)",
                   flush=True)
 
