@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 STATS_CHUNK_BYTES = 32 * 2**20  # uint8 bytes read at a time by channel_stats
+TO_TENSOR_CHUNK_PIXELS = 256 * 224 * 224  # to_tensor converts at most this many input pixels at a time
 WHOLE_STATS_BYTES = 64 * 2**20  # channel_stats below this size: the earlier whole-array float32 computation
 
 
@@ -16,7 +17,22 @@ def to_tensor(
     images: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
     interpolation: str = "bilinear",
 ) -> torch.Tensor:
-    """(N, H, W[, 3]) uint8 -> (N, 3, size, size) float32; greyscale is repeated to RGB."""
+    """(N, H, W[, 3]) uint8 -> (N, 3, size, size) float32; greyscale is repeated to RGB.
+
+    Converted TO_TENSOR_CHUNK_PIXELS input pixels at a time into the preallocated result, so the float copy at
+    the input size never exists for more than a chunk (a split ImageView is read chunk by chunk too).
+    """
+    step = max(1, TO_TENSOR_CHUNK_PIXELS // max(1, int(np.prod(images.shape[1:3], dtype=np.int64))))
+    if len(images) <= step:
+        return _to_tensor(np.asarray(images), size, mean, std, interpolation)
+    out = torch.empty((len(images), 3, size, size), dtype=torch.float32)
+    for start in range(0, len(images), step):
+        out[start : start + step] = _to_tensor(images[start : start + step], size, mean, std, interpolation)
+    return out
+
+
+def _to_tensor(images: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
+               interpolation: str) -> torch.Tensor:
     batch = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
     batch = batch.unsqueeze(1).expand(-1, 3, -1, -1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
     if batch.shape[-1] != size or batch.shape[-2] != size:

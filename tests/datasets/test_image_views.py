@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench import images as images_module
 from bench.data import DataConfig, LoadContext, load_dataset
@@ -95,3 +96,21 @@ def test_small_arrays_keep_the_earlier_float32_channel_stats_bit_for_bit() -> No
     old = (tuple(float(v) for v in floats.mean(axis=(0, 1, 2))),
            tuple(float(v) for v in floats.std(axis=(0, 1, 2)) + 1e-6))
     assert channel_stats(view) == old
+
+
+@pytest.mark.parametrize(("shape", "size", "interpolation"), [((37, 12, 12, 3), 20, "bicubic"),
+                                                              ((37, 12, 12), 8, "bilinear"),
+                                                              ((37, 12, 12, 3), 12, "bilinear")])
+def test_to_tensor_in_chunks_gives_the_whole_conversion(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...],
+                                                         size: int, interpolation: str) -> None:
+    """A large array (or view) is converted a bounded chunk at a time into one result, bit for bit the same."""
+    pixels = np.random.default_rng(2).integers(0, 256, size=shape, dtype=np.uint8)
+    view = ImageView(pixels, np.arange(36, -1, -1))
+    whole = images_module.to_tensor(view, size, (0.4, 0.5, 0.6), (0.2, 0.3, 0.25), interpolation)
+    read: list[int] = []
+    real = images_module._to_tensor
+    monkeypatch.setattr(images_module, "_to_tensor", lambda images, *a: read.append(len(images)) or real(images, *a))
+    monkeypatch.setattr(images_module, "TO_TENSOR_CHUNK_PIXELS", 5 * 12 * 12)
+    chunked = images_module.to_tensor(view, size, (0.4, 0.5, 0.6), (0.2, 0.3, 0.25), interpolation)
+    assert read == [5] * 7 + [2] and chunked.shape == (37, 3, size, size) and chunked.is_contiguous()
+    assert torch.equal(chunked, whole)
