@@ -314,3 +314,12 @@ def test_a_read_only_split_is_hashed_once_per_process_and_rows(monkeypatch: pyte
                   writable):  # a writable base may change in place: always hashed
         with pytest.raises(AssertionError, match="hashed the pixels again"):
             split_fingerprint(other)
+
+
+def test_cpu_teacher_batches_shrink_for_large_inputs_and_gpu_batches_do_not() -> None:
+    from bench.features import TEACHER_BATCH, teacher_batch_size
+
+    cpu = torch.device("cpu")
+    assert teacher_batch_size(cpu, 64) == teacher_batch_size(cpu, 112) == TEACHER_BATCH  # small inputs: as before
+    assert teacher_batch_size(cpu, 224) == TEACHER_BATCH // 4 and teacher_batch_size(cpu, 4096) == 1
+    assert teacher_batch_size(torch.device("cuda"), 224) == TEACHER_BATCH  # GPU activations are not host RAM
