@@ -7,7 +7,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ CACHE_FORMAT = 1
 HASH_FIELD = "content_sha256"  # metadata field: content_hash of the file's tensors
 Validator = Callable[[dict[str, torch.Tensor]], str | None]  # a reason to distrust cached values, or None
 Cached = tuple[dict[str, torch.Tensor], dict[str, str]]
+PASS_FIELD = "pass_id"  # metadata field: entries written by one computation share it (their seconds count once)
 
 
 @dataclass(frozen=True)
@@ -120,3 +122,37 @@ class FeatureCache:
         self.save(key, tensors, {"teacher_seconds": f"{seconds:.6f}", "parts": json.dumps(parts, sort_keys=True)})
         self.misses += 1
         return tensors, CacheEvent(False, seconds)
+
+    def get_or_compute_each(
+        self, parts_by_name: Mapping[str, Mapping[str, Any]],
+        compute: Callable[[Sequence[str]], Mapping[str, torch.Tensor]], validate: Validator | None = None,
+    ) -> tuple[dict[str, torch.Tensor], CacheEvent]:
+        """One entry per name (e.g. per teacher tap): read those cached, compute all missing names in ONE call,
+        store each under its own key. A second tap of the same teacher and data then runs the teacher only for it.
+
+        The event is a hit when nothing was computed (its seconds: the passes that wrote the entries, each once);
+        otherwise a miss timed by this computation alone.
+        """
+        found: dict[str, torch.Tensor] = {}
+        seconds_by_pass: dict[str, float] = {}
+        for name, parts in parts_by_name.items():
+            key = cache_key(parts)
+            cached = self.load(key, validate)
+            if cached is not None and name in cached[0]:
+                found[name] = cached[0][name]
+                seconds_by_pass[cached[1].get(PASS_FIELD, key)] = float(cached[1].get("teacher_seconds", "nan"))
+        missing = [name for name in parts_by_name if name not in found]
+        if not missing:
+            self.hits += 1
+            return found, CacheEvent(True, sum(seconds_by_pass.values()))
+        start = time.perf_counter()
+        computed = compute(missing)
+        seconds = time.perf_counter() - start
+        pass_id = uuid.uuid4().hex
+        for name in missing:
+            parts = parts_by_name[name]
+            self.save(cache_key(parts), {name: computed[name]}, {
+                "teacher_seconds": f"{seconds:.6f}", "parts": json.dumps(parts, sort_keys=True), PASS_FIELD: pass_id})
+            found[name] = computed[name]
+        self.misses += 1
+        return {name: found[name] for name in parts_by_name}, CacheEvent(False, seconds)

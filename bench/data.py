@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.imagecache import ImageView
 from bench.knobs import SEED_MAX, Knob
 from bench.registries import DATASETS
 
@@ -111,9 +112,9 @@ TRAINING_ONLY: dict[str, object] = {  # fields that change how a run trains, not
 
 @dataclass(frozen=True)
 class Split:
-    """One split: uint8 images and int64 labels."""
+    """One split: uint8 images (an ImageView of the dataset's array: rows read when indexed) and int64 labels."""
 
-    images: np.ndarray
+    images: np.ndarray | ImageView
     labels: np.ndarray
     captions: tuple[tuple[str, ...], ...] | None = None  # image-text datasets: all captions of each image
 
@@ -165,8 +166,9 @@ DatasetLoader = Callable[[LoadContext, "DataConfig"], RawDataset]  # every regis
 
 
 def _take(split: Split, indices: np.ndarray) -> Split:
+    """The rows `indices` of a split: a view of its images (no pixels copied), its labels and captions."""
     captions = None if split.captions is None else tuple(split.captions[int(i)] for i in indices)
-    return Split(split.images[indices], split.labels[indices], captions)
+    return Split(ImageView(split.images, indices), split.labels[indices], captions)
 
 
 def make_splits(name: str, raw: RawDataset, config: DataConfig) -> DatasetSplits:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +21,91 @@ from bench.errors import BenchError
 
 CACHE_FORMAT = 1
 CHUNK = 256
+VIEW_CHUNK_BYTES = 32 * 2**20  # rows read at a time when a view is hashed, iterated or streamed
+
+
+class ImageView:
+    """Rows `rows` of a uint8 image array (usually the decoded-image memmap), read from it only when indexed.
+
+    Splits hold these instead of copies, so a split of full COCO at 224 px costs its index array, not its pixels.
+    Indexing (an int, a slice, an int or bool array) returns a real np.ndarray of just those rows.
+    """
+
+    def __init__(self, base: np.ndarray | ImageView, rows: np.ndarray | None = None) -> None:
+        if isinstance(base, ImageView):  # a view of a view reads the same base through composed rows
+            rows = base.rows if rows is None else base._rows_of(np.asarray(rows))
+            base = base.base
+        self.base = base
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the pixels this view stands for (not what it holds)."""
+        return len(self) * int(np.prod(self.base.shape[1:], dtype=np.int64)) * self.base.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.base) if self.rows is None else len(self.rows)
+
+    def _rows_of(self, key: object) -> np.ndarray | slice | int:
+        """The base rows that `key` (an index into this view) names."""
+        if isinstance(key, np.ndarray) and key.dtype == bool:
+            key = np.flatnonzero(key)
+        if self.rows is None:
+            return key  # type: ignore[return-value]
+        return self.rows[key]  # type: ignore[index]
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        if isinstance(key, tuple):
+            raise TypeError("ImageView takes one row index (int, slice or index array), not a tuple")
+        if not isinstance(key, (int, np.integer, slice)):
+            key = np.asarray(key)
+            if key.dtype != bool and not np.issubdtype(key.dtype, np.integer):
+                raise IndexError(f"ImageView index must be integers or booleans, got {key.dtype}")
+        return np.array(self.base[self._rows_of(key)], copy=True)
+
+    def take(self, indices: np.ndarray) -> ImageView:
+        """A view of these rows of this view (nothing is read)."""
+        return ImageView(self, np.asarray(indices, dtype=np.int64))
+
+    def chunks(self, rows: int | None = None) -> Iterator[np.ndarray]:
+        """The view's rows in order, a bounded chunk at a time."""
+        step = rows or chunk_rows(self.shape, self.dtype.itemsize)
+        for start in range(0, len(self), step):
+            yield self[start : start + step]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        """Every row at once, for callers that need a whole array (small data, tests)."""
+        array = self[:]
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+
+def chunk_rows(shape: Sequence[int], itemsize: int = 1, budget: int = VIEW_CHUNK_BYTES) -> int:
+    """How many rows of an array of `shape` fit in `budget` bytes (at least one)."""
+    row = int(np.prod(shape[1:], dtype=np.int64)) * itemsize
+    return max(1, budget // max(row, 1))
 
 
 @dataclass(frozen=True)
 class DecodedImages:
     """(N_kept, S, S, 3) uint8 images, the indices of the input paths they came from, the bad files."""
 
-    images: np.ndarray
+    images: np.ndarray | ImageView
     kept: np.ndarray
     bad: tuple[str, ...]
 
@@ -120,7 +198,7 @@ def cached_images(paths: Sequence[Path], size: int, tag: str, cache_root: Path |
     images = np.load(array_path, mmap_mode="r")
     kept = np.setdiff1d(np.arange(len(paths)), np.asarray(bad, dtype=np.int64))
     if bad:
-        images = np.ascontiguousarray(images[kept])
+        images = ImageView(images, kept)  # the good rows, read from the memmap when asked
     return DecodedImages(images, kept, tuple(meta["bad_files"]))
 
 

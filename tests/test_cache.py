@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -206,3 +207,119 @@ def test_a_long_teacher_pass_says_its_images_per_second(capsys: pytest.CaptureFi
     assert line in capsys.readouterr().err
     quiet = PassRate("teacher t", 1000, every_s=3600.0)
     assert quiet.advance(500) is None and capsys.readouterr().err == ""  # short passes print nothing
+
+
+class TwoTapTeacher(CountingTeacher):
+    """Taps 'pooled' and 'feature_map' of one conv; records the taps of every pass (one pass per batch)."""
+
+    taps = ("pooled", "feature_map")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str, ...]] = []
+
+    def features(self, images, taps):  # noqa: ANN001, ANN201
+        self.asked.append(tuple(taps))
+        self.images_seen += len(images)
+        fmap = self.encoder[0](images)
+        return {tap: fmap.mean(dim=(2, 3)) if tap == "pooled" else fmap for tap in taps}
+
+
+def test_each_tap_is_cached_on_its_own_so_a_second_tap_runs_the_teacher_only_for_it(tmp_path: Path, data) -> None:
+    teacher = TwoTapTeacher()
+    first, event1 = lookup(teacher, data, FeatureCache(tmp_path), taps=("pooled",))
+    assert not event1.hit and set(teacher.asked) == {("pooled",)}
+    teacher.asked.clear()
+    both, event2 = lookup(teacher, data, FeatureCache(tmp_path), taps=("pooled", "feature_map"))
+    assert not event2.hit and set(teacher.asked) == {("feature_map",)} and teacher.images_seen == 100
+    assert torch.equal(both["pooled"], first["pooled"]) and both["feature_map"].shape[:2] == (50, 8)
+    teacher.asked.clear()
+    cache = FeatureCache(tmp_path)
+    alone, event3 = lookup(teacher, data, cache, taps=("feature_map",))
+    assert event3.hit and teacher.asked == [] and cache.hits == 1 and cache.misses == 0
+    assert torch.equal(alone["feature_map"], both["feature_map"])
+    assert event3.teacher_seconds == pytest.approx(event2.teacher_seconds, rel=1e-3)  # the pass that wrote it
+    assert len(list(cache.root.glob("*.safetensors"))) == 2  # one entry per tap
+
+
+def test_a_pass_for_several_missing_taps_runs_the_teacher_once_and_writes_an_entry_each(tmp_path: Path,
+                                                                                         data) -> None:
+    teacher = TwoTapTeacher()
+    cache = FeatureCache(tmp_path)
+    _, event = lookup(teacher, data, cache, taps=("pooled", "feature_map"))
+    assert not event.hit and teacher.images_seen == 50 and set(teacher.asked) == {("feature_map", "pooled")}
+    assert len(list(cache.root.glob("*.safetensors"))) == 2
+    _, hit = lookup(teacher, data, FeatureCache(tmp_path), taps=("pooled", "feature_map"))
+    assert hit.hit and teacher.images_seen == 50
+    assert hit.teacher_seconds == pytest.approx(event.teacher_seconds, rel=1e-3)  # one pass, counted once
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_teacher_pass_over_a_view_in_chunks_matches_the_whole_batch_pass(data) -> None:
+    from bench.data import Split
+    from bench.features import run_teacher
+
+    teacher, device = TwoTapTeacher(), torch.device("cpu")
+    preprocess = teacher.preprocess
+    taps = ["feature_map", "pooled"]
+    chunked = run_teacher(teacher, data.train, preprocess, taps, device, batch_size=7)  # a ragged last batch
+    copy = Split(np.asarray(data.train.images), data.train.labels)
+    whole = run_teacher(teacher, copy, preprocess, taps, device, batch_size=len(copy))
+    assert len(teacher.asked) == 8 + 1
+    for tap in taps:
+        assert chunked[tap].shape == whole[tap].shape and chunked[tap].dtype == torch.float32
+        assert torch.allclose(chunked[tap], whole[tap], atol=1e-6, rtol=0)
+
+
+def test_workbench_asking_a_second_tap_later_runs_the_teacher_only_for_it(tmp_path: Path, data) -> None:
+    from bench.run.workbench import RunContext, Workbench
+
+    teacher = TwoTapTeacher()
+
+    def bench() -> Workbench:  # a new process each time, one cache directory
+        workbench = Workbench(RunContext(cache_dir=tmp_path, device="cpu"))
+        workbench._teachers["two-tap"] = teacher
+        return workbench
+
+    bench().teacher_outputs("two-tap", data, ("pooled",))
+    teacher.asked.clear()
+    outputs = bench().teacher_outputs("two-tap", data, ("pooled", "feature_map"))
+    assert set(teacher.asked) == {("feature_map",)} and not any(event.hit for event in outputs.events)
+    assert {split: len(outputs.features[split]["feature_map"]) for split in ("train", "val", "test")} == data.sizes()
+    teacher.asked.clear()
+    again = bench().teacher_outputs("two-tap", data, ("feature_map",))
+    assert teacher.asked == [] and all(event.hit for event in again.events)
+
+
+def test_a_read_only_split_is_hashed_once_per_process_and_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import features
+    from bench.data import Split
+    from bench.features import split_fingerprint
+    from bench.imagecache import ImageView
+
+    base = np.random.default_rng(0).integers(0, 256, size=(40, 6, 6, 3), dtype=np.uint8)
+    writable = Split(ImageView(base.copy(), np.arange(30)), np.arange(30) % 3)
+    base.flags.writeable = False  # as the decoded-image memmap is opened
+    split = Split(ImageView(base, np.arange(30)), np.arange(30) % 3)
+    first = split_fingerprint(split)
+    assert first == split_fingerprint(writable)  # the memo does not change the value
+
+    def no_reading(*args: object) -> int:
+        raise AssertionError("hashed the pixels again")
+
+    monkeypatch.setattr(features, "chunk_rows", no_reading)
+    assert split_fingerprint(Split(ImageView(base, np.arange(30)), np.arange(30) % 3)) == first
+    for other in (Split(ImageView(base, np.arange(1, 31)), np.arange(30) % 3),  # other rows
+                  Split(ImageView(base, np.arange(30)), np.arange(30) % 2),  # other labels
+                  writable):  # a writable base may change in place: always hashed
+        with pytest.raises(AssertionError, match="hashed the pixels again"):
+            split_fingerprint(other)
+
+
+def test_cpu_teacher_batches_shrink_for_large_inputs_and_gpu_batches_do_not() -> None:
+    from bench.features import TEACHER_BATCH, teacher_batch_size
+
+    cpu = torch.device("cpu")
+    assert teacher_batch_size(cpu, 64) == teacher_batch_size(cpu, 112) == TEACHER_BATCH  # small inputs: as before
+    assert teacher_batch_size(cpu, 224) == TEACHER_BATCH // 4 and teacher_batch_size(cpu, 4096) == 1
+    assert teacher_batch_size(torch.device("cuda"), 224) == TEACHER_BATCH  # GPU activations are not host RAM

@@ -126,7 +126,23 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
-def _epoch(model: Teacher, head: nn.Linear, images: torch.Tensor, labels: torch.Tensor, prefixes: list[str],
+class LabeledImages:
+    """The labeled train rows as a source of float batches: uint8 rows read and converted one batch at a time."""
+
+    def __init__(self, data: DatasetSplits, rows: np.ndarray, preprocess: Preprocess) -> None:
+        self.images, self.rows, self.preprocess = data.train.images, rows, preprocess
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        """(len(index), 3, S, S) float32 for these positions among the labeled rows."""
+        pre = self.preprocess
+        return to_tensor(self.images[self.rows[index.numpy()]], pre.input_size, pre.mean, pre.std,
+                         pre.interpolation)
+
+
+def _epoch(model: Teacher, head: nn.Linear, images: LabeledImages, labels: torch.Tensor, prefixes: list[str],
            optimizer: torch.optim.Optimizer, scheduler, generator: torch.Generator, batch_size: int,
            device: torch.device) -> float:
     """One pass over the labeled rows; returns train accuracy."""
@@ -174,7 +190,7 @@ class _Run:
 
 
 def _train_one_lr(teacher: Teacher, data: DatasetSplits, config: FinetuneConfig, lr: float,
-                  images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[_Run, list[float]]:
+                  images: LabeledImages, labels: torch.Tensor, device: torch.device) -> tuple[_Run, list[float]]:
     """Fine-tune from the teacher's weights with one lr; keep the best epoch on val."""
     model, head, prefixes = _prepare(teacher, config, data.num_classes)
     model.to(device)
@@ -226,8 +242,7 @@ def _fit(teacher: Teacher, data: DatasetSplits, config: FinetuneConfig,
                          f"max_epochs={config.max_epochs}")
     preprocess = teacher.preprocess.with_size(data.config.image_size)
     rows = labeled_rows(data.train.labels, config.labeled_limit, config.label_seed)
-    images = to_tensor(data.train.images[rows], preprocess.input_size, preprocess.mean, preprocess.std,
-                       preprocess.interpolation)
+    images = LabeledImages(data, rows, preprocess)  # never all rows as float at once
     labels = torch.from_numpy(data.train.labels[rows])
     runs, seconds = [], []
     for lr in config.lrs:

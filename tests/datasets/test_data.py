@@ -46,7 +46,7 @@ def test_digits_splits_are_deterministic_disjoint_and_limited() -> None:
     assert len(rows["train"] & rows["test"]) <= 5 and len(rows["train"] & rows["val"]) <= 5
     other_seed = load_dataset("digits", DataConfig(train_limit=500, split_seed=4))
     assert not np.array_equal(other_seed.train.labels, a.train.labels)
-    assert a.train.images.dtype == np.uint8 and a.train.images.max() == 255
+    assert a.train.images.dtype == np.uint8 and np.asarray(a.train.images).max() == 255
     assert set(np.unique(a.train.labels)) == set(range(10)) and a.class_names[3] == "3"
 
 

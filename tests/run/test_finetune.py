@@ -197,3 +197,28 @@ def test_settings_a_fine_tune_cannot_serve_are_refused(tmp_path: Path, fields: d
                                                **fields})
     with pytest.raises(BenchError, match=match):
         load_grid(path)
+
+
+def test_finetune_reads_its_rows_as_float_one_batch_at_a_time(teacher: Teacher, monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """The labeled rows are converted per batch (never all at once) and give the whole conversion's pixels."""
+    from bench.imagecache import ImageView
+    from bench.images import to_tensor
+
+    base = faint_checkerboard(120, 5)
+    view = Split(ImageView(base.images, np.arange(119, -1, -1)), base.labels[::-1].copy())
+    data = DatasetSplits("checker-view", ("plain", "checker"), view, faint_checkerboard(20, 1),
+                         faint_checkerboard(20, 2), DataConfig(image_size=SIZE))
+    rows = labeled_rows(data.train.labels, 50)
+    preprocess = teacher.preprocess.with_size(SIZE)
+    source = finetune.LabeledImages(data, rows, preprocess)
+    index = torch.tensor([49, 0, 17, 3])
+    whole = to_tensor(np.asarray(data.train.images)[rows], preprocess.input_size, preprocess.mean, preprocess.std,
+                      preprocess.interpolation)
+    assert len(source) == 50 and torch.equal(source[index], whole[index])
+    converted: list[int] = []
+    real = finetune.to_tensor
+    monkeypatch.setattr(finetune, "to_tensor", lambda images, *a: converted.append(len(images)) or real(images, *a))
+    finetune_teacher(teacher, data, replace(CONFIG, max_epochs=1, labeled_limit=50), FeatureCache(tmp_path),
+                     torch.device("cpu"))
+    assert converted and max(converted) <= CONFIG.batch_size < 50
