@@ -3,7 +3,8 @@
 #   1. benchmarks/bench_train_speed.py: student-training images/s with and without the fast paths;
 #   2. two tiny digits grids on CUDA (fp32; bf16 + crop-flip): artifacts, inference cost, then `bench eval` of
 #      every done run (stored vs recomputed on the same device) and `bench export` (ONNX, TorchScript);
-#   3. benchmarks/bench_plan_throughput.py (the H200 rows of bench/plan_throughput.py), when time is left.
+#   3. with DEMO=1: `bench plan studies/demo.yaml --gpu h200`, then the demo grid itself on this GPU (timed);
+#   4. benchmarks/bench_plan_throughput.py (the H200 rows of bench/plan_throughput.py) unless PLAN_BUDGET=0.
 # Writes everything under ${OUT:-/tmp/gpu-check}. Needs the repo's Python dependencies importable.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
@@ -30,16 +31,31 @@ echo "grids took $(( $(date +%s) - start )) s"
 "${BENCH[@]}" sql --db "$DB" --csv "SELECT id, student, method, data_config, test_acc, latency_ms, throughput_ips, \
 macs, teacher_latency_ms, speedup, epoch_seconds, train_images_per_s, device FROM runs ORDER BY id" \
     | tee "$OUT/runs.csv"
-for id in $("${BENCH[@]}" sql --db "$DB" --csv "SELECT id FROM runs WHERE status = 'done'" | tail -n +2 | tr -d '\r'); do
+for id in $("${BENCH[@]}" sql --db "$DB" --csv "SELECT id FROM runs WHERE status = 'done'" | tail -n +2 | tr -d '\r' \
+        | head -n "${EVAL_LIMIT:-99}"); do
     result=$("${BENCH[@]}" eval "$id" --db "$DB" --device "$DEVICE" --cache-dir "$WORK/cache" 2>&1); rc=$?
     echo "$result" | tail -2; echo "eval $id rc=$rc"
 done | tee "$OUT/eval.txt"
 for student in resnet bottleneck; do
-    for fmt in onnx torchscript; do
+    for fmt in ${EXPORT_FORMATS:-onnx torchscript}; do
         "${BENCH[@]}" export --best --where "student = '$student' AND study = 'gpu-check'" --format "$fmt" \
             --out "$WORK/$student.$fmt" --db "$DB" 2>&1 | tail -2
     done
 done | tee "$OUT/export.txt"
 
-echo "== 3. plan throughput table"
-timeout "${PLAN_BUDGET:-120}" python3 benchmarks/bench_plan_throughput.py 2>&1 | tee "$OUT/plan_throughput.txt"
+if [ -n "${DEMO:-}" ]; then
+    echo "== 3. the demo grid on this GPU"
+    DEMO_DB="sqlite:///$WORK/demo.db"
+    "${BENCH[@]}" plan studies/demo.yaml --gpu h200 --db "$DEMO_DB" 2>&1 | tee "$OUT/demo_plan.txt"
+    start=$(date +%s)
+    timeout "${DEMO_BUDGET:-300}" "${BENCH[@]}" run studies/demo.yaml --db "$DEMO_DB" --device "$DEVICE" \
+        --cache-dir "$WORK/demo-cache" --run-dir "$WORK/demo-runs" 2>&1 | tail -3
+    echo "demo grid took $(( $(date +%s) - start )) s" | tee -a "$OUT/demo_plan.txt"
+    "${BENCH[@]}" sql --db "$DEMO_DB" --csv "SELECT student, method, seed, test_acc, epoch_seconds, latency_ms, \
+throughput_ips, macs, speedup, teacher_pass_s FROM runs ORDER BY id" | tee "$OUT/demo_runs.csv"
+fi
+
+if [ "${PLAN_BUDGET:-120}" != 0 ]; then
+    echo "== 4. plan throughput table"
+    timeout "${PLAN_BUDGET:-120}" python3 benchmarks/bench_plan_throughput.py 2>&1 | tee "$OUT/plan_throughput.txt"
+fi

@@ -173,7 +173,7 @@ def _batches(loop: _Loop) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     inputs = loop.data.inputs["train"]
     if loop.loader is None or not isinstance(inputs, ImageInputs):
         for index in batches:
-            yield index, rows_on(inputs, index, index.to(inputs.device), loop.device)  # type: ignore[union-attr]
+            yield index, rows_on(inputs, index, index.to(loop.device), loop.device)  # type: ignore[arg-type]
         return
     for index, raw in loop.loader.epoch(batches):
         raw = raw.to(loop.device, non_blocking=True)

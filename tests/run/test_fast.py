@@ -135,3 +135,19 @@ class _Logits(nn.Module):
 def _fresh_logits() -> nn.Module:
     torch.manual_seed(0)
     return _Logits(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4)))
+
+
+def test_feature_batches_that_stay_on_the_host_reach_the_training_device() -> None:
+    """Features not made resident (too big, or resident_features: off) are gathered on the host and copied to the
+    training device per batch (this broke on CUDA: the batch stayed on the CPU). `meta` stands in for the GPU."""
+    from types import SimpleNamespace
+
+    from bench.run.train import TrainData, _batches
+
+    features = torch.randn(10, 4)
+    data = TrainData({"train": features}, {"train": torch.arange(10)})
+    loop = SimpleNamespace(data=data, generator=torch.Generator().manual_seed(0), batch_size=4, loader=None,
+                           device=torch.device("meta"))
+    batches = list(_batches(loop))  # type: ignore[arg-type]
+    assert [len(index) for index, _ in batches] == [4, 4, 2]
+    assert all(inputs.device.type == "meta" and inputs.shape == (len(index), 4) for index, inputs in batches)
