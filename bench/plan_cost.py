@@ -20,7 +20,7 @@ NOMINAL_SIZES = {  # official (train pool, test) image counts: a missing dataset
 }
 NATIVE_SIZES = {"tiny-imagenet": 64, "coco-captions": 224, "cifar-100": 32, "fashion-mnist": 28, "digits": 8}
 PROBE_SECONDS_PER_IMAGE = 2e-5  # estimate: a logistic-regression probe on cached features (CPU)
-FINETUNE_LRS = 2  # bench/run/finetune.py tries two learning rates
+FINETUNE_LRS = 1  # a grid's fine-tune tries one lr (data.finetune_lr: bench/run/finetune.py finetune_config)
 
 NUM_CLASSES = {"tiny-imagenet": 200, "cifar-100": 100, "fashion-mnist": 10, "digits": 10, "coco-captions": 1}
 EVAL_SPEEDUP = 3.0  # estimate: an eval (forward-only) image costs a third of a training image
@@ -168,7 +168,10 @@ def reference_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> tuple[fl
     data = spec.data_dict
     if data.get("teacher_reference") == "finetune":
         epochs = int(data.get("finetune_epochs", 6))
-        per_lr = epochs * (splits.labeled / (rate * tp.TRAIN_RATIO) + splits.val / rate)
+        per_epoch = splits.labeled / (rate * tp.TRAIN_RATIO) + splits.val / rate
+        if rates.gpu:  # small fine-tune batches are launch-bound on a GPU: the measured floor
+            per_epoch = max(per_epoch, (splits.labeled + splits.val) * tp.FINETUNE_FLOOR_S)
+        per_lr = epochs * per_epoch
         return passes, FINETUNE_LRS * per_lr + passes  # the fine-tuned teacher's features are extracted again
     return passes, splits.train * PROBE_SECONDS_PER_IMAGE
 
@@ -182,7 +185,13 @@ def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> float | None:
         return None
     few = spec.method == BASELINE_METHOD and spec.data_dict.get("labeled_limit")
     train = splits.labeled if few else splits.train
-    return spec.epochs * (train / rate + splits.val / (EVAL_SPEEDUP * rate)) + splits.test / (EVAL_SPEEDUP * rate)
+    seconds = spec.epochs * (train / rate + splits.val / (EVAL_SPEEDUP * rate)) + splits.test / (EVAL_SPEEDUP * rate)
+    if not rates.gpu:
+        return seconds  # timed here at the run's own batch size: the per-step cost is in the rate
+    steps = spec.epochs * -(-train // int(spec.hparams_dict.get("batch_size", 64)))
+    floor = steps * tp.STEP_FLOOR_S["head" if size == 0 else "standalone"] + tp.RUN_FLOOR_S
+    rates.sources.add(f"per-step and per-run floors: {tp.FLOOR_SOURCE}")
+    return max(seconds, floor)
 
 
 def estimate(plan: Any, rates: Rates) -> dict[str, float | None]:

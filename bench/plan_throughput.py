@@ -44,6 +44,15 @@ STUDENT_TRAIN: dict[tuple[str, int], float] = {  # (student, image size; 0 = hea
     ("vit", 32): 10113, ("projection", 0): 118153, ("bottleneck", 0): 157981, ("mha", 0): 51342,
     ("cbam", 0): 51342,  # estimate: cbam (a head on a feature map) was not timed; taken as mha's
 }
+# A GPU runs small batches far below its peak: each optimizer step and each run pay a fixed cost (kernel launches,
+# Python, the val pass, the inference-cost measurement, the artifact). Measured on the H200 with the demo grid
+# (benchmarks/gpu_check.sh, DEMO=1, 2026-11-26: 111 s for 13 cells where the compute-only rates predict 8 s);
+# the same floors are assumed on the other GPUs (an estimate: launch-bound, not compute-bound).
+FLOOR_SOURCE = "floors measured on an H200 running the demo grid (benchmarks/gpu_check.sh DEMO=1)"
+STEP_FLOOR_S = {"standalone": 6.5e-3, "head": 2.0e-3}  # seconds per optimizer step at batch 32 (resnet d8; MLP)
+RUN_FLOOR_S = 1.5  # seconds per run beyond its epochs: set-up, test pass, cost measurement, artifact, row
+FINETUNE_FLOOR_S = 2.1e-3  # seconds per labeled-or-val image per fine-tune epoch (effnet-lite0 at 64 px)
+
 GPU_SCALE: dict[str, tuple[float, str]] = {  # a GPU's speed relative to the measured H200 rows
     "h200": (1.0, H200_SOURCE),
     "h100": (0.9, "estimate: the H200's figures x 0.9 (same Hopper chip, slower memory)"),
