@@ -56,4 +56,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) results.db results.db-* reports/report.md reports/*.png reports/*.svg reports/*.html reports/*.csv reports/*.tex
+	rm -rf $(VENV) results.db results.db-* artifacts reports/report.md reports/*.png reports/*.svg reports/*.html reports/*.csv reports/*.tex

@@ -285,8 +285,21 @@ def load_run(database_url: str, run_ref: str, context: Any = None,
         parts.student.to(bench.device).eval()
         parts.method.to(bench.device).eval()
         if parts.input_tap is not None and data.config.teacher_reference == "finetune":
+            _require_finetune_cached(bench, teacher, data, spec)
             teacher = finetuned_teacher(database_url, spec, teacher, data)
     return LoadedRun(record, spec, parts, teacher, data, bench, kind, tensors, metadata)
+
+
+def _require_finetune_cached(bench: Any, teacher: Any, data: Any, spec: Any) -> None:
+    """A head student of a finetune setting is scored on the fine-tune's cached features: never re-train them."""
+    from bench.cache import cache_key
+    from bench.run.finetune import finetune_config, finetune_key
+
+    key = cache_key(finetune_key(teacher, data, finetune_config(data.config)))
+    if bench.cache.load(key) is None:
+        raise BenchError(f"run {spec.key[:12]} reads the fine-tuned {spec.teacher!r} features, which are not in the "
+                         f"feature cache {bench.cache.path(key).parent}; pass the sweep's --cache-dir (bench eval "
+                         "never re-trains the teacher)")
 
 
 def finetuned_teacher(database_url: str, spec: Any, teacher: Any, data: Any) -> Any:

@@ -492,7 +492,8 @@ def export_command(
         check_connection(db)
         chosen = best_run(db, where or "1 = 1") if best else str(run_ref)
         diff = export_run(db, chosen, fmt, out_file)  # type: ignore[arg-type]
-        out.print(f"wrote {out_file} (run {chosen}, {fmt}; max abs diff vs PyTorch {diff:.2g})", highlight=False)
+        out.print(f"wrote {out_file} (run {chosen}, {fmt}; max abs diff vs PyTorch {diff:.2g})", highlight=False,
+                  soft_wrap=True)
 
 
 @app.command("plan")
