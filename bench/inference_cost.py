@@ -66,14 +66,24 @@ def _timed(call: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def throughput_batch(settings: CostSettings, device: torch.device, work_size: int) -> int:
+    """The throughput batch: `settings.batch`, fewer on the CPU when the model works at a large size (its
+    activations live in host RAM there: the teacher pass's pixel budget, bench/features.py)."""
+    from bench.features import teacher_batch_size
+
+    return settings.batch if device.type != "cpu" else min(settings.batch, teacher_batch_size(device, work_size))
+
+
 def measure_cost(model: nn.Module, image_shape: tuple[int, int, int], device: torch.device,
-                 settings: CostSettings | None = None) -> InferenceCost:
-    """Latency, throughput and MACs of `model` on (N, *image_shape) images in [0, 1], on `device`."""
+                 settings: CostSettings | None = None, work_size: int | None = None) -> InferenceCost:
+    """Latency, throughput and MACs of `model` on (N, *image_shape) images in [0, 1], on `device`; `work_size`
+    is the largest image side the model resizes to inside (a head student's or teacher's input size)."""
     settings = settings or CostSettings.for_device(device)
     model = model.eval().to(device)
     generator = torch.Generator().manual_seed(0)
     one = torch.rand(1, *image_shape, generator=generator).to(device)
-    many = torch.rand(settings.batch, *image_shape, generator=generator).to(device)
+    batch = throughput_batch(settings, device, max(*image_shape[1:], work_size or 0))
+    many = torch.rand(batch, *image_shape, generator=generator).to(device)
     with torch.inference_mode():
         for _ in range(settings.warmup):
             model(one)
@@ -81,7 +91,7 @@ def measure_cost(model: nn.Module, image_shape: tuple[int, int, int], device: to
         model(many)  # the large batch warms its own kernels and allocations once
         seconds = sum(_timed(lambda: model(many), device) for _ in range(settings.batches))
     return InferenceCost(latency_ms=1000.0 * statistics.median(latencies),
-                         throughput_ips=settings.batch * settings.batches / seconds,
+                         throughput_ips=batch * settings.batches / seconds,
                          macs=count_macs(model, one))
 
 

@@ -15,9 +15,10 @@ def student_cost_fields(bench: Workbench, parts: RunParts, teacher_name: str, da
                         task: str) -> dict[str, float]:
     """The trained student's cost as deployed (a head student with its backbone) beside its teacher's."""
     teacher: Teacher = bench.teacher(teacher_name)
-    model = deployable(parts.student, parts.method, teacher, parts.kind, parts.input_tap,
-                       run_norm(parts, teacher, data), is_joint_space(parts.method))
-    own = measure_cost(model, input_shape(data), bench.device)
+    norm = run_norm(parts, teacher, data)  # the size the deployable resizes to: the student's, or its teacher's
+    model = deployable(parts.student, parts.method, teacher, parts.kind, parts.input_tap, norm,
+                       is_joint_space(parts.method))
+    own = measure_cost(model, input_shape(data), bench.device, work_size=norm.size)
     return cost_fields(own, bench.teacher_cost(teacher_name, data, task == RETRIEVAL))
 
 

@@ -118,7 +118,7 @@ class Workbench:
         memo_key = (teacher_name, input_shape(data), size, retrieval or data.num_classes, str(self.device))
         if memo_key not in self._teacher_costs:
             model = teacher_deployable(teacher, data, retrieval)
-            self._teacher_costs[memo_key] = measure_cost(model, input_shape(data), self.device)
+            self._teacher_costs[memo_key] = measure_cost(model, input_shape(data), self.device, work_size=size)
         return self._teacher_costs[memo_key]
 
     def finetuned(self, teacher_name: str, data: DatasetSplits) -> FinetuneResult:

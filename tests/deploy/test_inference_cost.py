@@ -54,9 +54,9 @@ def test_the_teacher_is_measured_once_per_teacher_and_input_size(tmp_path: Path,
     calls: list[tuple] = []
     real = inference_cost.measure_cost
 
-    def counting(model, shape, device, settings=None):
+    def counting(model, shape, device, settings=None, work_size=None):
         calls.append(shape)
-        return real(model, shape, device, CostSettings(runs=1, warmup=0, batch=2, batches=1))
+        return real(model, shape, device, CostSettings(runs=1, warmup=0, batch=2, batches=1), work_size)
 
     monkeypatch.setattr("bench.run.workbench.measure_cost", counting)
     bench = Workbench(RunContext(tmp_path / "cache", tmp_path / "data", "cpu"))
@@ -87,3 +87,24 @@ def test_every_done_run_stores_its_cost_and_the_teacher_cell_its_own(tmp_path: P
                                                                    1.0)
     assert records["resnet"].teacher_latency_ms == teacher.latency_ms  # measured once, shared by the grid
     assert records["resnet"].macs < teacher.macs < records["projection"].macs  # a head carries its backbone
+
+
+def test_the_cpu_throughput_batch_shrinks_for_models_working_at_large_sizes() -> None:
+    """On the CPU, activations live in host RAM: a model that works at 224 px is timed on 32 images, not 64 (a
+    grid over 224 px images peaked over its memory budget before); small inputs and CUDA keep the full batch."""
+    from bench.inference_cost import CostSettings, throughput_batch
+
+    settings = CostSettings()
+    assert throughput_batch(settings, torch.device("cpu"), 224) == 32
+    assert throughput_batch(settings, torch.device("cpu"), 64) == settings.batch == 64
+    assert throughput_batch(settings, torch.device("cuda"), 224) == 64
+    seen: list[int] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            seen.append(len(images))
+            return images.mean(dim=(1, 2, 3))
+
+    cost = measure_cost(Probe(), (3, 28, 28), torch.device("cpu"), CostSettings(runs=1, warmup=0, batches=1),
+                        work_size=224)
+    assert max(seen) == 32 and cost.throughput_ips > 0
