@@ -18,7 +18,7 @@ from torch import nn
 
 from bench.data import DatasetSplits
 from bench.errors import BenchError
-from bench.images import channel_stats
+from bench.images import channel_stats, resize, to_float
 from bench.methods.base import Method
 from bench.names import HEAD
 from bench.registries import METHODS
@@ -47,18 +47,12 @@ class Normalise(nn.Module):
     def __init__(self, norm: ImageNorm) -> None:
         super().__init__()
         self.size = norm.size
-        mode = norm.interpolation if norm.interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
-        self.mode = mode
+        self.mode = norm.interpolation
         self.register_buffer("mean", torch.tensor(norm.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(norm.std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-1] != self.size or images.shape[-2] != self.size:
-            if self.mode == "nearest":
-                images = F.interpolate(images, size=(self.size, self.size), mode="nearest")
-            else:
-                images = F.interpolate(images, size=(self.size, self.size), mode=self.mode, align_corners=False,
-                                       antialias=True)  # as to_tensor: antialiased bicubic differs even when enlarging
+        images = resize(images, self.size, self.mode)  # to_tensor's resize (antialiased bicubic differs even up)
         return (images - self.mean) / self.std
 
 
@@ -118,9 +112,7 @@ def is_joint_space(method: Method) -> bool:
 
 def images_to_input(images: np.ndarray) -> torch.Tensor:
     """A split's uint8 images (N, H, W[, 3]) -> the deployable's input (N, 3, H, W) float32 in [0, 1]."""
-    batch = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-    batch = batch.unsqueeze(1).expand(-1, 3, -1, -1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
-    return batch.contiguous()
+    return to_float(torch.from_numpy(np.ascontiguousarray(images))).contiguous()
 
 
 def input_shape(data: DatasetSplits) -> tuple[int, int, int]:

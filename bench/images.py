@@ -33,14 +33,35 @@ def to_tensor(
 
 def _to_tensor(images: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
                interpolation: str) -> torch.Tensor:
-    batch = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-    batch = batch.unsqueeze(1).expand(-1, 3, -1, -1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
-    if batch.shape[-1] != size or batch.shape[-2] != size:
-        mode = interpolation if interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
-        extra = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
-        batch = F.interpolate(batch, size=(size, size), mode=mode, **extra)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return normalise_batch(torch.from_numpy(np.ascontiguousarray(images)), size, mean, std, interpolation)
+
+
+def normalise_batch(raw: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float],
+                    interpolation: str = "bilinear") -> torch.Tensor:
+    """(N, H, W[, 3]) uint8 -> (N, 3, size, size) float32 on raw's device: the one copy of this maths (the whole
+    split here, one batch in bench/run/loader.py, the exported model in bench/deploy.py)."""
+    return normalise(resize(to_float(raw), size, interpolation), mean, std)
+
+
+def to_float(raw: torch.Tensor) -> torch.Tensor:
+    """(N, H, W[, 3]) uint8 -> (N, 3, H, W) float32 in [0, 1]; greyscale is repeated to RGB."""
+    batch = raw.float().div_(255.0)
+    return batch.unsqueeze(1).expand(-1, 3, -1, -1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
+
+
+def resize(batch: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize to size x size (none when it already is): antialiased bilinear or bicubic, or nearest."""
+    if batch.shape[-1] == size and batch.shape[-2] == size:
+        return batch
+    mode = interpolation if interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
+    extra = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
+    return F.interpolate(batch, size=(size, size), mode=mode, **extra)
+
+
+def normalise(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Per-channel (x - mean) / std, contiguous."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1).to(batch.device)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1).to(batch.device)
     return ((batch - mean_t) / std_t).contiguous()
 
 

@@ -10,7 +10,7 @@ the batch order is still drawn by the run's seeded generator in the main process
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,36 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from bench.images import normalise, normalise_batch, resize, to_float
 from bench.run.fast import to_memory_format
 
 AUGMENTS = ("none", "flip", "crop-flip")
 CROP_SCALE = (0.25, 1.0)  # random-resized-crop: share of the image area kept
 CROP_RATIO = (3 / 4, 4 / 3)  # and the crop's aspect ratio
-
-
-def normalise_batch(raw: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(N, H, W[, 3]) uint8 -> (N, 3, size, size) float32 on raw's device: to_tensor's maths, one batch."""
-    return normalise(resize(to_float(raw), size), mean, std)
-
-
-def to_float(raw: torch.Tensor) -> torch.Tensor:
-    """(N, H, W[, 3]) uint8 -> (N, 3, H, W) float32 in [0, 1]; greyscale is repeated to RGB."""
-    batch = raw.float().div_(255.0)
-    return batch.unsqueeze(1).expand(-1, 3, -1, -1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
-
-
-def resize(batch: torch.Tensor, size: int) -> torch.Tensor:
-    """Antialiased bilinear resize to size x size (none when it already is)."""
-    if batch.shape[-1] == size and batch.shape[-2] == size:
-        return batch
-    return F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
-def normalise(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Per-channel (x - mean) / std, contiguous."""
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1).to(batch.device)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1).to(batch.device)
-    return ((batch - mean_t) / std_t).contiguous()
 
 
 @dataclass(frozen=True)
