@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,14 @@ class DatasetSplits:
     @property
     def native_size(self) -> int:
         return int(self.train.images.shape[1])
+
+    @cached_property
+    def train_channel_stats(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """Per-channel mean and std of the train images (standalone students' normalisation), computed once: it
+        reads the whole split, and the run, its artifact and its inference cost all need it."""
+        from bench.images import channel_stats  # torch: not at import (the CLI's torch-free paths import this module)
+
+        return channel_stats(self.train.images)
 
     def split(self, name: str) -> Split:
         return {"train": self.train, "val": self.val, "test": self.test}[name]

@@ -18,7 +18,7 @@ from torch import nn
 
 from bench.data import DatasetSplits
 from bench.errors import BenchError
-from bench.images import channel_stats, resize, to_float
+from bench.images import resize, to_float
 from bench.methods.base import Method
 from bench.names import HEAD
 from bench.registries import METHODS
@@ -94,7 +94,7 @@ def run_norm(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> ImageNor
     if parts.input_tap is not None:
         pre = teacher.preprocess.with_size(data.config.image_size)
         return ImageNorm(pre.input_size, pre.mean, pre.std, pre.interpolation)
-    mean, std = channel_stats(data.train.images)
+    mean, std = data.train_channel_stats
     return ImageNorm(data.config.student_image_size or data.native_size, mean, std)
 
 

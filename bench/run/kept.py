@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from bench.data import DatasetSplits
-from bench.images import channel_stats
 from bench.names import FINETUNE_REFERENCE
 from bench.run.parts import RunParts
 from bench.spec import ExperimentSpec
@@ -47,7 +46,7 @@ def input_norm(parts: RunParts, data: DatasetSplits) -> dict[str, object] | None
     """A standalone student's input: size and per-channel mean/std of train (as run_spec's student_inputs)."""
     if parts.input_tap is not None:
         return None
-    mean, std = channel_stats(data.train.images)
+    mean, std = data.train_channel_stats
     return {"size": data.config.student_image_size or data.native_size, "mean": list(mean), "std": list(std)}
 
 

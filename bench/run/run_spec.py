@@ -13,7 +13,6 @@ import torch
 
 from bench.data import DataConfig, DatasetSplits
 from bench.errors import BenchError
-from bench.images import channel_stats
 from bench.names import (
     CLASSIFICATION,
     FINETUNE_METHOD,
@@ -70,7 +69,7 @@ def student_inputs(parts: RunParts, data: DatasetSplits, outputs: TeacherOutputs
                              f"reads the teacher's {parts.input_tap!r} features: set augment: none for it")
         return {split: outputs.features[split][parts.input_tap] for split in SPLITS}
     size = data.config.student_image_size or data.native_size
-    mean, std = channel_stats(data.train.images)
+    mean, std = data.train_channel_stats
     return {split: ImageInputs(data.split(split).images, size, mean, std) for split in SPLITS}
 
 
