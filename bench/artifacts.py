@@ -200,25 +200,16 @@ class LoadedRun:
 
 
 def find_run(database_url: str, run_ref: str) -> RunRecord:
-    """The row a run id or a unique spec_key prefix names; else a one-line BenchError."""
-    from sqlalchemy import select
-
+    """The row a run id or a unique spec_key prefix names (resolved as `bench show` does); else a one-line
+    BenchError."""
+    from bench.report.runs import find_run as find_row
     from bench.store import _to_record
     from bench.store.models import Run
     from bench.store.session import get_engine, session_scope
 
-    query = select(Run).where(Run.id == int(run_ref)) if run_ref.isdigit() else None
+    run_id = int(find_row(database_url, run_ref)["id"])
     with session_scope(get_engine(database_url)) as session:
-        rows = list(session.scalars(query)) if query is not None else []
-        if not rows:
-            rows = list(session.scalars(select(Run).where(Run.spec_key.startswith(run_ref)).limit(2)))
-        records = [_to_record(row) for row in rows]
-    if not records:
-        raise BenchError(f"run {run_ref!r}: no run has that id or spec_key prefix in {database_url}; "
-                         "see `bench runs --columns id,spec_key,...`")
-    if len(records) > 1:
-        raise BenchError(f"run {run_ref!r}: the spec_key prefix is not unique in {database_url}; give more of it")
-    return records[0]
+        return _to_record(session.get(Run, run_id))
 
 
 def verified_path(record: RunRecord) -> Path:
