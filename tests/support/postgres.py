@@ -79,7 +79,10 @@ def postgres_server() -> Iterator[str]:
         _run([str(binaries / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
               "--no-sync"])
         options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                   # one server serves every PostgreSQL test of the session, and in-process CLI runs keep Optuna's
+                   # pooled connections until pytest exits: the default 100 was reached once in CI
+                   " -c max_connections=300")
         _run([str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "server.log"),
               "-w", "-t", "60", "start"])
         yield f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}"
