@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.data import DataConfig, DatasetSplits
-from bench.images import to_tensor
-from bench.names import SPLITS
+from bench.core.names import SPLITS
+from bench.core.taps import POOLED
+from bench.data.images import to_tensor
+from bench.data.splits import DataConfig, DatasetSplits
 from bench.run.parts import build_parts
 from bench.run.train import TrainData, train_student
 from bench.run.workbench import RunContext, Workbench
-from bench.taps import POOLED
 
 TEACHER, DATASET = "effnet-lite0", "digits"
 STUDENTS = ("projection", "bottleneck")  # head students on the pooled tap; more runs repeat them (other seeds)

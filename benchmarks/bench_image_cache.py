@@ -34,7 +34,7 @@ def write_tree(root: Path, count: int, seed: int = 0) -> list[Path]:
 
 def timed_pass(paths: list[Path], size: int, cache: Path) -> float:
     """Seconds to get every image as a uint8 array through the cache, touching every pixel."""
-    from bench.imagecache import cached_images
+    from bench.data.imagecache import cached_images
 
     start = time.perf_counter()
     decoded = cached_images(paths, size, "benchmark/train", cache)

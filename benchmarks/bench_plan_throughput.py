@@ -2,7 +2,7 @@
 
 Random-init timm models (no weights, no network) and the registry's own students, bf16 autocast on CUDA
 (fp32 on CPU), a few warm-up steps then a timed window. Prints one CSV row per model; the figures in
-bench/plan_throughput.py's measured rows came from this script.
+bench/plan/throughput.py's measured rows came from this script.
 
     python benchmarks/bench_plan_throughput.py [--seconds 3] [--batch 256]
 """
@@ -69,7 +69,7 @@ def teacher_rate(name: str, size: int, batch: int, seconds: float, device: torch
 def student_rate(name: str, size: int, shape: tuple[int, ...] | None, batch: int, seconds: float,
                  device: torch.device) -> float:
     """Training images/s (forward, cross-entropy, backward, AdamW step) of a bench student."""
-    from bench.registries import STUDENTS as REGISTRY
+    from bench.core.registries import STUDENTS as REGISTRY
     from bench.students.base import StudentContext
 
     entry = REGISTRY.entry(name)

@@ -5,7 +5,8 @@
         --image-size 96 --train-limit 3000 --val-limit 600 --test-limit 2000   # the demo's data
 
 The old fit is today's former probe, kept here verbatim: three torch L-BFGS fits from zero (L2 1e-4, 1e-3,
-1e-2), train logits in-sample. The new one is bench.probe.fit_linear_probe (L2 path, out-of-fold train logits).
+1e-2), train logits in-sample. The new one is
+bench.teacher_outputs.probe.fit_linear_probe (L2 path, out-of-fold train logits).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.data import DataConfig, load_dataset
-from bench.features import run_teacher
-from bench.names import SPLITS
-from bench.probe import accuracy, fit_linear_probe
-from bench.registries import TEACHERS
+from bench.core.names import SPLITS
+from bench.core.registries import TEACHERS
+from bench.data.splits import DataConfig, load_dataset
 from bench.run.workbench import resolve_device
+from bench.teacher_outputs.features import run_teacher
+from bench.teacher_outputs.probe import accuracy, fit_linear_probe
 
 
 def legacy_probe(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], num_classes: int,

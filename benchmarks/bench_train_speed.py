@@ -81,8 +81,8 @@ def _memmap_images(folder: Path, n: int, native: int) -> np.memmap:
 def _time_run(student_name: str, hparams: dict, context: object, data: object, method: str,
               epochs: int, device: torch.device, options: object, losses: bool = False) -> Any:
     """Train once; (images/s of the last epoch, its seconds), or with `losses` the last epoch's train loss."""
+    from bench.core.registries import METHODS, STUDENTS
     from bench.methods.base import MethodContext
-    from bench.registries import METHODS, STUDENTS
     from bench.run.train import train_student
 
     torch.manual_seed(0)
@@ -131,7 +131,7 @@ def _report(title: str, rows: list[tuple[str, float, float]]) -> None:
 
 def _conv_rows(args: argparse.Namespace, device: torch.device, folder: Path, deadline: float) -> list[tuple]:
     """Throughput of the conv student under each option set."""
-    from bench.images import to_tensor
+    from bench.data.images import to_tensor
     from bench.run.loader import ImageInputs
     from bench.run.train import TrainData
     from bench.students.base import StudentContext

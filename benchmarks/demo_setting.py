@@ -2,7 +2,8 @@
 
     PYTHONPATH=$PWD python benchmarks/demo_setting.py --labels 1000 --transfer 5000 --seeds 0 1 2
 
-Per L (labeled train images): the teacher (effnet-lite0 by default) fine-tuned on L labels (bench.run.finetune,
+Per L (labeled train images): the teacher (effnet-lite0 by default) fine-tuned on L labels
+(bench.teacher_outputs.finetune,
 cached), a `resnet` student trained from scratch on the same L labels, and the same student trained with `kd` from
 the fine-tuned teacher on the L labels plus a transfer set of U unlabeled train images (teacher logits only; their
 labels are -1 and every CE term ignores them: labeled_cross_entropy). Prints mean, std, paired-t p of KD vs
@@ -19,14 +20,14 @@ import time
 import numpy as np
 import torch
 
-from bench.cache import FeatureCache
-from bench.data import DataConfig, DatasetSplits, load_dataset
-from bench.images import channel_stats, to_tensor
-from bench.names import SPLITS, UNLABELED
-from bench.registries import TEACHERS
-from bench.run.finetune import FinetuneConfig, FinetuneResult, finetune_teacher, labeled_rows
+from bench.core.names import SPLITS, UNLABELED
+from bench.core.registries import TEACHERS
+from bench.data.images import channel_stats, to_tensor
+from bench.data.splits import DataConfig, DatasetSplits, load_dataset
 from bench.run.parts import build_parts
 from bench.run.train import TrainData, TrainResult, train_student
+from bench.teacher_outputs.cache import FeatureCache
+from bench.teacher_outputs.finetune import FinetuneConfig, FinetuneResult, finetune_teacher, labeled_rows
 from bench.teachers.base import Teacher
 
 

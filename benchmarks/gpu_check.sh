@@ -4,7 +4,7 @@
 #   2. two tiny digits grids on CUDA (fp32; bf16 + crop-flip): artifacts, inference cost, then `bench eval` of
 #      every done run (stored vs recomputed on the same device) and `bench export` (ONNX, TorchScript);
 #   3. with DEMO=1: `bench plan studies/demo.yaml --gpu h200`, then the demo grid itself on this GPU (timed);
-#   4. benchmarks/bench_plan_throughput.py (the H200 rows of bench/plan_throughput.py) unless PLAN_BUDGET=0.
+#   4. benchmarks/bench_plan_throughput.py (the H200 rows of bench/plan/throughput.py) unless PLAN_BUDGET=0.
 # Writes everything under ${OUT:-/tmp/gpu-check}. Needs the repo's Python dependencies importable.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}

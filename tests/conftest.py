@@ -27,7 +27,7 @@ def cache_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def effnet():
     """The real embedded teacher, loaded once per session."""
-    from bench.registries import TEACHERS
+    from bench.core.registries import TEACHERS
 
     return TEACHERS.get("effnet-lite0")(None)
 

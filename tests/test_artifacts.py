@@ -11,10 +11,10 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.names import PROBE_METHOD
+from bench.cli.app import app
+from bench.core.names import PROBE_METHOD
 from bench.run.kept import STUDENT, Kept
-from bench.store import StorageError, Store
+from bench.store.results import StorageError, Store
 from tests.support.fakes import registered
 from tests.support.records import record
 
@@ -167,8 +167,8 @@ def test_bench_export_writes_runnable_files_from_stored_runs(tmp_path: Path, fak
     import numpy as np
     import onnxruntime
 
-    from bench.artifacts import evaluate_run, find_run, load_run
-    from bench.deploy import images_to_input
+    from bench.artifacts.store import evaluate_run, find_run, load_run
+    from bench.deploy.model import images_to_input
 
     db, _ = run_grid(tmp_path)
     runs = {(run.student_kind, run.student, run.seed): run for run in Store(db).runs()}

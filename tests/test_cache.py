@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cache import FeatureCache
-from bench.data import DataConfig, load_dataset
-from bench.features import cached_teacher_outputs
+from bench.data.splits import DataConfig, load_dataset
+from bench.teacher_outputs.cache import FeatureCache
+from bench.teacher_outputs.features import cached_teacher_outputs
 from bench.teachers.base import Preprocess, Teacher
 
 
@@ -199,7 +199,7 @@ def test_damaged_probe_cache_is_quarantined_and_refitted(tmp_path: Path, clean_p
 
 
 def test_a_long_teacher_pass_says_its_images_per_second(capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.features import PassRate
+    from bench.teacher_outputs.features import PassRate
 
     rate = PassRate("teacher t", 1000, every_s=0.0)
     line = rate.advance(250)
@@ -256,8 +256,8 @@ def test_a_pass_for_several_missing_taps_runs_the_teacher_once_and_writes_an_ent
 
 @pytest.mark.usefixtures("one_thread")
 def test_teacher_pass_over_a_view_in_chunks_matches_the_whole_batch_pass(data) -> None:
-    from bench.data import Split
-    from bench.features import run_teacher
+    from bench.data.splits import Split
+    from bench.teacher_outputs.features import run_teacher
 
     teacher, device = TwoTapTeacher(), torch.device("cpu")
     preprocess = teacher.preprocess
@@ -292,10 +292,10 @@ def test_workbench_asking_a_second_tap_later_runs_the_teacher_only_for_it(tmp_pa
 
 
 def test_a_read_only_split_is_hashed_once_per_process_and_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench import features
-    from bench.data import Split
-    from bench.features import split_fingerprint
-    from bench.imagecache import ImageView
+    from bench.data.imagecache import ImageView
+    from bench.data.splits import Split
+    from bench.teacher_outputs import features
+    from bench.teacher_outputs.features import split_fingerprint
 
     base = np.random.default_rng(0).integers(0, 256, size=(40, 6, 6, 3), dtype=np.uint8)
     writable = Split(ImageView(base.copy(), np.arange(30)), np.arange(30) % 3)
@@ -317,7 +317,7 @@ def test_a_read_only_split_is_hashed_once_per_process_and_rows(monkeypatch: pyte
 
 
 def test_cpu_teacher_batches_shrink_for_large_inputs_and_gpu_batches_do_not() -> None:
-    from bench.features import TEACHER_BATCH, teacher_batch_size
+    from bench.teacher_outputs.features import TEACHER_BATCH, teacher_batch_size
 
     cpu = torch.device("cpu")
     assert teacher_batch_size(cpu, 64) == teacher_batch_size(cpu, 112) == TEACHER_BATCH  # small inputs: as before

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.config.grid import load_grid
-from bench.registries import STUDENTS
+from bench.core.registries import STUDENTS
 from bench.run.workbench import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.rows import only, query

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import Store
+from bench.store.results import Store
 from tests.support.paths import REPO
 from tests.support.records import record
 
@@ -68,7 +68,7 @@ def test_bad_grid_exits_2_with_one_line(tmp_path: Path, filled_db: tuple[str, Pa
     if case == "missing_data":  # make sure no system copy or $BENCH_DATA is found either
         code = ("import sys, pathlib, bench.datasets.fashion_mnist as d; "
                 "d.SYSTEM_FASHION_MNIST = pathlib.Path('/nonexistent');"
-                "from bench.cli import main; main(sys.argv[1:])")
+                "from bench.cli.app import main; main(sys.argv[1:])")
         result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True,
                                 text=True, timeout=300, env=no_data_env(tmp_path))
     else:
@@ -122,7 +122,7 @@ def test_report_on_empty_database_says_so(tmp_path: Path) -> None:
 
 
 def test_help_does_not_import_torch() -> None:
-    code = "import sys; from bench.cli import app; import bench.report; print('torch' in sys.modules)"
+    code = "import sys; from bench.cli.app import app; import bench.report; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -165,10 +165,10 @@ def test_runs_fits_80_and_120_columns_and_takes_columns(tmp_path: Path, filled_d
 
 
 def test_list_is_served_without_torch_once_cached_and_a_unit_edit_invalidates_it(tmp_path: Path) -> None:
-    from bench.listing import fingerprint
+    from bench.cli.listing import fingerprint
 
     env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}
-    code = ("import sys; from bench.cli import main\ntry:\n    main(['list'])\nexcept SystemExit:\n    pass\n"
+    code = ("import sys; from bench.cli.app import main\ntry:\n    main(['list'])\nexcept SystemExit:\n    pass\n"
             "print('torch imported' if 'torch' in sys.modules else 'no torch')")
     runs = [subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                            env=env) for _ in range(2)]

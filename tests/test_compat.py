@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.cards import TeacherCard
 from bench.config.grid import load_grid
-from bench.errors import BenchError
-from bench.registries import METHODS, STUDENTS, TEACHERS
+from bench.core.cards import TeacherCard
+from bench.core.errors import BenchError
+from bench.core.registries import METHODS, STUDENTS, TEACHERS
 from bench.run.parts import incompatibility
 from tests.support.fakes import registered
 

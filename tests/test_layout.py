@@ -1,4 +1,5 @@
-"""The layout rules of issue 12: no import cycles in bench/, no hidden late imports, units live in their package."""
+"""The layout rules: no import cycles in bench/, every module in its layer, only entry points and packages at the
+root of bench/, no package-init re-exports, no hidden late imports, units live in their package."""
 
 from __future__ import annotations
 
@@ -114,6 +115,70 @@ def test_no_import_cycles_in_bench() -> None:
     assert not found, "import cycles among bench modules: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+# The floors of bench/, lowest first: a module may import its own floor and the floors below, never one above.
+# Packages of one floor may import each other (the cycle test still holds). docs/ARCHITECTURE.md explains each.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("package root", ("bench",)),  # bench/__init__.py: the version only
+    ("core", ("bench.core",)),  # the shared vocabulary: errors, names, taps, knobs, cards, registries, spec; torch-free
+    ("data and store", ("bench.data", "bench.store")),  # dataset splits and image arrays; the SQL store
+    ("units and report", ("bench.teachers", "bench.students", "bench.methods", "bench.datasets", "bench.report")),
+    ("teacher outputs", ("bench.teacher_outputs",)),  # teacher pass, feature cache, probe, fine-tune
+    ("deploy", ("bench.deploy",)),  # the deployable model and its inference cost
+    ("run", ("bench.run",)),  # one spec in, one record out
+    ("config and artifacts", ("bench.config", "bench.artifacts")),  # grid/study files; kept students, export
+    ("sweep", ("bench.sweep",)),  # queue, grid, study search, worker loop, checkpoints
+    ("plan", ("bench.plan",)),  # the dry run (it asks the sweep what is done)
+    ("cli", ("bench.cli", "bench.__main__")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The floor of a module: the one whose package is the longest prefix of its name."""
+    matches = [(len(package), index) for index, (_, packages) in enumerate(LAYERS) for package in packages
+               if module == package or module.startswith(package + ".")]
+    assert matches, f"{module} is in no layer of tests/test_layout.py LAYERS: add its package to a floor"
+    return max(matches)[1]
+
+
+def test_no_module_imports_a_floor_above_its_own() -> None:
+    graph = import_graph(REPO)
+    upward = [f"{module} ({LAYERS[layer_of(module)][0]}) imports {name} ({LAYERS[layer_of(name)][0]})"
+              for module, names in sorted(graph.items()) for name in sorted(names)
+              if layer_of(name) > layer_of(module)]
+    assert not upward, "imports that go up a floor:\n" + "\n".join(upward)
+
+
+def test_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
+    """The checker itself: a core module importing the run layer is reported."""
+    for folder in ("bench", "bench/core", "bench/run"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / "__init__.py").write_text("")
+    (tmp_path / "bench" / "core" / "names.py").write_text("from bench.run.train import x\n")
+    (tmp_path / "bench" / "run" / "train.py").write_text("x = 1\n")
+    graph = import_graph(tmp_path)
+    assert [(m, n) for m, names in graph.items() for n in names if layer_of(n) > layer_of(m)] == [
+        ("bench.core.names", "bench.run.train")]
+
+
+def test_bench_root_holds_only_entry_points_and_packages() -> None:
+    root = REPO / "bench"
+    modules = sorted(path.name for path in root.glob("*.py"))
+    assert modules == ["__init__.py", "__main__.py"], f"flat modules at the root of bench/: {modules}"
+    packages = sorted(path.name for path in root.iterdir() if path.is_dir() and (path / "__init__.py").exists())
+    listed = {package.split(".")[1] for _, names in LAYERS for package in names if package.count(".") == 1}
+    assert set(packages) <= listed, f"packages in no layer: {sorted(set(packages) - listed)}"
+
+
+def test_package_inits_reexport_nothing() -> None:
+    """A package's __init__ holds its docstring (and, for bench/, the version): no imports that re-export."""
+    offenders = []
+    for init in sorted((REPO / "bench").rglob("__init__.py")):
+        tree = ast.parse(init.read_text())
+        if any(isinstance(node, ast.Import | ast.ImportFrom) for node in ast.walk(tree)):
+            offenders.append(str(init.relative_to(REPO)))
+    assert not offenders, f"package inits that import (re-export) names: {offenders}"
+
+
 def test_no_late_import_escapes() -> None:
     """A late import hidden behind the E402 escape is how the old package-init cycles were kept alive."""
     files = [path for folder in ("bench", "tests") for path in sorted((REPO / folder).rglob("*"))
@@ -128,13 +193,13 @@ def test_no_late_import_escapes() -> None:
 REGISTRATIONS = """
 import importlib, inspect, json, pkgutil, sys
 import bench
-from bench import registry
-from bench.registries import registries
+from bench.core import registry
+from bench.core.registries import registries
 seen = {}
 original = registry.Registry.add
 def add(self, name, obj, card, *, description=""):
     frame = inspect.currentframe().f_back
-    while frame.f_globals.get("__name__") == "bench.registry":
+    while frame.f_globals.get("__name__") == "bench.core.registry":
         frame = frame.f_back
     seen.setdefault(self.what, {})[name] = frame.f_globals.get("__name__")
     return original(self, name, obj, card, description=description)
@@ -168,11 +233,16 @@ def test_every_unit_lives_in_its_package_with_its_card_type() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_architecture_doc_maps_every_pipeline_module_and_the_readme_links_it() -> None:
-    """docs/ARCHITECTURE.md names every module of bench/run, bench/sweep and bench/config; the README links it."""
+def test_architecture_doc_maps_every_module_and_package_and_the_readme_links_it() -> None:
+    """docs/ARCHITECTURE.md names every module outside the unit packages and every package; the README links it."""
     doc = (REPO / "docs" / "ARCHITECTURE.md").read_text()
-    modules = [path.relative_to(REPO).as_posix() for package in ("run", "sweep", "config")
-               for path in sorted((REPO / "bench" / package).glob("*.py")) if path.name != "__init__.py"]
+    units = {"teachers", "students", "methods", "datasets"}
+    modules = [path.relative_to(REPO).as_posix() for path in sorted((REPO / "bench").rglob("*.py"))
+               if path.name != "__init__.py" and "migrations" not in path.parts
+               and path.relative_to(REPO / "bench").parts[0] not in units]
     missing = [module for module in modules if f"`{module}`" not in doc]
     assert not missing, f"docs/ARCHITECTURE.md does not mention {missing}: add them to its module map"
+    packages = [path.name for path in sorted((REPO / "bench").iterdir()) if (path / "__init__.py").exists()]
+    unmapped = [package for package in packages if f"`bench/{package}/`" not in doc]
+    assert not unmapped, f"docs/ARCHITECTURE.md's layer table does not name {unmapped}"
     assert "(docs/ARCHITECTURE.md)" in (REPO / "README.md").read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import Store
+from bench.store.results import Store
 from tests.support.paths import REPO
 from tests.support.records import record
 
@@ -36,7 +36,7 @@ def test_paper_grids_load_with_the_real_loader(name: str, cells: int) -> None:
 
 def test_vit_study_loads_and_its_student_has_about_60_percent_fewer_parameters() -> None:
     from bench.config.study import load_study_file
-    from bench.registries import STUDENTS
+    from bench.core.registries import STUDENTS
     from bench.students.base import StudentContext
 
     model = load_study_file(STUDIES / "vit-cifar100.yaml")

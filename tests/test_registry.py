@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import BenchError, UnknownNameError
-from bench.registries import registries
-from bench.registry import Registry
+from bench.core.errors import BenchError, UnknownNameError
+from bench.core.registries import registries
+from bench.core.registry import Registry
 
 
 def test_register_and_get() -> None:
@@ -49,7 +49,7 @@ def test_unknown_name_suggests_nearest() -> None:
 
 def test_prefix_resolver() -> None:
     registry: Registry[str] = Registry("teacher")
-    from bench.registry import Entry
+    from bench.core.registry import Entry
 
     registry.add_prefix_resolver("timm", lambda name: Entry(name, name.upper(), "timm"))
     assert registry.get("timm:resnet18") == "TIMM:RESNET18"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.spec import SPEC_VERSION, ExperimentSpec
+from bench.core.spec import SPEC_VERSION, ExperimentSpec
 
 BASE = dict(teacher="effnet-lite0", student="resnet", method="kd", dataset="digits",
             hparams={"lr": 0.01, "alpha": 0.5}, data={"image_size": 64}, epochs=3, seed=1)
@@ -27,7 +27,7 @@ def test_key_ignores_hparam_order_and_is_stable_across_processes() -> None:
     b = ExperimentSpec.create(**{**BASE, "hparams": {"alpha": 0.5, "lr": 0.01}})
     assert a == b and a.key == b.key and hash(a) == hash(b)
     code = (
-        "from bench.spec import ExperimentSpec;"
+        "from bench.core.spec import ExperimentSpec;"
         f"print(ExperimentSpec.create(**{BASE!r}).key)"
     )
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

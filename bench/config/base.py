@@ -9,9 +9,9 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model, field_validator
 
-from bench.data import DataConfig
-from bench.errors import BenchError
-from bench.knobs import EPOCHS, SEED, validator
+from bench.core.errors import BenchError
+from bench.core.knobs import EPOCHS, SEED, validator
+from bench.data.splits import DataConfig
 
 Scalar = str | int | float | bool
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)

@@ -10,12 +10,12 @@ from typing import Any
 from pydantic import field_validator
 
 from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, as_list, load_config, non_empty_list
-from bench.errors import BenchError
-from bench.knobs import Knob, defaults_of
-from bench.names import HEAD, IMAGE, RETRIEVAL
-from bench.registry import nearest_names
-from bench.spec import ExperimentSpec
-from bench.taps import POOLED
+from bench.core.errors import BenchError
+from bench.core.knobs import Knob, defaults_of
+from bench.core.names import HEAD, IMAGE, RETRIEVAL
+from bench.core.registry import nearest_names
+from bench.core.spec import ExperimentSpec
+from bench.core.taps import POOLED
 
 TRAIN_KNOBS: dict[str, Knob] = {  # read by bench/run/train.py (AdamW and the batch loader)
     "lr": Knob(3e-3, float, gt=0, le=1e9, help="AdamW learning rate; a diverging one fails its run"),
@@ -64,7 +64,7 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
 
 def check_sweep(model: SweepModel, where: str, what: str) -> None:
     """The checks a `what` (grid or study) file shares: names, weights, hparams, method pairs, teacher reference."""
-    from bench.registries import registries
+    from bench.core.registries import registries
 
     regs = registries()
     for field_name in CHOICE_FIELDS:
@@ -84,7 +84,7 @@ def check_sweep(model: SweepModel, where: str, what: str) -> None:
 
 def sweep_specs(model: SweepModel, seeds: list[int], epochs_list: list[int], where: str) -> list[ExperimentSpec]:
     """Every combination's spec (hparams a spec does not use left out), each checked for compatibility."""
-    from bench.registries import registries
+    from bench.core.registries import registries
 
     regs = registries()
     data = model.data.config().as_dict()

@@ -17,9 +17,9 @@ from bench.config.grid import (
     sweep_specs,
     unknown_hparam,
 )
-from bench.errors import BenchError
-from bench.knobs import Knob, validator
-from bench.spec import ExperimentSpec
+from bench.core.errors import BenchError
+from bench.core.knobs import Knob, validator
+from bench.core.spec import ExperimentSpec
 
 Metric = Literal["val_acc", "size_mb", "params", "epoch_seconds", "inference_size_mb", "train_images_per_s",
                  "peak_mem_mb"]
@@ -133,7 +133,7 @@ def load_study_file(path: Path) -> StudyModel:
 
 def check_study(model: StudyModel, path: Path | None) -> None:
     """Names, pairs and fixed hparams are checked as a grid would; then the search space itself."""
-    from bench.registries import registries
+    from bench.core.registries import registries
 
     where = f"{path}: " if path else ""
     for name, value in model.hparams.items():
@@ -222,7 +222,7 @@ def suggest_value(trial, name: str, param: ParamModel) -> Scalar:  # noqa: ANN00
 
 def suggest_spec(trial, model: StudyModel) -> ExperimentSpec:  # noqa: ANN001 - optuna.Trial
     """The trial's spec: categorical choices, fixed hparams, and only the parameters that apply to it."""
-    from bench.registries import registries
+    from bench.core.registries import registries
 
     chosen = {}
     for field in CHOICE_FIELDS:

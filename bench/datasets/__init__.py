@@ -1,1 +1,1 @@
-"""Datasets: one module per dataset (or layout); each registers a loader in `bench.registries.DATASETS`."""
+"""Datasets: one module per dataset (or layout); each registers a loader in `bench.core.registries.DATASETS`."""

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.cards import DatasetCard
-from bench.data import DataConfig, LoadContext, RawDataset
+from bench.core.cards import DatasetCard
+from bench.core.errors import BenchError
+from bench.core.names import CLASSIFICATION
+from bench.core.registries import DATASETS
+from bench.data.splits import DataConfig, LoadContext, RawDataset
 from bench.datasets.roots import candidate_roots, find_root, require
-from bench.errors import BenchError
-from bench.names import CLASSIFICATION
-from bench.registries import DATASETS
 
 NAME = "cifar-100"
 FOLDER = "cifar-100-python"

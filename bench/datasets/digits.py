@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.cards import DatasetCard
-from bench.data import DataConfig, LoadContext, RawDataset
-from bench.names import CLASSIFICATION
-from bench.registries import DATASETS
+from bench.core.cards import DatasetCard
+from bench.core.names import CLASSIFICATION
+from bench.core.registries import DATASETS
+from bench.data.splits import DataConfig, LoadContext, RawDataset
 
 
 @DATASETS.register("digits", DatasetCard(CLASSIFICATION), description="scikit-learn's 8x8 digits (bundled), 10 classes")

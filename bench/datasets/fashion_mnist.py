@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cards import DatasetCard
-from bench.data import DataConfig, LoadContext, RawDataset
-from bench.errors import BenchError
-from bench.names import CLASSIFICATION
-from bench.registries import DATASETS
+from bench.core.cards import DatasetCard
+from bench.core.errors import BenchError
+from bench.core.names import CLASSIFICATION
+from bench.core.registries import DATASETS
+from bench.data.splits import DataConfig, LoadContext, RawDataset
 
 FASHION_MNIST_CLASSES = (
     "t-shirt/top",

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 USUAL_PLACES = (Path.home() / "data", Path.home() / "datasets", Path("/data"), Path("/datasets"),
                 Path("/usr/share/datasets"))

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cards import DatasetCard
-from bench.data import DataConfig, LoadContext, RawDataset
+from bench.core.cards import DatasetCard
+from bench.core.errors import BenchError
+from bench.core.names import CLASSIFICATION
+from bench.core.registries import DATASETS
+from bench.data.imagecache import cached_images
+from bench.data.splits import DataConfig, LoadContext, RawDataset
 from bench.datasets.roots import find_root, require
-from bench.errors import BenchError
-from bench.imagecache import cached_images
-from bench.names import CLASSIFICATION
-from bench.registries import DATASETS
 
 NAME = "tiny-imagenet"
 FOLDER = "tiny-imagenet-200"

@@ -1,1 +1,1 @@
-"""Distillation methods: one module per family; each registers Method subclasses in `bench.registries.METHODS`."""
+"""Distillation methods: one module per family; each registers Method subclasses in `bench.core.registries.METHODS`."""

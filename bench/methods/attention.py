@@ -7,13 +7,13 @@ from typing import Any
 
 import torch
 
-from bench.cards import MethodCard
-from bench.errors import BenchError
-from bench.knobs import Knob, loss_weight
+from bench.core.cards import MethodCard
+from bench.core.errors import BenchError
+from bench.core.knobs import Knob, loss_weight
+from bench.core.registries import METHODS
 from bench.methods.base import Method, MethodContext, Requirements, Shape
 from bench.methods.losses import attention_matrix_loss, attention_transfer, labeled_cross_entropy
 from bench.methods.pairs import layer_mapping
-from bench.registries import METHODS
 from bench.students.base import tap_family
 
 

@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bench.errors import BenchError
-from bench.knobs import Knob, as_knobs, defaults_of
+from bench.core.errors import BenchError
+from bench.core.knobs import Knob, as_knobs, defaults_of
+from bench.core.taps import POOLED
 from bench.students.base import tap_family
-from bench.taps import POOLED
 
 Shape = tuple[int, ...]
 

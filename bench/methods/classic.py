@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cards import MethodCard
-from bench.knobs import Knob, loss_weight, temperature
+from bench.core.cards import MethodCard
+from bench.core.knobs import Knob, loss_weight, temperature
+from bench.core.registries import METHODS
+from bench.core.taps import POOLED
 from bench.methods.base import Method, MethodContext, Requirements, Shape
 from bench.methods.losses import hinton_kd, labeled_cross_entropy
 from bench.methods.pairs import PairRegressor, pair_families, resolve_pairs
-from bench.registries import METHODS
-from bench.taps import POOLED
 
 
 @METHODS.register("scratch", MethodCard("baseline"))

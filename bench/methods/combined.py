@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cards import MethodCard
-from bench.errors import BenchError
-from bench.knobs import Knob, defaults_of
+from bench.core.cards import MethodCard
+from bench.core.errors import BenchError
+from bench.core.knobs import Knob, defaults_of
+from bench.core.registries import METHODS
+from bench.core.taps import POOLED
 from bench.methods.base import Method, MethodContext, Requirements, Shape
-from bench.registries import METHODS
-from bench.taps import POOLED
 
 
 def parse_combine(spec: str) -> dict[str, float]:

@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.cards import MethodCard
-from bench.errors import BenchError
-from bench.knobs import Knob, loss_weight, size, temperature
+from bench.core.cards import MethodCard
+from bench.core.errors import BenchError
+from bench.core.knobs import Knob, loss_weight, size, temperature
+from bench.core.registries import METHODS
+from bench.core.taps import POOLED
 from bench.methods.base import Method, MethodContext
 from bench.methods.losses import labeled_cross_entropy
-from bench.registries import METHODS
-from bench.taps import POOLED
 
 INDICES = "indices"  # teacher-dict entry: each batch sample's row in the training split (bench/run/train.py)
 

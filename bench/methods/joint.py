@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.cards import MethodCard
-from bench.knobs import loss_weight, temperature
+from bench.core.cards import MethodCard
+from bench.core.knobs import loss_weight, temperature
+from bench.core.registries import METHODS
+from bench.core.taps import IMAGE_EMBED, TEXT_EMBED
 from bench.methods.base import Method, MethodContext
-from bench.registries import METHODS
-from bench.taps import IMAGE_EMBED, TEXT_EMBED
 
 
 class JointSpaceMethod(Method):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
-from bench.taps import expand_taps, indexed, tap_family  # noqa: F401 - expand_taps re-exported for callers
+from bench.core.errors import BenchError
+from bench.core.taps import expand_taps, indexed, tap_family  # noqa: F401 - expand_taps re-exported for callers
 
 Shape = tuple[int, ...]
 LAYERED = ("uniform", "last")

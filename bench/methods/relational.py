@@ -6,12 +6,12 @@ from collections.abc import Mapping
 
 import torch
 
-from bench.cards import MethodCard
-from bench.knobs import loss_weight
+from bench.core.cards import MethodCard
+from bench.core.knobs import loss_weight
+from bench.core.registries import METHODS
+from bench.core.taps import POOLED
 from bench.methods.base import Method
 from bench.methods.losses import labeled_cross_entropy, rkd_angle, rkd_distance, similarity_preserving
-from bench.registries import METHODS
-from bench.taps import POOLED
 
 
 @METHODS.register("rkd", MethodCard("relational"))

@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cards import MethodCard
-from bench.errors import BenchError
-from bench.knobs import Knob, loss_weight, temperature
+from bench.core.cards import MethodCard
+from bench.core.errors import BenchError
+from bench.core.knobs import Knob, loss_weight, temperature
+from bench.core.registries import METHODS
 from bench.methods.attention import drop_extra_token
 from bench.methods.base import Method, MethodContext, Requirements, Shape
 from bench.methods.losses import attention_matrix_loss, labeled_cross_entropy, soft_cross_entropy
 from bench.methods.pairs import PairRegressor, layer_mapping
-from bench.registries import METHODS
 
 ATTN_TAPS = {"scores": "attn_scores", "probs": "attn"}
 

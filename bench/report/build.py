@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError
-from bench.names import FINAL_SUFFIX
+from bench.core.errors import BenchError
+from bench.core.names import FINAL_SUFFIX
 from bench.report.contents import ReportData
 from bench.report.cost import teacher_costs
 from bench.report.load import load_epochs, load_runs

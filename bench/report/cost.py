@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from bench.names import REFERENCE_METHODS
+from bench.core.names import REFERENCE_METHODS
 from bench.report.tables import finite_mean, with_score
 
 COST_HEADER = ["model", "kind", "method", "setting", "teacher", "epochs", "score %", "latency ms", "images/s",

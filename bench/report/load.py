@@ -9,9 +9,9 @@ import pandas as pd
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from bench.errors import BenchError
-from bench.sql import read_only_engine
-from bench.sqlcheck import StatementRefused, check_statement
+from bench.core.errors import BenchError
+from bench.store.sql import read_only_engine
+from bench.store.sqlcheck import StatementRefused, check_statement
 
 JSON_COLUMNS = ("hparams", "data_config", "loss_terms")
 DATE_COLUMNS = ("started_at", "finished_at")

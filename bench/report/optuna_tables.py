@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import inspect
 
-from bench.names import KIND_ATTR, SEARCH_KIND
+from bench.core.names import KIND_ATTR, SEARCH_KIND
 from bench.report.load import read_frame
-from bench.sql import read_only_engine
+from bench.store.sql import read_only_engine
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import inspect
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.report.load import load_epochs, load_runs, read_frame
 from bench.report.tables import GROUP_KEYS, with_setting
-from bench.sql import read_only_engine
+from bench.store.sql import read_only_engine
 
 LIST_COLUMNS = ["id", "spec_key", "study", "dataset", "teacher", "student", "method", "setting", "epochs", "seed",
                 "status", "test_acc", "val_acc", "size_mb", "epoch_seconds", "finished_at"]

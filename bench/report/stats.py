@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from bench.names import BASELINE_METHOD, REFERENCE_METHODS
+from bench.core.names import BASELINE_METHOD, REFERENCE_METHODS
 from bench.report.tables import SETTING_KEYS, with_score, with_setting
 
 PAIR_KEYS = ["dataset", "teacher", "student", "epochs"]

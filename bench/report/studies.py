@@ -7,10 +7,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.names import FINAL_SUFFIX, GRID_KIND, KIND_ATTR, SEARCH_KIND, SOURCE_ATTR
+from bench.core.names import FINAL_SUFFIX, GRID_KIND, KIND_ATTR, SEARCH_KIND, SOURCE_ATTR
+from bench.core.spec import hparam_label
 from bench.report.optuna_tables import BestTrial, best_trials, has_optuna_tables, study_attrs
 from bench.report.plots import Plot, pyplot, save
-from bench.spec import hparam_label
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
 CHOSEN = ("teacher", "student", "method", "dataset")  # a best trial's spec fields named next to its parameters

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.names import REFERENCE_METHODS
-from bench.spec import differing_keys, hparam_label
+from bench.core.names import REFERENCE_METHODS
+from bench.core.spec import differing_keys, hparam_label
 
 GROUP_KEYS = ["dataset", "teacher", "student", "method", "epochs"]
 SETTING_KEYS = [*GROUP_KEYS, "study", "hparams_key", "data_key"]  # one full setting: only seeds are averaged

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.report.build import build_report
 from bench.report.export import write_csv
 from bench.report.html import write as write_html

@@ -13,18 +13,19 @@ from typing import Any
 
 import torch
 
-from bench.data import DatasetSplits
-from bench.metrics import topk_accuracy
-from bench.names import PROBE_REFERENCE, SPLITS, UNLABELED
-from bench.probe import ProbeResult
-from bench.run.finetune import FinetuneResult, labeled_rows
+from bench.core.names import PROBE_REFERENCE, SPLITS, UNLABELED
+from bench.core.spec import ExperimentSpec
+from bench.core.taps import LOGITS
+from bench.data.splits import DatasetSplits
 from bench.run.loader import select_rows
+from bench.run.metrics import topk_accuracy
 from bench.run.parts import RunParts
 from bench.run.task import Inputs
 from bench.run.train import TrainData, TrainResult, state_size_mb
-from bench.run.workbench import TeacherOutputs, Workbench
-from bench.spec import ExperimentSpec
-from bench.taps import LOGITS
+from bench.run.workbench import Workbench
+from bench.teacher_outputs.features import TeacherOutputs
+from bench.teacher_outputs.finetune import FinetuneResult, labeled_rows
+from bench.teacher_outputs.probe import ProbeResult
 from bench.teachers.base import Teacher
 
 

@@ -1,11 +1,14 @@
-"""The inference-cost fields of a run's record: its deployable model's and its teacher's, on the run's device."""
+"""A run's deployable model (its parts and preprocessing) and the inference-cost fields of its record: its own and
+its teacher's, on the run's device."""
 
 from __future__ import annotations
 
-from bench.data import DatasetSplits
-from bench.deploy import deployable, input_shape, is_joint_space, run_norm
-from bench.inference_cost import cost_fields, measure_cost
-from bench.names import RETRIEVAL
+from torch import nn
+
+from bench.core.names import RETRIEVAL
+from bench.data.splits import DatasetSplits
+from bench.deploy.inference_cost import cost_fields, measure_cost
+from bench.deploy.model import ImageNorm, deployable, input_shape, is_joint_space
 from bench.run.parts import RunParts
 from bench.run.workbench import Workbench
 from bench.teachers.base import Teacher
@@ -26,3 +29,19 @@ def reference_cost_fields(bench: Workbench, teacher_name: str, data: DatasetSpli
     """The reference cell is the teacher itself: its figures are its own and its speed-up is 1."""
     teacher = bench.teacher_cost(teacher_name, data, task == RETRIEVAL)
     return cost_fields(teacher, teacher)
+
+
+def run_norm(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> ImageNorm:
+    """The preprocessing the run used: the teacher's for a head student, train-set channel stats otherwise."""
+    if parts.input_tap is not None:
+        pre = teacher.preprocess.with_size(data.config.image_size)
+        return ImageNorm(pre.input_size, pre.mean, pre.std, pre.interpolation)
+    mean, std = data.train_channel_stats
+    return ImageNorm(data.config.student_image_size or data.native_size, mean, std)
+
+
+def deployable_for_run(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> nn.Module:
+    """`deployable` with the arguments the run used (bench/run/run_spec.py `student_inputs`); a head student of a
+    `teacher_reference: finetune` setting takes the fine-tuned teacher (bench/artifacts/store.py)."""
+    return deployable(parts.student, parts.method, teacher, parts.kind, parts.input_tap,
+                      run_norm(parts, teacher, data), is_joint_space(parts.method))

@@ -3,7 +3,7 @@
 A student run keeps its trained student (the weights its test metric was computed with: the last epoch's) and,
 for a joint-space method, the method's projection; a reference cell keeps its head (the linear probe, the
 zero-shot class embeddings, the fine-tuned encoder tensors and head; a retrieval reference is the teacher alone).
-bench/artifacts.py writes it as safetensors; nothing here touches files.
+bench/artifacts/store.py writes it as safetensors; nothing here touches files.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.data import DatasetSplits
-from bench.names import FINETUNE_REFERENCE
+from bench.core.names import FINETUNE_REFERENCE
+from bench.core.spec import ExperimentSpec
+from bench.data.splits import DatasetSplits
 from bench.run.parts import RunParts
-from bench.spec import ExperimentSpec
 
 STUDENT, PROBE, ZERO_SHOT, FINETUNE, TEACHER = "student", "probe", "zero-shot", "finetune", "teacher"
 STUDENT_PREFIX, METHOD_PREFIX = "student.", "method."
@@ -84,6 +84,6 @@ def reference_kept(spec: ExperimentSpec, task: object) -> Kept:
                    "scale": torch.tensor(float(head.scale)), "bias": torch.tensor(float(head.bias))}
         return Kept(ZERO_SHOT, tensors, _metadata(spec, ZERO_SHOT))
     if task.probe.head is None:
-        raise AssertionError("a linear probe without its head: bench/run/workbench.py keeps it")  # a bug
+        raise AssertionError("a linear probe without its head: bench/teacher_outputs/reference.py keeps it")  # a bug
     tensors = {name: value.clone().contiguous() for name, value in task.probe.head.items()}
     return Kept(PROBE, tensors, _metadata(spec, PROBE))

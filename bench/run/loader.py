@@ -2,7 +2,7 @@
 
 A split's images stay uint8 (a view of the decoded-image cache); only one batch at a time becomes float, on the
 device that trains (the uint8 batch crosses to the GPU, 4x smaller than float, and is resized there). The maths
-is bench/images.py `to_tensor`'s (antialiased bilinear resize, per-channel normalisation), so a default run
+is bench/data/images.py `to_tensor`'s (antialiased bilinear resize, per-channel normalisation), so a default run
 scores as before. Train batches come through a torch DataLoader (workers gather rows, pinned memory on CUDA);
 the batch order is still drawn by the run's seeded generator in the main process, so workers never change it.
 """
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from bench.images import normalise, normalise_batch, resize, to_float
+from bench.data.images import normalise, normalise_batch, resize, to_float
 from bench.run.fast import to_memory_format
 
 AUGMENTS = ("none", "flip", "crop-flip")

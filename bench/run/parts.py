@@ -12,13 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.data import DatasetSplits
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.names import HEAD, IMAGE_TEXT, UNLABELED
+from bench.core.registries import METHODS, STUDENTS
+from bench.core.taps import IMAGE_EMBED, LOGITS, POOLED, TEXT, expand_taps, tap_family
+from bench.data.splits import DatasetSplits
 from bench.methods.base import Method, MethodContext, Shape
-from bench.names import HEAD, IMAGE_TEXT, UNLABELED
-from bench.registries import METHODS, STUDENTS
 from bench.students.base import StudentContext
-from bench.taps import IMAGE_EMBED, LOGITS, POOLED, TEXT, expand_taps, tap_family
 from bench.teachers.base import Teacher
 
 
@@ -130,7 +130,7 @@ def build_parts(student_name: str, method_name: str, hparams: Mapping[str, Any],
 
 def _train_labels(data: DatasetSplits) -> torch.Tensor:
     """Every train row's label as a method may read it: -1 outside the labeled rows (data.labeled_limit)."""
-    from bench.run.finetune import labeled_rows
+    from bench.teacher_outputs.finetune import labeled_rows
 
     labels = torch.tensor(data.train.labels)
     if data.config.labeled_limit is None:

@@ -9,14 +9,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.data import DatasetSplits
+from bench.core.names import HEAD
+from bench.core.spec import ExperimentSpec
+from bench.data.splits import DatasetSplits
 from bench.methods.base import Method
-from bench.names import HEAD
-from bench.provenance import device_name, git_commit, utcnow
+from bench.run.provenance import device_name, git_commit, utcnow
 from bench.run.train import TrainResult, num_params, state_size_mb
-from bench.run.workbench import TeacherOutputs, Workbench
-from bench.spec import ExperimentSpec
+from bench.run.workbench import Workbench
 from bench.store.records import RunRecord
+from bench.teacher_outputs.features import TeacherOutputs
 from bench.teachers.base import Teacher
 
 

@@ -15,19 +15,20 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 
-from bench.data import DatasetSplits, Split
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.names import JOINT_SPACE_REFERENCE
+from bench.core.registries import TEACHERS
+from bench.core.spec import ExperimentSpec
+from bench.core.taps import IMAGE_EMBED, POOLED, TEXT_EMBED
+from bench.data.splits import DatasetSplits, Split
 from bench.methods.joint import JointSpaceMethod
-from bench.metrics import flatten_captions, retrieval_recalls
-from bench.names import JOINT_SPACE_REFERENCE
-from bench.registries import TEACHERS
 from bench.run.loader import ImageInputs, eval_batches
+from bench.run.metrics import flatten_captions, retrieval_recalls
 from bench.run.parts import RunParts
 from bench.run.task import Inputs
 from bench.run.train import TrainData, TrainResult, state_size_mb
-from bench.run.workbench import TeacherOutputs, Workbench
-from bench.spec import ExperimentSpec
-from bench.taps import IMAGE_EMBED, POOLED, TEXT_EMBED
+from bench.run.workbench import Workbench
+from bench.teacher_outputs.features import TeacherOutputs
 from bench.teachers.base import Teacher
 
 JOINT_TAPS = (IMAGE_EMBED, POOLED)  # the reference reads image_embed; pooled is what every run fetches

@@ -11,9 +11,8 @@ from collections.abc import Callable
 
 import torch
 
-from bench.data import DataConfig, DatasetSplits
-from bench.errors import BenchError
-from bench.names import (
+from bench.core.errors import BenchError
+from bench.core.names import (
     CLASSIFICATION,
     FINETUNE_METHOD,
     FINETUNE_STUDENT,
@@ -25,7 +24,9 @@ from bench.names import (
     SPLITS,
     ZERO_SHOT_STUDENT,
 )
-from bench.registries import DATASETS, METHODS
+from bench.core.registries import DATASETS, METHODS
+from bench.core.spec import ExperimentSpec
+from bench.data.splits import DataConfig, DatasetSplits
 from bench.run.classification import ClassificationTask
 from bench.run.cost import reference_cost_fields, student_cost_fields
 from bench.run.fast import TrainOptions
@@ -36,9 +37,9 @@ from bench.run.record import finished_record, started_record, trained_fields
 from bench.run.retrieval import RetrievalTask
 from bench.run.task import Inputs, TaskFactory
 from bench.run.train import Checkpointer, train_student
-from bench.run.workbench import TeacherOutputs, Workbench
-from bench.spec import ExperimentSpec
+from bench.run.workbench import Workbench
 from bench.store.records import EpochRecord, RunRecord
+from bench.teacher_outputs.features import TeacherOutputs
 
 TASKS: dict[str, TaskFactory] = {CLASSIFICATION: ClassificationTask.prepare, RETRIEVAL: RetrievalTask.prepare}
 

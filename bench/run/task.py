@@ -7,12 +7,13 @@ from typing import Any, Protocol
 
 import torch
 
-from bench.data import DatasetSplits
+from bench.core.spec import ExperimentSpec
+from bench.data.splits import DatasetSplits
 from bench.run.loader import ImageInputs
 from bench.run.parts import RunParts
 from bench.run.train import TrainData, TrainResult
-from bench.run.workbench import TeacherOutputs, Workbench
-from bench.spec import ExperimentSpec
+from bench.run.workbench import Workbench
+from bench.teacher_outputs.features import TeacherOutputs
 from bench.teachers.base import Teacher
 
 Inputs = dict[str, torch.Tensor | ImageInputs]  # split -> student inputs (teacher tap or images), by run_spec

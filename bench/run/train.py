@@ -13,13 +13,13 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from bench.core.names import UNLABELED
 from bench.methods.base import Method
-from bench.metrics import topk_accuracy
-from bench.names import UNLABELED
-from bench.probe import accuracy
 from bench.run.fast import TrainOptions, compiled, float_outputs, resident, rows_on, to_memory_format
 from bench.run.loader import BatchLoader, ImageInputs, augment_batch, default_workers, eval_batches
+from bench.run.metrics import topk_accuracy
 from bench.store.records import EpochRecord, RunRecord
+from bench.teacher_outputs.probe import accuracy
 
 
 class NonFiniteError(Exception):
@@ -66,7 +66,7 @@ EpochCallback = Callable[[EpochRecord], None]
 
 
 class Checkpointer(Protocol):
-    """Where train_student keeps its state between epochs (see bench.checkpoint)."""
+    """Where train_student keeps its state between epochs (see bench.sweep.checkpoint)."""
 
     def load(self) -> dict[str, Any] | None: ...
 

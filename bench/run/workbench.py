@@ -1,29 +1,29 @@
-"""Per-process context of a sweep: device, loaded teachers, datasets, cached outputs and probes."""
+"""Per-process memo of a sweep: the device, and each teacher, dataset, teacher output, reference and teacher cost
+loaded or computed once (the modules that own them compute them)."""
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from bench.cache import CacheEvent, FeatureCache
-from bench.data import DataConfig, DatasetSplits, load_dataset
-from bench.errors import BenchError
-from bench.features import cached_teacher_outputs, split_fingerprint
-from bench.inference_cost import InferenceCost, measure_cost
-from bench.names import FINETUNE_REFERENCE, FINETUNE_TARGETS, SPLITS
-from bench.probe import FOLD_SEED, OOF_FOLDS, PROBE_VERSION, ProbeResult, fit_linear_probe
-from bench.registries import TEACHERS
-from bench.run.finetune import FinetuneResult, finetune_config, finetune_teacher, labeled_rows
-from bench.taps import IMAGE_EMBED, POOLED
+from bench.core.errors import BenchError
+from bench.core.registries import TEACHERS
+from bench.core.taps import IMAGE_EMBED, POOLED
+from bench.data.splits import DataConfig, DatasetSplits, load_dataset
+from bench.deploy.inference_cost import InferenceCost
+from bench.deploy.model import teacher_cost, teacher_cost_key
+from bench.teacher_outputs.cache import CacheEvent, FeatureCache
+from bench.teacher_outputs.features import TeacherOutputs, teacher_pass
+from bench.teacher_outputs.finetune import FinetuneResult, finetune_config, finetune_teacher, finetuned_outputs
+from bench.teacher_outputs.probe import ProbeResult
+from bench.teacher_outputs.reference import finetune_reference, linear_probe, zero_shot_reference
 from bench.teachers.base import Teacher
 
 FEATURE_TAPS = (POOLED,)
-PROBE_HEAD = ("mean", "std", "weight", "bias")  # the chosen probe, kept in its cache entry for its artifact
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,18 +38,6 @@ def resolve_device(name: str) -> torch.device:
         raise BenchError(f"--device {name!r} is not a device; use auto, cpu or cuda[:N]") from None
 
 
-@dataclass
-class TeacherOutputs:
-    """Teacher outputs (tap -> tensor) per split and the cache events that produced them."""
-
-    features: dict[str, dict[str, torch.Tensor]]
-    events: list[CacheEvent] = field(default_factory=list)
-
-    @property
-    def teacher_seconds(self) -> float:
-        return sum(event.teacher_seconds for event in self.events)
-
-
 @dataclass(frozen=True)
 class RunContext:
     """Where things live for a sweep."""
@@ -62,7 +50,7 @@ class RunContext:
 
 
 class Workbench:
-    """Loads each teacher and dataset once and serves cached teacher outputs and probes."""
+    """Loads each teacher and dataset once and memoises teacher outputs, references and teacher costs."""
 
     def __init__(self, context: RunContext, weights: dict[str, str] | None = None) -> None:
         self.context = context
@@ -96,29 +84,19 @@ class Workbench:
             cached, owner = self._outputs[memo_key]
             return TeacherOutputs(cached.features, self._memo_events(cached, owner, data))
         if data.config.teacher_reference == "finetune":
-            features, events = self._finetuned_outputs(teacher_name, data, taps)
+            outputs = finetuned_outputs(self.finetuned(teacher_name, data), taps)
         else:
-            teacher = self.teacher(teacher_name)
-            features, events = {}, []
-            for split in SPLITS:
-                features[split], event = cached_teacher_outputs(
-                    teacher, data, split, taps, self.cache, self.device
-                )
-                events.append(event)
-        self._outputs[memo_key] = (TeacherOutputs(features, events), weakref.ref(data))
-        return self._outputs[memo_key][0]
+            outputs = teacher_pass(self.teacher(teacher_name), data, taps, self.cache, self.device)
+        self._outputs[memo_key] = (outputs, weakref.ref(data))
+        return outputs
 
     def teacher_cost(self, teacher_name: str, data: DatasetSplits, retrieval: bool) -> InferenceCost:
-        """The teacher's inference cost (bench/deploy.py `teacher_deployable`), measured once per teacher, input
+        """The teacher's inference cost (bench/deploy/model.py `teacher_cost`), measured once per teacher, input
         size, head shape and device in this process: a grid pays for it once."""
-        from bench.deploy import input_shape, teacher_deployable
-
         teacher = self.teacher(teacher_name)
-        size = teacher.preprocess.with_size(data.config.image_size).input_size
-        memo_key = (teacher_name, input_shape(data), size, retrieval or data.num_classes, str(self.device))
+        memo_key = teacher_cost_key(teacher, data, retrieval, self.device)
         if memo_key not in self._teacher_costs:
-            model = teacher_deployable(teacher, data, retrieval)
-            self._teacher_costs[memo_key] = measure_cost(model, input_shape(data), self.device, work_size=size)
+            self._teacher_costs[memo_key] = teacher_cost(teacher, data, retrieval, self.device)
         return self._teacher_costs[memo_key]
 
     def finetuned(self, teacher_name: str, data: DatasetSplits) -> FinetuneResult:
@@ -128,15 +106,6 @@ class Workbench:
             self._finetuned[memo_key] = finetune_teacher(self.teacher(teacher_name), data,
                                                          finetune_config(data.config), self.cache, self.device)
         return self._finetuned[memo_key]
-
-    def _finetuned_outputs(self, teacher_name: str, data: DatasetSplits,
-                           taps: Sequence[str]) -> tuple[dict[str, dict[str, torch.Tensor]], list[CacheEvent]]:
-        """The fine-tuned teacher's pooled features replace the frozen pass; no other tap is served from it."""
-        if set(taps) - {POOLED}:
-            raise BenchError(f"data.teacher_reference 'finetune' serves only the fine-tuned {POOLED!r} features "
-                             f"and logits; {sorted(set(taps) - {POOLED})} are not kept: pick another method")
-        tuned = self.finetuned(teacher_name, data)
-        return {split: {POOLED: tuned.pooled[split]} for split in SPLITS}, [CacheEvent(tuned.hit, tuned.seconds)]
 
     @staticmethod
     def _memo_events(cached: TeacherOutputs, owner: weakref.ref, data: DatasetSplits) -> list[CacheEvent]:
@@ -151,111 +120,16 @@ class Workbench:
         return [CacheEvent(True, event.teacher_seconds) for event in cached.events]
 
     def probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
-        """The teacher's linear probe (cached on disk beside its features)."""
+        """The teacher's reference (bench/teacher_outputs/reference.py): zero-shot, fine-tuned or a linear probe."""
         memo_key = (teacher_name, data.name, data.config)
         if memo_key not in self._probes:
+            teacher = self.teacher(teacher_name)
             if data.config.teacher_reference == "zero-shot":
-                self._probes[memo_key] = self._zero_shot_reference(teacher_name, data)
+                outputs = self.teacher_outputs(teacher_name, data, (IMAGE_EMBED,))
+                self._probes[memo_key] = zero_shot_reference(teacher, data, outputs)
             elif data.config.teacher_reference == "finetune":
-                self._probes[memo_key] = self._finetune_reference(teacher_name, data)
+                self._probes[memo_key] = finetune_reference(teacher, data, self.finetuned(teacher_name, data))
             else:
-                self._probes[memo_key] = self._load_or_fit_probe(teacher_name, data)
+                outputs = self.teacher_outputs(teacher_name, data)
+                self._probes[memo_key] = linear_probe(teacher, data, outputs, self.cache)
         return self._probes[memo_key]
-
-    def _zero_shot_reference(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
-        """Class logits from the teacher's own text encoder: KD targets and a reference without a probe."""
-        from bench.probe import accuracy
-        from bench.teachers.zero_shot import zero_shot_head
-
-        teacher = self.teacher(teacher_name)
-        outputs = self.teacher_outputs(teacher_name, data, (IMAGE_EMBED,))
-        with torch.inference_mode():
-            head = zero_shot_head(teacher, data.class_names)
-        logits = {split: head.logits(outputs.features[split][IMAGE_EMBED]) for split in SPLITS}
-        labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
-        return ProbeResult(
-            weight_decay=0.0, val_acc=accuracy(logits["val"], labels["val"]),
-            test_acc=accuracy(logits["test"], labels["test"]), logits=logits, reference=head.reference,
-            head_params=head.class_embeds.numel(), kd_targets="zero-shot",
-        )
-
-    def _finetune_reference(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
-        """The fine-tuned teacher's head: its logits on every split are the KD targets."""
-        tuned = self.finetuned(teacher_name, data)
-        return ProbeResult(weight_decay=0.0, val_acc=tuned.val_acc, test_acc=tuned.test_acc, logits=tuned.logits,
-                           reference=FINETUNE_REFERENCE, head_params=self.teacher(teacher_name).embed_dim
-                           * data.num_classes + data.num_classes, kd_targets=FINETUNE_TARGETS)
-
-    def _load_or_fit_probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
-        """Fit (or load) the probe; its key names the fit version and the kind of train logits (KD targets)."""
-        teacher = self.teacher(teacher_name)
-        outputs = self.teacher_outputs(teacher_name, data)
-        targets = data.config.kd_targets
-        parts = {
-            "kind": "linear-probe",
-            "probe_version": PROBE_VERSION,
-            "targets": targets if targets == "in-sample" else f"oof-{OOF_FOLDS}-seed{FOLD_SEED}",
-            "teacher": teacher.name,
-            "weights": teacher.fingerprint,
-            "dataset": data.name,
-            "preprocess": teacher.preprocess.with_size(data.config.image_size).as_dict(),
-            "splits": {split: split_fingerprint(data.split(split)) for split in SPLITS},
-        }
-        if data.config.labeled_limit is not None:  # older keys hold: the field is in the key only when set
-            parts["labeled"] = [data.config.labeled_limit, data.config.split_seed]
-
-        def fit() -> dict[str, torch.Tensor]:
-            features = {split: outputs.features[split][POOLED] for split in SPLITS}
-            labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
-            result = _fit_on_labeled(features, labels, data, targets)
-            folds = int(result.kd_targets.rsplit("-", 1)[1]) if result.kd_targets.startswith("probe-oof-") else 0
-            return {
-                **{f"logits.{split}": result.logits[split] for split in SPLITS},
-                "weight_decay": torch.tensor(result.weight_decay, dtype=torch.float64),
-                "val_acc": torch.tensor(result.val_acc),
-                "test_acc": torch.tensor(result.test_acc),
-                "oof_folds": torch.tensor(folds),
-                **{f"head.{name}": value for name, value in (result.head or {}).items()},
-            }
-
-        tensors, _ = self.cache.get_or_compute(parts, fit, lambda cached: _probe_problem(cached, data))
-        folds = int(tensors["oof_folds"])
-        return ProbeResult(
-            weight_decay=float(tensors["weight_decay"]),
-            val_acc=float(tensors["val_acc"]),
-            test_acc=float(tensors["test_acc"]),
-            logits={split: tensors[f"logits.{split}"] for split in SPLITS},
-            kd_targets=f"probe-oof-{folds}" if folds else "probe-in-sample",
-            head={name: tensors[f"head.{name}"] for name in PROBE_HEAD},
-        )
-
-
-def _fit_on_labeled(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], data: DatasetSplits,
-                    targets: str) -> ProbeResult:
-    """The probe fit on the labeled train rows only; the transfer rows' logits come from that probe."""
-    rows = labeled_rows(data.train.labels, data.config.labeled_limit, data.config.split_seed)
-    if len(rows) == len(data.train):
-        return fit_linear_probe(features, labels, data.num_classes, targets=targets)
-    transfer = np.setdiff1d(np.arange(len(data.train)), rows)
-    split_features = {**features, "train": features["train"][rows], "transfer": features["train"][transfer]}
-    result = fit_linear_probe(split_features, {**labels, "train": labels["train"][rows]}, data.num_classes,
-                              targets=targets)
-    train = torch.empty(len(data.train), data.num_classes)
-    train[torch.from_numpy(rows)] = result.logits["train"]
-    train[torch.from_numpy(transfer)] = result.logits.pop("transfer")
-    return replace(result, logits={**result.logits, "train": train})
-
-
-def _probe_problem(tensors: dict[str, torch.Tensor], data: DatasetSplits) -> str | None:
-    """Why cached probe values cannot be right (missing, non-finite, an accuracy outside [0, 1]), else None."""
-    names = [f"logits.{split}" for split in SPLITS] + ["weight_decay", "val_acc", "test_acc", "oof_folds"]
-    names += [f"head.{name}" for name in PROBE_HEAD]  # a probe cached before issue 14 kept no head: refit once
-    if any(name not in tensors for name in names):
-        return "lack some probe values"
-    if not all(bool(torch.isfinite(tensors[name]).all()) for name in names):
-        return "hold non-finite probe values"
-    if not all(0.0 <= float(tensors[name]) <= 1.0 for name in ("val_acc", "test_acc")):
-        return "hold a probe accuracy outside [0, 1]"
-    if any(len(tensors[f"logits.{split}"]) != len(data.split(split)) for split in SPLITS):
-        return "hold probe logits for another split size"
-    return None

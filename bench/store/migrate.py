@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from bench.dblock import SCHEMA_LOCK, database_lock
+from bench.store.lock import SCHEMA_LOCK, database_lock
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

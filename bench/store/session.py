@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

@@ -1,1 +1,1 @@
-"""Students: one module per builder family; each registers in `bench.registries.STUDENTS`."""
+"""Students: one module per builder family; each registers in `bench.core.registries.STUDENTS`."""

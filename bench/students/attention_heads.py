@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cards import StudentCard
-from bench.errors import BenchError
-from bench.knobs import size
-from bench.names import HEAD
-from bench.registries import STUDENTS
+from bench.core.cards import StudentCard
+from bench.core.errors import BenchError
+from bench.core.knobs import size
+from bench.core.names import HEAD
+from bench.core.registries import STUDENTS
 from bench.students.base import StudentBuilder, StudentContext
 from bench.students.cbam import CBAMBlock
 

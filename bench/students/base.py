@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import nn
 
-from bench.knobs import Knob, as_knobs, defaults_of
-from bench.taps import POOLED, tap_family
+from bench.core.knobs import Knob, as_knobs, defaults_of
+from bench.core.taps import POOLED, tap_family
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.cards import StudentCard
-from bench.knobs import Knob, size
-from bench.names import HEAD
-from bench.registries import STUDENTS
+from bench.core.cards import StudentCard
+from bench.core.knobs import Knob, size
+from bench.core.names import HEAD
+from bench.core.registries import STUDENTS
 from bench.students.base import StudentBuilder, StudentContext
 
 

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cards import StudentCard
-from bench.errors import BenchError
-from bench.knobs import Knob, size
-from bench.names import STANDALONE
-from bench.registries import STUDENTS
+from bench.core.cards import StudentCard
+from bench.core.errors import BenchError
+from bench.core.knobs import Knob, size
+from bench.core.names import STANDALONE
+from bench.core.registries import STUDENTS
 from bench.students.base import StudentBuilder, StudentContext
 from bench.students.cbam import CBAM
 

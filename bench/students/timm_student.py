@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cards import StudentCard
-from bench.errors import BenchError, UnknownNameError
-from bench.knobs import Knob
-from bench.names import STANDALONE
-from bench.registries import STUDENTS
-from bench.registry import Entry, nearest_names
+from bench.core.cards import StudentCard
+from bench.core.errors import BenchError, UnknownNameError
+from bench.core.knobs import Knob
+from bench.core.names import STANDALONE
+from bench.core.registries import STUDENTS
+from bench.core.registry import Entry, nearest_names
 from bench.students.base import StudentBuilder, StudentContext
 
 PREFIX = "timm"

@@ -17,15 +17,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench.checkpoint import Checkpointer
-from bench.data import DataConfig
-from bench.provenance import utcnow
+from bench.core.spec import ExperimentSpec
+from bench.data.splits import DataConfig
 from bench.run.kept import Kept
+from bench.run.provenance import utcnow
 from bench.run.run_spec import probe_spec, run_spec
 from bench.run.train import NonFiniteError, check_finite
 from bench.run.workbench import Workbench
-from bench.spec import ExperimentSpec
 from bench.store.records import EpochRecord, RunRecord
+from bench.sweep.checkpoint import Checkpointer
 from bench.sweep.context import Sweep
 
 

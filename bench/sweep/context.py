@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.artifacts import ArtifactStore, default_artifact_dir
+from bench.artifacts.store import ArtifactStore, default_artifact_dir
 from bench.run.workbench import Workbench
-from bench.store import Store
+from bench.store.results import Store
 from bench.sweep.queue import WorkerOptions
 
 

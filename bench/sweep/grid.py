@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from bench.config.grid import Grid
-from bench.dblock import ENQUEUE_LOCK, database_lock
-from bench.errors import BenchError
-from bench.names import GRID_KIND, KIND_ATTR, SOURCE_ATTR, WEIGHTS_ATTR
+from bench.core.errors import BenchError
+from bench.core.names import GRID_KIND, KIND_ATTR, SOURCE_ATTR, WEIGHTS_ATTR
+from bench.core.spec import ExperimentSpec
 from bench.run.run_spec import probe_spec
 from bench.run.workbench import RunContext, Workbench
-from bench.spec import ExperimentSpec
-from bench.store import Store
+from bench.store.lock import ENQUEUE_LOCK, database_lock
+from bench.store.results import Store
 from bench.sweep.cell import preflight
 from bench.sweep.context import Sweep
 from bench.sweep.queue import WorkerOptions, enqueue_cells, open_storage, open_study
@@ -42,7 +42,7 @@ def grid_cells(grid: Grid) -> list[ExperimentSpec]:
 
 def stored_done_keys(db_url: str) -> set[str]:
     """Spec keys already done, read without creating or migrating anything (empty for a new database)."""
-    from bench.sql import read_only_query
+    from bench.store.sql import read_only_query
 
     try:
         _, rows = read_only_query(db_url, "SELECT spec_key FROM runs WHERE status = 'done'")

@@ -20,12 +20,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from bench.checkpoint import default_run_dir
-from bench.dblock import SCHEMA_LOCK, database_lock
-from bench.errors import BenchError
-from bench.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
-from bench.spec import ExperimentSpec, setting_labels
+from bench.core.errors import BenchError
+from bench.core.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
+from bench.core.spec import ExperimentSpec, setting_labels
+from bench.store.lock import SCHEMA_LOCK, database_lock
 from bench.store.session import driver_url
+from bench.sweep.checkpoint import default_run_dir
 
 log = logging.getLogger(__name__)
 SQLITE_TIMEOUT_S = 60

@@ -10,11 +10,11 @@ from rich.console import Console
 
 from bench.config.grid import Grid
 from bench.config.study import StudyModel
-from bench.errors import BenchError
-from bench.names import CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
+from bench.core.errors import BenchError
+from bench.core.names import CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
+from bench.core.spec import ExperimentSpec
 from bench.run.workbench import RunContext, Workbench
-from bench.spec import ExperimentSpec
-from bench.store import Store
+from bench.store.results import Store
 from bench.sweep.cell import preflight, probe_cells
 from bench.sweep.context import Sweep
 from bench.sweep.grid import GridSummary, run_grid

@@ -10,10 +10,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bench.config.study import StudyModel, suggest_spec
-from bench.dblock import ENQUEUE_LOCK, database_lock
-from bench.errors import BenchError
-from bench.metrics import score_summary
-from bench.names import (
+from bench.core.errors import BenchError
+from bench.core.names import (
     CONFIG_ATTR,
     GRID_KIND,
     KIND_ATTR,
@@ -26,10 +24,12 @@ from bench.names import (
     WORKER_ATTR,
     WORKER_PROCESS_ATTR,
 )
+from bench.core.spec import ExperimentSpec
+from bench.run.metrics import score_summary
 from bench.run.workbench import RunContext, Workbench
-from bench.spec import ExperimentSpec
-from bench.store import Store
+from bench.store.lock import ENQUEUE_LOCK, database_lock
 from bench.store.records import EpochRecord, RunRecord
+from bench.store.results import Store
 from bench.sweep.cell import (
     CellCounts,
     cell_progress,

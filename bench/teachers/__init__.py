@@ -1,1 +1,1 @@
-"""Teachers: one module per family; each registers named frozen encoders in `bench.registries.TEACHERS`."""
+"""Teachers: one module per family; each registers named frozen encoders in `bench.core.registries.TEACHERS`."""

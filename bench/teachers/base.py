@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.errors import BenchError
-from bench.taps import POOLED
+from bench.core.errors import BenchError
+from bench.core.taps import POOLED
 
 
 @dataclass(frozen=True)

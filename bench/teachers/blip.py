@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.cards import TeacherCard
-from bench.errors import BenchError
-from bench.names import IMAGE, IMAGE_TEXT
-from bench.registries import TEACHERS
-from bench.registry import Entry
-from bench.taps import IMAGE_EMBED, POOLED
+from bench.core.cards import TeacherCard
+from bench.core.errors import BenchError
+from bench.core.names import IMAGE, IMAGE_TEXT
+from bench.core.registries import TEACHERS
+from bench.core.registry import Entry
+from bench.core.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Preprocess, Teacher
 from bench.teachers.timm_vit import tap_indices, vit_taps
 from bench.teachers.weights import WeightsSpec, hf_cached_snapshot, hf_download_snapshot, resolve_weights

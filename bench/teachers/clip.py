@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.cards import TeacherCard
-from bench.errors import BenchError, UnknownNameError
-from bench.names import IMAGE_TEXT
-from bench.registries import TEACHERS
-from bench.registry import Entry, nearest_names
-from bench.taps import IMAGE_EMBED, POOLED
+from bench.core.cards import TeacherCard
+from bench.core.errors import BenchError, UnknownNameError
+from bench.core.names import IMAGE_TEXT
+from bench.core.registries import TEACHERS
+from bench.core.registry import Entry, nearest_names
+from bench.core.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Preprocess, Teacher
 from bench.teachers.timm_vit import attention_modules, meta_taps, tap_indices, timm_taps, token_features, vit_taps
 from bench.teachers.weights import WeightsSpec, hf_cached_file, hf_download_file, resolve_weights

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from bench.cards import TeacherCard
-from bench.errors import BenchError
-from bench.registries import TEACHERS
-from bench.taps import POOLED
+from bench.core.cards import TeacherCard
+from bench.core.errors import BenchError
+from bench.core.registries import TEACHERS
+from bench.core.taps import POOLED
 from bench.teachers.base import Preprocess, Teacher, file_fingerprint, load_state_dict_file
 
 TIMM_NAME = "tf_efficientnet_lite0"

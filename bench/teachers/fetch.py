@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 PAPER_TEACHERS = ("dino-vitb16", "beit-base", "clip-vitb16", "blip-base", "dino-vits16")  # the studies/paper-*
 # grids and studies/vit-cifar100.yaml
@@ -25,7 +25,7 @@ class Fetched:
 
 def fetch_teacher(name: str) -> Fetched:
     """Download `name`'s weights (unless already here) and build the teacher from them; a BenchError if not."""
-    from bench.registries import TEACHERS
+    from bench.core.registries import TEACHERS
     from bench.teachers.weights import resolve_weights
 
     entry = TEACHERS.entry(name)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
-from bench.registry import Entry
+from bench.core.errors import BenchError
+from bench.core.registry import Entry
 from bench.teachers.base import Preprocess
 from bench.teachers.weights import resolve_weights
 
@@ -85,7 +85,7 @@ def inventory(names: list[str] | None, weights: dict[str, str] | None = None,
 
     `on_teacher(i, n, name)` is called before each one (the CLI's progress line).
     """
-    from bench.registries import TEACHERS
+    from bench.core.registries import TEACHERS
 
     weights = weights or {}
     names = names or TEACHERS.names()

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from bench.cards import TeacherCard
-from bench.errors import BenchError, UnknownNameError
-from bench.registries import TEACHERS
-from bench.registry import Entry, nearest_names
-from bench.taps import POOLED
+from bench.core.cards import TeacherCard
+from bench.core.errors import BenchError, UnknownNameError
+from bench.core.registries import TEACHERS
+from bench.core.registry import Entry, nearest_names
+from bench.core.taps import POOLED
 from bench.teachers.base import Preprocess, Teacher
 from bench.teachers.weights import WeightsSpec, hf_cached_file, hf_download_file, resolve_weights
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 _TRUE = {"1", "on", "yes", "true"}

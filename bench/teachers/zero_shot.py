@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.teachers.base import Teacher
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bench.cli import app
+from bench.cli.app import app
 from tests.support.paths import REPO
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
@@ -48,7 +48,7 @@ CASES = _cases()
 @pytest.fixture(scope="module")
 def filled_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results database with runs, epochs and an Optuna study with trials (copied per case)."""
-    from bench.store import Store
+    from bench.store.results import Store
     from tests.support.report_fixtures import add_tune_study, unfinished
 
     path = tmp_path_factory.mktemp("filled") / "results.db"

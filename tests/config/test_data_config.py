@@ -10,8 +10,8 @@ import pytest
 from bench.config.base import DataModel, SweepModel
 from bench.config.grid import GridModel, load_grid
 from bench.config.study import StudyModel
-from bench.data import DATA_KNOBS, UNKEYED_DEFAULTS, DataConfig
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.data.splits import DATA_KNOBS, UNKEYED_DEFAULTS, DataConfig
 
 
 def test_every_data_field_has_one_declaration_the_model_and_knobs_follow() -> None:

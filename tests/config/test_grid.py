@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.cards import StudentCard
 from bench.config.grid import TRAIN_DEFAULTS, load_grid
-from bench.errors import BenchError
-from bench.names import STANDALONE
-from bench.registries import STUDENTS
+from bench.core.cards import StudentCard
+from bench.core.errors import BenchError
+from bench.core.names import STANDALONE
+from bench.core.registries import STUDENTS
 from bench.students.base import StudentBuilder
 
 
@@ -94,7 +94,7 @@ def test_incompatible_pair_rejected_at_load(tmp_path: Path) -> None:
 
 
 def test_knobs_check_type_range_choices_and_pattern() -> None:
-    from bench.knobs import Knob
+    from bench.core.knobs import Knob
 
     depth = Knob(8, int, ge=8, le=200, pattern=(6, 2))
     assert depth.problem(14, "depth") is None and depth.problem(7, "depth") is not None
@@ -112,8 +112,8 @@ def test_knobs_check_type_range_choices_and_pattern() -> None:
 def test_every_student_and_method_declares_typed_knobs_and_list_shows_them() -> None:
     from typer.testing import CliRunner
 
-    from bench.cli import app
-    from bench.registries import METHODS
+    from bench.cli.app import app
+    from bench.core.registries import METHODS
 
     for registry in (STUDENTS, METHODS):
         for entry in registry:

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data import DataConfig, LoadContext, load_dataset
+from bench.core.errors import BenchError
+from bench.data.images import to_tensor
+from bench.data.splits import DataConfig, LoadContext, load_dataset
 from bench.datasets.fashion_mnist import SYSTEM_FASHION_MNIST, load_fashion_mnist, read_idx
-from bench.errors import BenchError
-from bench.images import to_tensor
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

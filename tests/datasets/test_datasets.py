@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data import DataConfig, LoadContext, load_dataset
+from bench.core.errors import BenchError
+from bench.data.imagecache import cached_images
+from bench.data.splits import DataConfig, LoadContext, load_dataset
 from bench.datasets.cifar import load_cifar100, read_pickle
 from bench.datasets.coco import load_coco_captions
 from bench.datasets.imagefolder import load_imagefolder
 from bench.datasets.tiny_imagenet import load_tiny_imagenet
-from bench.errors import BenchError
-from bench.imagecache import cached_images
 from tests.support.dataset_fixtures import (
     COLOURS,
     corrupt_jpeg,
@@ -91,7 +91,7 @@ def test_image_cache_second_pass_is_identical_and_does_not_decode(tmp_path: Path
     def no_decoding(*args: object) -> None:
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr("bench.imagecache.decode_image", no_decoding)
+    monkeypatch.setattr("bench.data.imagecache.decode_image", no_decoding)
     second = cached_images(paths, 24, "t/train", tmp_path / "cache")
     assert np.array_equal(np.asarray(first.images), np.asarray(second.images))
     assert not list((tmp_path / "cache" / "images").glob("*.tmp"))  # atomic writes leave no temp files

@@ -127,9 +127,9 @@ class Interrupt(Exception):
 
 @pytest.mark.slow
 def test_retrieval_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    from bench.checkpoint import Checkpointer
     from bench.run.run_spec import run_spec
     from bench.run.workbench import Workbench
+    from bench.sweep.checkpoint import Checkpointer
 
     write_coco(tmp_path / "data", n_train=60, n_val=30)
     grid_path = tmp_path / "coco.yaml"

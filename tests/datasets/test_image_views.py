@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import images as images_module
-from bench.data import DataConfig, LoadContext, load_dataset
+from bench.data import images as images_module
+from bench.data.imagecache import ImageView
+from bench.data.images import channel_stats
+from bench.data.splits import DataConfig, LoadContext, load_dataset
 from bench.datasets.imagefolder import load_imagefolder
-from bench.imagecache import ImageView
-from bench.images import channel_stats
 from tests.support.dataset_fixtures import corrupt_jpeg, write_imagefolder
 
 CONFIG = DataConfig(val_fraction=0.25, split_seed=3, train_limit=9, test_limit=4, decode_size=16)

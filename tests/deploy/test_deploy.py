@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.deploy import ImageNorm, deployable, deployable_for_run, images_to_input
-from bench.errors import BenchError
-from bench.names import HEAD
+from bench.core.errors import BenchError
+from bench.core.names import HEAD
+from bench.deploy.model import ImageNorm, deployable, images_to_input
+from bench.run.cost import deployable_for_run
 from bench.run.train import predict_logits
 from tests.support.trained_runs import DIGITS, trained_run
 

@@ -1,4 +1,4 @@
-"""bench/export.py: each format's file re-loads and matches PyTorch on real test images (ONNX in onnxruntime)."""
+"""bench/artifacts/export.py: each format's file re-loads and matches PyTorch on real test images (ONNX: onnxruntime)"""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import export
-from bench.deploy import deployable_for_run, images_to_input
-from bench.errors import BenchError
-from bench.export import export_model
+from bench.artifacts import export
+from bench.artifacts.export import export_model
+from bench.core.errors import BenchError
+from bench.deploy.model import images_to_input
+from bench.run.cost import deployable_for_run
 from tests.support.trained_runs import trained_run
 
 STUDENTS = {"resnet": {"depth": 8, "width": 4}, "projection": {}}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import BenchError
-from bench.export import best_run
-from bench.names import PROBE_METHOD
-from bench.store import Store
+from bench.artifacts.export import best_run
+from bench.core.errors import BenchError
+from bench.core.names import PROBE_METHOD
+from bench.store.results import Store
 from tests.support.records import record
 from tests.support.rows import only
 

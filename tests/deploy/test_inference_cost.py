@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from bench import inference_cost
-from bench.data import DataConfig
-from bench.inference_cost import CostSettings, count_macs, measure_cost
+from bench.core.spec import ExperimentSpec
+from bench.data.splits import DataConfig
+from bench.deploy import inference_cost
+from bench.deploy.inference_cost import CostSettings, count_macs, measure_cost
 from bench.run.run_spec import probe_spec, run_spec
 from bench.run.workbench import RunContext, Workbench
-from bench.spec import ExperimentSpec
 
 COST_FIELDS = ("latency_ms", "throughput_ips", "macs", "teacher_latency_ms", "teacher_throughput_ips",
                "teacher_macs", "speedup")
@@ -58,7 +58,7 @@ def test_the_teacher_is_measured_once_per_teacher_and_input_size(tmp_path: Path,
         calls.append(shape)
         return real(model, shape, device, CostSettings(runs=1, warmup=0, batch=2, batches=1), work_size)
 
-    monkeypatch.setattr("bench.run.workbench.measure_cost", counting)
+    monkeypatch.setattr("bench.deploy.model.measure_cost", counting)
     bench = Workbench(RunContext(tmp_path / "cache", tmp_path / "data", "cpu"))
     small = bench.data("digits", DataConfig(image_size=32, train_limit=40, val_limit=10, test_limit=10))
     first = bench.teacher_cost("effnet-lite0", small, retrieval=False)
@@ -92,7 +92,7 @@ def test_every_done_run_stores_its_cost_and_the_teacher_cell_its_own(tmp_path: P
 def test_the_cpu_throughput_batch_shrinks_for_models_working_at_large_sizes() -> None:
     """On the CPU, activations live in host RAM: a model that works at 224 px is timed on 32 images, not 64 (a
     grid over 224 px images peaked over its memory budget before); small inputs and CUDA keep the full batch."""
-    from bench.inference_cost import CostSettings, throughput_batch
+    from bench.deploy.inference_cost import CostSettings, throughput_batch
 
     settings = CostSettings()
     assert throughput_batch(settings, torch.device("cpu"), 224) == 32

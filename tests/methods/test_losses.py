@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.registries import METHODS
 from bench.methods.base import MethodContext
 from bench.methods.contrastive import clip_losses
 from bench.methods.losses import (
@@ -21,7 +22,6 @@ from bench.methods.losses import (
     soft_cross_entropy,
 )
 from bench.methods.pairs import PairRegressor, expand_taps, layer_mapping
-from bench.registries import METHODS
 
 
 def smooth_l1(a: list[float], b: list[float]) -> float:

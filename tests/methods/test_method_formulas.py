@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from bench.core.registries import METHODS
 from bench.methods.base import Method, MethodContext
 from bench.methods.crd import OtherClassSampler
-from bench.registries import METHODS
 
 REL = 1e-5
 B, C = 6, 3
@@ -388,7 +388,7 @@ def test_crd_negatives_come_from_other_classes_and_default_to_all_but_one_sample
 
 
 def test_crd_needs_the_batch_indices_and_the_training_labels() -> None:
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     with pytest.raises(BenchError, match="train_labels"):
         METHODS.get("crd")(MethodContext(C, 5, 4), {})
@@ -399,7 +399,7 @@ def test_crd_needs_the_batch_indices_and_the_training_labels() -> None:
 
 
 def test_vit_student_gives_pre_softmax_scores() -> None:
-    from bench.registries import STUDENTS
+    from bench.core.registries import STUDENTS
     from bench.students.base import StudentContext
 
     torch.manual_seed(0)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.images import to_tensor
+from bench.core.registries import METHODS, STUDENTS
+from bench.data.images import to_tensor
 from bench.methods.base import MethodContext
 from bench.methods.losses import FeatureRegressor, hinton_kd
-from bench.registries import METHODS, STUDENTS
 from bench.run.parts import RunParts, build_parts, incompatibility, teacher_tap_names
 from tests.support.fakes import CLASSES, FakeImageTextTeacher, tiny_splits
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from bench.cli import app
+from bench.cli.app import app
 from tests.support.paths import REPO
 from tests.support.report_fixtures import TUNE_STUDY, build_database
 
@@ -40,7 +40,7 @@ def report_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 def report_dir(report_db: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report written by a fresh interpreter that must not import torch while doing it."""
     out = tmp_path_factory.mktemp("out")
-    code = ("import sys, pathlib; from bench.report import write_report, parse_formats; "
+    code = ("import sys, pathlib; from bench.report.write import parse_formats, write_report; "
             f"write_report({report_db[0]!r}, pathlib.Path({str(out)!r}), None, parse_formats({FORMATS!r})); "
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.names import HEAD, PROBE_METHOD, PROBE_STUDENT
+from bench.core.names import HEAD, PROBE_METHOD, PROBE_STUDENT
 from bench.report import plots
 from bench.report.build import build_report
 from bench.report.write import write_report
-from bench.store import Store
+from bench.store.results import Store
 from tests.support.records import record
 
 COST = {"teacher_latency_ms": 20.0, "teacher_throughput_ips": 150.0, "teacher_macs": 3e8}

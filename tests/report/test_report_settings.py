@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.report import build_report
+from bench.core.spec import ExperimentSpec, differing_hparams, label_with, setting_labels, short_value
+from bench.report.build import build_report
 from bench.report.markdown import render
 from bench.report.runs import run_table
-from bench.spec import ExperimentSpec, differing_hparams, label_with, setting_labels, short_value
-from bench.store import Store
 from bench.store.records import RunRecord
+from bench.store.results import Store
 from tests.support.records import record
 
 GRID, SEARCH = "g", "s"

@@ -9,11 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.errors import BenchError
-from bench.report import build_report, parse_formats
+from bench.core.errors import BenchError
+from bench.report.build import build_report
 from bench.report.plots import pareto_front
 from bench.report.stats import baseline_gains, format_p, paired_test
-from bench.store import Store
+from bench.report.write import parse_formats
+from bench.store.results import Store
 from tests.support.records import record
 
 

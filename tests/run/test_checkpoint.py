@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.checkpoint import Checkpointer, seal, unseal
+from bench.core.registries import METHODS, STUDENTS
 from bench.methods.base import MethodContext
-from bench.registries import METHODS, STUDENTS
 from bench.run.train import train_student
 from bench.students.base import StudentContext
+from bench.sweep.checkpoint import Checkpointer, seal, unseal
 from tests.support.train_data import HPARAMS, tiny_data
 
 EPOCHS = 5

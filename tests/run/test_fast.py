@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data import DataConfig
+from bench.core.registries import METHODS, STUDENTS
+from bench.data.splits import DataConfig
 from bench.methods.base import MethodContext
-from bench.registries import METHODS, STUDENTS
 from bench.run.fast import TrainOptions, fits_on_device, float_outputs, resident
 from bench.run.loader import ImageInputs
 from bench.run.train import TrainData, TrainResult, predict_logits, train_student

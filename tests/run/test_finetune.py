@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cache import FeatureCache
-from bench.data import DataConfig, DatasetSplits, Split
-from bench.features import run_teacher
-from bench.probe import fit_linear_probe
-from bench.registries import TEACHERS
-from bench.run import finetune
-from bench.run.finetune import FinetuneConfig, finetune_key, finetune_teacher, labeled_rows
+from bench.core.registries import TEACHERS
+from bench.data.splits import DataConfig, DatasetSplits, Split
+from bench.teacher_outputs import finetune
+from bench.teacher_outputs.cache import FeatureCache
+from bench.teacher_outputs.features import run_teacher
+from bench.teacher_outputs.finetune import FinetuneConfig, finetune_key, finetune_teacher, labeled_rows
+from bench.teacher_outputs.probe import fit_linear_probe
 from bench.teachers.base import Teacher
 from bench.teachers.timm_vit import create_timm_model, register_timm_teacher
 
@@ -148,7 +148,7 @@ def test_finetune_reference_through_a_grid(teacher: Teacher, weights: Path, tmp_
     from bench.config.grid import load_grid
     from bench.run import run_spec as run_spec_module
     from bench.run.workbench import RunContext
-    from bench.sql import read_only_query
+    from bench.store.sql import read_only_query
     from bench.sweep.grid import run_grid
 
     fits, seen = [], {}
@@ -191,7 +191,7 @@ def test_new_data_fields_leave_spec_keys_alone() -> None:
 ])
 def test_settings_a_fine_tune_cannot_serve_are_refused(tmp_path: Path, fields: dict, match: str) -> None:
     from bench.config.grid import load_grid
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     path = write_grid(tmp_path, "bad", "x", **{"teacher": "effnet-lite0", "weights": {}, "student": ["resnet"],
                                                **fields})
@@ -202,8 +202,8 @@ def test_settings_a_fine_tune_cannot_serve_are_refused(tmp_path: Path, fields: d
 def test_finetune_reads_its_rows_as_float_one_batch_at_a_time(teacher: Teacher, monkeypatch: pytest.MonkeyPatch,
                                                               tmp_path: Path) -> None:
     """The labeled rows are converted per batch (never all at once) and give the whole conversion's pixels."""
-    from bench.imagecache import ImageView
-    from bench.images import to_tensor
+    from bench.data.imagecache import ImageView
+    from bench.data.images import to_tensor
 
     base = faint_checkerboard(120, 5)
     view = Split(ImageView(base.images, np.arange(119, -1, -1)), base.labels[::-1].copy())

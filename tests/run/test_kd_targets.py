@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.cards import TeacherCard
 from bench.config.grid import load_grid
-from bench.data import DataConfig
-from bench.errors import BenchError
-from bench.names import IMAGE_TEXT
-from bench.registries import TEACHERS
+from bench.core.cards import TeacherCard
+from bench.core.errors import BenchError
+from bench.core.names import IMAGE_TEXT
+from bench.core.registries import TEACHERS
+from bench.data.splits import DataConfig
 from bench.run.workbench import RunContext, Workbench
-from bench.sql import read_only_query
+from bench.store.sql import read_only_query
 from bench.sweep.grid import run_grid
 from tests.support.fakes import SIZE, FakeImageTextTeacher
 

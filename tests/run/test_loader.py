@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import DataConfig
-from bench.errors import BenchError
-from bench.images import channel_stats, to_tensor
-from bench.names import SPLITS
+from bench.core.errors import BenchError
+from bench.core.names import SPLITS
+from bench.core.spec import ExperimentSpec
+from bench.data.images import channel_stats, to_tensor
+from bench.data.splits import DataConfig
 from bench.run import run_spec as pipeline
 from bench.run.loader import BatchLoader, ImageInputs, augment_batch, crop_boxes, eval_batches, select_rows
 from bench.run.parts import build_parts
 from bench.run.workbench import RunContext, Workbench
-from bench.spec import ExperimentSpec
 from tests.support.fakes import FakeImageTextTeacher, registered, tiny_images, tiny_splits
 
 

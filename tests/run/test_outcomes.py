@@ -13,11 +13,11 @@ import sqlalchemy as sa
 import torch
 from rich.console import Console
 
+from bench.core.registries import METHODS, STUDENTS
+from bench.core.spec import ExperimentSpec
 from bench.methods.base import MethodContext
-from bench.registries import METHODS, STUDENTS
 from bench.run.train import NonFiniteError, check_finite, train_student
-from bench.spec import ExperimentSpec
-from bench.store import StorageError, Store
+from bench.store.results import StorageError, Store
 from bench.students.base import StudentContext
 from bench.sweep.cell import cell_progress
 from bench.sweep.context import Sweep

@@ -9,19 +9,19 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cards import MethodCard
-from bench.errors import BenchError
+from bench.core.cards import MethodCard
+from bench.core.errors import BenchError
+from bench.core.names import HEAD, STANDALONE
+from bench.core.registries import METHODS
+from bench.core.spec import ExperimentSpec
+from bench.core.taps import IMAGE_EMBED, POOLED
 from bench.methods.base import MethodContext
 from bench.methods.joint import JointCosine
-from bench.names import HEAD, STANDALONE
-from bench.registries import METHODS
 from bench.run.parts import build_parts
 from bench.run.record import trained_fields
 from bench.run.run_spec import run_spec
 from bench.run.train import TrainResult, num_params, state_size_mb
 from bench.run.workbench import RunContext, Workbench
-from bench.spec import ExperimentSpec
-from bench.taps import IMAGE_EMBED, POOLED
 from tests.support.dataset_fixtures import write_coco
 from tests.support.fakes import DIM, FakeImageTextTeacher, registered, tiny_splits
 from tests.support.fakes import JOINT_DIM as EMBED

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.probe import WEIGHT_DECAYS, accuracy, fit_linear_probe, stratified_folds
+from bench.teacher_outputs.probe import WEIGHT_DECAYS, accuracy, fit_linear_probe, stratified_folds
 
 
 def blobs(n: int, dim: int, classes: int, spread: float, seed: int,

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from bench.config.grid import load_grid
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.registries import METHODS
 from bench.methods.base import MethodContext
-from bench.metrics import flatten_captions, retrieval_recalls, topk_accuracy
-from bench.registries import METHODS
+from bench.run.metrics import flatten_captions, retrieval_recalls, topk_accuracy
 
 # rows: images 0..2, columns: texts 0..4; texts 0, 1 belong to image 0, text 2 to image 1, texts 3, 4 to image 2
 SIMILARITY = torch.tensor([

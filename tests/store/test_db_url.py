@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.errors import BenchError
-from bench.store import Store
+from bench.cli.app import app
+from bench.core.errors import BenchError
+from bench.store.results import Store
 from bench.store.session import check_connection, check_url, get_engine
 from tests.support.paths import REPO
 from tests.support.records import record

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from bench.sql import read_only_query
-from bench.store import Store
+from bench.core.errors import BenchError
+from bench.store.results import Store
+from bench.store.sql import read_only_query
 from tests.support.records import record
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.store import Store
+from bench.cli.app import app
+from bench.store.results import Store
 from tests.support.paths import REPO
 from tests.support.records import record
 
@@ -150,7 +150,7 @@ def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 def _sqlite_state(url: str, directory: Path) -> tuple:
-    from bench.sql import read_only_query
+    from bench.store.sql import read_only_query
 
     return (read_only_query(url, "SELECT * FROM runs ORDER BY id"),
             read_only_query(url, "SELECT * FROM run_epochs ORDER BY id"),
@@ -212,7 +212,7 @@ def test_sqlite_connection_refuses_writes_even_without_the_statement_check(sqlit
     """The second layer alone: the read-only engine's authorizer denies ATTACH, VACUUM INTO and writes."""
     import sqlalchemy as sa
 
-    from bench.sql import read_only_engine
+    from bench.store.sql import read_only_engine
 
     engine, _ = read_only_engine(sqlite_db[0])
     try:
@@ -297,7 +297,7 @@ def test_postgres_session_is_read_only_and_bounded(pg: dict) -> None:
     """The second layer alone: every transaction of the read-only engine is read-only, with a statement timeout."""
     import sqlalchemy as sa
 
-    from bench.sql import read_only_engine
+    from bench.store.sql import read_only_engine
 
     engine, _ = read_only_engine(pg["reader"], timeout_s=1.5)
     try:

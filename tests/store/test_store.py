@@ -8,8 +8,10 @@ from dataclasses import replace
 import pytest
 import sqlalchemy as sa
 
-from bench.store import EpochRecord, RunRecord, StorageError, Store, migrate
+from bench.store import migrate
 from bench.store.models import Base, Run
+from bench.store.records import EpochRecord, RunRecord
+from bench.store.results import StorageError, Store
 from bench.store.session import get_engine
 from tests.support.records import record
 

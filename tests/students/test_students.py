@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.names import HEAD
-from bench.registries import STUDENTS
+from bench.core.names import HEAD
+from bench.core.registries import STUDENTS
 from bench.run.train import num_params, state_size_mb
 from bench.students.base import StudentContext
 
@@ -69,7 +69,7 @@ def test_hparams_change_the_model() -> None:
     big = STUDENTS.get("resnet")(CONTEXT, {"depth": 14, "width": 16})
     assert num_params(big) > 4 * num_params(small)
     assert small.embed_dim == 32 and big.embed_dim == 64
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     with pytest.raises(BenchError, match="6n\\+2"):
         STUDENTS.get("resnet")(CONTEXT, {"depth": 10})
@@ -81,7 +81,7 @@ def test_timm_student_by_name() -> None:
     out = student(torch.randn(2, 3, 32, 32))
     assert out["logits"].shape == (2, 4) and out["embedding"].shape == (2, student.embed_dim) == (2, 96)
     assert out["feature_map"].shape[:2] == (2, 96) and STUDENTS.entry("timm:test_resnet").card.kind == "standalone"
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     with pytest.raises(BenchError, match="did you mean: timm:resnet18"):
         STUDENTS.entry("timm:resnet18x")

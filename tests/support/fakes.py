@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.cards import TeacherCard
-from bench.data import DataConfig, DatasetSplits, Split
-from bench.names import IMAGE_TEXT
-from bench.registries import TEACHERS
-from bench.taps import ATTN, ATTN_SCORES, FEATURE_MAP, HIDDEN, IMAGE_EMBED, POOLED, TOKENS, expand_taps, tap_family
+from bench.core.cards import TeacherCard
+from bench.core.names import IMAGE_TEXT
+from bench.core.registries import TEACHERS
+from bench.core.taps import ATTN, ATTN_SCORES, FEATURE_MAP, HIDDEN, IMAGE_EMBED, POOLED, TOKENS, expand_taps, tap_family
+from bench.data.splits import DataConfig, DatasetSplits, Split
 from bench.teachers.base import Preprocess, Teacher
 from tests.support.dataset_fixtures import COLOURS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bench.store import EpochRecord, RunRecord
+from bench.store.records import EpochRecord, RunRecord
 
 
 def record(key: str = "k1", status: str = "done", **extra: object) -> RunRecord:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.registry import Entry, Registry
+from bench.core.registry import Entry, Registry
 
 
 @contextmanager

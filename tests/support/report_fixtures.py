@@ -8,8 +8,8 @@ from pathlib import Path
 
 from bench.config.grid import load_grid
 from bench.run.workbench import RunContext
-from bench.store import Store
 from bench.store.records import EpochRecord, RunRecord
+from bench.store.results import Store
 from bench.sweep.grid import run_grid
 
 GRID = """

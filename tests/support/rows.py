@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.sql import read_only_query
+from bench.store.sql import read_only_query
 
 
 def query(db_url: str, statement: str) -> list[dict[str, Any]]:

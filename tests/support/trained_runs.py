@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data import DataConfig, DatasetSplits
+from bench.data.splits import DataConfig, DatasetSplits
 from bench.run.parts import RunParts, build_parts
 from bench.run.run_spec import student_inputs
 from bench.run.task import Inputs

@@ -8,11 +8,11 @@ import pytest
 from rich.console import Console
 
 from bench.config.study import StudyModel
-from bench.names import PROBE_METHOD, TRIALS_ATTR
+from bench.core.names import PROBE_METHOD, TRIALS_ATTR
+from bench.core.spec import ExperimentSpec
 from bench.run.workbench import RunContext
-from bench.spec import ExperimentSpec
-from bench.store import Store
 from bench.store.records import EpochRecord, RunRecord
+from bench.store.results import Store
 from bench.sweep.queue import WorkerOptions
 
 STUDY = {

@@ -14,7 +14,7 @@ import yaml
 from rich.console import Console
 
 from bench.config.study import load_study_file
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.run.workbench import RunContext
 from bench.sweep.queue import WorkerOptions
 from bench.sweep.search import run_study

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bench.checkpoint import Checkpointer
 from bench.config.grid import load_grid
-from bench.data import DataConfig
+from bench.data.splits import DataConfig
 from bench.run.workbench import RunContext, Workbench
+from bench.sweep.checkpoint import Checkpointer
 from bench.sweep.grid import grid_cells, run_grid
 from bench.sweep.queue import WorkerOptions
 from tests.support.paths import REPO
@@ -254,7 +254,7 @@ def test_a_rerun_on_the_same_host_takes_over_its_dead_cell_at_once(tmp_path: Pat
 
 def test_worker_for_a_missing_study_creates_nothing_in_sqlite(tmp_path: Path) -> None:
     """No database file is created for a study that does not exist, and an existing one is not touched."""
-    from bench.store import Store
+    from bench.store.results import Store
 
     missing = tmp_path / "missing.db"
     result = run_worker_cli(f"sqlite:///{missing}", "nope")
@@ -291,7 +291,7 @@ OPEN_TOGETHER = """
 import sys, time
 from pathlib import Path
 from bench.sweep.queue import WorkerOptions, open_storage
-from bench.store import Store
+from bench.store.results import Store
 url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 deadline = time.monotonic() + 60
@@ -339,8 +339,8 @@ def test_a_worker_process_is_dead_here_only_when_it_is_provably_gone() -> None:
 
 TRY_LOCK = """
 import sys
-from bench.dblock import database_lock
-from bench.errors import BenchError
+from bench.store.lock import database_lock
+from bench.core.errors import BenchError
 try:
     with database_lock(sys.argv[1], "schema", timeout_s=0.5):
         print("got it")
@@ -352,7 +352,7 @@ except BenchError as error:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_database_lock_excludes_other_processes_and_nests_in_one(tmp_path: Path, backend: str,
                                                                  request: pytest.FixtureRequest) -> None:
-    from bench.dblock import database_lock
+    from bench.store.lock import database_lock
 
     db = f"sqlite:///{tmp_path / 'results.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

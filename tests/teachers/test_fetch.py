@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from bench.cards import TeacherCard
-from bench.registries import TEACHERS
+from bench.core.cards import TeacherCard
+from bench.core.registries import TEACHERS
 from bench.teachers.base import Preprocess, Teacher, load_state_dict_file
 from bench.teachers.fetch import fetch_all
 from bench.teachers.weights import WeightsSpec, resolve_weights

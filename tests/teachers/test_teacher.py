@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import BenchError
-from bench.images import to_tensor
-from bench.registries import TEACHERS
+from bench.core.errors import BenchError
+from bench.core.registries import TEACHERS
+from bench.data.images import to_tensor
 from bench.teachers.base import load_state_dict_file
 from bench.teachers.effnet import packaged_weights_path, remap_in_order
 

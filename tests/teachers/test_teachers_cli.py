@@ -68,7 +68,7 @@ def test_bench_teachers_reports_where_weights_are(tmp_path: Path, monkeypatch: p
     import huggingface_hub.constants
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from bench.cli.app import app
 
     monkeypatch.setenv("BENCH_WEIGHTS", env["BENCH_WEIGHTS"])
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))

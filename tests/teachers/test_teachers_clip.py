@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
-from bench.registries import TEACHERS
+from bench.core.errors import BenchError
+from bench.core.registries import TEACHERS
 from bench.teachers.clip import register_clip_teacher
 from bench.teachers.zero_shot import zero_shot_head, zero_shot_logits
 from tests.support.registration import registered_by

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
-from bench.registries import TEACHERS
+from bench.core.errors import BenchError
+from bench.core.registries import TEACHERS
 
 transformers = pytest.importorskip("transformers")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.errors import BenchError
-from bench.registries import TEACHERS
+from bench.core.errors import BenchError
+from bench.core.registries import TEACHERS
 from bench.teachers.timm_vit import create_timm_model, register_timm_teacher, vit_taps
 from tests.support.registration import registered_by
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.teachers.weights import WeightsSpec, hf_cached_file, resolve_weights, weights_dir_name
 
 

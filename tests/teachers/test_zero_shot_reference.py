@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.config.grid import load_grid
-from bench.data import DataConfig, load_dataset
-from bench.errors import BenchError
-from bench.images import to_tensor
-from bench.registries import TEACHERS
+from bench.core.errors import BenchError
+from bench.core.registries import TEACHERS
+from bench.data.images import to_tensor
+from bench.data.splits import DataConfig, load_dataset
 from bench.run.workbench import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.rows import query

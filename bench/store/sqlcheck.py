@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 ALLOWED = "SELECT, WITH ... SELECT, EXPLAIN, VALUES, TABLE or SHOW"
 FIRST_WORDS = {"select", "with", "explain", "values", "table", "show"}

@@ -1,4 +1,4 @@
-"""Write a deployable model (bench/deploy.py) as safetensors, TorchScript or ONNX, and check the file against PyTorch.
+"""Write a deployable model (bench/deploy/model.py) as safetensors, TorchScript or ONNX; check the file vs PyTorch.
 
 safetensors: the model's state dict (every tensor, shared ones written once each) plus string metadata: the format
 tag, the input shape (batch -1), the preprocessing (size, mean, std, interpolation), the teacher tap a head
@@ -20,8 +20,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.deploy import Deployable
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.deploy.model import Deployable
 
 FORMATS = ("safetensors", "torchscript", "onnx")
 Format = Literal["safetensors", "torchscript", "onnx"]
@@ -131,11 +131,11 @@ def _max_diff(got: torch.Tensor, expected: torch.Tensor) -> float:
 def best_run(db_url: str, where: str) -> str:
     """The id of the best done student run matching `where` (highest test accuracy, else mean recall).
 
-    The condition goes into one SELECT that bench/sqlcheck.py checks and bench/sql.py runs on a read-only
+    The condition goes into one SELECT that bench/store/sqlcheck.py checks and bench/store/sql.py runs on a read-only
     connection, exactly as `bench sql` does: nothing in it can write.
     """
-    from bench.names import REFERENCE_METHODS
-    from bench.sql import read_only_query
+    from bench.core.names import REFERENCE_METHODS
+    from bench.store.sql import read_only_query
 
     references = ", ".join(f"'{name}'" for name in REFERENCE_METHODS)
     query = (f"SELECT id FROM runs WHERE status = 'done' AND method NOT IN ({references}) AND ({where}) "
@@ -149,8 +149,9 @@ def best_run(db_url: str, where: str) -> str:
 def export_run(db_url: str, run_ref: str, fmt: Format, out: Path, batch: int = 64) -> float:
     """Export a stored run's student as a deployable model (its artifact's weights, never retrained), checked
     against PyTorch on up to `batch` of its real test images; the file's metadata names the run and its spec."""
-    from bench.artifacts import load_run
-    from bench.deploy import deployable_for_run, images_to_input
+    from bench.artifacts.store import load_run
+    from bench.deploy.model import images_to_input
+    from bench.run.cost import deployable_for_run
 
     loaded = load_run(db_url, run_ref)
     if loaded.parts is None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.names import CLASSIFICATION, HEAD, IMAGE, IMAGE_TEXT, RETRIEVAL, STANDALONE
+from bench.core.names import CLASSIFICATION, HEAD, IMAGE, IMAGE_TEXT, RETRIEVAL, STANDALONE
 
 
 @dataclass(frozen=True)

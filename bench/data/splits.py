@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
-from bench.imagecache import ImageView
-from bench.knobs import SEED_MAX, Knob
-from bench.registries import DATASETS
+from bench.core.errors import BenchError
+from bench.core.knobs import SEED_MAX, Knob
+from bench.core.registries import DATASETS
+from bench.data.imagecache import ImageView
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,9 @@ class DatasetSplits:
     def train_channel_stats(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         """Per-channel mean and std of the train images (standalone students' normalisation), computed once: it
         reads the whole split, and the run, its artifact and its inference cost all need it."""
-        from bench.images import channel_stats  # torch: not at import (the CLI's torch-free paths import this module)
+        from bench.data.images import (
+            channel_stats,  # torch: not at import (the CLI's torch-free paths import this module)
+        )
 
         return channel_stats(self.train.images)
 

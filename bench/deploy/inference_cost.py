@@ -1,9 +1,9 @@
 """Inference cost of a deployable model on a device: batch-1 latency, throughput at a larger batch, MACs per image.
 
-Every figure is of the whole deployable module (bench/deploy.py: resize + normalise, a head student's teacher
+Every figure is of the whole deployable module (bench/deploy/model.py: resize + normalise, a head student's teacher
 backbone, the student, a joint-space projection) in float32 eval mode under torch.inference_mode, on random
 [0, 1] images of the dataset's native size; CUDA timings are bracketed by torch.cuda.synchronize. The teacher's
-figures are of its own deployable form (bench/run/workbench.py `teacher_cost`): the frozen teacher with its
+figures are of its own deployable form (bench/deploy/model.py `teacher_cost`): the frozen teacher with its
 preprocessing and a linear head of the reference probe's shape on its pooled features (classification), or the
 teacher's image embedding alone (retrieval): a head's weights do not change its cost, so none need be kept.
 """
@@ -68,8 +68,8 @@ def _timed(call: Callable[[], object], device: torch.device) -> float:
 
 def throughput_batch(settings: CostSettings, device: torch.device, work_size: int) -> int:
     """The throughput batch: `settings.batch`, fewer on the CPU when the model works at a large size (its
-    activations live in host RAM there: the teacher pass's pixel budget, bench/features.py)."""
-    from bench.features import teacher_batch_size
+    activations live in host RAM there: the teacher pass's pixel budget, bench/teacher_outputs/features.py)."""
+    from bench.teacher_outputs.features import teacher_batch_size
 
     return settings.batch if device.type != "cpu" else min(settings.batch, teacher_batch_size(device, work_size))
 

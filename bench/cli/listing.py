@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 REGISTRY_NAMES = ("teachers", "students", "methods", "datasets")
-PACKAGE_ROOT = Path(__file__).resolve().parent
-SOURCES = ("teachers", "students", "methods", "datasets", "cards.py", "knobs.py", "registry.py", "registries.py")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # bench/
+SOURCES = ("teachers", "students", "methods", "datasets", "core")  # the units, their cards, knobs and registries
 Rows = dict[str, list[list[str]]]  # registry -> [name, card label, description, hyperparameters ("" if none)]
 
 
@@ -44,8 +44,8 @@ def fingerprint(root: Path = PACKAGE_ROOT, sources: tuple[str, ...] = SOURCES) -
 
 def build_rows() -> Rows:
     """Every registry's entries as rows (imports the unit modules)."""
-    from bench.knobs import describe
-    from bench.registries import registries
+    from bench.core.knobs import describe
+    from bench.core.registries import registries
 
     rows: Rows = {}
     for name, registry in registries().items():

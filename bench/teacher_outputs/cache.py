@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from bench.quarantine import quarantine
+from bench.core.dirs import DEFAULT_CACHE_DIR
+from bench.core.quarantine import quarantine
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "distill-bench"))
 CACHE_FORMAT = 1
 HASH_FIELD = "content_sha256"  # metadata field: content_hash of the file's tensors
 Validator = Callable[[dict[str, torch.Tensor]], str | None]  # a reason to distrust cached values, or None

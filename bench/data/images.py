@@ -39,7 +39,7 @@ def _to_tensor(images: np.ndarray, size: int, mean: Sequence[float], std: Sequen
 def normalise_batch(raw: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float],
                     interpolation: str = "bilinear") -> torch.Tensor:
     """(N, H, W[, 3]) uint8 -> (N, 3, size, size) float32 on raw's device: the one copy of this maths (the whole
-    split here, one batch in bench/run/loader.py, the exported model in bench/deploy.py)."""
+    split here, one batch in bench/run/loader.py, the exported model in bench/deploy/model.py)."""
     return normalise(resize(to_float(raw), size, interpolation), mean, std)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 DEFAULT_DB = "sqlite:///results.db"
 DEFAULT_GRID = Path("studies/demo.yaml")
@@ -127,7 +127,7 @@ def run(
 
 def _worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int,  # noqa: ANN202
                     artifacts: Path | None = None, keep: str = "all"):
-    from bench.artifacts import check_keep
+    from bench.artifacts.store import check_keep
     from bench.sweep.queue import WorkerOptions
 
     if heartbeat_interval < 1 or grace_period <= heartbeat_interval:
@@ -227,8 +227,8 @@ def list_entries(
 ) -> None:
     """Print every registry (or one): name, kind and a one-line description."""
     with user_errors():
-        from bench.listing import REGISTRY_NAMES, listing_rows
-        from bench.registry import Registry
+        from bench.cli.listing import REGISTRY_NAMES, listing_rows
+        from bench.core.registry import Registry
 
         if what is not None and what not in REGISTRY_NAMES:
             names = Registry[object]("registry")
@@ -241,11 +241,11 @@ def list_entries(
                 wide = Console(width=max(out.width, 160)) if name in ("students", "methods") else out
                 wide.print(_registry_table(name, rows[name]))
                 if name == "teachers":
-                    from bench.registries import GENERIC_TEACHER_NAMES
+                    from bench.core.registries import GENERIC_TEACHER_NAMES
 
                     out.print(f"also any of: {', '.join(GENERIC_TEACHER_NAMES)}", highlight=False, markup=False)
                 if name == "students":
-                    from bench.registries import GENERIC_STUDENT_NAMES
+                    from bench.core.registries import GENERIC_STUDENT_NAMES
 
                     out.print(f"also any of: {', '.join(GENERIC_STUDENT_NAMES)}", highlight=False, markup=False)
 
@@ -312,8 +312,8 @@ def sql(
 ) -> None:
     """Query results with one read-only SQL statement (anything that could write or has side effects is refused)."""
     with user_errors():
-        from bench.sql import read_only_query
         from bench.store.session import check_connection
+        from bench.store.sql import read_only_query
 
         _one_format(csv, as_json)
         check_connection(db)
@@ -359,7 +359,7 @@ def report(
 ) -> None:
     """Write comparison tables (student x teacher per epoch budget), gains over scratch, plots and provenance."""
     with user_errors():
-        from bench.report import parse_formats, write_report
+        from bench.report.write import parse_formats, write_report
         from bench.store.session import check_connection
 
         check_connection(db)
@@ -432,8 +432,8 @@ def eval_command(
     """Load a run's kept student from its artifact (sha256 checked) and recompute its stored metric; exit 1 if
     they differ."""
     with user_errors():
-        from bench.artifacts import evaluate_run, load_run, stored_metric
-        from bench.names import SPLITS
+        from bench.artifacts.store import evaluate_run, load_run, stored_metric
+        from bench.core.names import SPLITS
         from bench.run.workbench import RunContext
         from bench.store.session import check_connection
 
@@ -480,7 +480,7 @@ def export_command(
 ) -> None:
     """Write a run's trained student as one model that takes images (a head student with its teacher backbone)."""
     with user_errors():
-        from bench.export import FORMATS, best_run, export_run
+        from bench.artifacts.export import FORMATS, best_run, export_run
         from bench.store.session import check_connection
 
         if best == (run_ref is not None):
@@ -507,7 +507,7 @@ def plan_command(
 ) -> None:
     """Dry run: the cells, which are done, missing weights and data (and the fix), estimated time per phase."""
     with user_errors():
-        from bench.plan import make_plan
+        from bench.plan.dry_run import make_plan
 
         plan = make_plan(plan_file, db, gpu, _weights_map(weights), data_root)
         for line in plan.lines:

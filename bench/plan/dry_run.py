@@ -2,7 +2,7 @@
 
 Nothing is trained and nothing is written: the database is read with the grid's own read-only done-key query,
 weights are resolved without downloading, dataset roots are located without decoding, and throughput comes from
-timing a few batches here (or a cited table for a named GPU, see bench/plan_throughput.py).
+timing a few batches here (or a cited table for a named GPU, see bench/plan/throughput.py).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import plan_throughput as tp
 from bench.config.base import read_yaml
-from bench.errors import BenchError
-from bench.names import FINAL_SUFFIX
-from bench.spec import ExperimentSpec
+from bench.core.errors import BenchError
+from bench.core.names import FINAL_SUFFIX
+from bench.core.spec import ExperimentSpec
+from bench.plan import throughput as tp
 
 STUDY_FIELDS = ("search", "trials", "sampler", "pruner", "objectives", "final", "enqueue", "seed")
 
@@ -71,7 +71,7 @@ def _study_plan(path: Path) -> Plan:
 
 def mark_done(plan: Plan, db_url: str) -> None:
     """Done cells, read-only (a missing database or table means none): spec keys for a grid, run counts for a study."""
-    from bench.sql import read_only_query
+    from bench.store.sql import read_only_query
     from bench.sweep.grid import stored_done_keys
 
     if plan.kind == "grid":
@@ -94,7 +94,7 @@ def teacher_presence(names: list[str], weights: dict[str, str]) -> dict[str, Any
 
 def teacher_fix(info: Any) -> str:
     """The exact command or path that makes a teacher's weights present."""
-    from bench.registries import TEACHERS
+    from bench.core.registries import TEACHERS
     from bench.teachers.weights import weights_dir_name
 
     spec_fn = TEACHERS.entry(info.name).card.weights_spec
@@ -106,8 +106,8 @@ def teacher_fix(info: Any) -> str:
 
 def dataset_presence(name: str, data: dict[str, Any], data_root: Path | None) -> tuple[Path | None, str | None]:
     """(root, None) when the dataset's `locate` finds it, (None, its one-line error) if not; bundled: (None, None)."""
-    from bench.data import DataConfig
-    from bench.registries import DATASETS
+    from bench.core.registries import DATASETS
+    from bench.data.splits import DataConfig
 
     module = importlib.import_module(DATASETS.entry(name).obj.__module__)
     locate: Callable[..., Path] | None = getattr(module, "locate", None)
@@ -170,7 +170,7 @@ def human(seconds: float | None) -> str:
 
 def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str], data_root: Path | None) -> Plan:
     """Load and validate the file, count done cells, check weights and data, and estimate each phase's time."""
-    from bench.plan_cost import Rates, estimate
+    from bench.plan.cost import Rates, estimate
 
     if gpu is not None and gpu not in tp.GPU_SCALE:
         raise BenchError(f"--gpu {gpu!r}: no throughput table for it; known: {', '.join(tp.gpu_names())}")

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.run.kept import FINETUNE, METHOD_PREFIX, PROBE, STUDENT, STUDENT_PREFIX, TEACHER, ZERO_SHOT, Kept
 from bench.store.records import RunRecord
 
@@ -203,8 +203,8 @@ def find_run(database_url: str, run_ref: str) -> RunRecord:
     """The row a run id or a unique spec_key prefix names (resolved as `bench show` does); else a one-line
     BenchError."""
     from bench.report.runs import find_run as find_row
-    from bench.store import _to_record
     from bench.store.models import Run
+    from bench.store.results import _to_record
     from bench.store.session import get_engine, session_scope
 
     run_id = int(find_row(database_url, run_ref)["id"])
@@ -230,7 +230,7 @@ def verified_path(record: RunRecord) -> Path:
 
 def _study_weights(database_url: str, study_name: str) -> dict[str, str]:
     """The teacher weights paths the run's study was made with (grid user attrs or the search config)."""
-    from bench.names import CONFIG_ATTR, WEIGHTS_ATTR
+    from bench.core.names import CONFIG_ATTR, WEIGHTS_ATTR
 
     try:
         import optuna
@@ -248,10 +248,10 @@ def load_run(database_url: str, run_ref: str, context: Any = None,
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from bench.data import DataConfig
+    from bench.core.spec import ExperimentSpec
+    from bench.data.splits import DataConfig
     from bench.run.parts import build_parts
     from bench.run.workbench import RunContext, Workbench
-    from bench.spec import ExperimentSpec
 
     record = find_run(database_url, run_ref)
     path = verified_path(record)
@@ -283,8 +283,8 @@ def load_run(database_url: str, run_ref: str, context: Any = None,
 
 def _require_finetune_cached(bench: Any, teacher: Any, data: Any, spec: Any) -> None:
     """A head student of a finetune setting is scored on the fine-tune's cached features: never re-train them."""
-    from bench.cache import cache_key
-    from bench.run.finetune import finetune_config, finetune_key
+    from bench.teacher_outputs.cache import cache_key
+    from bench.teacher_outputs.finetune import finetune_config, finetune_key
 
     key = cache_key(finetune_key(teacher, data, finetune_config(data.config)))
     if bench.cache.load(key) is None:
@@ -298,8 +298,8 @@ def finetuned_teacher(database_url: str, spec: Any, teacher: Any, data: Any) -> 
     the setting's reference run's artifact (sha256 checked) loaded into a copy of the teacher; never re-trained."""
     from safetensors.torch import load_file
 
-    from bench.run.finetune import apply_state
     from bench.run.run_spec import probe_spec
+    from bench.teacher_outputs.finetune import apply_state
 
     reference_key = probe_spec(spec.teacher, spec.dataset, spec.data_dict).key
     try:
@@ -317,8 +317,8 @@ def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.
 
 def stored_metric(loaded: LoadedRun, split: str) -> float | None:
     """The row's score of the split: test accuracy (or mean recall), val score; none is stored for train."""
-    from bench.names import RETRIEVAL
-    from bench.registries import DATASETS
+    from bench.core.names import RETRIEVAL
+    from bench.core.registries import DATASETS
 
     if split == "val":
         return loaded.record.val_acc
@@ -330,20 +330,20 @@ def stored_metric(loaded: LoadedRun, split: str) -> float | None:
 
 def evaluate_run(loaded: LoadedRun, split: str) -> float:
     """Recompute the run's metric on a split from its artifact: accuracy, or mean recall for retrieval."""
-    from bench.names import RETRIEVAL
-    from bench.registries import DATASETS
+    from bench.core.names import RETRIEVAL
+    from bench.core.registries import DATASETS
 
     if DATASETS.entry(loaded.spec.dataset).card.task == RETRIEVAL:
         return _retrieval_metric(loaded, split)
     labels = torch.from_numpy(loaded.data.split(split).labels)
-    from bench.probe import accuracy
+    from bench.teacher_outputs.probe import accuracy
 
     return accuracy(_class_logits(loaded, split), labels)
 
 
 def _class_logits(loaded: LoadedRun, split: str) -> torch.Tensor:
     """The split's class logits from the kept student or reference head, as the run computed them."""
-    from bench.taps import IMAGE_EMBED, POOLED
+    from bench.core.taps import IMAGE_EMBED, POOLED
 
     bench, spec, data, tensors = loaded.bench, loaded.spec, loaded.data, loaded.tensors
     if loaded.kind == STUDENT:
@@ -356,7 +356,7 @@ def _class_logits(loaded: LoadedRun, split: str) -> torch.Tensor:
         options = TrainOptions.from_config(data.config)  # bf16 runs scored under autocast: eval does the same
         return predict_logits(loaded.parts.student, inputs[split], bench.device, options=options)
     if loaded.kind == PROBE:
-        from bench.probe import probe_logits
+        from bench.teacher_outputs.probe import probe_logits
 
         return probe_logits(tensors, bench.teacher_outputs(spec.teacher, data).features[split][POOLED])
     if loaded.kind == ZERO_SHOT:
@@ -365,7 +365,7 @@ def _class_logits(loaded: LoadedRun, split: str) -> torch.Tensor:
         head = ZeroShotHead(tensors["class_embeds"], float(tensors["scale"]), float(tensors["bias"]), "")
         return head.logits(bench.teacher_outputs(spec.teacher, data, (IMAGE_EMBED,)).features[split][IMAGE_EMBED])
     if loaded.kind == FINETUNE:
-        from bench.run.finetune import _evaluate, apply_state
+        from bench.teacher_outputs.finetune import _evaluate, apply_state
 
         model, head = apply_state(loaded.teacher, tensors, data.num_classes)
         preprocess = loaded.teacher.preprocess.with_size(data.config.image_size)

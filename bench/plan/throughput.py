@@ -127,7 +127,7 @@ def measure_teacher(teacher: Any, size: int, batch: int = 64, seconds: float = 1
     """Inference images/s of a loaded teacher on this machine (a few batches of blank images)."""
     import torch
 
-    from bench.taps import POOLED
+    from bench.core.taps import POOLED
 
     device = next((p.device for p in teacher.parameters()), torch.device("cpu"))
     images = torch.zeros(batch, 3, size, size, device=device)

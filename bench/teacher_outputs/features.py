@@ -8,14 +8,16 @@ import time
 import weakref
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from bench.cache import CacheEvent, FeatureCache
-from bench.data import DatasetSplits, Split
-from bench.imagecache import ImageView, chunk_rows
-from bench.images import to_tensor
+from bench.core.names import SPLITS
+from bench.data.imagecache import ImageView, chunk_rows
+from bench.data.images import to_tensor
+from bench.data.splits import DatasetSplits, Split
+from bench.teacher_outputs.cache import CacheEvent, FeatureCache
 from bench.teachers.base import Preprocess, Teacher
 
 
@@ -143,3 +145,26 @@ def _rows_problem(tensors: dict[str, torch.Tensor], rows: int) -> str | None:
     if any(len(value) != rows for value in tensors.values()):
         return f"hold outputs for another number of images than the split's {rows}"
     return None
+
+
+@dataclass
+class TeacherOutputs:
+    """Teacher outputs (tap -> tensor) per split and the cache events that produced them."""
+
+    features: dict[str, dict[str, torch.Tensor]]
+    events: list[CacheEvent] = field(default_factory=list)
+
+    @property
+    def teacher_seconds(self) -> float:
+        return sum(event.teacher_seconds for event in self.events)
+
+
+def teacher_pass(teacher: Teacher, data: DatasetSplits, taps: Sequence[str], cache: FeatureCache,
+                 device: torch.device) -> TeacherOutputs:
+    """The frozen teacher's taps on every split, each split through the feature cache."""
+    features, events = {}, []
+    for split in SPLITS:
+        features[split], event = cached_teacher_outputs(teacher, data, split, taps, cache, device)
+        events.append(event)
+    return TeacherOutputs(features, events)
+

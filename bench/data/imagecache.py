@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 CACHE_FORMAT = 1
 CHUNK = 256
@@ -111,7 +111,7 @@ class DecodedImages:
 
 
 def default_cache_root() -> Path:
-    from bench.cache import DEFAULT_CACHE_DIR
+    from bench.core.dirs import DEFAULT_CACHE_DIR
 
     return DEFAULT_CACHE_DIR
 

@@ -2,9 +2,9 @@
 
 The module takes a float32 batch (N, 3, H, W) in [0, 1] at the dataset's native size (greyscale datasets: the one
 channel repeated three times, as the run itself does, see `images_to_input`), resizes and normalises it exactly
-as the run did (bench/images.py `to_tensor`), and returns class logits, or for joint-space runs the L2-normalised
+as the run did (bench/data/images.py `to_tensor`), and returns class logits, or for joint-space runs the L2-normalised
 image embedding in the teacher's joint space. A head student carries its frozen teacher backbone and reads the
-tap the run read. This is what `bench export` writes and what bench/inference_cost.py measures.
+tap the run read. This is what `bench export` writes and what bench/deploy/inference_cost.py measures.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data import DatasetSplits
-from bench.errors import BenchError
-from bench.images import resize, to_float
+from bench.core.errors import BenchError
+from bench.core.names import HEAD
+from bench.core.registries import METHODS
+from bench.core.taps import IMAGE_EMBED, POOLED
+from bench.data.images import resize, to_float
+from bench.data.splits import DatasetSplits
+from bench.deploy.inference_cost import InferenceCost, measure_cost
 from bench.methods.base import Method
-from bench.names import HEAD
-from bench.registries import METHODS
-from bench.run.parts import RunParts
-from bench.taps import IMAGE_EMBED, POOLED
 from bench.teachers.base import Teacher
 
 
@@ -42,7 +42,7 @@ class ImageNorm:
 
 
 class Normalise(nn.Module):
-    """[0, 1] images at any size -> the normalised square input, as bench/images.py `to_tensor` makes it."""
+    """[0, 1] images at any size -> the normalised square input, as bench/data/images.py `to_tensor` makes it."""
 
     def __init__(self, norm: ImageNorm) -> None:
         super().__init__()
@@ -89,22 +89,6 @@ def deployable(student: nn.Module, method: Method, teacher: Teacher, kind: str, 
     return model.eval().requires_grad_(False)
 
 
-def run_norm(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> ImageNorm:
-    """The preprocessing the run used: the teacher's for a head student, train-set channel stats otherwise."""
-    if parts.input_tap is not None:
-        pre = teacher.preprocess.with_size(data.config.image_size)
-        return ImageNorm(pre.input_size, pre.mean, pre.std, pre.interpolation)
-    mean, std = data.train_channel_stats
-    return ImageNorm(data.config.student_image_size or data.native_size, mean, std)
-
-
-def deployable_for_run(parts: RunParts, teacher: Teacher, data: DatasetSplits) -> nn.Module:
-    """`deployable` with the arguments the run used (bench/run/run_spec.py `student_inputs`); a head student of a
-    `teacher_reference: finetune` setting takes the fine-tuned teacher (bench/artifacts.py `finetuned_teacher`)."""
-    return deployable(parts.student, parts.method, teacher, parts.kind, parts.input_tap,
-                      run_norm(parts, teacher, data), is_joint_space(parts.method))
-
-
 def is_joint_space(method: Method) -> bool:
     """Whether the method maps the student into the teacher's joint space (its registered card says so)."""
     return any(entry.obj is type(method) and entry.card.joint_space for entry in METHODS)
@@ -147,3 +131,15 @@ def teacher_deployable(teacher: Teacher, data: DatasetSplits, retrieval: bool) -
         return Deployable(norm, _Embedding(), teacher, IMAGE_EMBED).eval().requires_grad_(False)
     head = _LinearHead(teacher.embed_dim, max(data.num_classes, 1))
     return Deployable(norm, head, teacher, POOLED).eval().requires_grad_(False)
+
+
+def teacher_cost(teacher: Teacher, data: DatasetSplits, retrieval: bool, device: torch.device) -> InferenceCost:
+    """The teacher's inference cost as a deployed model (`teacher_deployable`) at the data's input size."""
+    size = teacher.preprocess.with_size(data.config.image_size).input_size
+    return measure_cost(teacher_deployable(teacher, data, retrieval), input_shape(data), device, work_size=size)
+
+
+def teacher_cost_key(teacher: Teacher, data: DatasetSplits, retrieval: bool, device: torch.device) -> tuple:
+    """What the teacher's cost depends on: teacher, input shape and size, head shape, device."""
+    size = teacher.preprocess.with_size(data.config.image_size).input_size
+    return (teacher.name, input_shape(data), size, retrieval or data.num_classes, str(device))

@@ -2,7 +2,7 @@
 
 Seconds = images / images-per-second. Rates are timed here on a few batches (the real teacher when its weights
 are present, else its random-init architecture; the real student, random init), or taken from the cited table
-for a named GPU (bench/plan_throughput.py).
+for a named GPU (bench/plan/throughput.py).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import plan_throughput as tp
-from bench.names import BASELINE_METHOD, HEAD
-from bench.spec import ExperimentSpec
+from bench.core.names import BASELINE_METHOD, HEAD
+from bench.core.spec import ExperimentSpec
+from bench.plan import throughput as tp
 
 NOMINAL_SIZES = {  # official (train pool, test) image counts: a missing dataset's cost is estimated from these
     "tiny-imagenet": (100_000, 10_000), "coco-captions": (118_287, 5_000), "cifar-100": (50_000, 10_000),
@@ -20,7 +20,7 @@ NOMINAL_SIZES = {  # official (train pool, test) image counts: a missing dataset
 }
 NATIVE_SIZES = {"tiny-imagenet": 64, "coco-captions": 224, "cifar-100": 32, "fashion-mnist": 28, "digits": 8}
 PROBE_SECONDS_PER_IMAGE = 2e-5  # estimate: a logistic-regression probe on cached features (CPU)
-FINETUNE_LRS = 1  # a grid's fine-tune tries one lr (data.finetune_lr: bench/run/finetune.py finetune_config)
+FINETUNE_LRS = 1  # a grid's fine-tune tries one lr (data.finetune_lr: teacher_outputs/finetune.py)
 
 NUM_CLASSES = {"tiny-imagenet": 200, "cifar-100": 100, "fashion-mnist": 10, "digits": 10, "coco-captions": 1}
 EVAL_SPEEDUP = 3.0  # estimate: an eval (forward-only) image costs a third of a training image
@@ -73,7 +73,7 @@ class Rates:
             return rate.images_per_s if rate else None
         info = self.infos.get(name)
         if info is not None and not info.missing:
-            from bench.registries import TEACHERS
+            from bench.core.registries import TEACHERS
 
             teacher = TEACHERS.get(name)(self.weights.get(name))
             rate = tp.measure_teacher(teacher, size)
@@ -92,7 +92,7 @@ class Rates:
         return rate
 
     def student(self, spec: ExperimentSpec, size: int, shape: tuple[int, ...]) -> float | None:
-        from bench.registries import STUDENTS
+        from bench.core.registries import STUDENTS
 
         own = set(STUDENTS.get(spec.student).knobs) | {"batch_size"}  # a method's knobs do not change its speed
         hparams = tuple(sorted((name, value) for name, value in spec.hparams_dict.items() if name in own))
@@ -102,7 +102,7 @@ class Rates:
         return self._cache[key]
 
     def _student(self, spec: ExperimentSpec, size: int, shape: tuple[int, ...]) -> float | None:
-        from bench.registries import STUDENTS
+        from bench.core.registries import STUDENTS
 
         head = STUDENTS.entry(spec.student).card.kind == HEAD
         if self.gpu:
@@ -149,7 +149,7 @@ def teacher_size(spec: ExperimentSpec, info: Any) -> int:
 
 def student_input(spec: ExperimentSpec, info: Any) -> tuple[int, tuple[int, ...]]:
     """(image size, per-sample input shape) of a run's student: images, or the teacher tap a head reads."""
-    from bench.registries import STUDENTS
+    from bench.core.registries import STUDENTS
 
     entry = STUDENTS.entry(spec.student)
     size = int(spec.data_dict.get("student_image_size") or NATIVE_SIZES.get(spec.dataset, 32))
@@ -198,7 +198,7 @@ def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> float | None:
 
 
 def estimate(plan: Any, rates: Rates) -> dict[str, float | None]:
-    """Seconds per phase of a bench.plan.Plan's cells not done yet (None: a phase could not be estimated)."""
+    """Seconds per phase of a bench.plan.dry_run.Plan's cells not done yet (None: a phase could not be estimated)."""
     totals: dict[str, float | None] = {"teacher pass": 0.0, "teacher reference": 0.0, "student epochs": 0.0}
 
     def add(phase: str, seconds: float | None) -> None:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from bench.errors import BenchError, UnknownNameError
+from bench.core.errors import BenchError, UnknownNameError
 
 T = TypeVar("T")
 _NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
@@ -32,7 +32,7 @@ def nearest_names(name: str, candidates: list[str], limit: int = 3) -> list[str]
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
-    """A registered object with its stable name, its typed card (bench/cards.py) and a one-line description."""
+    """A registered object with its stable name, its typed card (bench/core/cards.py) and a one-line description."""
 
     name: str
     obj: T

@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.cache import FeatureCache
-from bench.data import DataConfig, DatasetSplits
-from bench.errors import BenchError
-from bench.features import run_teacher, split_fingerprint
-from bench.images import to_tensor
-from bench.names import SPLITS
-from bench.probe import accuracy
-from bench.taps import POOLED
+from bench.core.errors import BenchError
+from bench.core.names import SPLITS
+from bench.core.taps import POOLED
+from bench.data.images import to_tensor
+from bench.data.splits import DataConfig, DatasetSplits
+from bench.teacher_outputs.cache import CacheEvent, FeatureCache
+from bench.teacher_outputs.features import TeacherOutputs, run_teacher, split_fingerprint
+from bench.teacher_outputs.probe import accuracy
 from bench.teachers.base import Preprocess, Teacher
 
 FINETUNE_VERSION = 1  # in the cache key: bump when the training recipe changes
@@ -324,3 +324,12 @@ def finetune_config(config: DataConfig) -> FinetuneConfig:
     return FinetuneConfig(unfreeze=config.finetune_unfreeze, lrs=(float(config.finetune_lr),),
                           max_epochs=int(config.finetune_epochs), labeled_limit=config.labeled_limit,
                           label_seed=config.split_seed)
+
+
+def finetuned_outputs(tuned: FinetuneResult, taps: Sequence[str]) -> TeacherOutputs:
+    """The fine-tuned teacher's pooled features replace the frozen pass; no other tap is served from it."""
+    if set(taps) - {POOLED}:
+        raise BenchError(f"data.teacher_reference 'finetune' serves only the fine-tuned {POOLED!r} features "
+                         f"and logits; {sorted(set(taps) - {POOLED})} are not kept: pick another method")
+    return TeacherOutputs({split: {POOLED: tuned.pooled[split]} for split in SPLITS},
+                          [CacheEvent(tuned.hit, tuned.seconds)])

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.cards import DatasetCard, MethodCard, StudentCard, TeacherCard
-from bench.registry import Registry
+from bench.core.cards import DatasetCard, MethodCard, StudentCard, TeacherCard
+from bench.core.registry import Registry
 
 TEACHERS: Registry[Any] = Registry("teacher", TeacherCard, package="bench.teachers")
 STUDENTS: Registry[Any] = Registry("student", StudentCard, package="bench.students")

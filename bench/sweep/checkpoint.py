@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench.quarantine import quarantine
+from bench.core.quarantine import quarantine
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RESTART = "the run restarts from epoch 0"

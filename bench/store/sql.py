@@ -1,7 +1,7 @@
 """Read-only SQL over the results database (`bench sql`): one statement, on a connection that cannot write.
 
 Three layers, each enough for the common case and together for the rest: the statement check
-(bench.sqlcheck, before anything reaches the server); a read-only connection (SQLite `mode=ro` plus an
+(bench.store.sqlcheck, before anything reaches the server); a read-only connection (SQLite `mode=ro` plus an
 authorizer that allows reads only; PostgreSQL `default_transaction_read_only` and a statement timeout);
 and, on PostgreSQL, no superuser or server-file/signal role, since read-only transactions still let those
 run COPY ... TO PROGRAM and admin functions.
@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from bench.errors import BenchError
-from bench.sqlcheck import SIDE_EFFECT_FUNCTIONS, check_statement
+from bench.core.errors import BenchError
 from bench.store.session import CONNECT_TIMEOUT_S, check_url, connect_sqlite_read_only, driver_url, sqlite_path
+from bench.store.sqlcheck import SIDE_EFFECT_FUNCTIONS, check_statement
 
 DEFAULT_TIMEOUT_S = 300.0
 PRIVILEGED_ROLES = ["pg_execute_server_program", "pg_write_server_files", "pg_read_server_files",

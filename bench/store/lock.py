@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 LOCK_TIMEOUT_S = 600.0  # migrations and enqueueing take seconds; a lock held this long is a hung process
 POLL_S = 0.05

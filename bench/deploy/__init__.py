@@ -1,0 +1,1 @@
+"""The deployable model of a run (images in, outputs out) and its measured inference cost."""
