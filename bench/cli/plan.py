@@ -1,0 +1,33 @@
+"""`bench plan FILE`: the dry run of bench/plan, printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.cli.common import DEFAULT_DB, DataRootOption, DbOption, WeightsOption, out, user_errors, weights_map
+
+
+def plan_command(
+    plan_file: Annotated[Path, typer.Argument(metavar="FILE", help="grid or study YAML")],
+    gpu: Annotated[str | None, typer.Option(help="estimate for this GPU from the cited table (h200, h100, a100, "
+                                                 "rtx4090) instead of timing batches here")] = None,
+    db: DbOption = DEFAULT_DB,
+    data_root: DataRootOption = None,
+    weights: WeightsOption = None,
+) -> None:
+    """Dry run: the cells, which are done, missing weights and data (and the fix), estimated time per phase."""
+    with user_errors():
+        from bench.plan.dry_run import make_plan
+
+        plan = make_plan(plan_file, db, gpu, weights_map(weights), data_root)
+        for line in plan.lines:
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+        if not plan.runnable:
+            out.print(f"not runnable yet: missing {', '.join(plan.missing)}", highlight=False, markup=False,
+                      soft_wrap=True)
+            raise typer.Exit(2)
+        out.print("runnable: every weight and dataset is present", highlight=False)
+

@@ -1,0 +1,146 @@
+"""`bench run`, `bench worker`, `bench study`: parse the options, then hand the sweep to bench/sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.cli.common import (
+    DEFAULT_DB,
+    DEFAULT_GRID,
+    AllowDownloadOption,
+    ArtifactsOption,
+    CacheDirOption,
+    DataRootOption,
+    DbOption,
+    DeviceOption,
+    GraceOption,
+    HeartbeatOption,
+    KeepOption,
+    RunDirOption,
+    SkipBadOption,
+    WeightsOption,
+    err,
+    out,
+    user_errors,
+    weights_map,
+    worker_options,
+)
+from bench.core.errors import BenchError
+
+
+def run(
+    grid_file: Annotated[Path | None, typer.Argument(help=f"grid YAML [default: {DEFAULT_GRID}]")] = None,
+    grid: Annotated[Path | None, typer.Option("--grid", help="grid YAML (the same as the FILE argument)")] = None,
+    db: DbOption = DEFAULT_DB,
+    cache_dir: CacheDirOption = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    weights: WeightsOption = None,
+    allow_download: AllowDownloadOption = False,
+    skip_bad: SkipBadOption = False,
+    run_dir: RunDirOption = None,
+    artifacts: ArtifactsOption = None,
+    keep: KeepOption = "all",
+    enqueue_only: Annotated[bool, typer.Option(help="only enqueue the cells; `bench worker`s run them")] = False,
+    heartbeat_interval: HeartbeatOption = 30,
+    grace_period: GraceOption = 120,
+) -> None:
+    """Run every cell of a grid not already in the database (re-running is a no-op)."""
+    with user_errors():
+        from bench.config.grid import load_grid
+        from bench.run.workbench import RunContext
+        from bench.store.session import check_connection
+        from bench.sweep.grid import run_grid
+
+        if grid is not None and grid_file is not None and grid != grid_file:
+            raise BenchError(f"two grid files given ({grid_file} and --grid {grid}); give one: bench run FILE")
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        check_connection(db)
+        loaded = load_grid(grid or grid_file or DEFAULT_GRID)
+        loaded.weights.update(weights_map(weights))
+        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
+        summary = run_grid(loaded, db, context, err, options, enqueue_only)
+        out.print(
+            f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
+            f"{summary.done} run now, {summary.failed} failed; results in {db}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if summary.failed:
+            raise typer.Exit(1)
+
+
+
+def worker(
+    study: Annotated[str, typer.Option("--study", help="name of the grid or study to join")],
+    db: DbOption = DEFAULT_DB,
+    cache_dir: CacheDirOption = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    weights: WeightsOption = None,
+    allow_download: AllowDownloadOption = False,
+    skip_bad: SkipBadOption = False,
+    run_dir: RunDirOption = None,
+    artifacts: ArtifactsOption = None,
+    keep: KeepOption = "all",
+    heartbeat_interval: HeartbeatOption = 30,
+    grace_period: GraceOption = 120,
+    max_cells: Annotated[int | None, typer.Option(help="stop after this many cells/trials")] = None,
+) -> None:
+    """Join a grid or study in the database from any machine; take cells until none are left."""
+    with user_errors():
+        from bench.run.workbench import RunContext
+        from bench.store.session import check_connection
+        from bench.sweep.worker import run_worker
+
+        check_connection(db)
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        summary = run_worker(study, db, RunContext(cache_dir, data_root, device, allow_download, skip_bad), options,
+                             err, weights_map(weights), max_cells)
+        counts = summary.counts
+        out.print(f"worker on {summary.kind} {study}: {counts.done} done, {counts.failed} failed, "
+                  f"{counts.skipped} already stored", highlight=False, soft_wrap=True)
+        if counts.failed:
+            raise typer.Exit(1)
+
+
+
+def study_command(
+    study_file: Annotated[Path, typer.Argument(help="study YAML (search space, sampler, pruner, objectives)")],
+    trials: Annotated[int | None, typer.Option("--trials", help="trials in the study [default: the file's]")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="stop starting trials after S seconds")] = None,
+    db: DbOption = DEFAULT_DB,
+    cache_dir: CacheDirOption = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = "auto",
+    weights: WeightsOption = None,
+    allow_download: AllowDownloadOption = False,
+    skip_bad: SkipBadOption = False,
+    run_dir: RunDirOption = None,
+    artifacts: ArtifactsOption = None,
+    keep: KeepOption = "all",
+    heartbeat_interval: HeartbeatOption = 30,
+    grace_period: GraceOption = 120,
+) -> None:
+    """Search hyperparameters with Optuna on val, then re-run the best trial(s) on test over several seeds."""
+    with user_errors():
+        from bench.config.study import load_study_file
+        from bench.run.workbench import RunContext
+        from bench.store.session import check_connection
+        from bench.sweep.search import run_study
+
+        if trials is not None and trials < 1:
+            raise BenchError(f"--trials {trials}: must be at least 1 (leave it out to use the file's trials)")
+        if timeout is not None and not timeout > 0:
+            raise BenchError(f"--timeout {timeout:g}: must be more than 0 seconds")
+        check_connection(db)
+        config = load_study_file(study_file)
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad)
+        summary = run_study(config, db, context, options, err,
+                            trials=trials, timeout=timeout, weights=weights_map(weights))
+        out.print(summary.describe(), highlight=False, soft_wrap=True)
+

@@ -1,0 +1,110 @@
+"""`bench list` and `bench teachers` (with `fetch`): what the registries hold and which weights are here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bench.cli.common import err, out, user_errors
+from bench.core.errors import BenchError
+
+
+def list_entries(
+    what: Annotated[str | None, typer.Argument(help="teachers, students, methods or datasets")] = None,
+) -> None:
+    """Print every registry (or one): name, kind and a one-line description."""
+    with user_errors():
+        from bench.cli.listing import REGISTRY_NAMES, listing_rows
+        from bench.core.registry import Registry
+
+        if what is not None and what not in REGISTRY_NAMES:
+            names = Registry[object]("registry")
+            for name in REGISTRY_NAMES:
+                names.add(name, name, "registry")
+            names.check(what)
+        rows = listing_rows()
+        for name in REGISTRY_NAMES:
+            if what in (None, name):
+                wide = Console(width=max(out.width, 160)) if name in ("students", "methods") else out
+                wide.print(_registry_table(name, rows[name]))
+                if name == "teachers":
+                    from bench.core.registries import GENERIC_TEACHER_NAMES
+
+                    out.print(f"also any of: {', '.join(GENERIC_TEACHER_NAMES)}", highlight=False, markup=False)
+                if name == "students":
+                    from bench.core.registries import GENERIC_STUDENT_NAMES
+
+                    out.print(f"also any of: {', '.join(GENERIC_STUDENT_NAMES)}", highlight=False, markup=False)
+
+
+
+def _registry_table(name: str, rows: list[list[str]]):  # noqa: ANN202 - a rich Table
+    """name, kind, description; students and methods add their hyperparameters with defaults and ranges."""
+    from rich.table import Table
+
+    knobs = name in ("students", "methods")
+    table = Table(title=name, title_justify="left")
+    for column in ("name", "kind", "description"):
+        table.add_column(column)
+    if knobs:
+        table.add_column("hyperparameters (default, valid range)", overflow="fold")
+    for entry_name, label, description, hyperparameters in rows:
+        table.add_row(entry_name, label, description, *([hyperparameters] if knobs else []))
+    return table
+
+
+
+def teachers(
+    names: Annotated[list[str] | None, typer.Argument(help="teachers to check [default: every registered one]")] = None,
+    weights: Annotated[list[str] | None, typer.Option(help="TEACHER=PATH weights file or dir (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+    all_paper: Annotated[bool, typer.Option("--all-paper", help="with `fetch`: every teacher of studies/paper-*")
+                         ] = False,
+) -> None:
+    """Each teacher's family, params, embedding dim, input, normalisation, taps and whether its weights are here.
+
+    `bench teachers fetch NAME... [--all-paper]` downloads weights into the hub caches and loads each once.
+    """
+    with user_errors():
+        if names and names[0] == "fetch":
+            _fetch_teachers(names[1:], all_paper)
+            return
+        from bench.teachers.inventory import inventory, inventory_table
+
+        explicit = dict(item.partition("=")[::2] for item in weights or [])
+        with err.status("teachers") as status:  # one line per teacher while each is looked at (terminals only)
+
+            def progress(index: int, total: int, name: str) -> None:
+                status.update(f"teacher {index + 1}/{total}: {name} (weights, architecture on the meta device)")
+
+            infos = inventory(names, explicit, progress)
+        if as_json:
+            sys.stdout.write(json.dumps([info.as_dict() for info in infos]) + "\n")
+            return
+        Console(width=max(out.width, 150)).print(inventory_table(infos))  # taps and paths need the room
+        for info in infos:
+            if info.missing:
+                out.print(f"{info.name}: {info.missing}", highlight=False, soft_wrap=True, markup=False)
+
+
+
+def _fetch_teachers(names: list[str], all_paper: bool) -> None:
+    """`bench teachers fetch`: one line per teacher fetched; exit 2 with one line per teacher that was not."""
+    from bench.teachers.fetch import PAPER_TEACHERS, fetch_all
+
+    chosen = list(dict.fromkeys([*names, *(PAPER_TEACHERS if all_paper else ())]))
+    if not chosen:
+        raise BenchError("bench teachers fetch: name the teachers to fetch, or pass --all-paper")
+    fetched, failed = fetch_all(chosen)
+    for item in fetched:
+        out.print(f"{item.name}: {item.origin} {item.path} (loads: {item.params / 1e6:.1f}M parameters)",
+                  highlight=False, markup=False, soft_wrap=True)
+    for line in failed:
+        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(2)
+
