@@ -20,7 +20,7 @@ COST_NOTE = ("Inference cost of each model as deployed (bench export: preprocess
              "backbone, the student), float32 on the run's device: latency = median of batch-1 runs after warm-up, "
              "images/s at batch 64, MMACs = million multiply-accumulates per image (torch's flop counter / 2); "
              "speed-up = teacher latency / student latency on the same device. Teacher rows: the teacher with its "
-             "reference head. Blank: not measured (rows stored before issue 14).")
+             "reference head. Blank: not measured (rows stored before bench measured inference cost).")
 
 
 def _number(value: float, digits: str) -> str:
