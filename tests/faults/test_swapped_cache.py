@@ -8,6 +8,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -98,3 +99,28 @@ def test_every_same_shape_entry_of_a_sweep_swapped_leaves_every_run_unchanged(tm
     assert sum(record.cache_misses for record in again.values()) > 0  # the swapped entries were recomputed
     assert len(list((cache_dir / "features").glob("*.corrupt-*"))) == sum(len(group) for group in groups)
     assert not os.environ.get("BENCH_TRUST_CACHE")  # nothing switches the check off
+
+
+@pytest.mark.parametrize("swap", ["arrays", "entries"])
+def test_swapped_decoded_image_entries_are_decoded_again(tmp_path: Path, swap: str) -> None:
+    """Two splits' decoded-image arrays (same shape) swapped, alone or with their commit markers: each split still
+    gets its own pixels."""
+    from bench.data.imagecache import cached_images
+    from tests.support.dataset_fixtures import write_imagefolder
+
+    paths = sorted(write_imagefolder(tmp_path / "imgs", per_class=4).rglob("*.jpg"))
+    train, val = paths[:6], paths[6:]
+    truth = {tag: np.asarray(cached_images(part, 16, tag, tmp_path / "cache").images).copy()
+             for tag, part in (("t/train", train), ("t/val", val))}
+    assert not np.array_equal(truth["t/train"], truth["t/val"])
+    root = tmp_path / "cache" / "images"
+    stems = sorted({path.stem for path in root.glob("*.npy")})
+    suffixes = (".npy",) if swap == "arrays" else (".npy", ".json")
+    for suffix in suffixes:
+        first, second = (root / f"{stem}{suffix}" for stem in stems)
+        body = first.read_bytes()
+        first.write_bytes(second.read_bytes())
+        second.write_bytes(body)
+    for tag, part in (("t/train", train), ("t/val", val)):
+        assert np.array_equal(np.asarray(cached_images(part, 16, tag, tmp_path / "cache").images), truth[tag]), tag
+    assert len(list(root.glob("*.corrupt-*"))) == 4  # both pairs moved aside, once
