@@ -204,12 +204,26 @@ def is_dead_here(record: dict[str, Any] | None, trial_id: int) -> bool:
     return stat is None or stat[0] in ("Z", "X") or stat[1] != record.get("start")  # exited, zombie or pid reused
 
 
+RESUMES_ATTR = "resumes_trial"  # user attr of a cell re-enqueued after Ctrl-C: the trial number it resumes
+
+
+def is_resumed(trial) -> bool:  # noqa: ANN001 - optuna FrozenTrial
+    """A retry of a dead worker's trial (Optuna's `failed_trial`) or a cell re-enqueued after Ctrl-C."""
+    return "failed_trial" in trial.system_attrs or RESUMES_ATTR in trial.user_attrs
+
+
+def claim_order(trial) -> tuple[int, int]:  # noqa: ANN001 - optuna FrozenTrial
+    """Retried and interrupted cells first (their checkpoints resume at once), then the rest by number."""
+    return (0 if is_resumed(trial) else 1, trial.number)
+
+
 def claim_waiting(study, storage):  # noqa: ANN001, ANN201
-    """Take the lowest-numbered WAITING trial atomically (no two workers get the same one), or None."""
+    """Take a WAITING trial atomically (no two workers get the same one), or None: a retried or interrupted cell
+    before any fresh one (a priority, not the back of the queue), otherwise the lowest-numbered."""
     import optuna
     from optuna.trial import TrialState
 
-    for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
+    for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=claim_order):
         if _set_state_if(storage, frozen._trial_id, "WAITING", "RUNNING"):
             storage.record_heartbeat(frozen._trial_id)  # stale from now on if this process dies
             trial = optuna.Trial(study, frozen._trial_id)
