@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from bench.core.errors import BenchError
 from bench.store.lock import SCHEMA_LOCK, database_lock
+from bench.store.session import connect_sqlite_read_only, sqlite_path
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "bench_alembic_version"  # bench's own, beside Optuna's alembic_version
@@ -104,23 +105,41 @@ def check_revision(connection: Connection, config: Config, shown: str, repair: b
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` inside one transaction, one process at a time (workers start together)."""
     config = alembic_config(engine)
+    if revision == "head" and _at_head(engine, config):  # only read: a read-only database at head works
+        return
     migrating = transactional_engine(engine)
     try:
-        with database_lock(engine.url.render_as_string(hide_password=False), SCHEMA_LOCK):
-            with migrating.connect() as probe:  # a database at head is only read: no transaction, no write lock
-                current = check_revision(probe, config, _shown(engine))
-                probe.rollback()
-            if current == head_revision(config) and revision == "head":
-                return
-            with migrating.begin() as connection:
-                check_revision(connection, config, _shown(engine), repair=True)  # again, under the write lock
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
+        with database_lock(engine.url.render_as_string(hide_password=False), SCHEMA_LOCK), \
+                migrating.begin() as connection:
+            check_revision(connection, config, _shown(engine), repair=True)  # again, under the write lock
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
     except DBAPIError as error:
         raise BenchError(_write_error(engine, config, error)) from None
+    except OSError as error:  # the lock file beside a SQLite database on a read-only or full disk
+        raise BenchError(f"--db {_shown(engine)}: the schema needs migrating to {head_revision(config)!r} but "
+                         f"{error.filename or 'the lock file'} cannot be written ({error.strerror}); make the "
+                         "database's directory writable, then run again") from None
     finally:
         if migrating is not engine:
             migrating.dispose()
+
+
+def _at_head(engine: Engine, config: Config) -> bool:
+    """Whether the schema is at head, read without writing (SQLite: a read-only connection, no file created)."""
+    path = sqlite_path(engine.url.render_as_string(hide_password=False)) if engine.dialect.name == "sqlite" else None
+    if engine.dialect.name == "sqlite" and (path is None or not path.is_file()):
+        return False  # a new or in-memory database: migrate
+    reader = create_engine("sqlite://", creator=lambda: connect_sqlite_read_only(path), poolclass=NullPool
+                           ) if path is not None else engine
+    try:
+        with reader.connect() as connection:
+            return check_revision(connection, config, _shown(engine)) == head_revision(config)
+    except DBAPIError:
+        return False  # unreadable here: the migration below says why in one line
+    finally:
+        if reader is not engine:
+            reader.dispose()
 
 
 def _write_error(engine: Engine, config: Config, error: DBAPIError) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +23,7 @@ from bench.core.errors import BenchError
 from bench.core.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
 from bench.core.spec import ExperimentSpec, setting_labels
 from bench.store.lock import SCHEMA_LOCK, database_lock
-from bench.store.session import driver_url
+from bench.store.session import connect_sqlite_read_only, driver_url
 from bench.sweep.checkpoint import default_run_dir
 
 log = logging.getLogger(__name__)
@@ -108,8 +107,8 @@ def study_names(db_url: str) -> list[str]:
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:" or not Path(url.database).expanduser().is_file():
             return []
-        uri = Path(url.database).expanduser().resolve().as_uri() + "?mode=ro"
-        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True), poolclass=NullPool)
+        path = Path(url.database).expanduser().resolve()  # read-only, no file beside it (a read-only disk works)
+        engine = create_engine("sqlite://", creator=lambda: connect_sqlite_read_only(path), poolclass=NullPool)
     else:
         engine = create_engine(driver_url(db_url), poolclass=NullPool)
     try:

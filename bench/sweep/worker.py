@@ -73,10 +73,10 @@ def run_worker(study_name: str, db_url: str, context: RunContext, options: Worke
                max_cells: int | None = None) -> WorkerSummary:
     """`bench worker`: everything it needs (specs, weights paths, search space) comes from the database."""
     console = console or Console(stderr=True)
-    require_study(study_name, db_url)  # a mistyped name must not create Optuna's schema in a new database
     read_only = read_only_reason(db_url)
     if read_only is not None:
         raise BenchError(f"--db: {read_only}; a worker records every trial it takes, so it needs a writable database")
+    require_study(study_name, db_url)  # a mistyped name must not create Optuna's schema in a new database
     storage = open_storage(db_url, options)
     study = load_bench_study(study_name, storage)
     kind = study.user_attrs.get(KIND_ATTR)
