@@ -89,6 +89,16 @@ def one_format(csv: bool, as_json: bool) -> None:
 
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7f, 0xa0)]}  # C0, DEL and C1: \x1b, ...
+_CONTROL.update({0x09: "\\t", 0x0a: "\\n", 0x0d: "\\r"})
+
+
+def shown(value: object) -> str:
+    """A value as table text: control characters (ANSI escapes, bells, carriage returns) escaped, never sent
+    to the terminal raw; None is empty."""
+    return "" if value is None else str(value).translate(_CONTROL)
+
+
 def print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool, fit: bool = False) -> None:
     """JSON, CSV or a table; `fit` keeps each cell on one line (bench runs picks columns that fit the terminal),
     otherwise long cells wrap so that no column is ever hidden."""
@@ -103,11 +113,12 @@ def print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool, 
     else:
         from rich import box
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # light borders: more room for the figures
         for column in columns:
-            table.add_column(column, no_wrap=fit, overflow="ellipsis" if fit else "fold")
+            table.add_column(shown(column), no_wrap=fit, overflow="ellipsis" if fit else "fold")
         for row in rows:
-            table.add_row(*("" if value is None else str(value) for value in row))
+            table.add_row(*(Text(shown(value)) for value in row))  # Text: no markup either
         out.print(table)
 

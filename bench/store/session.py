@@ -110,8 +110,15 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
-    """A sqlite3 connection that cannot write and opens exactly `path` (percent-escaped: '#', '?', '%', spaces)."""
-    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+    """A sqlite3 connection that cannot write and opens exactly `path` (percent-escaped: '#', '?', '%', spaces).
+
+    It creates no file beside the database: with no `-wal` there (no process has it open for writing, since SQLite
+    removes it on the last clean close) the file is opened `immutable` (no locks, no `-shm`); otherwise `mode=ro`
+    shares the writer's existing `-wal`/`-shm` and sees its committed rows.
+    """
+    sidecar = path.with_name(path.name + "-wal")
+    options = "mode=ro" if sidecar.exists() else "mode=ro&immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?{options}", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
                            check_same_thread=False)
 
 

@@ -13,6 +13,7 @@ from bench.core.spec import ExperimentSpec
 from bench.run.run_spec import probe_spec
 from bench.run.workbench import RunContext, Workbench
 from bench.store.lock import ENQUEUE_LOCK, database_lock
+from bench.store.readonly import read_only_reason
 from bench.store.results import Store
 from bench.sweep.cell import preflight
 from bench.sweep.context import Sweep
@@ -51,6 +52,18 @@ def stored_done_keys(db_url: str) -> set[str]:
     return {row[0] for row in rows}
 
 
+def finished_on_read_only(name: str, cells: list[ExperimentSpec], done: set[str], reason: str,
+                          console: Console) -> GridSummary:
+    """A read-only database: the summary of a finished grid (nothing to write), or a one-line BenchError."""
+    left = sum(spec.key not in done for spec in cells)
+    if left:
+        raise BenchError(f"--db: {reason}, and {left} of the grid's {len(cells)} cells still need to run and be "
+                         "written; make it writable or pass another --db")
+    console.print(f"grid {name}: every cell is done; the database is read-only ({reason}), nothing to write",
+                  highlight=False, soft_wrap=True)
+    return GridSummary(name, len(cells), len(cells), 0, 0)
+
+
 def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | None = None,
              options: WorkerOptions | None = None, enqueue_only: bool = False,
              bench: Workbench | None = None) -> GridSummary:
@@ -62,6 +75,9 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     options = options or WorkerOptions()
     cells = grid_cells(grid)
     done_before = stored_done_keys(db_url)  # read-only: a new database is created only after the preflight
+    read_only = read_only_reason(db_url)
+    if read_only is not None:  # nothing may be written: a finished grid is fine, any other is one line
+        return finished_on_read_only(grid.name, cells, done_before, read_only, console)
     bench = bench or Workbench(context, grid.weights)
     # Missing weights or data of a cell still to run stop here, before the database is touched; a finished
     # grid loads no teacher at all, so re-running it is quick.
