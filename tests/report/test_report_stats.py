@@ -7,9 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from bench.report.stats import baseline_gains, gain_caption, gain_cells, holm, paired_test, verdict
+from bench.report.stats import GAIN_HEADER, baseline_gains, gain_caption, gain_cells, holm, paired_test, verdict
 
 TEST_IMAGES = 1000  # scores are k / 1000 as a real test split gives them
+VERDICT, P, P_HOLM = (GAIN_HEADER.index(name) for name in ("verdict", "p", "p (Holm)"))
 
 
 def _runs(rows: list[dict]) -> pd.DataFrame:
@@ -33,8 +34,8 @@ def test_identical_nonzero_differences_give_no_verdict_but_the_exact_difference(
     row = gains.iloc[0]
     assert bool(row["constant"]) and math.isnan(row["p"]) and math.isnan(row["p_holm"])
     cells = gain_cells(row)
-    assert cells[-1] == "untested: every seed differs by exactly -0.10 points (no variance)"
-    assert cells[-3:-1] == ["n/a", "n/a"]
+    assert cells[VERDICT] == "untested: every seed differs by exactly -0.10 points (no variance)"
+    assert [cells[P], cells[P_HOLM]] == ["n/a", "n/a"]
 
 
 def test_differences_that_vary_are_tested_as_before() -> None:
@@ -67,7 +68,7 @@ def test_holm_turns_a_lone_significant_verdict_into_no_significant_difference_in
     kd = family[family["method"] == "kd"].iloc[0]
     tested = int(family["p"].notna().sum())
     assert kd["p"] == pytest.approx(alone.iloc[0]["p"]) and kd["p_holm"] > kd["p"]
-    assert gain_cells(kd)[-1] == "no significant difference"
-    assert gain_cells(family[family["method"] == "feature"].iloc[0])[-1] == "helps"
+    assert gain_cells(kd)[VERDICT] == "no significant difference"
+    assert gain_cells(family[family["method"] == "feature"].iloc[0])[VERDICT] == "helps"
     assert f"across the {tested} tested comparisons" in gain_caption(family)
     assert "Seeds vary the student only" in gain_caption(family)
