@@ -286,7 +286,7 @@ def _require_finetune_cached(bench: Any, teacher: Any, data: Any, spec: Any) -> 
     from bench.teacher_outputs.cache import cache_key
     from bench.teacher_outputs.finetune import finetune_config, finetune_key
 
-    key = cache_key(finetune_key(teacher, data, finetune_config(data.config)))
+    key = cache_key(finetune_key(teacher, data, finetune_config(data.config, len(data.train))))
     if bench.cache.load(key) is None:
         raise BenchError(f"run {spec.key[:12]} reads the fine-tuned {spec.teacher!r} features, which are not in the "
                          f"feature cache {bench.cache.path(key).parent}; pass the sweep's --cache-dir (bench eval "

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bench.core.names import UNLABELED
+from bench.data.batches import epoch_batches, images_per_epoch, steps_per_epoch
 from bench.methods.base import Method
 from bench.run.fast import TrainOptions, compiled, float_outputs, resident, rows_on, to_memory_format
 from bench.run.loader import BatchLoader, ImageInputs, augment_batch, default_workers, eval_batches
@@ -168,23 +169,6 @@ class _Loop:
     loader: BatchLoader | None  # image inputs: their DataLoader
 
 
-def epoch_batches(rows: int, epoch_rows: int | None, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch's batches of row indices: a seeded permutation of `rows`; with `epoch_rows` (budget steps) as many
-    permutations back to back as fill a pass over `epoch_rows`, so every method of a setting takes the same steps."""
-    order = torch.randperm(rows, generator=generator)
-    target = rows if epoch_rows is None else epoch_rows
-    while len(order) < target:
-        order = torch.cat([order, torch.randperm(rows, generator=generator)])
-    order = order[:target]
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    return [index for index in batches if len(index) >= 2]  # batch norm needs two samples
-
-
-def steps_per_epoch(rows: int, batch_size: int) -> int:
-    """Optimizer steps of one pass over `rows` (a last batch of one sample is dropped: batch norm needs two)."""
-    return rows // batch_size + (1 if rows % batch_size >= 2 else 0)
-
-
 def _batches(loop: _Loop) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This epoch's (row index, float inputs on the device), in the order of the run's seeded generator."""
     batches = epoch_batches(len(loop.data.labels["train"]), loop.data.epoch_rows, loop.batch_size, loop.generator)
@@ -309,13 +293,9 @@ def train_student(
         peak_mem_mb=_peak_memory_mb(device),
         resumed_from_epoch=resumed_from_epoch,
         train_steps=epochs * steps_per_epoch(epoch_images, loop.batch_size),
-        images_seen=epochs * _images_per_epoch(epoch_images, loop.batch_size),
+        images_seen=epochs * images_per_epoch(epoch_images, loop.batch_size),
     )
 
-
-def _images_per_epoch(rows: int, batch_size: int) -> int:
-    """Images one epoch forwards: `rows`, less a last batch of one that is dropped."""
-    return rows - (1 if rows % batch_size == 1 else 0)
 
 
 def _train_state(parts: dict[str, Any], generators: dict[str, torch.Generator], records: list[EpochRecord],

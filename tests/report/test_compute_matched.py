@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from bench.config.grid import load_grid
+from bench.data.batches import steps_per_epoch
 from bench.report.build import build_report
 from bench.report.markdown import render
-from bench.run.train import steps_per_epoch
 from bench.run.workbench import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.rows import query
