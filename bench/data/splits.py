@@ -89,6 +89,13 @@ class DataConfig:
                                             help="image students' DataLoader workers; null: 0 on CPU, some on CUDA")
     resident_features: str = data_field("auto", str, choices=("auto", "off"), keyed_at_default=False,
                                         help="cached teacher outputs on the GPU once when they fit (speed only)")
+    budget: str = data_field("epochs", str, choices=("epochs", "steps"), keyed_at_default=False,
+                             help="epochs: an epoch is a pass over the method's own train rows (scratch under "
+                                  "labeled_limit sees only its labels); steps: every method of a setting takes the "
+                                  "optimizer steps of a pass over the whole train split per epoch (compute-matched)")
+    finetune_budget: str = data_field("epochs", str, choices=("epochs", "steps"), keyed_at_default=False,
+                                      help="teacher_reference finetune: epochs over its labeled rows, or steps: "
+                                           "each epoch takes the steps of a pass over the whole train split")
     augment: str = data_field("none", str, choices=("none", "flip", "crop-flip"), keyed_at_default=False,
                               help="standalone students' train augmentation (seeded); the teacher targets stay "
                                    "the cached ones of the un-augmented image")
@@ -108,7 +115,7 @@ TRAINING_ONLY: dict[str, object] = {  # fields that change how a run trains, not
     name: UNKEYED_DEFAULTS[name] for name in ("teacher_reference", "kd_targets", "finetune_unfreeze",
                                               "finetune_epochs", "finetune_lr", "labeled_limit", "precision",
                                               "channels_last", "compile", "loader_workers", "resident_features",
-                                              "augment")}
+                                              "augment", "budget", "finetune_budget")}
 
 
 @dataclass(frozen=True)

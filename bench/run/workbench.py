@@ -103,8 +103,9 @@ class Workbench:
         """The teacher fine-tuned on the labeled train rows (data.teacher_reference: finetune), cached on disk."""
         memo_key = (teacher_name, data.name, data.config)
         if memo_key not in self._finetuned:
-            self._finetuned[memo_key] = finetune_teacher(self.teacher(teacher_name), data,
-                                                         finetune_config(data.config), self.cache, self.device)
+            config = finetune_config(data.config, len(data.train))
+            self._finetuned[memo_key] = finetune_teacher(self.teacher(teacher_name), data, config, self.cache,
+                                                         self.device)
         return self._finetuned[memo_key]
 
     @staticmethod

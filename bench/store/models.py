@@ -75,6 +75,8 @@ class Run(Base):
     teacher_throughput_ips: Mapped[float | None] = mapped_column(Float, nullable=True)
     teacher_macs: Mapped[float | None] = mapped_column(Float, nullable=True)
     speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
+    train_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 29: compute matching
+    images_seen: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"

@@ -92,6 +92,8 @@ class RunRecord:
     teacher_throughput_ips: float | None = None
     teacher_macs: float | None = None
     speedup: float | None = None  # issue 14: teacher_latency_ms / latency_ms
+    train_steps: int | None = None  # issue 29: optimizer steps of the whole run (compute matching)
+    images_seen: int | None = None  # issue 29: training images forwarded over the whole run
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod
