@@ -12,6 +12,7 @@ from bench.config.grid import (
     TRAINER,
     check_sweep,
     check_value,
+    checked_name,
     knob_owners,
     relevant_defaults,
     sweep_specs,
@@ -126,7 +127,7 @@ def load_study_file(path: Path) -> StudyModel:
     """Read and validate a study file; every problem is one BenchError line naming the field."""
     model = load_config(path, StudyModel, "study")
     if model.name is None:
-        model = model.model_copy(update={"name": path.stem})
+        model = model.model_copy(update={"name": checked_name(path.stem, f"{path}: ")})
     check_study(model, path)
     return model
 
@@ -140,6 +141,9 @@ def check_study(model: StudyModel, path: Path | None) -> None:
         if isinstance(value, list):
             raise BenchError(f"{where}field 'hparams.{name}': a study fixes one value here; search it under 'search'")
     check_sweep(model, where, "study")
+    if model.trials > model.cell_limit:
+        raise BenchError(f"{where}field 'trials': {model.trials} trials is more than the study's cell_limit "
+                         f"{model.cell_limit}; lower trials or set cell_limit: {model.trials} on purpose")
     sweep_specs(model, [model.seed], [model.epochs], where)  # every combination's student, method and taps fit
     owners = knob_owners(registries(), model.student, model.method)
     for name, param in model.search.items():
