@@ -95,7 +95,8 @@ def run_ref(ref: str) -> str:
     """A run id (ASCII digits, fits 64 bits) or a spec key prefix (hex), parsed strictly."""
     if ref.isascii() and ref.isdigit() and len(ref) <= RUN_ID_DIGITS:
         return ref
-    if ref and ref.isascii() and len(ref) <= SPEC_KEY_HEX and all(c in "0123456789abcdef" for c in ref):
+    if ref and ref.isascii() and len(ref) <= SPEC_KEY_HEX and not ref.isdigit() and all(
+            c in "0123456789abcdef" for c in ref):
         return ref
     raise BenchError(f"RUN {short_line(repr(ref))[:80]}: expected a run id (up to {RUN_ID_DIGITS} ASCII digits) "
                      f"or a spec key prefix (up to {SPEC_KEY_HEX} hex characters 0-9a-f); see `bench runs`")
