@@ -66,3 +66,21 @@ def test_a_tiny_val_fraction_is_refused_when_the_file_loads(tmp_path: Path) -> N
                                                      "data": {"val_fraction": 0.0001}}))
     with pytest.raises(BenchError, match=r"data.val_fraction.*\[0.01, 1\)"):
         load_grid(tmp_path / "g.yaml")
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ({"hparams": {"lr": 0.01}}, "also searched under 'search.lr'"),
+    ({"enqueue": [{"lr": 0.5}]}, "outside the searched range [0.001, 0.1]"),
+    ({"search": {}}, "every trial would run the same cell"),
+])
+def test_study_search_space_mistakes_are_refused(tmp_path: Path, extra: dict, words: str) -> None:
+    from bench.config.study import load_study_file
+
+    valid = {"teacher": "effnet-lite0", "student": "projection", "method": "kd", "dataset": "digits",
+             "search": {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**valid, **extra}))
+    with pytest.raises(BenchError) as raised:
+        load_study_file(tmp_path / "s.yaml")
+    assert words in str(raised.value)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**valid, "enqueue": [{"lr": 0.05}]}))
+    assert load_study_file(tmp_path / "s.yaml").enqueue == [{"lr": 0.05}]
