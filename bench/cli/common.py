@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bench.cli.checks import short_line
 from bench.core.errors import BenchError
 
 DEFAULT_DB = "sqlite:///results.db"
@@ -48,7 +49,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except BenchError as error:
-        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {short_line(str(error))}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # Ctrl-C: what was running says how to resume it; no traceback
         err.print("interrupted", highlight=False)
@@ -68,17 +69,6 @@ def worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: 
                             artifacts_dir=artifacts.expanduser().resolve() if artifacts else None,
                             keep=check_keep(keep))
     return options if run_dir is None else replace(options, run_dir=run_dir)
-
-
-
-def weights_map(items: list[str] | None) -> dict[str, str]:
-    weights = {}
-    for item in items or []:
-        teacher, sep, path = item.partition("=")
-        if not sep or not path:
-            raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
-        weights[teacher] = path
-    return weights
 
 
 

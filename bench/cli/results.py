@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bench.cli import checks
 from bench.cli.common import DEFAULT_DB, DbOption, err, one_format, out, print_rows, user_errors
 from bench.core.errors import BenchError
 
@@ -53,6 +54,7 @@ def report(
         chosen = parse_formats(formats)
         if out_dir.exists() and not out_dir.is_dir():
             raise BenchError(f"--out {out_dir}: exists and is not a directory; give a directory for the report")
+        checks.paths("report", out_dir=out_dir)
         paths = write_report(db, out_dir, where, chosen)
         for path in paths:
             out.print(f"wrote {path}", highlight=False)
@@ -90,6 +92,7 @@ def show(
         from bench.report.runs import epoch_table, find_run
         from bench.store.session import check_connection
 
+        checks.run_ref(run_ref)
         check_connection(db)
 
         run_row = find_run(db, run_ref)

@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
+from bench.cli import checks
 from bench.cli.common import DEFAULT_DB, DbOption, out, user_errors
 from bench.core.errors import BenchError
 
 TRACKERS = ("mlflow", "wandb")
+URI_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 def track(
@@ -32,6 +34,11 @@ def track(
             raise BenchError(f"bench track {tracker!r}: expected one of {', '.join(TRACKERS)}")
         if tracker == "mlflow" and not tracking_uri:
             raise BenchError("bench track mlflow: --tracking-uri is required (e.g. --tracking-uri sqlite:///mlflow.db)")
+        scheme = (tracking_uri or "").partition(":")[0]
+        if tracking_uri is not None and scheme not in URI_SCHEMES:
+            raise BenchError(f"--tracking-uri {checks.short_line(tracking_uri)!r}: expected a URI whose scheme is one "
+                             f"of {', '.join(URI_SCHEMES)} (e.g. sqlite:///mlflow.db or http://host:5000)")
+        checks.paths("track", artifact_root=artifact_root, wandb_dir=wandb_dir)
         check_connection(db)
         if tracker == "mlflow":
             from bench.track.mlflow_export import export_to_mlflow

@@ -71,9 +71,10 @@ def teachers(
         if names and names[0] == "fetch":
             _fetch_teachers(names[1:], all_paper)
             return
+        from bench.cli.checks import weights as checked_weights
         from bench.teachers.inventory import inventory, inventory_table
 
-        explicit = dict(item.partition("=")[::2] for item in weights or [])
+        explicit = checked_weights(weights)
         with err.status("teachers") as status:  # one line per teacher while each is looked at (terminals only)
 
             def progress(index: int, total: int, name: str) -> None:

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from bench.config.grid import Grid
 from bench.core.errors import BenchError
-from bench.core.names import GRID_KIND, KIND_ATTR, SOURCE_ATTR, WEIGHTS_ATTR
+from bench.core.names import GRID_KIND, KIND_ATTR, REFERENCE_METHODS, SEARCH_KIND, SOURCE_ATTR, WEIGHTS_ATTR
 from bench.core.spec import ExperimentSpec
 from bench.run.run_spec import probe_spec
 from bench.run.workbench import RunContext, Workbench
@@ -82,9 +82,11 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     # Missing weights or data of a cell still to run stop here, before the database is touched; a finished
     # grid loads no teacher at all, so re-running it is quick.
     preflight(bench, [spec for spec in cells if spec.key not in done_before])
+    check_buildable(bench, [spec for spec in grid.specs if spec.key not in done_before])
     store = Store(db_url)
     storage = open_storage(db_url, options)
     with database_lock(db_url, ENQUEUE_LOCK):  # processes started together enqueue each cell once
+        check_kind(storage, grid.name, GRID_KIND)
         study = open_study(grid.name, storage)
         study.set_user_attr(KIND_ATTR, GRID_KIND)  # lets `bench worker` join without the YAML
         study.set_user_attr(WEIGHTS_ATTR, grid.weights)
@@ -95,3 +97,41 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
         return GridSummary(grid.name, len(cells), already, 0, 0)
     counts = work_grid(Sweep(study, storage, bench, store, options, console))
     return GridSummary(grid.name, len(cells), already, counts.done, counts.failed)
+
+
+def check_buildable(bench: Workbench, specs: list[ExperimentSpec]) -> None:
+    """Build every distinct cell's student and method on its loaded teacher and data, before the database is
+    touched: a shape or name mismatch (heads vs width, a patch size, a layer name) is refused, not run."""
+    from bench.data.splits import DataConfig
+    from bench.run.parts import build_parts
+
+    seen: set[tuple] = set()
+    for spec in specs:
+        if spec.method in REFERENCE_METHODS:
+            continue
+        setting = (spec.teacher, spec.student, spec.method, spec.dataset, spec.hparams, spec.data)
+        if setting in seen:
+            continue
+        seen.add(setting)
+        try:
+            build_parts(spec.student, spec.method, spec.hparams_dict, bench.teacher(spec.teacher),
+                        bench.data(spec.dataset, DataConfig(**spec.data_dict)))
+        except BenchError as error:
+            raise BenchError(f"{spec.student} + {spec.method} on {spec.teacher}/{spec.dataset}: {error}") from None
+        except (ValueError, RuntimeError, AssertionError, KeyError, TypeError) as error:
+            detail = " ".join(str(error).split())[:200]
+            raise BenchError(f"{spec.student} + {spec.method} on {spec.teacher}/{spec.dataset}: the student or "
+                             f"method cannot be built with hparams {spec.hparams_dict}: {detail}") from None
+
+
+def check_kind(storage, name: str, kind: str) -> None:  # noqa: ANN001 - optuna RDBStorage
+    """A grid never writes into a `bench study` search, nor a search into a grid: one kind per study name."""
+    try:
+        existing = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(KIND_ATTR)
+    except KeyError:  # no such study yet
+        return
+    if existing is not None and existing != kind:
+        words = {GRID_KIND: "grid (bench run)", SEARCH_KIND: "search study (bench study)"}
+        raise BenchError(f"{name!r} is already a {words.get(existing, existing)} in this database; a "
+                         f"{words.get(kind, kind)} may not write into it: set another name: in the file "
+                         "(or rename the file)")
