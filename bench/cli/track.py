@@ -21,7 +21,7 @@ def track(
         "--tracking-uri", help="MLflow tracking URI, e.g. sqlite:///mlflow.db or http://host:5000 (mlflow)")] = None,
     artifact_root: Annotated[Path | None, typer.Option(
         "--artifact-root", help="where new MLflow experiments keep artifacts [default: the server's]")] = None,
-    wandb_dir: Annotated[Path, typer.Option("--dir", help="W&B offline runs directory (wandb only)")] = Path("."),
+    wandb_dir: Annotated[Path, typer.Option("--wandb-dir", help="W&B offline runs directory (wandb only)")] = Path("."),
     where: Annotated[str | None, typer.Option(help="SQL filter on runs, e.g. \"study = 'demo'\"")] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:

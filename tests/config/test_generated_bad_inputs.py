@@ -183,7 +183,7 @@ def test_generated_bad_file_is_refused(tmp_path: Path, shared_db: tuple[Path, li
 BASE_ARGS = {"run": ["{good_grid}"], "worker": ["--study", "generated"], "study": ["{good_study}"],
              "list": [], "teachers": [], "sql": ["SELECT 1"], "report": ["--out", "{tmp}/report"],
              "runs": [], "show": ["1"], "eval": ["1"], "export": ["1", "--out", "{tmp}/student.onnx"],
-             "plan": ["{good_grid}"], "track": ["wandb", "--dir", "{tmp}/wandb"]}
+             "plan": ["{good_grid}"], "track": ["wandb", "--wandb-dir", "{tmp}/wandb"]}
 NO_DB = {"list", "teachers"}
 # the string options whose bad values are said here (what each accepts is a set of words, a URL or SQL)
 STRING_BAD = {
@@ -197,7 +197,8 @@ STRING_BAD = {
     "names": ["no-such-teacher"], "tracker": ["neptune", ""], "tracking_uri": ["bogus://x", "not a uri", ""],
 }
 NUMBER_BAD = ["-1", "0", "word", "nan"]
-SKIP = {("sql", "query"), ("sql", "timeout"), ("runs", "where"), ("report", "where"), ("export", "where")}  # issue 27
+SKIP = {("sql", "query"), ("sql", "timeout"), ("runs", "where"), ("report", "where"), ("export", "where"),
+        ("track", "where")}  # the SQL guard of --where has its own tests (tests/store, tests/faults)
 
 
 def _commands() -> dict[str, Any]:

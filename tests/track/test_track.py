@@ -81,7 +81,7 @@ def test_runs_reach_offline_wandb_files_and_reexport_skips_unchanged(grid_db: st
     from bench.track.wandb_export import wandb_id
     from bench.track.wandb_files import read_offline_run
 
-    code, output = bench_cli("track", "wandb", "--dir", str(tmp_path), "--db", grid_db, "--where",
+    code, output = bench_cli("track", "wandb", "--wandb-dir", str(tmp_path), "--db", grid_db, "--where",
                              "method != 'teacher-probe'")
     assert code == 0 and "2 runs created" in output, output
     files = sorted(tmp_path.rglob("run-*.wandb"))
@@ -97,7 +97,7 @@ def test_runs_reach_offline_wandb_files_and_reexport_skips_unchanged(grid_db: st
         assert logged == [(int(e) + 1, pytest.approx(v)) for e, v in zip(epochs["epoch"], epochs["val_acc"],
                                                                             strict=True)]
         assert offline.artifacts == [f"student-{row['spec_key'][:16]}"]
-    code, output = bench_cli("track", "wandb", "--dir", str(tmp_path), "--db", grid_db)
+    code, output = bench_cli("track", "wandb", "--wandb-dir", str(tmp_path), "--db", grid_db)
     assert code == 0 and "1 runs created, 0 updated" in output, output  # only the reference cell is new
     assert len(sorted(tmp_path.rglob("run-*.wandb"))) == 3
 
