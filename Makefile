@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # torch 2.14.1 + torchvision 0.29.1: a CUDA build that also runs on CPU (see README).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test lint bench-data browser bench-postgres clean
+.PHONY: setup run test lint docs bench-data browser bench-postgres clean
 
 setup: $(STAMP) bench-data browser bench-postgres
 
@@ -47,6 +47,7 @@ bench-postgres:
 
 run: setup
 	$(BIN)/bench run --grid studies/demo.yaml
+	$(BIN)/bench run --grid studies/demo-matched.yaml  # the steps-matched scratch arm
 	$(BIN)/bench report
 
 test: setup
@@ -55,5 +56,11 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# The documentation site (mkdocs-material, offline): reference pages generated from the code, then a strict build
+# (a broken link fails). `make test` builds it too (tests/test_docs.py).
+docs: setup
+	$(BIN)/python tools/docs_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) results.db results.db-* artifacts reports/report.md reports/*.png reports/*.svg reports/*.html reports/*.csv reports/*.tex
+	rm -rf build docs/reference $(VENV) results.db results.db-* artifacts reports/report.md reports/*.png reports/*.svg reports/*.html reports/*.csv reports/*.tex
