@@ -166,15 +166,16 @@ def read_only_query(db_url: str, query: str, *, allow_superuser: bool = False,
 def bounded_query(db_url: str, query: str, *, allow_superuser: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
                   limit: int | None = DEFAULT_LIMIT, max_bytes: int | None = DEFAULT_MAX_BYTES) -> QueryResult:
     """`bench sql`: one read-only `query` (checked first), bounded in time, rows and bytes."""
-    check_statement(query, backend(db_url))
+    kind = check_statement(query, backend(db_url))
     engine, _ = read_only_engine(db_url, timeout_s)
+    stream = kind not in ("show", "explain")  # PostgreSQL's server-side cursor holds only a query
     try:
         with engine.connect() as connection:
             transaction = connection.begin()
             try:
                 if engine.dialect.name == "postgresql" and not allow_superuser:
                     refuse_privileged_role(connection)
-                result = connection.execution_options(stream_results=True).exec_driver_sql(query)  # as checked
+                result = connection.execution_options(stream_results=stream).exec_driver_sql(query)  # as checked
                 columns = list(result.keys()) if result.returns_rows else []
                 rows, cut = _fetch(result, limit, max_bytes) if result.returns_rows else ([], None)
                 result.close()
