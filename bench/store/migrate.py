@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from bench.core.errors import BenchError
 from bench.store.lock import SCHEMA_LOCK, database_lock
+from bench.store.reader import grant_reader
 from bench.store.session import connect_sqlite_read_only, sqlite_path
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -103,10 +104,16 @@ def check_revision(connection: Connection, config: Config, shown: str, repair: b
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` inside one transaction, one process at a time (workers start together)."""
+    """Bring the schema to `revision` inside one transaction, one process at a time (workers start together); on
+    PostgreSQL, `bench sql`'s read-only role may then SELECT every bench table (bench/store/reader.py)."""
     config = alembic_config(engine)
-    if revision == "head" and _at_head(engine, config):  # only read: a read-only database at head works
-        return
+    if not (revision == "head" and _at_head(engine, config)):  # at head, only read: a read-only database works
+        _migrate(engine, config, revision)
+    grant_reader(engine)
+
+
+def _migrate(engine: Engine, config: Config, revision: str) -> None:
+    """The upgrade itself, in one transaction under the schema lock; a refused write is one line."""
     migrating = transactional_engine(engine)
     try:
         with database_lock(engine.url.render_as_string(hide_password=False), SCHEMA_LOCK), \

@@ -1,12 +1,14 @@
 """Read-only SQL over the results database (`bench sql`): one statement, on a connection that cannot write.
 
-Three layers, each enough for the common case and together for the rest: the statement check
-(bench.store.sqlcheck, before anything reaches the server); a read-only connection (SQLite `mode=ro` plus an
-authorizer that allows reads only; PostgreSQL `default_transaction_read_only` and a statement timeout);
-and, on PostgreSQL, no superuser or server-file/signal role, since read-only transactions still let those
-run COPY ... TO PROGRAM and admin functions. On both, the statement is bounded: in time (PostgreSQL's
-statement_timeout; a SQLite progress handler that interrupts it at the deadline), in the rows fetched (`limit`,
-said when it cuts) and in bytes (SQLite's length limit for one value, a running byte count for the result).
+Layers, each enough for the common case and together for the rest: the statement check (bench.store.sqlcheck,
+before anything reaches the server); a read-only connection (SQLite `mode=ro` plus an authorizer that allows
+reads only; PostgreSQL `default_transaction_read_only` and a statement timeout); and, on PostgreSQL, no superuser
+or server-file/signal role without --allow-superuser, and the statement run after `SET LOCAL ROLE bench_reader`
+(bench.store.reader): a role that may only SELECT bench's and Optuna's tables, so functions that write in a
+read-only transaction (index maintenance such as brin_summarize_new_values) fail for lack of privilege.
+On both, the statement is bounded: in time (PostgreSQL's statement_timeout; a SQLite progress handler that
+interrupts it at the deadline), in the rows fetched (`limit`, said when it cuts) and in bytes (SQLite's length limit
+for one value, a running byte count for the result).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from bench.core.errors import BenchError
+from bench.store.reader import set_reader_role
 from bench.store.session import CONNECT_TIMEOUT_S, check_url, connect_sqlite_read_only, driver_url, sqlite_path
 from bench.store.sqlcheck import SIDE_EFFECT_FUNCTIONS, check_statement
 
@@ -166,15 +169,18 @@ def read_only_query(db_url: str, query: str, *, allow_superuser: bool = False,
 def bounded_query(db_url: str, query: str, *, allow_superuser: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
                   limit: int | None = DEFAULT_LIMIT, max_bytes: int | None = DEFAULT_MAX_BYTES) -> QueryResult:
     """`bench sql`: one read-only `query` (checked first), bounded in time, rows and bytes."""
-    check_statement(query, backend(db_url))
+    kind = check_statement(query, backend(db_url))
     engine, _ = read_only_engine(db_url, timeout_s)
+    stream = kind not in ("show", "explain")  # PostgreSQL's server-side cursor holds only a query
     try:
         with engine.connect() as connection:
             transaction = connection.begin()
             try:
-                if engine.dialect.name == "postgresql" and not allow_superuser:
-                    refuse_privileged_role(connection)
-                result = connection.execution_options(stream_results=True).exec_driver_sql(query)  # as checked
+                if engine.dialect.name == "postgresql":
+                    if not allow_superuser:
+                        refuse_privileged_role(connection)
+                    set_reader_role(connection)  # SELECT on our tables only, until the rollback below
+                result = connection.execution_options(stream_results=stream).exec_driver_sql(query)  # as checked
                 columns = list(result.keys()) if result.returns_rows else []
                 rows, cut = _fetch(result, limit, max_bytes) if result.returns_rows else ([], None)
                 result.close()

@@ -1,12 +1,13 @@
 """The statement check of `bench sql`: one read-only statement, refused before it reaches the server.
 
-A small tokenizer that knows each dialect's literals (strings, quoted identifiers, dollar quotes, comments),
-then an allow-list of statement kinds and a deny-list of words and functions with side effects.
+sqlglot's tokenizer for the dialect (strings, quoted identifiers, dollar quotes, comments), then an allow-list
+of statement kinds and a deny-list of words and functions with side effects. This is the first line only: on
+PostgreSQL the statement then runs as a role that may only SELECT (bench/store/reader.py), so a function this
+list misses still fails for lack of privilege.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from bench.core.errors import BenchError
@@ -32,18 +33,16 @@ SIDE_EFFECT_PREFIXES = (
     "pg_start_backup", "pg_stop_backup", "pg_copy_", "pg_sequence_", "pg_file_",
 )
 
-_WORD = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
-_NUMBER = re.compile(r"[0-9][0-9A-Za-z_.]*")
-_PG_LINE_END = re.compile(r"[\r\n]")
-_SQLITE_LINE_END = re.compile(r"\n")
-_DOLLAR = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+_DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite"}  # bench's backend names -> sqlglot's dialects
+_LITERALS = {"STRING", "NATIONAL_STRING", "RAW_STRING", "HEREDOC_STRING", "BIT_STRING", "HEX_STRING",
+             "BYTE_STRING", "UNICODE_STRING"}
 
 
 @dataclass(frozen=True)
 class Token:
-    """One code token: a bare word (lowercased), a quoted identifier, or a punctuation character."""
+    """One code token: a bare word (lowercased), a quoted identifier, a number, or a punctuation mark."""
 
-    kind: str  # "word", "ident" or "punct"
+    kind: str  # "word", "ident", "number" or "punct"
     text: str
 
 
@@ -59,102 +58,41 @@ def _refuse(reason: str) -> StatementRefused:
     return StatementRefused(reason)
 
 
-def _skip_quoted(sql: str, start: int, close: str, backslash: bool = False) -> int:
-    """The index after the literal opened at `start`; a doubled closer is part of it."""
-    i = start + 1
-    while i < len(sql):
-        if backslash and sql[i] == "\\":
-            i += 2
-            continue
-        if sql[i] == close:
-            if i + 1 < len(sql) and sql[i + 1] == close:
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    raise _refuse("an unterminated quote or comment")
-
-
-def _skip_block_comment(sql: str, start: int, nested: bool) -> int:
-    """The index after the /* ... */ comment at `start` (PostgreSQL nests them, SQLite does not)."""
-    depth, i = 1, start + 2
-    while i < len(sql):
-        if nested and sql.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif sql.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    raise _refuse("an unterminated quote or comment")
-
-
-def _literal_end(sql: str, i: int, postgres: bool) -> int | None:
-    """If a literal or comment starts at `i`, the index after it; None otherwise."""
-    char = sql[i]
-    if sql.startswith("--", i):  # to the end of the line: \n or \r for PostgreSQL, only \n for SQLite
-        end = (_PG_LINE_END if postgres else _SQLITE_LINE_END).search(sql, i)
-        return end.end() if end else len(sql)
-    if sql.startswith("/*", i):
-        return _skip_block_comment(sql, i, nested=postgres)
-    if char == "'":
-        return _skip_quoted(sql, i, "'")
-    if postgres and char in "eE" and sql.startswith("'", i + 1):
-        return _skip_quoted(sql, i + 1, "'", backslash=True)
-    if postgres and char == "$":
-        match = _DOLLAR.match(sql, i)
-        if match:
-            end = sql.find(match.group(0), match.end())
-            if end < 0:
-                raise _refuse("an unterminated dollar-quoted string")
-            return end + len(match.group(0))
-    return None
-
-
-def _ident_end(sql: str, i: int, postgres: bool) -> int | None:
-    """If a quoted identifier starts at `i`, the index after it."""
-    char = sql[i]
-    if char == '"':
-        return _skip_quoted(sql, i, '"')
-    if not postgres and char == "`":
-        return _skip_quoted(sql, i, "`")
-    if not postgres and char == "[":
-        end = sql.find("]", i)
-        if end < 0:
-            raise _refuse("an unterminated [identifier]")
-        return end + 1
-    return None
+def _tokens_of(token) -> list[Token]:  # noqa: ANN001 - a sqlglot token
+    """Ours for one sqlglot token: none for a literal, one per word of a keyword such as `ORDER BY`."""
+    kind = token.token_type.name
+    if kind in _LITERALS:
+        return []
+    if kind == "IDENTIFIER":
+        return [Token("ident", token.text.lower())]
+    if kind == "NUMBER":
+        return [Token("number", token.text.lower())]
+    if token.text[:1].isalpha() or token.text[:1] in "_$":
+        return [Token("word", word) for word in token.text.lower().split()]
+    return [Token("punct", char) for char in token.text]
 
 
 def tokenize(sql: str, dialect: str) -> list[Token]:
-    """Code tokens of `sql` in the given dialect ("postgresql" or "sqlite"); literals and comments are skipped."""
-    postgres = dialect == "postgresql"
+    """Code tokens of `sql` in the given dialect ("postgresql" or "sqlite"), by sqlglot's tokenizer for that
+    dialect (its literals, quoted identifiers, dollar quotes, comments, nested in PostgreSQL only); literals and
+    comments are dropped. sqlglot keeps what follows a command word (EXPLAIN, SHOW, LOCK, ...) up to the next `;`
+    as one raw string: that text is code, so it is tokenized again."""
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.errors import TokenError
+
+    sqlglot_dialect = Dialect.get_or_raise(_DIALECTS.get(dialect, dialect))
+    try:
+        found = sqlglot_dialect.tokenize(sql)
+    except TokenError:
+        raise _refuse("an unterminated quote or comment") from None
+    commands = sqlglot_dialect.tokenizer_class.COMMANDS
     tokens: list[Token] = []
-    i = 0
-    while i < len(sql):
-        if sql[i].isspace():
-            i += 1
-            continue
-        if postgres and sql[i] in "uU" and sql.startswith("&", i + 1):
-            raise _refuse("U&'...' escapes are not supported")
-        end = _literal_end(sql, i, postgres)
-        if end is not None:
-            i = end
-            continue
-        end = _ident_end(sql, i, postgres)
-        if end is not None:
-            tokens.append(Token("ident", sql[i + 1:end - 1].lower()))
-            i = end
-            continue
-        match = _WORD.match(sql, i) or _NUMBER.match(sql, i)
-        if match:
-            kind = "word" if match.re is _WORD else "number"
-            tokens.append(Token(kind, match.group(0).lower()))
-            i = match.end()
-            continue
-        tokens.append(Token("punct", sql[i]))
-        i += 1
+    for index, sqlglot_token in enumerate(found):
+        previous = found[index - 1] if index else None
+        if previous is not None and previous.token_type in commands and sqlglot_token.token_type.name == "STRING":
+            tokens += tokenize(sqlglot_token.text, dialect)  # the raw rest of a command: code, not a literal
+        else:
+            tokens += _tokens_of(sqlglot_token)
     return tokens
 
 
@@ -190,8 +128,9 @@ def _check_words(tokens: list[Token]) -> None:
             raise _refuse(f"{token.text}() has side effects")
 
 
-def check_statement(sql: str, dialect: str) -> None:
-    """Raise a one-line BenchError unless `sql` is exactly one read-only statement of an allowed kind."""
+def check_statement(sql: str, dialect: str) -> str:
+    """Raise a one-line BenchError unless `sql` is exactly one read-only statement of an allowed kind; its kind
+    (the first word, lowercased) otherwise."""
     tokens = tokenize(sql, dialect)
     if tokens and tokens[-1].text == ";" and tokens[-1].kind == "punct":
         tokens = tokens[:-1]
@@ -206,3 +145,4 @@ def check_statement(sql: str, dialect: str) -> None:
     if first.text == "explain":
         _check_explain(tokens[lead:])
     _check_words(tokens)
+    return first.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -109,9 +110,14 @@ def failed_record(spec: ExperimentSpec, study: str, error: BaseException, number
     )
 
 
+def out_of_space(error: BaseException) -> bool:
+    """A write the file system refused (full disk, quota, read-only mount): the reason is the message, no bug."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def store_failure(sweep: Sweep, spec: ExperimentSpec, error: Exception, number: int | None, label: str) -> None:
     """Say the cell failed (with a traceback for a bug), then store its failed row; if even that fails, raise."""
     sweep.console.print(f"[red]failed[/red] {label}: {error}", highlight=False)
-    if not isinstance(error, NonFiniteError):  # a diverged run is an outcome, not a bug: no traceback
+    if not isinstance(error, NonFiniteError) and not out_of_space(error):  # an outcome or the disk, not a bug
         sweep.console.print(traceback.format_exc(), markup=False, highlight=False)
     sweep.store.save_run(failed_record(spec, sweep.name, error, number))  # StorageError stops the process

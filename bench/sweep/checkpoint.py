@@ -89,12 +89,16 @@ class Checkpointer:
         quarantine(self.path, f"checkpoint rejected: {reason}", RESTART)
 
     def save(self, state: dict[str, Any]) -> None:
-        """Seal the state (with its spec key), write a temp file, fsync, os.replace: never half a file."""
+        """Seal the state (with its spec key), write a temp file, fsync, os.replace: never half a file. The bytes
+        are made in memory and written by Python, so a full disk is the OSError it is (torch.save to a file says
+        only `unexpected pos`), and the run fails with that reason."""
+        buffer = io.BytesIO()
+        torch.save(seal({**state, "spec_key": self.spec_key}), buffer)
         self.directory.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=self.directory, prefix=".checkpoint-", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as file:
-                torch.save(seal({**state, "spec_key": self.spec_key}), file)
+                file.write(buffer.getbuffer())
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp, self.path)

@@ -23,6 +23,7 @@ from bench.core.errors import BenchError
 from bench.core.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
 from bench.core.spec import ExperimentSpec, setting_labels
 from bench.store.lock import SCHEMA_LOCK, database_lock
+from bench.store.reader import grant_reader
 from bench.store.session import connect_sqlite_read_only, driver_url
 from bench.sweep.checkpoint import default_run_dir
 
@@ -56,10 +57,12 @@ def open_storage(db_url: str, options: WorkerOptions):  # noqa: ANN201 - optuna 
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     with warnings.catch_warnings(), database_lock(db_url, SCHEMA_LOCK):  # one process creates Optuna's schema
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: what we need
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             driver_url(db_url), engine_kwargs=engine_kwargs, heartbeat_interval=options.heartbeat_interval,
             grace_period=options.grace_period, **{callback_name: retry(max_retry=options.max_retry)},
         )
+    grant_reader(storage.engine)  # PostgreSQL: bench sql's read-only role may SELECT Optuna's new tables too
+    return storage
 
 
 def open_study(name: str, storage, directions: list[str] | None = None):  # noqa: ANN001, ANN201 - optuna types

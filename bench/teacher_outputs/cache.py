@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -32,6 +35,19 @@ class CacheEvent:
 
     hit: bool
     teacher_seconds: float
+
+
+log = logging.getLogger("bench")
+_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+def _as_os_error(error: Exception, path: str) -> Exception:
+    """safetensors reports an I/O failure as `SafetensorError: ... (os error 28)`: the OSError it was, or `error`."""
+    found = _OS_ERROR.search(str(error))
+    if found is None:
+        return error
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code) if code in errno.errorcode else str(error), path)
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
@@ -84,6 +100,7 @@ class FeatureCache:
         self.root = Path(root or DEFAULT_CACHE_DIR) / "features"
         self.hits = 0
         self.misses = 0
+        self.unwritten = 0  # entries a full disk (or a refused write) kept out of the cache
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
@@ -128,11 +145,26 @@ class FeatureCache:
         os.close(handle)
         try:
             contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-            save_file(contiguous, temp_name, metadata={**metadata, HASH_FIELD: content_hash(contiguous)})
+            try:
+                save_file(contiguous, temp_name, metadata={**metadata, HASH_FIELD: content_hash(contiguous)})
+            except Exception as error:  # safetensors' own error type: an I/O failure becomes the OSError it was
+                raise _as_os_error(error, temp_name) from None
             os.replace(temp_name, self.path(key))
         finally:
             if os.path.exists(temp_name):
                 os.unlink(temp_name)
+
+    def _store(self, key: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
+        """`save`, but a disk that is full (or any write the system refuses) only costs the entry: the outputs
+        were computed and are used; the next run computes them again. Said once per cache."""
+        try:
+            self.save(key, tensors, metadata)
+        except OSError as error:
+            self.unwritten += 1
+            if self.unwritten == 1:
+                log.warning("feature cache %s: an entry could not be written (%s); the computed outputs are used "
+                            "and will be computed again next time (free space to cache them)", self.root,
+                            error.strerror or error)
 
     def get_or_compute(
         self, parts: Mapping[str, Any], compute: Callable[[], dict[str, torch.Tensor]],
@@ -148,7 +180,7 @@ class FeatureCache:
         start = time.perf_counter()
         tensors = compute()
         seconds = time.perf_counter() - start
-        self.save(key, tensors, {"teacher_seconds": f"{seconds:.6f}", PARTS_FIELD: json.dumps(parts, sort_keys=True)})
+        self._store(key, tensors, {"teacher_seconds": f"{seconds:.6f}", PARTS_FIELD: json.dumps(parts, sort_keys=True)})
         self.misses += 1
         return tensors, CacheEvent(False, seconds)
 
@@ -180,7 +212,7 @@ class FeatureCache:
         pass_id = uuid.uuid4().hex
         for name in missing:
             parts = parts_by_name[name]
-            self.save(cache_key(parts), {name: computed[name]}, {
+            self._store(cache_key(parts), {name: computed[name]}, {
                 "teacher_seconds": f"{seconds:.6f}", PARTS_FIELD: json.dumps(parts, sort_keys=True),
                 PASS_FIELD: pass_id})
             found[name] = computed[name]

@@ -230,7 +230,8 @@ def test_sqlite_connection_refuses_writes_even_without_the_statement_check(sqlit
 
 @pytest.fixture(scope="module")
 def pg(postgres_server: str) -> Iterator[dict]:
-    """A filled database, a plain role that may only SELECT, and a connection held open by the test."""
+    """A filled database, a plain role that may only SELECT (a member of bench_reader), and a connection held open
+    by the test."""
     import psycopg
 
     base = postgres_server.replace("+psycopg", "")
@@ -241,6 +242,7 @@ def pg(postgres_server: str) -> Iterator[dict]:
     _fill(f"{postgres_server}/{name}")
     held = psycopg.connect(f"{base}/{name}", autocommit=True)
     held.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    held.execute(f"GRANT bench_reader TO {role}")  # bench sql runs its statement as bench_reader
     reader = postgres_server.replace("//bench@", f"//{role}@") + f"/{name}"
     yield {"super": f"{postgres_server}/{name}", "reader": reader, "held": held,
            "pid": held.execute("SELECT pg_backend_pid()").fetchone()[0]}
