@@ -120,7 +120,10 @@ def test_every_student_and_method_declares_typed_knobs_and_list_shows_them() -> 
             knobs = entry.obj.knobs
             assert set(knobs) == set(entry.obj.defaults)
             assert all(knob.type is not object for knob in knobs.values()), entry.name
-    result = CliRunner().invoke(app, ["list", "methods"])
-    assert result.exit_code == 0 and "temperature=4.0 ((0,100])" in result.stdout.replace("\n", " ")
-    result = CliRunner().invoke(app, ["list", "students"])
+    wide = {"COLUMNS": "240"}  # the table wraps to the terminal's width; at 240 a knob's text stays on one line
+    result = CliRunner().invoke(app, ["list", "methods"], env=wide)
+    assert result.exit_code == 0 and "temperature=4.0 ((0,100])" in result.stdout
+    result = CliRunner().invoke(app, ["list", "students"], env=wide)
     assert result.exit_code == 0 and "depth=8 (int 6n+2 [8,200])" in result.stdout
+    narrow = CliRunner().invoke(app, ["list", "methods"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0 and max(len(line) for line in narrow.stdout.splitlines()) <= 80
