@@ -61,7 +61,8 @@ def _study_plan(path: Path) -> Plan:
 
     model = load_study_file(path)
     combos = sweep_specs(model, [model.seed], [model.epochs], f"{path}: ")
-    finals = (model.final.top if len(model.objectives) > 1 else 1) * len(model.final.seeds)
+    finals = (model.final.top if len(model.objectives) > 1 else 1) * len(model.final.seeds) * (
+        2 if model.final.scratch else 1)  # final.scratch: each re-run also as scratch
     references = probe_cells(model.teacher, model.dataset, model.data.config().as_dict())
     plan = Plan("study", model.study_name, references, combos, repeats=(model.trials + finals) / len(combos))
     plan.lines.append(f"study {model.study_name}: {model.trials} trials over {len(combos)} choice combinations "

@@ -8,10 +8,10 @@ from dataclasses import dataclass, replace
 
 from rich.console import Console
 
-from bench.config.grid import Grid
+from bench.config.grid import Grid, scratch_twin
 from bench.config.study import StudyModel
 from bench.core.errors import BenchError
-from bench.core.names import CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
+from bench.core.names import BASELINE_METHOD, CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
 from bench.core.spec import ExperimentSpec
 from bench.run.workbench import RunContext, Workbench
 from bench.store.results import Store
@@ -74,7 +74,9 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
         return StudySummary(model.study_name, state_counts(study), [], None, [])
     specs = [replace(ExperimentSpec.from_dict(trial.user_attrs[SPEC_ATTR]), seed=seed)
              for trial in best for seed in model.final.seeds]
-    final = run_grid(Grid(model.study_name + FINAL_SUFFIX, None, tuple(specs), weights), db_url, context,
+    twins = list(dict.fromkeys(scratch_twin(spec) for spec in specs if spec.method != BASELINE_METHOD)) \
+        if model.final.scratch else []  # the gain table's baseline: each best setting's student, no teacher
+    final = run_grid(Grid(model.study_name + FINAL_SUFFIX, None, tuple(specs + twins), weights), db_url, context,
                      console, options, bench=bench)
     runs = [store.run(spec.key) for spec in specs]
     test_accs = [run.test_acc for run in runs if run is not None and run.test_acc is not None]
