@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,29 @@ def test_paper_grids_load_with_the_real_loader(name: str, cells: int) -> None:
     grid = load_grid(STUDIES / f"{name}.yaml")
     assert len(grid.specs) == cells
     assert {spec.teacher for spec in grid.specs} <= {"dino-vitb16", "beit-base", "clip-vitb16", "blip-base"}
+    recipes = {(s.student, s.epochs, s.hparams_dict["lr"], s.hparams_dict["weight_decay"]) for s in grid.specs}
+    cnn_epochs, head_epochs = {"paper-tiny-imagenet": (90, 30), "paper-coco-retrieval": (30, 10)}[name]
+    assert recipes == {*((student, head_epochs, 1e-3, 5e-4) for student in ("projection", "bottleneck", "mha")),
+                       *((student, cnn_epochs, 2.5e-4, 0.05) for student in ("resnet", "densenet", "cbam-resnet"))}
+
+
+@pytest.mark.parametrize(("recipes", "message"), [
+    ({"vit": {"lr": 0.1}}, "field 'recipes.vit': not one of this grid's students (resnet)"),
+    ({"resnet": {"lrr": 0.1}}, "field 'recipes.resnet.lrr': no student or method in this grid uses it"),
+    ({"resnet": {"lr": -1}}, "field 'recipes.resnet.lr'"),
+    ({"resnet": {"epochs": 0}}, "field 'recipes.resnet.epochs'"),
+])
+def test_a_bad_recipe_is_one_line_naming_its_field(tmp_path: Path, recipes: dict, message: str) -> None:
+    import yaml
+
+    from bench.config.grid import load_grid
+    from bench.core.errors import BenchError
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"teacher": "effnet-lite0", "student": "resnet", "method": "scratch",
+                                    "dataset": "digits", "recipes": recipes}))
+    with pytest.raises(BenchError, match=re.escape(message)):
+        load_grid(path)
 
 
 def test_vit_study_loads_and_its_student_has_about_60_percent_fewer_parameters() -> None:
@@ -41,6 +65,7 @@ def test_vit_study_loads_and_its_student_has_about_60_percent_fewer_parameters()
 
     model = load_study_file(STUDIES / "vit-cifar100.yaml")
     assert set(model.search) == {"alpha", "beta", "temperature", "lr"} and model.final.seeds == [1, 2, 3]
+    assert model.final.scratch  # issue 29: its scratch arm (the best setting without a teacher) for a gain table
     teacher_params = 21_665_664  # dino-vits16 on the meta device (`bench teachers dino-vits16`)
     student = STUDENTS.get("vit")(StudentContext(100, 384, 32, teacher_params=teacher_params),
                                  {**STUDENTS.get("vit").defaults, **{k: v for k, v in model.hparams.items()
