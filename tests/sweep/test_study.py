@@ -152,3 +152,19 @@ def test_final_scratch_re_runs_the_best_setting_without_its_teacher_and_pairs_in
     gains = build_report(db_url, tmp_path / "report").gains
     pair = gains[(gains["method"] == "kd") & (gains["n"] == 2)]
     assert len(pair) == 1 and pair["baseline_mean"].iloc[0] == pytest.approx(sum(r[3] for r in final[2:]) / 2)
+
+
+def test_a_study_stored_before_a_field_was_added_still_matches_at_that_fields_default(tmp_path: Path) -> None:
+    """Fields added since a study was stored (final.scratch, recipes, data.coco_split) do not refuse its resumption
+    at their defaults; set to something else, or any stored value changed, the config differs."""
+    from bench.sweep.search import same_config
+
+    model = load_study_file(write_study(tmp_path, name="old", trials=3))
+    config, changed = model.model_dump(mode="json"), model.model_dump(mode="json", exclude_defaults=True)
+    stored = {**config, "final": {k: v for k, v in config["final"].items() if k != "scratch"},
+              "data": {k: v for k, v in config["data"].items() if k != "coco_split"}}
+    del stored["recipes"]
+    assert same_config(stored, config, changed)
+    assert not same_config({**stored, "trials": 4}, config, changed)
+    armed = load_study_file(write_study(tmp_path, name="old", trials=3, final={"scratch": True}))
+    assert not same_config(stored, armed.model_dump(mode="json"), armed.model_dump(mode="json", exclude_defaults=True))
