@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,29 @@ def test_paper_grids_load_with_the_real_loader(name: str, cells: int) -> None:
     grid = load_grid(STUDIES / f"{name}.yaml")
     assert len(grid.specs) == cells
     assert {spec.teacher for spec in grid.specs} <= {"dino-vitb16", "beit-base", "clip-vitb16", "blip-base"}
+    recipes = {(s.student, s.epochs, s.hparams_dict["lr"], s.hparams_dict["weight_decay"]) for s in grid.specs}
+    cnn_epochs, head_epochs = {"paper-tiny-imagenet": (90, 30), "paper-coco-retrieval": (30, 10)}[name]
+    assert recipes == {*((student, head_epochs, 1e-3, 5e-4) for student in ("projection", "bottleneck", "mha")),
+                       *((student, cnn_epochs, 2.5e-4, 0.05) for student in ("resnet", "densenet", "cbam-resnet"))}
+
+
+@pytest.mark.parametrize(("recipes", "message"), [
+    ({"vit": {"lr": 0.1}}, "field 'recipes.vit': not one of this grid's students (resnet)"),
+    ({"resnet": {"lrr": 0.1}}, "field 'recipes.resnet.lrr': no student or method in this grid uses it"),
+    ({"resnet": {"lr": -1}}, "field 'recipes.resnet.lr'"),
+    ({"resnet": {"epochs": 0}}, "field 'recipes.resnet.epochs'"),
+])
+def test_a_bad_recipe_is_one_line_naming_its_field(tmp_path: Path, recipes: dict, message: str) -> None:
+    import yaml
+
+    from bench.config.grid import load_grid
+    from bench.core.errors import BenchError
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"teacher": "effnet-lite0", "student": "resnet", "method": "scratch",
+                                    "dataset": "digits", "recipes": recipes}))
+    with pytest.raises(BenchError, match=re.escape(message)):
+        load_grid(path)
 
 
 def test_vit_study_loads_and_its_student_has_about_60_percent_fewer_parameters() -> None:
@@ -41,6 +65,7 @@ def test_vit_study_loads_and_its_student_has_about_60_percent_fewer_parameters()
 
     model = load_study_file(STUDIES / "vit-cifar100.yaml")
     assert set(model.search) == {"alpha", "beta", "temperature", "lr"} and model.final.seeds == [1, 2, 3]
+    assert model.final.scratch  # issue 29: its scratch arm (the best setting without a teacher) for a gain table
     teacher_params = 21_665_664  # dino-vits16 on the meta device (`bench teachers dino-vits16`)
     student = STUDENTS.get("vit")(StudentContext(100, 384, 32, teacher_params=teacher_params),
                                  {**STUDENTS.get("vit").defaults, **{k: v for k, v in model.hparams.items()
@@ -74,6 +99,16 @@ def test_plan_on_a_paper_file_offline_exits_2_naming_weights_and_data(tmp_path: 
               "vit-cifar100": "cifar-100-python/{train, test, meta}"}[name]
     assert "MISSING; fix:" in result.stdout and layout in result.stdout
     assert "not runnable yet" in result.stdout and "total" in result.stdout
+    # issue 29: a line per cell group whose teacher saw the test split's source (CLIP, BLIP on Tiny ImageNet: none
+    # known); the COCO study requires the Karpathy split, so blip-base there is held out
+    flagged = [line.split(" (")[0].strip() for line in result.stdout.splitlines() if "OVERLAP " in line]
+    expected = {"paper-tiny-imagenet": [f"OVERLAP {t} x tiny-imagenet" for t in ("dino-vitb16", "beit-base")]}
+    assert flagged == expected.get(name, []), result.stdout
+    if name == "paper-tiny-imagenet":
+        assert "beit-base saw ImageNet-22k and ImageNet-1k images" in result.stdout
+        assert "source: timm beit_base_patch16_224.in22k_ft_in22k_in1k" in result.stdout
+    else:
+        assert "pretraining overlap: none known for these teachers and datasets" in result.stdout
 
 
 @pytest.mark.slow
@@ -90,3 +125,38 @@ def test_plan_reports_done_cells_and_leaves_the_database_untouched(tmp_path: Pat
     assert "already done" in result.stdout and "; 1 already done" in result.stdout
     assert "(1 done)" in result.stdout and "measured here" in result.stdout
     assert path.read_bytes() == before
+
+
+def test_coco_study_is_refused_without_the_karpathy_split_by_plan_and_run(tmp_path: Path) -> None:
+    """Issue 29: with COCO present but no dataset_coco.json, `bench plan` names the file and the fix; `bench run`
+    stops in one line before any database exists; with the file, the dataset is present."""
+    import yaml
+
+    from bench.config.grid import load_grid
+    from bench.core.errors import BenchError
+    from bench.plan.dry_run import dataset_presence
+    from bench.run.workbench import RunContext
+    from bench.sweep.grid import run_grid
+    from tests.support.dataset_fixtures import write_coco
+    from tests.support.fakes import registered
+
+    data = tmp_path / "data"
+    root, _ = write_coco(data, n_train=4, n_val=2)
+    result = plan(str(STUDIES / "paper-coco-retrieval.yaml"), "--gpu", "h100", "--data-root", str(data), "--db",
+                  f"sqlite:///{tmp_path / 'r.db'}", home=tmp_path)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("  coco-captions:"))
+    assert result.returncode == 2 and "MISSING; fix:" in line and "dataset_coco.json" in line
+    assert "caption_datasets.zip" in line and str(root) in line
+
+    with registered() as teacher:  # `bench run`'s own path (run_grid's preflight) with an offline image-text teacher
+        grid = {"teacher": teacher, "student": "projection", "method": "joint-cosine", "dataset": "coco-captions",
+                "data": {"image_size": 32, "coco_split": "karpathy"}}
+        (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+        context = RunContext(cache_dir=tmp_path / "cache", data_root=data, device="cpu")
+        with pytest.raises(BenchError) as refused:
+            run_grid(load_grid(tmp_path / "grid.yaml"), f"sqlite:///{tmp_path / 'run.db'}", context)
+    assert "data.coco_split karpathy needs the Karpathy split file" in str(refused.value)
+    assert "\n" not in str(refused.value) and not (tmp_path / "run.db").exists()  # one line, nothing written
+
+    write_coco(data, n_train=4, n_val=2, karpathy_test=[5, 6])
+    assert dataset_presence("coco-captions", {"coco_split": "karpathy"}, data) == (root, None)  # plan's own check

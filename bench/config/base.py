@@ -68,6 +68,7 @@ class SweepModel(BaseModel):
     dataset: list[str]
     data: DataModel = DataModel()  # type: ignore[valid-type]
     hparams: dict[str, Any] = {}  # checked against the knobs of the file's students, methods and trainer
+    recipes: dict[str, dict[str, Any]] = {}  # student -> fixed hparams (and `epochs`) overriding the shared ones
     weights: dict[str, str] = {}
     cell_limit: CellLimit = CELL_LIMIT.default  # a bigger file is refused unless it raises this on purpose
 

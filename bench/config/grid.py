@@ -12,7 +12,7 @@ from pydantic import field_validator
 
 from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, as_list, load_config, non_empty_list
 from bench.core.errors import BenchError
-from bench.core.knobs import Knob, defaults_of, name_problem
+from bench.core.knobs import EPOCHS, Knob, defaults_of, name_problem
 from bench.core.names import HEAD, IMAGE, RETRIEVAL
 from bench.core.registry import nearest_names
 from bench.core.spec import ExperimentSpec
@@ -24,6 +24,7 @@ TRAIN_KNOBS: dict[str, Knob] = {  # read by bench/run/train.py (AdamW and the ba
     "batch_size": Knob(128, int, ge=1, le=65536, help="training batch size"),
 }
 TRAIN_DEFAULTS: dict[str, Any] = defaults_of(TRAIN_KNOBS)
+RECIPE_EPOCHS = "epochs"  # a recipe may also set its student's epoch budget
 TRAINER = "the trainer"
 
 
@@ -110,14 +111,29 @@ def sweep_specs(model: SweepModel, seeds: list[int], epochs_list: list[int], whe
         itertools.product(*hparam_values),
     ):
         relevant = relevant_defaults(regs, student, method)
+        recipe = model.recipes.get(student, {})
         chosen = {k: v for k, v in zip(hparam_names, values, strict=True) if k in relevant}
+        chosen.update({k: v for k, v in recipe.items() if k in relevant})  # the student's own recipe wins
         spec = ExperimentSpec.create(
             teacher=teacher, student=student, method=method, dataset=dataset,
-            hparams={**relevant, **chosen}, data=data, epochs=epochs, seed=seed,
+            hparams={**relevant, **chosen}, data=data, epochs=recipe.get(RECIPE_EPOCHS, epochs), seed=seed,
         )
         specs.setdefault(spec.key, spec)
     _check_compatibility(list(specs.values()), regs, where)
     return list(specs.values())
+
+
+def scratch_twin(spec: ExperimentSpec) -> ExperimentSpec:
+    """The same student, data, epochs and seed trained from scratch, sharing every hparam scratch knows (lr, batch,
+    the student's own): the baseline a study's `final.scratch` arm pairs with its best trial."""
+    from bench.core.names import BASELINE_METHOD
+    from bench.core.registries import registries
+
+    relevant = relevant_defaults(registries(), spec.student, BASELINE_METHOD)
+    hparams = {name: spec.hparams_dict.get(name, default) for name, default in relevant.items()}
+    return ExperimentSpec.create(teacher=spec.teacher, student=spec.student, method=BASELINE_METHOD,
+                                 dataset=spec.dataset, hparams=hparams, data=spec.data_dict, epochs=spec.epochs,
+                                 seed=spec.seed)
 
 
 def relevant_defaults(regs: dict[str, Any], student: str, method: str) -> dict[str, Any]:
@@ -156,8 +172,27 @@ def check_value(where: str, field: str, name: str, value: Any, owners: list[tupl
             raise BenchError(f"{where}field {field!r}: {problem} (used by {owner})")
 
 
+def _check_recipes(model: SweepModel, owners: dict[str, list[tuple[str, Knob]]], where: str, what: str) -> None:
+    """`recipes`: each key one of the file's students, each value a valid single value of a known hparam."""
+    for student, recipe in model.recipes.items():
+        if student not in model.student:
+            raise BenchError(f"{where}field 'recipes.{student}': not one of this {what}'s students "
+                             f"({', '.join(model.student)})")
+        for name, value in (recipe or {}).items():
+            field = f"recipes.{student}.{name}"
+            if name == RECIPE_EPOCHS:
+                problem = EPOCHS.problem(value, name)
+                if problem:
+                    raise BenchError(f"{where}field {field!r}: {problem}")
+                continue
+            if name not in owners:
+                raise unknown_hparam(where, field, name, [*owners, RECIPE_EPOCHS], what)
+            check_value(where, field, name, value, owners[name])
+
+
 def _check_hparams(model: SweepModel, regs: dict[str, Any], where: str, what: str) -> None:
     owners = knob_owners(regs, model.student, model.method)
+    _check_recipes(model, owners, where, what)
     for name, values in model.hparams.items():
         field = f"hparams.{name}"
         if name not in owners:

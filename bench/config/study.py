@@ -87,6 +87,7 @@ class FinalModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     seeds: list[Seed] = [1, 2, 3]
     top: Annotated[int, Field(ge=1, le=1000)] = 3  # Pareto-front trials re-run in a multi-objective study
+    scratch: bool = False  # also re-run each best trial's student as `scratch` (its shared hparams, same seeds)
 
     @field_validator("seeds", mode="before")
     @classmethod

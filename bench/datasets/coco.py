@@ -27,6 +27,8 @@ DEFAULT_SIZE = 224
 LAYOUT = ("coco/{annotations/captions_train2017.json, annotations/captions_val2017.json, train2017/*.jpg, "
           "val2017/*.jpg} (optional: dataset_coco.json, the Karpathy split)")
 KARPATHY_PLACES = ("dataset_coco.json", "annotations/dataset_coco.json", "karpathy/dataset_coco.json")
+KARPATHY_FIX = ("unzip caption_datasets.zip from Karpathy's split page "
+                "(https://cs.stanford.edu/people/karpathy/deepimagesent/)")
 
 
 def read_json(path: Path) -> Any:
@@ -53,14 +55,13 @@ def read_captions(root: Path, split: str) -> dict[int, tuple[Path, list[str]]]:
 
 def karpathy_test_ids(root: Path) -> tuple[set[int], set[int]] | None:
     """(train-pool ids, test ids) from the Karpathy split file, when there is one."""
-    for place in KARPATHY_PLACES:
-        path = root / place
-        if path.is_file():
-            images = read_json(path).get("images", [])
-            test = {int(i["cocoid"]) for i in images if i.get("split") == "test"}
-            train = {int(i["cocoid"]) for i in images if i.get("split") in ("train", "restval")}
-            return train, test
-    return None
+    path = karpathy_file(root)
+    if path is None:
+        return None
+    images = read_json(path).get("images", [])
+    test = {int(i["cocoid"]) for i in images if i.get("split") == "test"}
+    train = {int(i["cocoid"]) for i in images if i.get("split") in ("train", "restval")}
+    return train, test
 
 
 def _pools(root: Path) -> tuple[dict[int, tuple[Path, list[str]]], dict[int, tuple[Path, list[str]]]]:
@@ -97,7 +98,21 @@ def load_coco_captions(context: LoadContext, config: DataConfig) -> RawDataset:
                       skipped_images=train_bad + test_bad)
 
 
+def karpathy_file(root: Path) -> Path | None:
+    """Where the Karpathy split file lies under the root, if anywhere."""
+    return next((root / place for place in KARPATHY_PLACES if (root / place).is_file()), None)
+
+
 def locate(data_root: Path | None, config: DataConfig) -> Path:
-    """The dataset's root (what the loader reads), or one BenchError naming the layout; nothing is decoded."""
+    """The dataset's root (what the loader reads), or one BenchError naming the layout; nothing is decoded.
+
+    With `coco_split: karpathy` the Karpathy split file is required: without it the test split would be val2017,
+    most of which lies in the Karpathy restval that COCO-fine-tuned teachers (blip-base) trained on.
+    """
     is_root = lambda p: (p / "annotations" / "captions_val2017.json").is_file()  # noqa: E731
-    return find_root(NAME, FOLDER, data_root, is_root, LAYOUT)
+    root = find_root(NAME, FOLDER, data_root, is_root, LAYOUT)
+    if config.coco_split == "karpathy" and karpathy_file(root) is None:
+        raise BenchError(f"{NAME}: data.coco_split karpathy needs the Karpathy split file {root / KARPATHY_PLACES[0]} "
+                         f"(without it the test split is val2017, mostly Karpathy restval); fix: {KARPATHY_FIX} and "
+                         f"put dataset_coco.json in {root}/")
+    return root

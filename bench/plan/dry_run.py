@@ -61,7 +61,8 @@ def _study_plan(path: Path) -> Plan:
 
     model = load_study_file(path)
     combos = sweep_specs(model, [model.seed], [model.epochs], f"{path}: ")
-    finals = (model.final.top if len(model.objectives) > 1 else 1) * len(model.final.seeds)
+    finals = (model.final.top if len(model.objectives) > 1 else 1) * len(model.final.seeds) * (
+        2 if model.final.scratch else 1)  # final.scratch: each re-run also as scratch
     references = probe_cells(model.teacher, model.dataset, model.data.config().as_dict())
     plan = Plan("study", model.study_name, references, combos, repeats=(model.trials + finals) / len(combos))
     plan.lines.append(f"study {model.study_name}: {model.trials} trials over {len(combos)} choice combinations "
@@ -159,6 +160,24 @@ def group_lines(plan: Plan) -> None:
             f"methods {', '.join(count('method'))}; seeds {len(count('seed'))}; epochs {', '.join(count('epochs'))}")
 
 
+def overlap_lines(plan: Plan) -> None:
+    """A line per teacher x dataset cell group whose teacher is known to have seen the test split's data."""
+    from bench.teachers.overlap import overlaps
+
+    groups: dict[tuple[str, str], list[ExperimentSpec]] = {}
+    for spec in plan.runs:
+        groups.setdefault((spec.teacher, spec.dataset), []).append(spec)
+    found = [(teacher, dataset, len(specs), overlap) for (teacher, dataset), specs in groups.items()
+             for overlap in overlaps(teacher, dataset, specs[0].data_dict)]
+    if not found:
+        plan.lines.append("pretraining overlap: none known for these teachers and datasets")
+        return
+    plan.lines.append("pretraining overlap (the teacher saw data of the test split or its source; these cells are "
+                      "not held-out results, the report flags them):")
+    plan.lines += [f"  OVERLAP {teacher} x {dataset} ({count} runs): {overlap.text()}"
+                   for teacher, dataset, count, overlap in found]
+
+
 def human(seconds: float | None) -> str:
     """'?' / '45 s' / '12 min' / '3.4 h'."""
     if seconds is None:
@@ -177,6 +196,7 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     plan = load_plan(path)
     mark_done(plan, db_url)
     group_lines(plan)
+    overlap_lines(plan)
     infos = check_inputs(plan, weights, data_root)
     rates = Rates(gpu, infos, weights)
     totals = estimate(plan, rates)

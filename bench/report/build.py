@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.core.errors import BenchError
 from bench.core.names import FINAL_SUFFIX
+from bench.report.caveats import annotate
 from bench.report.contents import ReportData
 from bench.report.cost import teacher_costs
 from bench.report.load import load_epochs, load_runs
@@ -19,8 +20,7 @@ from bench.report.studies import study_reports
 from bench.report.tables import matrices, summarise, teacher_references
 
 
-def _dataset_plots(data: ReportData, db_url: str, out_dir: Path) -> None:
-    epochs = load_epochs(db_url, data.runs.loc[data.runs["status"] == "done", "id"])
+def _dataset_plots(data: ReportData, epochs: pd.DataFrame, out_dir: Path) -> None:
     for dataset in data.datasets:
         made = [accuracy_vs_size(data.summary, dataset, out_dir),
                 accuracy_vs_latency(data.summary, teacher_costs(data.runs, dataset), dataset, out_dir),
@@ -62,7 +62,9 @@ def build_report(db_url: str, out_dir: Path, where: str | None = None,
         data.provenance.insert(4, ("study search trials", f"{len(all_runs) - len(runs)} runs of "
                                    f"{', '.join(sorted(set(all_runs['study']) - set(runs['study'])))} "
                                    "(val only: not in the tables; see Optuna studies)"))
-    _dataset_plots(data, db_url, out_dir)
+    epochs = load_epochs(db_url, runs.loc[runs["status"] == "done", "id"])
+    annotate(data.matrices, runs, epochs)
+    _dataset_plots(data, epochs, out_dir)
     names = None if where is None else _study_names(all_runs)
     data.studies = study_reports(db_url, names, out_dir)
     sources = [f"{study.name}: {study.source_file}" for study in data.studies if study.source_file]

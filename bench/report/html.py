@@ -10,7 +10,16 @@ from bench.report.contents import ReportData
 from bench.report.cost import COST_HEADER, COST_NOTE, cost_rows, has_cost
 from bench.report.plots import Plot
 from bench.report.stats import gain_caption, gain_cells, gain_header, has_settings
-from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
+from bench.report.tables import (
+    PROBLEM_HEADER,
+    Matrix,
+    marks_text,
+    matrix_header,
+    matrix_note,
+    metric_label,
+    problem_cells,
+    warning_lines,
+)
 
 STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em; color: #222; }
@@ -24,6 +33,7 @@ tr.problem td { background: #fdecea; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; max-width: 60em; }
 p.note { color: #555; max-width: 60em; }
+span.warn, p.warn { color: #a15c00; font-weight: bold; } p.warn { max-width: 60em; margin: 0.2em 0; }
 """
 
 
@@ -46,12 +56,15 @@ def _matrix(matrix: Matrix) -> str:
                 continue
             css = ' class="best"' if cell.best else ""
             interval = f'<span class="ci">{escape(cell.ci_text())}</span>' if cell.ci_text() else ""
-            cells += (f'<td{css}>{escape(cell.text())}{interval}'
+            marks = marks_text(matrix.cell_marks.get((index, teacher)))
+            warned = f'<span class="warn">{escape(marks)}</span>' if marks else ""
+            cells += (f'<td{css}>{escape(cell.text())}{warned}{interval}'
                       f'<span class="detail">{escape(cell.detail())}</span></td>')
         body.append(f"<tr>{cells}</tr>")
     return (f"<h3>{escape(matrix.dataset)}, {matrix.epochs}-epoch budget: {escape(metric_label(matrix.metric))}</h3>"
             f'<p class="note">{escape(matrix_note(matrix, "highlighted"))}</p>'
-            f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+            f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            + "".join(f'<p class="warn">{escape(line)}</p>' for line in warning_lines(matrix)))
 
 
 def _figure(plot: Plot) -> str:

@@ -6,7 +6,17 @@ from pathlib import Path
 
 from bench.report.contents import ReportData
 from bench.report.stats import gain_caption, gain_cells, gain_header, has_settings
-from bench.report.tables import CI_LEGEND, Matrix, matrix_header, metric_label
+from bench.report.tables import (
+    CI_LEGEND,
+    Matrix,
+    marks_text,
+    matrix_header,
+    metric_label,
+    probe_sentence,
+    warning_lines,
+)
+
+LATEX_SIGN = "!"  # a plain warning mark: the default fonts lack the warning sign
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -31,11 +41,13 @@ def _matrix(matrix: Matrix) -> list[str]:
         for teacher in matrix.teachers:
             cell = matrix.cells.get((index, teacher))
             text = "" if cell is None else escape(" ".join(p for p in (cell.text(), cell.ci_text()) if p))
-            cells.append(rf"\textbf{{{text}}}" if cell is not None and cell.best else text)
+            text = rf"\textbf{{{text}}}" if cell is not None and cell.best else text
+            cells.append(text + escape(marks_text(matrix.cell_marks.get((index, teacher)), LATEX_SIGN)))
         rows.append(cells)
     caption = (f"{matrix.dataset}, {matrix.epochs}-epoch budget: {metric_label(matrix.metric)}, one row per setting, "
-               f"mean ± std over seeds [{CI_LEGEND}]; bold = best per teacher column.")
-    return _tabular(matrix_header(matrix), rows, caption, f"tab:{matrix.dataset}-{matrix.epochs}ep")
+               f"mean ± std over seeds [{CI_LEGEND}]; bold = best per teacher column.{probe_sentence(matrix)}"
+               + "".join(f" {line}." for line in warning_lines(matrix, LATEX_SIGN)))
+    return _tabular(matrix_header(matrix, LATEX_SIGN), rows, caption, f"tab:{matrix.dataset}-{matrix.epochs}ep")
 
 
 def render(data: ReportData) -> str:

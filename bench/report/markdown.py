@@ -7,7 +7,16 @@ from pathlib import Path
 from bench.report.contents import ReportData
 from bench.report.cost import COST_HEADER, COST_NOTE, cost_rows, has_cost
 from bench.report.stats import gain_caption, gain_cells, gain_header, has_settings
-from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
+from bench.report.tables import (
+    PROBLEM_HEADER,
+    Matrix,
+    marks_text,
+    matrix_header,
+    matrix_note,
+    metric_label,
+    problem_cells,
+    warning_lines,
+)
 
 
 def _escape(text: str) -> str:
@@ -32,7 +41,8 @@ def _matrix(matrix: Matrix) -> list[str]:
                 continue
             value = f"**{cell.text()}**" if cell.best else cell.text()
             interval = f" {cell.ci_text()}" if cell.ci_text() else ""
-            cells.append(f"{value}{interval} ({cell.detail()})")
+            marks = marks_text(matrix.cell_marks.get((index, teacher)))
+            cells.append(f"{value}{interval} ({cell.detail()}){marks}")
         rows.append([*matrix.row_key(index), *cells])
     return [
         f"### {matrix.dataset}, {matrix.epochs}-epoch budget: {metric_label(matrix.metric)}",
@@ -40,6 +50,7 @@ def _matrix(matrix: Matrix) -> list[str]:
         matrix_note(matrix, "**bold**"),
         "",
         *table(matrix_header(matrix), rows),
+        *([f"Warnings: {line}  " for line in warning_lines(matrix)] + [""] if matrix.notes else []),
     ]
 
 

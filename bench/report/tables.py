@@ -235,6 +235,19 @@ class Matrix:
     cells: dict[tuple[int, str], Cell] = field(default_factory=dict)
     references: dict[str, float] = field(default_factory=dict)
     reference_kinds: dict[str, str] = field(default_factory=dict)  # teacher -> "linear-probe" or zero-shot line
+    row_ids: list[tuple] = field(default_factory=list)  # each row's ROW_IDENTITY values
+    notes: list[str] = field(default_factory=list)  # issue 29: warnings, numbered from 1 in this order
+    cell_marks: dict[tuple[int, str], list[int]] = field(default_factory=dict)  # cell -> its notes' numbers
+    teacher_marks: dict[str, list[int]] = field(default_factory=dict)  # teacher column -> its notes' numbers
+
+    def warn(self, text: str, cell: tuple[int, str] | None = None, teacher: str | None = None) -> None:
+        """Attach a warning note (numbered once per text) to a cell or a whole teacher column."""
+        if text not in self.notes:
+            self.notes.append(text)
+        number = self.notes.index(text) + 1
+        marks = self.cell_marks.setdefault(cell, []) if cell else self.teacher_marks.setdefault(str(teacher), [])
+        if number not in marks:
+            marks.append(number)
 
     @property
     def has_settings(self) -> bool:
@@ -271,6 +284,7 @@ def _matrix(dataset: str, epochs: int, rows: pd.DataFrame, references: pd.DataFr
     matrix = Matrix(dataset, epochs, rows["metric"].iloc[0], teachers, keys,
                     references=dict(zip(refs["teacher"], refs["score"], strict=True)),
                     reference_kinds=dict(zip(refs["teacher"], refs["reference"].fillna("linear-probe"), strict=True)))
+    matrix.row_ids = [tuple(identity) for identity in identities]
     indexed = rows.set_index(["teacher", *ROW_IDENTITY])
     for teacher in teachers:
         best = rows.loc[rows["teacher"] == teacher, "score_mean"].max()
@@ -303,10 +317,35 @@ def problem_cells(row: pd.Series) -> list[str]:
     return [str(row[c]) for c in PROBLEM_HEADER[:-1]] + [error]
 
 
-def matrix_header(matrix: Matrix) -> list[str]:
-    """Column names of a matrix table ('setting' only when some row has hparams that differ)."""
+WARNING_SIGN = "⚠"
+
+
+def marks_text(numbers: list[int] | None, sign: str = WARNING_SIGN) -> str:
+    """' ⚠1,3' after a cell or teacher name with warnings; '' without."""
+    return f" {sign}{','.join(str(n) for n in numbers)}" if numbers else ""
+
+
+def matrix_header(matrix: Matrix, sign: str = WARNING_SIGN) -> list[str]:
+    """Column names of a matrix table ('setting' only when some row has hparams that differ); a teacher column
+    with warnings carries their numbers."""
     setting = ["setting"] if matrix.has_settings else []
-    return ["student", "kind", "size MB", "inference MB", "method", *setting, *matrix.teachers]
+    teachers = [t + marks_text(matrix.teacher_marks.get(t), sign) for t in matrix.teachers]
+    return ["student", "kind", "size MB", "inference MB", "method", *setting, *teachers]
+
+
+def warning_lines(matrix: Matrix, sign: str = WARNING_SIGN) -> list[str]:
+    """'⚠1 text' for each warning of the matrix, in number order."""
+    return [f"{sign}{number} {text}" for number, text in enumerate(matrix.notes, start=1)]
+
+
+def probe_sentence(matrix: Matrix) -> str:
+    """The caption's sentence for teachers whose reference is a linear probe on frozen features ('' if none)."""
+    probes = [t for t in matrix.teachers if t in matrix.references
+              and matrix.reference_kinds.get(t, "linear-probe") == "linear-probe"]
+    if not probes:
+        return ""
+    return (f" The teacher reference of {', '.join(probes)} is a linear probe on its frozen features, not a teacher "
+            "trained on this task: % of T and the KD targets are that probe's.")
 
 
 def reference_text(matrix: Matrix) -> str:
@@ -322,4 +361,5 @@ def matrix_note(matrix: Matrix, best_marker: str) -> str:
             f"[{CI_LEGEND}] of the mean (no std or CI with n=1); {best_marker} = best in its teacher column; "
             "n = distinct seeds of finished runs; steps and img = optimizer steps and training images per run; "
             "inference MB includes the teacher backbone a head student still needs; "
-            f"% of T = share of the teacher's own score ({reference_text(matrix)}).")
+            f"% of T = share of the teacher's own score ({reference_text(matrix)}).{probe_sentence(matrix)}"
+            + (f" {WARNING_SIGN}N = warning N, listed under the table." if matrix.notes else ""))

@@ -8,10 +8,10 @@ from dataclasses import dataclass, replace
 
 from rich.console import Console
 
-from bench.config.grid import Grid, sweep_specs
+from bench.config.grid import Grid, scratch_twin, sweep_specs
 from bench.config.study import StudyModel
 from bench.core.errors import BenchError
-from bench.core.names import CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
+from bench.core.names import BASELINE_METHOD, CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
 from bench.core.spec import ExperimentSpec
 from bench.run.workbench import RunContext, Workbench
 from bench.store.results import Store
@@ -61,7 +61,7 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
     study = load_with_strategy(model.study_name, storage, model)
     config = model.model_dump(mode="json")
     stored = study.user_attrs.get(CONFIG_ATTR)
-    if stored is not None and stored != config:
+    if stored is not None and not same_config(stored, config, model.model_dump(mode="json", exclude_defaults=True)):
         raise BenchError(f"study {model.study_name!r} already exists in {db_url} with a different config; "
                          "give the study a new name")
     study.set_user_attr(KIND_ATTR, SEARCH_KIND)
@@ -76,12 +76,24 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
         return StudySummary(model.study_name, state_counts(study), [], None, [])
     specs = [replace(ExperimentSpec.from_dict(trial.user_attrs[SPEC_ATTR]), seed=seed)
              for trial in best for seed in model.final.seeds]
-    final = run_grid(Grid(model.study_name + FINAL_SUFFIX, None, tuple(specs), weights), db_url, context,
+    twins = list(dict.fromkeys(scratch_twin(spec) for spec in specs if spec.method != BASELINE_METHOD)) \
+        if model.final.scratch else []  # the gain table's baseline: each best setting's student, no teacher
+    final = run_grid(Grid(model.study_name + FINAL_SUFFIX, None, tuple(specs + twins), weights), db_url, context,
                      console, options, bench=bench)
     runs = [store.run(spec.key) for spec in specs]
     test_accs = [run.test_acc for run in runs if run is not None and run.test_acc is not None]
     summary_best = [(t.number, tuple(t.values), dict(t.params)) for t in best]
     return StudySummary(model.study_name, state_counts(study), summary_best, final, test_accs)
+
+
+def same_config(stored: object, config: object, changed: object) -> bool:
+    """Whether a study's stored config is this one: a field added since it was stored (absent there) matches when
+    this config leaves it at its default (absent from `changed`, the non-default dump)."""
+    if not isinstance(stored, dict) or not isinstance(config, dict):
+        return stored == config
+    changed = changed if isinstance(changed, dict) else {}
+    return all(same_config(stored[key], value, changed.get(key)) if key in stored else key not in changed
+               for key, value in config.items()) and set(stored) <= set(config)
 
 
 def best_trials(study, model: StudyModel) -> list:  # noqa: ANN001

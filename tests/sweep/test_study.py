@@ -130,3 +130,41 @@ def test_cli_study_error_exits_2_without_touching_the_database(tmp_path: Path) -
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and "needs a non-empty 'choices' list" in result.stderr
     assert "Traceback" not in result.stderr and not db.exists()
+
+
+def test_final_scratch_re_runs_the_best_setting_without_its_teacher_and_pairs_in_the_gain_table(
+        tmp_path: Path, db_url: str, context: RunContext) -> None:
+    """Issue 29: `final.scratch` gives a study a scratch arm: the best kd trial's student at the same lr, batch and
+    seeds, so the report's gain table has the study's pair."""
+    from bench.report.build import build_report
+
+    path = write_study(tmp_path, name="armed", method="kd", trials=2, epochs=2, enqueue=[{"lr": 0.03}, {"lr": 1e-5}],
+                       final={"seeds": [1, 2], "scratch": True})
+    summary = run_study(load_study_file(path), db_url, context, WorkerOptions(run_dir=tmp_path / "runs"),
+                        Console(stderr=True))
+    final = rows(db_url, "SELECT method, seed, hparams, test_acc FROM runs WHERE study = 'armed/final' "
+                         "AND method IN ('kd', 'scratch') "
+                         "ORDER BY method, seed")
+    assert [(row[0], row[1]) for row in final] == [("kd", 1), ("kd", 2), ("scratch", 1), ("scratch", 2)]
+    kd, scratch = (yaml.safe_load(row[2]) for row in (final[0], final[2]))
+    assert kd["lr"] == scratch["lr"] == summary.best[0][2]["lr"] == 0.03 and "alpha" not in scratch
+    assert len(summary.final_test_acc) == 2  # the study's own result is the best trial's, not its baseline's
+    gains = build_report(db_url, tmp_path / "report").gains
+    pair = gains[(gains["method"] == "kd") & (gains["n"] == 2)]
+    assert len(pair) == 1 and pair["baseline_mean"].iloc[0] == pytest.approx(sum(r[3] for r in final[2:]) / 2)
+
+
+def test_a_study_stored_before_a_field_was_added_still_matches_at_that_fields_default(tmp_path: Path) -> None:
+    """Fields added since a study was stored (final.scratch, recipes, data.coco_split) do not refuse its resumption
+    at their defaults; set to something else, or any stored value changed, the config differs."""
+    from bench.sweep.search import same_config
+
+    model = load_study_file(write_study(tmp_path, name="old", trials=3))
+    config, changed = model.model_dump(mode="json"), model.model_dump(mode="json", exclude_defaults=True)
+    stored = {**config, "final": {k: v for k, v in config["final"].items() if k != "scratch"},
+              "data": {k: v for k, v in config["data"].items() if k != "coco_split"}}
+    del stored["recipes"]
+    assert same_config(stored, config, changed)
+    assert not same_config({**stored, "trials": 4}, config, changed)
+    armed = load_study_file(write_study(tmp_path, name="old", trials=3, final={"scratch": True}))
+    assert not same_config(stored, armed.model_dump(mode="json"), armed.model_dump(mode="json", exclude_defaults=True))
