@@ -13,6 +13,7 @@ from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, a
 from bench.core.errors import BenchError
 from bench.core.knobs import Knob, defaults_of
 from bench.core.names import HEAD, IMAGE, RETRIEVAL
+from bench.core.protocol import PROTOCOL_KNOBS, protocol_hparams, protocol_problem
 from bench.core.registry import nearest_names
 from bench.core.spec import ExperimentSpec
 from bench.core.taps import POOLED
@@ -96,10 +97,14 @@ def sweep_specs(model: SweepModel, seeds: list[int], epochs_list: list[int], whe
         itertools.product(*hparam_values),
     ):
         relevant = relevant_defaults(regs, student, method)
-        chosen = {k: v for k, v in zip(hparam_names, values, strict=True) if k in relevant}
+        given = dict(zip(hparam_names, values, strict=True))
+        chosen = {k: v for k, v in given.items() if k in relevant}
+        problem = protocol_problem(given)
+        if problem:
+            raise BenchError(f"{where}field 'hparams': {problem}")
         spec = ExperimentSpec.create(
             teacher=teacher, student=student, method=method, dataset=dataset,
-            hparams={**relevant, **chosen}, data=data, epochs=epochs, seed=seed,
+            hparams={**relevant, **chosen, **protocol_hparams(given)}, data=data, epochs=epochs, seed=seed,
         )
         specs.setdefault(spec.key, spec)
     _check_compatibility(list(specs.values()), regs, where)
@@ -117,7 +122,8 @@ def relevant_defaults(regs: dict[str, Any], student: str, method: str) -> dict[s
 
 def knob_owners(regs: dict[str, Any], students: list[str], methods: list[str]) -> dict[str, list[tuple[str, Knob]]]:
     """Each hparam name -> (who uses it, its declaration) for the trainer and these students and methods."""
-    owners: dict[str, list[tuple[str, Knob]]] = {name: [(TRAINER, knob)] for name, knob in TRAIN_KNOBS.items()}
+    owners: dict[str, list[tuple[str, Knob]]] = {name: [(TRAINER, knob)]
+                                                 for name, knob in {**TRAIN_KNOBS, **PROTOCOL_KNOBS}.items()}
     for registry, names in ((regs["students"], students), (regs["methods"], methods)):
         for owner in names:
             for name, knob in registry.get(owner).knobs.items():
