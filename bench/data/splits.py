@@ -96,7 +96,8 @@ class DataConfig:
     finetune_budget: str = data_field("epochs", str, choices=("epochs", "steps"), keyed_at_default=False,
                                       help="teacher_reference finetune: epochs over its labeled rows, or steps: "
                                            "each epoch takes the steps of a pass over the whole train split")
-    augment: str = data_field("none", str, choices=("none", "flip", "crop-flip"), keyed_at_default=False,
+    augment: str = data_field("none", str, choices=("none", "flip", "crop-flip", "crop-pad-flip"),
+                              keyed_at_default=False,
                               help="standalone students' train augmentation (seeded); the teacher targets stay "
                                    "the cached ones of the un-augmented image")
 
