@@ -31,6 +31,8 @@ def parse_milestones(value: str) -> tuple[int, ...]:
 
 
 def _milestones_problem(value: Any) -> str | None:
+    if not isinstance(value, str):  # a YAML list would sweep single milestones: say how to write several
+        return "is not a quoted string of epochs; write milestones: '150,180,210' (a YAML list sweeps values)"
     try:
         parse_milestones(value)
     except ValueError as error:
@@ -43,7 +45,7 @@ PROTOCOL_KNOBS: dict[str, Knob] = {  # read by bench/run/optim.py
     "momentum": Knob(0.9, float, ge=0, lt=1, help="sgd momentum"),
     "nesterov": Knob(False, bool, help="sgd: Nesterov momentum (needs momentum > 0)"),
     "schedule": Knob("cosine", str, choices=SCHEDULES, help="lr schedule over the run, stepped every batch"),
-    "milestones": Knob("", str, check=_milestones_problem,
+    "milestones": Knob("", object, check=_milestones_problem,
                        help="multistep: epochs at which lr is multiplied by gamma, e.g. '150,180,210'"),
     "gamma": Knob(0.1, float, gt=0, le=1, help="multistep: lr factor at each milestone"),
     "warmup_epochs": Knob(0.0, float, ge=0, le=10000, help="linear lr warmup from lr/steps to lr over these epochs"),

@@ -146,6 +146,7 @@ def test_protocol_knobs_keep_old_keys_and_split_only_settings_they_change(tmp_pa
         ("  schedule: multistep\n", "field 'hparams': schedule: multistep needs milestones"),
         ("  milestones: '180,150'\n", "field 'hparams.milestones': '180,150' must list strictly increasing epochs"),
         ("  optimizer: adam\n", "'adam' is not allowed; optimizer must be one of: adamw, sgd"),
+        ("  milestones: [150, 180]\n", "150 is not a quoted string of epochs; write milestones: '150,180,210'"),
         ("  momentum: 1.0\n", "field 'hparams.momentum': 1.0 is out of range; momentum must be a number in [0, 1)"),
         ("  optimizer: sgd\n  momentum: 0\n  nesterov: true\n", "nesterov: true needs momentum > 0"),
     ],
