@@ -43,6 +43,8 @@ def report(
     out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("reports"),
     where: Annotated[str | None, typer.Option(help="SQL filter on runs, e.g. \"dataset = 'digits'\"")] = None,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: md, html, csv, tex")] = "md,html,csv",
+    published: Annotated[Path | None, typer.Option(
+        help="a CSV of published figures (or a directory of them, e.g. studies/published) to set beside ours")] = None,
 ) -> None:
     """Write comparison tables (student x teacher per epoch budget), gains over scratch, plots and provenance."""
     with user_errors():
@@ -55,7 +57,7 @@ def report(
         if out_dir.exists() and not out_dir.is_dir():
             raise BenchError(f"--out {out_dir}: exists and is not a directory; give a directory for the report")
         checks.paths("report", out_dir=out_dir)
-        paths = write_report(db, out_dir, where, chosen)
+        paths = write_report(db, out_dir, where, chosen, published)
         for path in paths:
             out.print(f"wrote {path}", highlight=False)
 

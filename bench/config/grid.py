@@ -14,6 +14,7 @@ from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, a
 from bench.core.errors import BenchError
 from bench.core.knobs import EPOCHS, Knob, defaults_of, name_problem
 from bench.core.names import HEAD, IMAGE, RETRIEVAL
+from bench.core.protocol import PROTOCOL_KNOBS, protocol_hparams, protocol_problem
 from bench.core.registry import nearest_names
 from bench.core.spec import ExperimentSpec
 from bench.core.taps import POOLED
@@ -112,11 +113,16 @@ def sweep_specs(model: SweepModel, seeds: list[int], epochs_list: list[int], whe
     ):
         relevant = relevant_defaults(regs, student, method)
         recipe = model.recipes.get(student, {})
-        chosen = {k: v for k, v in zip(hparam_names, values, strict=True) if k in relevant}
-        chosen.update({k: v for k, v in recipe.items() if k in relevant})  # the student's own recipe wins
+        given = dict(zip(hparam_names, values, strict=True))
+        given.update({k: v for k, v in recipe.items() if k != RECIPE_EPOCHS})  # the student's own recipe wins
+        chosen = {k: v for k, v in given.items() if k in relevant}
+        problem = protocol_problem(given)
+        if problem:
+            raise BenchError(f"{where}field 'hparams': {problem}")
         spec = ExperimentSpec.create(
             teacher=teacher, student=student, method=method, dataset=dataset,
-            hparams={**relevant, **chosen}, data=data, epochs=recipe.get(RECIPE_EPOCHS, epochs), seed=seed,
+            hparams={**relevant, **chosen, **protocol_hparams(given)}, data=data,
+            epochs=recipe.get(RECIPE_EPOCHS, epochs), seed=seed,
         )
         specs.setdefault(spec.key, spec)
     _check_compatibility(list(specs.values()), regs, where)
@@ -147,7 +153,8 @@ def relevant_defaults(regs: dict[str, Any], student: str, method: str) -> dict[s
 
 def knob_owners(regs: dict[str, Any], students: list[str], methods: list[str]) -> dict[str, list[tuple[str, Knob]]]:
     """Each hparam name -> (who uses it, its declaration) for the trainer and these students and methods."""
-    owners: dict[str, list[tuple[str, Knob]]] = {name: [(TRAINER, knob)] for name, knob in TRAIN_KNOBS.items()}
+    owners: dict[str, list[tuple[str, Knob]]] = {name: [(TRAINER, knob)]
+                                                 for name, knob in {**TRAIN_KNOBS, **PROTOCOL_KNOBS}.items()}
     for registry, names in ((regs["students"], students), (regs["methods"], methods)):
         for owner in names:
             for name, knob in registry.get(owner).knobs.items():

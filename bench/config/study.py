@@ -20,6 +20,7 @@ from bench.config.grid import (
 )
 from bench.core.errors import BenchError
 from bench.core.knobs import Knob, validator
+from bench.core.protocol import PROTOCOL_KNOBS, protocol_hparams, protocol_problem
 from bench.core.spec import ExperimentSpec
 
 Metric = Literal["val_acc", "size_mb", "params", "epoch_seconds", "inference_size_mb", "train_images_per_s",
@@ -253,10 +254,17 @@ def suggest_spec(trial, model: StudyModel) -> ExperimentSpec:  # noqa: ANN001 - 
         chosen[field] = values[0] if len(values) == 1 else trial.suggest_categorical(field, values)
     relevant = relevant_defaults(registries(), chosen["student"], chosen["method"])
     hparams = {**relevant, **{k: v for k, v in model.hparams.items() if k in relevant}}
+    given = {k: v for k, v in model.hparams.items() if k in PROTOCOL_KNOBS}
     for name, param in model.search.items():
-        if name not in relevant or chosen["method"] not in (param.methods or [chosen["method"]]):
+        applies = name in relevant or name in PROTOCOL_KNOBS
+        if not applies or chosen["method"] not in (param.methods or [chosen["method"]]):
             continue
         if chosen["student"] in (param.students or [chosen["student"]]):
-            hparams[name] = suggest_value(trial, name, param)
+            value = suggest_value(trial, name, param)
+            (given if name in PROTOCOL_KNOBS else hparams)[name] = value
+    problem = protocol_problem(given)
+    if problem:
+        raise BenchError(f"study {model.study_name!r}: hparams: {problem}")
+    hparams.update(protocol_hparams(given))
     data = model.data.config().as_dict()
     return ExperimentSpec.create(**chosen, hparams=hparams, data=data, epochs=model.epochs, seed=model.seed)

@@ -32,6 +32,7 @@ class Knob:
     pattern: tuple[int, int] | None = None  # (m, r): value % m == r, e.g. (6, 2) for ResNet depths 6n+2
     optional: bool = False  # None allowed (means "the built-in behaviour")
     help: str = ""
+    check: Callable[[Any], str | None] | None = None  # a further rule on a typed value: None, or why it is bad
 
     def __post_init__(self) -> None:
         problem = self.problem(self.default, "default")
@@ -68,7 +69,8 @@ class Knob:
         if not self.in_range(value):
             word = "not allowed" if self.choices is not None else "out of range"
             return f"{value!r} is {word}; {self.rule(name)}"
-        return None
+        reason = self.check(value) if self.check is not None else None
+        return f"{value!r} {reason}" if reason else None
 
     def bounds(self, compact: bool = False) -> str:
         """'> 0 and <= 10', 'in [0, 1]' (compact: '(0,10]', '[0,1]', '>0'); '' without bounds."""

@@ -99,7 +99,8 @@ class DataConfig:
     coco_split: str = data_field("auto", str, choices=("auto", "karpathy"), keyed_at_default=False,
                                  help="coco-captions: auto (the Karpathy split when dataset_coco.json is there, else "
                                       "val2017 as test) or karpathy (required: refused without the file)")
-    augment: str = data_field("none", str, choices=("none", "flip", "crop-flip"), keyed_at_default=False,
+    augment: str = data_field("none", str, choices=("none", "flip", "crop-flip", "crop-pad-flip"),
+                              keyed_at_default=False,
                               help="standalone students' train augmentation (seeded); the teacher targets stay "
                                    "the cached ones of the un-augmented image")
 

@@ -132,4 +132,5 @@ class AttentionTransfer(Method):
             else:
                 student_attn, teacher_attn = drop_extra_token(student[s], teacher[t])
                 losses.append(attention_matrix_loss(student_attn, teacher_attn, str(self.hparams["at_loss"])))
-        return {"ce": labeled_cross_entropy(student["logits"], labels), "at": torch.stack(losses).sum()}
+        return {"ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing),
+                "at": torch.stack(losses).sum()}

@@ -85,6 +85,7 @@ class Method(nn.Module):
     reads_train_labels: ClassVar[bool] = False  # reads every train row's label (MethodContext.train_labels)
     references: ClassVar[Mapping[str, Reference]] = {}  # knob -> the cited implementation's value (issue 29)
     departures: ClassVar[Mapping[str, str]] = {}  # knob -> why its default is not the reference's value
+    label_smoothing: float = 0.0  # of the CE term; the trainer sets the run's (hparam label_smoothing)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

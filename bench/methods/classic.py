@@ -23,7 +23,7 @@ class Scratch(Method):
 
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"ce": labeled_cross_entropy(student["logits"], labels)}
+        return {"ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing)}
 
 
 @METHODS.register("kd", MethodCard("logits"))
@@ -50,7 +50,7 @@ class HintonKD(Method):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
-            "ce": labeled_cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing),
             "kd": hinton_kd(student["logits"], teacher["logits"], float(self.hparams["temperature"])),
         }
 
@@ -107,4 +107,5 @@ class FeatureDistillation(Method):
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = [regressor(student[s], teacher[t]) for (s, t), regressor in zip(self.pairs, self.regressors,
                                                                               strict=True)]
-        return {"ce": labeled_cross_entropy(student["logits"], labels), "feat": torch.stack(losses).mean()}
+        return {"ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing),
+                "feat": torch.stack(losses).mean()}

@@ -70,7 +70,7 @@ class InBatchInfoNCE(Method):
         keys = F.normalize(self.teacher_head(teacher[POOLED]), dim=-1)
         negatives = self._negatives_then_enqueue(keys)
         return {
-            "ce": labeled_cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing),
             "infonce": info_nce(queries, keys, float(self.hparams["infonce_temperature"]), negatives),
         }
 
@@ -115,4 +115,5 @@ class ClipDistillation(Method):
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         contrastive, kl = clip_losses(self.projection(student["embedding"]), teacher[IMAGE_EMBED],
                                       self.class_text, labels, float(self.hparams["clip_temperature"]))
-        return {"ce": labeled_cross_entropy(student["logits"], labels), "clip": contrastive, "clip_kl": kl}
+        return {"ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing), "clip": contrastive,
+                "clip_kl": kl}

@@ -146,4 +146,4 @@ class ContrastiveRepresentation(Method):
             momentum = float(self.hparams["crd_momentum"])
             momentum_update(self.student_memory, index, student_embed, momentum)
             momentum_update(self.teacher_memory, index, teacher_embed, momentum)
-        return {"ce": labeled_cross_entropy(student["logits"], labels), "crd": loss}
+        return {"ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing), "crd": loss}

@@ -9,13 +9,15 @@ from torch import nn
 from bench.core.names import UNLABELED
 
 
-def labeled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def labeled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy averaged over the labeled rows; transfer-set rows (label -1) add nothing, 0 when none is labeled.
 
-    Every method's CE term is this one (data.labeled_limit): with every row labeled it is F.cross_entropy.
+    Every method's CE term is this one (data.labeled_limit): with every row labeled it is F.cross_entropy, with the
+    run's `label_smoothing` (hparam) as torch applies it.
     """
     labeled = (labels != UNLABELED).sum().clamp(min=1)
-    return F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum") / labeled
+    return F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum",
+                           label_smoothing=label_smoothing) / labeled
 
 
 def hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -34,7 +34,7 @@ class RelationalKD(Method):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
-            "ce": labeled_cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing),
             "rkd_dist": rkd_distance(student["embedding"], teacher[POOLED]),
             "rkd_angle": rkd_angle(student["embedding"], teacher[POOLED]),
         }
@@ -58,6 +58,6 @@ class SimilarityPreserving(Method):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
-            "ce": labeled_cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing),
             "sp": similarity_preserving(student["embedding"], teacher[POOLED]),
         }

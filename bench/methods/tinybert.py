@@ -93,7 +93,7 @@ class TinyBERT(Method):
         drop = drop_extra_score_token if self.attn_family == "attn_scores" else drop_extra_token
         attn = [attention_matrix_loss(*drop(student[s], teacher[t]), "mse") for s, t in self.attn_pairs]
         return {
-            "ce": labeled_cross_entropy(student["logits"], labels),
+            "ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing),
             "hidden": torch.stack(hidden).sum(),
             "attn": torch.stack(attn).sum(),
             "pred": soft_cross_entropy(student["logits"], teacher["logits"], float(self.hparams["pred_temperature"])),

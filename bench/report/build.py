@@ -15,6 +15,7 @@ from bench.report.load import load_epochs, load_runs
 from bench.report.optuna_tables import search_studies
 from bench.report.plots import accuracy_vs_latency, accuracy_vs_size, epoch_time, learning_curves
 from bench.report.provenance import provenance
+from bench.report.published import compare_published, load_published
 from bench.report.stats import baseline_gains
 from bench.report.studies import study_reports
 from bench.report.tables import matrices, summarise, teacher_references
@@ -41,8 +42,10 @@ def _study_names(runs: pd.DataFrame) -> set[str]:
 
 
 def build_report(db_url: str, out_dir: Path, where: str | None = None,
-                 title: str = "distill-bench report") -> ReportData:
-    """Load the runs, compute tables and tests, draw the plots into `out_dir`."""
+                 title: str = "distill-bench report", published: Path | None = None) -> ReportData:
+    """Load the runs, compute tables and tests, draw the plots into `out_dir`; `published`: a CSV (or a directory
+    of them) of published figures to set beside the matching settings."""
+    published_rows = load_published(published) if published is not None else None  # a bad file: before any work
     try:
         runs = load_runs(db_url, where)
     except BenchError as error:
@@ -64,6 +67,8 @@ def build_report(db_url: str, out_dir: Path, where: str | None = None,
                                    "(val only: not in the tables; see Optuna studies)"))
     epochs = load_epochs(db_url, runs.loc[runs["status"] == "done", "id"])
     annotate(data.matrices, runs, epochs)
+    if published_rows is not None:
+        data.published = compare_published(summary, published_rows)
     _dataset_plots(data, epochs, out_dir)
     names = None if where is None else _study_names(all_runs)
     data.studies = study_reports(db_url, names, out_dir)

@@ -25,6 +25,7 @@ class ReportData:
     plots: dict[str, list[Plot]] = field(default_factory=dict)
     studies: list[StudyReport] = field(default_factory=list)
     all_runs: pd.DataFrame | None = None  # every matched row, study search trials included (runs.csv)
+    published: pd.DataFrame = field(default_factory=pd.DataFrame)  # settings beside published figures (--published)
 
     @property
     def datasets(self) -> list[str]:

@@ -9,7 +9,7 @@ from bench.report.contents import ReportData
 
 
 def write_csv(data: ReportData, out_dir: Path) -> list[Path]:
-    """Write summary.csv, baseline.csv and runs.csv; returns their paths."""
+    """Write summary.csv, baseline.csv and runs.csv (and published.csv with --published); returns their paths."""
     paths = [out_dir / "summary.csv", out_dir / "baseline.csv", out_dir / "runs.csv"]
     summary = data.summary.drop(columns=["setting_order", "hparams_key", "data_key"], errors="ignore")
     for column in ("hparams", "data_config"):
@@ -21,4 +21,7 @@ def write_csv(data: ReportData, out_dir: Path) -> list[Path]:
     for column in ("hparams", "data_config"):
         runs[column] = [json.dumps(v, sort_keys=True) for v in runs[column]]
     runs.to_csv(paths[2], index=False)
+    if not data.published.empty:  # --published: each matched setting beside the paper's figure
+        paths.append(out_dir / "published.csv")
+        data.published.to_csv(paths[-1], index=False)
     return paths

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from bench.report.contents import ReportData
 from bench.report.cost import COST_HEADER, COST_NOTE, cost_rows, has_cost
+from bench.report.published import HEADER as PUBLISHED_HEADER
+from bench.report.published import NOTE as PUBLISHED_NOTE
+from bench.report.published import published_cells
 from bench.report.stats import gain_caption, gain_cells, gain_header, has_settings
 from bench.report.tables import (
     PROBLEM_HEADER,
@@ -65,6 +68,15 @@ def _gains(data: ReportData, dataset: str) -> list[str]:
                    [gain_cells(row, has_settings(gains)) for _, row in gains.iterrows()])]
 
 
+def _published(data: ReportData, dataset: str) -> list[str]:
+    rows = data.published[data.published["dataset"] == dataset] if not data.published.empty else data.published
+    if rows.empty:
+        return []
+    sources = "; ".join(sorted(set(rows["source"])))
+    return [f"### {dataset}: beside the published figures", "", f"{PUBLISHED_NOTE} Source: {sources}.", "",
+            *table(PUBLISHED_HEADER, [published_cells(row) for _, row in rows.iterrows()])]
+
+
 def _cost(data: ReportData, dataset: str) -> list[str]:
     rows = cost_rows(data.summary, data.runs, dataset)
     if not has_cost(rows):
@@ -100,7 +112,7 @@ def render(data: ReportData) -> str:
         lines += [f"## {dataset}", ""]
         for matrix in (m for m in data.matrices if m.dataset == dataset):
             lines += _matrix(matrix)
-        lines += _gains(data, dataset) + _cost(data, dataset) + _plots(data, dataset)
+        lines += _gains(data, dataset) + _published(data, dataset) + _cost(data, dataset) + _plots(data, dataset)
     if not data.unfinished.empty:
         lines += ["## Runs that did not finish", "",
                   *table(PROBLEM_HEADER, [problem_cells(row) for _, row in data.unfinished.iterrows()])]

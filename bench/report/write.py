@@ -25,9 +25,9 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def write_report(db_url: str, out_dir: Path, where: str | None = None,
-                 formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:
+                 formats: tuple[str, ...] = DEFAULT_FORMATS, published: Path | None = None) -> list[Path]:
     """Write the chosen formats (and every plot as PNG + SVG) into `out_dir`; returns the paths."""
-    data = build_report(db_url, out_dir, where)
+    data = build_report(db_url, out_dir, where, published=published)
     written: list[Path] = []
     if "md" in formats:
         written.append(write_markdown(data, out_dir / "report.md"))

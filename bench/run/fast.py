@@ -26,7 +26,7 @@ class TrainOptions:
     compile: bool = False  # torch.compile the student's training forward
     loader_workers: int | None = None  # image students' DataLoader workers; None: 0 on the CPU, some on CUDA
     resident_features: str = "auto"  # auto (cached teacher outputs on the GPU when they fit) | off
-    augment: str = "none"  # none | flip | crop-flip (standalone students; targets stay the cached un-augmented ones)
+    augment: str = "none"  # none | flip | crop-flip | crop-pad-flip (standalone students; targets: un-augmented)
 
     @classmethod
     def from_config(cls, config: Any) -> TrainOptions:

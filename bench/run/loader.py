@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from bench.data.images import normalise, normalise_batch, resize, to_float
 from bench.run.fast import to_memory_format
 
-AUGMENTS = ("none", "flip", "crop-flip")
+AUGMENTS = ("none", "flip", "crop-flip", "crop-pad-flip")
+PAD = 4  # crop-pad-flip: CIFAR's padding in pixels of the student's size (RandomCrop(32, padding=4))
 CROP_SCALE = (0.25, 1.0)  # random-resized-crop: share of the image area kept
 CROP_RATIO = (3 / 4, 4 / 3)  # and the crop's aspect ratio
 
@@ -126,7 +127,9 @@ def default_workers(device: torch.device) -> int:
 
 def augment_batch(raw: torch.Tensor, inputs: ImageInputs, mode: str, generator: torch.Generator) -> torch.Tensor:
     """A uint8 batch as augmented float inputs: `flip` mirrors half the images, `crop-flip` also takes a random
-    resized crop (scale CROP_SCALE, ratio CROP_RATIO). The draws come from `generator` (CPU, seeded per run)."""
+    resized crop (scale CROP_SCALE, ratio CROP_RATIO), `crop-pad-flip` CIFAR's pad-by-PAD (black) and random crop
+    back to the student's size. The draws come from `generator` (CPU, seeded per run); the pixels move on the
+    batch's device."""
     if mode == "none":
         return inputs.prepare(raw)
     n = raw.shape[0]
@@ -134,12 +137,29 @@ def augment_batch(raw: torch.Tensor, inputs: ImageInputs, mode: str, generator: 
     if mode == "flip":
         batch = inputs.prepare(raw)
         return torch.where(flips.to(batch.device).view(-1, 1, 1, 1), batch.flip(-1), batch)
+    if mode == "crop-pad-flip":
+        offsets = torch.randint(0, 2 * PAD + 1, (n, 2), generator=generator)
+        return normalise(pad_crop_flip(resize(to_float(raw), inputs.size), offsets, flips), inputs.mean, inputs.std)
     theta = crop_boxes(n, flips, generator).to(raw.device)
     images = to_float(raw)
     images = resize(images, min(images.shape[-1], 2 * inputs.size))  # antialiased first, so the crop aliases less
     grid = F.affine_grid(theta, [n, 3, inputs.size, inputs.size], align_corners=False)
     cropped = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return normalise(cropped, inputs.mean, inputs.std)
+
+
+def pad_crop_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) images in [0, 1], zero-padded by PAD, cropped back to S at (row, column) `offsets` in
+    [0, 2 * PAD] and mirrored where `flips`: torchvision's RandomCrop(S, padding=PAD) + RandomHorizontalFlip."""
+    n, _, size, _ = images.shape
+    padded = F.pad(images, (PAD, PAD, PAD, PAD))
+    offsets, flips = offsets.to(images.device), flips.to(images.device)
+    span = torch.arange(size, device=images.device)
+    rows = (offsets[:, 0:1] + span).view(n, 1, size, 1)
+    columns = torch.where(flips.view(n, 1), offsets[:, 1:2] + size - 1 - span, offsets[:, 1:2] + span)
+    batch = torch.arange(n, device=images.device).view(n, 1, 1, 1)
+    channel = torch.arange(3, device=images.device).view(1, 3, 1, 1)
+    return padded[batch, channel, rows, columns.view(n, 1, 1, size)]
 
 
 def crop_boxes(n: int, flips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

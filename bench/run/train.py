@@ -14,11 +14,13 @@ import torch
 from torch import nn
 
 from bench.core.names import UNLABELED
+from bench.core.protocol import protocol
 from bench.data.batches import epoch_batches, images_per_epoch, steps_per_epoch
 from bench.methods.base import Method
 from bench.run.fast import TrainOptions, compiled, float_outputs, resident, rows_on, to_memory_format
 from bench.run.loader import BatchLoader, ImageInputs, augment_batch, default_workers, eval_batches
 from bench.run.metrics import topk_accuracy
+from bench.run.optim import make_optimizer, make_scheduler, set_label_smoothing
 from bench.store.records import EpochRecord, RunRecord
 from bench.teacher_outputs.probe import accuracy
 
@@ -209,13 +211,14 @@ def _train_epoch(loop: _Loop, epoch: int) -> tuple[float, dict[str, float], floa
 
 def _make_loop(student: nn.Module, method: Method, data: TrainData, hparams: Mapping[str, object], epochs: int,
                seed: int, device: torch.device, options: TrainOptions) -> _Loop:
-    """Optimizer, cosine schedule, generators, device placement and the image loader of one run."""
+    """Optimizer, lr schedule, generators, device placement and the image loader of one run."""
     batch_size = int(hparams["batch_size"])  # type: ignore[arg-type]
     parameters = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=float(hparams["lr"]),  # type: ignore[arg-type]
-                                  weight_decay=float(hparams["weight_decay"]))  # type: ignore[arg-type]
-    steps = max(1, epochs * -(-(data.epoch_rows or len(data.labels["train"])) // batch_size))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    optimizer = make_optimizer(parameters, hparams)
+    rows = data.epoch_rows or len(data.labels["train"])
+    scheduler = make_scheduler(optimizer, hparams, epochs, steps_per_epoch(rows, batch_size),
+                               total_steps=epochs * -(-rows // batch_size))
+    set_label_smoothing(method, float(protocol(hparams)["label_smoothing"]))  # type: ignore[arg-type]
     channels_last = options.use_channels_last(student, device)
     if channels_last:
         student.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -238,7 +241,8 @@ def train_student(
     checkpoint: Checkpointer | None = None, val_score: Callable[[], float] | None = None,
     options: TrainOptions | None = None,
 ) -> TrainResult:
-    """AdamW + cosine schedule over student and method parameters; val every epoch, test at the end.
+    """AdamW + cosine (or the hparams' optimizer and schedule) over student and method parameters; val every
+    epoch, test at the end.
 
     `val_score` replaces val accuracy (retrieval scores val recall in the teacher's joint space).
     A NaN or infinite loss (any batch) or val/test score raises NonFiniteError at once.

@@ -127,3 +127,34 @@ def test_every_student_and_method_declares_typed_knobs_and_list_shows_them() -> 
     assert result.exit_code == 0 and "depth=8 (int 6n+2 [8,200])" in result.stdout
     narrow = CliRunner().invoke(app, ["list", "methods"], env={"COLUMNS": "80"})
     assert narrow.exit_code == 0 and max(len(line) for line in narrow.stdout.splitlines()) <= 80
+
+
+def test_protocol_knobs_keep_old_keys_and_split_only_settings_they_change(tmp_path: Path) -> None:
+    before = {s.key for s in load_grid(write(tmp_path, GOOD)).specs}
+    at_default = GOOD + "  optimizer: adamw\n  schedule: cosine\n  momentum: 0.5\n  gamma: 0.5\n  label_smoothing: 0\n"
+    assert {s.key for s in load_grid(write(tmp_path, at_default)).specs} == before
+    sgd = GOOD + "  optimizer: sgd\n  schedule: [cosine, multistep]\n  milestones: '1'\n  nesterov: true\n"
+    specs = load_grid(write(tmp_path, sgd)).specs
+    assert len(specs) == 24 and not {s.key for s in specs} & before
+    multistep = [s.hparams_dict for s in specs if s.hparams_dict.get("schedule") == "multistep"]
+    cosine = [s.hparams_dict for s in specs if "schedule" not in s.hparams_dict]
+    assert len(multistep) == len(cosine) == 12
+    assert all(h["milestones"] == "1" and h["optimizer"] == "sgd" and h["nesterov"] is True for h in multistep)
+    assert all("milestones" not in h and "momentum" not in h for h in cosine)  # unread there, default here
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("  schedule: multistep\n", "field 'hparams': schedule: multistep needs milestones"),
+        ("  milestones: '180,150'\n", "field 'hparams.milestones': '180,150' must list strictly increasing epochs"),
+        ("  optimizer: adam\n", "'adam' is not allowed; optimizer must be one of: adamw, sgd"),
+        ("  milestones: [150, 180]\n", "150 is not a quoted string of epochs; write milestones: '150,180,210'"),
+        ("  momentum: 1.0\n", "field 'hparams.momentum': 1.0 is out of range; momentum must be a number in [0, 1)"),
+        ("  optimizer: sgd\n  momentum: 0\n  nesterov: true\n", "nesterov: true needs momentum > 0"),
+    ],
+)
+def test_bad_protocol_knobs_give_one_clear_line(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(BenchError) as info:
+        load_grid(write(tmp_path, GOOD + extra))
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -11,10 +11,10 @@ import torch
 from bench.core.errors import BenchError
 from bench.core.names import SPLITS
 from bench.core.spec import ExperimentSpec
-from bench.data.images import channel_stats, to_tensor
+from bench.data.images import channel_stats, resize, to_float, to_tensor
 from bench.data.splits import DataConfig
 from bench.run import run_spec as pipeline
-from bench.run.loader import BatchLoader, ImageInputs, augment_batch, crop_boxes, eval_batches, select_rows
+from bench.run.loader import PAD, BatchLoader, ImageInputs, augment_batch, crop_boxes, eval_batches, select_rows
 from bench.run.parts import build_parts
 from bench.run.workbench import RunContext, Workbench
 from tests.support.fakes import FakeImageTextTeacher, registered, tiny_images, tiny_splits
@@ -53,7 +53,7 @@ def test_the_loader_with_two_workers_gives_the_batches_of_no_workers() -> None:
             assert raw_a.dtype == torch.uint8 and torch.equal(raw_a, torch.from_numpy(_images()[index_a.numpy()]))
 
 
-@pytest.mark.parametrize("mode", ["flip", "crop-flip"])
+@pytest.mark.parametrize("mode", ["flip", "crop-flip", "crop-pad-flip"])
 def test_augmentation_changes_the_inputs_is_seeded_and_keeps_the_shape(mode: str) -> None:
     inputs = ImageInputs(_images(), 16, (0.5,) * 3, (0.25,) * 3)
     raw = inputs.raw(np.arange(24))
@@ -67,6 +67,23 @@ def test_augmentation_changes_the_inputs_is_seeded_and_keeps_the_shape(mode: str
     if mode == "flip":  # every image is itself or its mirror
         mirrored = torch.isclose(first, plain.flip(-1)).flatten(1).all(1)
         assert (mirrored | torch.isclose(first, plain).flatten(1).all(1)).all() and mirrored.any()
+
+
+def test_crop_pad_flip_is_cifars_pad_4_random_crop_and_flip_image_by_image() -> None:
+    inputs = ImageInputs(_images(), 16, (0.5,) * 3, (0.25,) * 3)
+    raw = inputs.raw(np.arange(24))
+    augmented = augment_batch(raw, inputs, "crop-pad-flip", torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)  # the same draws, in the same order: flips, then offsets
+    flips = torch.rand(24, generator=generator) < 0.5
+    offsets = torch.randint(0, 2 * PAD + 1, (24, 2), generator=generator)
+    padded = torch.nn.functional.pad(resize(to_float(raw), 16), (PAD,) * 4)  # black border, as RandomCrop(padding=4)
+    for image in range(24):
+        top, left = offsets[image].tolist()
+        crop = padded[image, :, top:top + 16, left:left + 16]
+        expected = (crop.flip(-1) if flips[image] else crop) * 4 - 2  # (x - 0.5) / 0.25
+        torch.testing.assert_close(augmented[image], expected)
+    assert flips.any() and not flips.all() and (offsets != PAD).any()
+    assert (augmented == -2).flatten(1).any(1).sum() >= 12  # shifted crops show the padding
 
 
 def test_a_full_crop_without_flip_is_the_identity_map() -> None:

@@ -35,8 +35,12 @@ def tiny_batch(kind: str, n: int = 64, shape: tuple[int, ...] = (CONTEXT.teacher
     return images, labels
 
 
+HEAVY = {"resnet32x4", "vgg13", "shufflenetv1", "shufflenetv2", "wrn-40-2", "resnet8x4", "resnet56", "vgg8"}  # 20-100 s
+
+
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("name", STUDENTS.names())
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name
+                                  for name in STUDENTS.names()])
 def test_student_outputs_and_learns(name: str) -> None:
     entry = STUDENTS.entry(name)
     torch.manual_seed(0)

@@ -168,3 +168,22 @@ def test_a_study_stored_before_a_field_was_added_still_matches_at_that_fields_de
     assert not same_config({**stored, "trials": 4}, config, changed)
     armed = load_study_file(write_study(tmp_path, name="old", trials=3, final={"scratch": True}))
     assert not same_config(stored, armed.model_dump(mode="json"), armed.model_dump(mode="json", exclude_defaults=True))
+
+
+def test_a_study_searches_the_optimizer_and_keeps_unread_protocol_knobs_out_of_the_spec(tmp_path: Path) -> None:
+    import optuna
+
+    from bench.config.study import suggest_spec
+
+    path = write_study(tmp_path, hparams={"batch_size": 32, "schedule": "multistep", "milestones": "2",
+                                          "momentum": 0.5},
+                       search={"optimizer": {"type": "categorical", "choices": ["adamw", "sgd"]},
+                               "lr": {"type": "float", "low": 1.0e-3, "high": 0.1, "log": True}})
+    model = load_study_file(path)
+    sgd = suggest_spec(optuna.trial.FixedTrial({"optimizer": "sgd", "lr": 0.05}), model).hparams_dict
+    adamw = suggest_spec(optuna.trial.FixedTrial({"optimizer": "adamw", "lr": 0.05}), model).hparams_dict
+    assert (sgd["optimizer"], sgd["momentum"], sgd["schedule"], sgd["milestones"], sgd["lr"]) == \
+        ("sgd", 0.5, "multistep", "2", 0.05)
+    assert "optimizer" not in adamw and "momentum" not in adamw and adamw["milestones"] == "2"
+    with pytest.raises(BenchError, match="field 'hparams': schedule: multistep needs milestones"):
+        load_study_file(write_study(tmp_path, hparams={"schedule": "multistep"}))
