@@ -1,4 +1,4 @@
-"""Warnings next to the matrix cells they concern (issue 29): a teacher reference below the best scratch student,
+"""Warnings next to the matrix cells they concern: a teacher reference below the best scratch student,
 a loss term that dominates CE at the end of training, a ceiling (every seed at 100% or identical), and known
 pretraining overlap between a teacher's training data and the dataset's test split."""
 

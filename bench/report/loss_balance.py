@@ -1,5 +1,5 @@
 """How each method weighs its loss terms, torch-free (the report never imports torch), and which weighted term
-dominates CE at the end of training (issue 29: a term > 10x CE means CE is effectively off)."""
+dominates CE at the end of training (a term > 10x CE means CE is effectively off)."""
 
 from __future__ import annotations
 
