@@ -21,12 +21,14 @@ from bench.cli.common import (
     KeepOption,
     RunDirOption,
     SkipBadOption,
+    ThreadsOption,
     WeightsOption,
     err,
     out,
     user_errors,
     weights_map,
     worker_options,
+    worker_threads,
 )
 from bench.core.errors import BenchError
 
@@ -41,6 +43,7 @@ def run(
     weights: WeightsOption = None,
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
+    threads: ThreadsOption = None,
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
@@ -58,10 +61,12 @@ def run(
         if grid is not None and grid_file is not None and grid != grid_file:
             raise BenchError(f"two grid files given ({grid_file} and --grid {grid}); give one: bench run FILE")
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        threads_used = worker_threads(threads)
         check_connection(db)
         loaded = load_grid(grid or grid_file or DEFAULT_GRID)
         loaded.weights.update(weights_map(weights))
-        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
+        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
+                             threads=threads_used)
         summary = run_grid(loaded, db, context, err, options, enqueue_only)
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
@@ -83,6 +88,7 @@ def worker(
     weights: WeightsOption = None,
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
+    threads: ThreadsOption = None,
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
@@ -96,10 +102,10 @@ def worker(
         from bench.store.session import check_connection
         from bench.sweep.worker import run_worker
 
-        check_connection(db)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
-        summary = run_worker(study, db, RunContext(cache_dir, data_root, device, allow_download, skip_bad), options,
-                             err, weights_map(weights), max_cells)
+        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=worker_threads(threads))
+        check_connection(db)
+        summary = run_worker(study, db, context, options, err, weights_map(weights), max_cells)
         counts = summary.counts
         out.print(f"worker on {summary.kind} {study}: {counts.done} done, {counts.failed} failed, "
                   f"{counts.skipped} already stored", highlight=False, soft_wrap=True)
@@ -119,6 +125,7 @@ def study_command(
     weights: WeightsOption = None,
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
+    threads: ThreadsOption = None,
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
@@ -139,7 +146,7 @@ def study_command(
         check_connection(db)
         config = load_study_file(study_file)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
-        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad)
+        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=worker_threads(threads))
         summary = run_study(config, db, context, options, err,
                             trials=trials, timeout=timeout, weights=weights_map(weights))
         out.print(summary.describe(), highlight=False, soft_wrap=True)

@@ -92,6 +92,12 @@ class RunRecord:
     teacher_throughput_ips: float | None = None
     teacher_macs: float | None = None
     speedup: float | None = None  # issue 14: teacher_latency_ms / latency_ms
+    threads: int | None = None  # issue 28: torch intra-op threads the run trained with (--threads, BENCH_THREADS)
+    latency_spread: float | None = None  # issue 28: interquartile range / median of latency_ms's batch-1 runs
+    cost_load: float | None = None  # issue 28: 1-minute load average per CPU while latency_ms was measured
+    teacher_latency_spread: float | None = None  # the same for teacher_latency_ms
+    teacher_cost_load: float | None = None
+    backbone_latency_ms: float | None = None  # issue 28: a head student's teacher pass, included in latency_ms
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod
