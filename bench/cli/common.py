@@ -61,7 +61,7 @@ def user_errors() -> Iterator[None]:
 
 def worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int,  # noqa: ANN202
                     artifacts: Path | None = None, keep: str = "all"):
-    from bench.artifacts.store import check_keep
+    from bench.artifacts.keep import check_keep
     from bench.sweep.queue import WorkerOptions
 
     if heartbeat_interval < 1 or grace_period <= heartbeat_interval:

@@ -54,7 +54,7 @@ def run(
     """Run every cell of a grid not already in the database (re-running is a no-op)."""
     with user_errors():
         from bench.config.grid import load_grid
-        from bench.run.workbench import RunContext
+        from bench.run.context import RunContext
         from bench.store.session import check_connection
         from bench.sweep.grid import run_grid
 
@@ -98,7 +98,7 @@ def worker(
 ) -> None:
     """Join a grid or study in the database from any machine; take cells until none are left."""
     with user_errors():
-        from bench.run.workbench import RunContext
+        from bench.run.context import RunContext
         from bench.store.session import check_connection
         from bench.sweep.worker import run_worker
 
@@ -135,7 +135,7 @@ def study_command(
     """Search hyperparameters with Optuna on val, then re-run the best trial(s) on test over several seeds."""
     with user_errors():
         from bench.config.study import load_study_file
-        from bench.run.workbench import RunContext
+        from bench.run.context import RunContext
         from bench.store.session import check_connection
         from bench.sweep.search import run_study
 

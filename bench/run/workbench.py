@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import torch
 
@@ -16,6 +15,7 @@ from bench.core.taps import IMAGE_EMBED, POOLED
 from bench.data.splits import DataConfig, DatasetSplits, load_dataset
 from bench.deploy.inference_cost import InferenceCost
 from bench.deploy.model import head_cost, teacher_head, teacher_pass_cost, teacher_pass_key
+from bench.run.context import RunContext as RunContext  # torch-free; re-exported for its callers
 from bench.run.threads import apply_threads
 from bench.teacher_outputs.cache import CacheEvent, FeatureCache
 from bench.teacher_outputs.features import TeacherOutputs, teacher_pass
@@ -37,18 +37,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise BenchError(f"--device {name!r} is not a device; use auto, cpu or cuda[:N]") from None
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Where things live for a sweep."""
-
-    cache_dir: Path | None = None
-    data_root: Path | None = None
-    device: str = "auto"
-    allow_download: bool = False  # teachers may fetch weights, torchvision data (--allow-download; never in tests)
-    skip_bad: bool = False  # leave corrupt images out, for every dataset (--skip-bad)
-    threads: int | None = None  # torch/BLAS threads of this process (--threads); None leaves them as they are
 
 
 class Workbench:
