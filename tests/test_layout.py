@@ -121,7 +121,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("package root", ("bench",)),  # bench/__init__.py: the version only
     ("core", ("bench.core",)),  # the shared vocabulary: errors, names, taps, knobs, cards, registries, spec; torch-free
     ("data and store", ("bench.data", "bench.store")),  # dataset splits and image arrays; the SQL store
-    ("units and report", ("bench.teachers", "bench.students", "bench.methods", "bench.datasets", "bench.report")),
+    ("units and report", ("bench.teachers", "bench.students", "bench.methods", "bench.datasets", "bench.report",
+                          "bench.track")),  # report and track read the store
     ("teacher outputs", ("bench.teacher_outputs",)),  # teacher pass, feature cache, probe, fine-tune
     ("deploy", ("bench.deploy",)),  # the deployable model and its inference cost
     ("run", ("bench.run",)),  # one spec in, one record out

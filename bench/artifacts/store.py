@@ -280,8 +280,9 @@ def _require_finetune_cached(bench: Any, teacher: Any, data: Any, spec: Any) -> 
     from bench.teacher_outputs.cache import cache_key
     from bench.teacher_outputs.finetune import finetune_config, finetune_key
 
-    key = cache_key(finetune_key(teacher, data, finetune_config(data.config)))
-    if bench.cache.load(key) is None:
+    parts = finetune_key(teacher, data, finetune_config(data.config, len(data.train)))
+    key = cache_key(parts)
+    if bench.cache.load(key, parts=parts) is None:  # another key's entry under this name is not the fine-tune
         raise BenchError(f"run {spec.key[:12]} reads the fine-tuned {spec.teacher!r} features, which are not in the "
                          f"feature cache {bench.cache.path(key).parent}; pass the sweep's --cache-dir (bench eval "
                          "never re-trains the teacher)")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli import artifacts, plan, results, sweep, units
+from bench.cli import artifacts, plan, results, sweep, track, units
 from bench.cli.common import out
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ COMMANDS = {
     "list": units.list_entries, "teachers": units.teachers,
     "sql": results.sql, "report": results.report, "runs": results.runs, "show": results.show,
     "eval": artifacts.eval_command, "export": artifacts.export_command,
-    "plan": plan.plan_command,
+    "plan": plan.plan_command, "track": track.track,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bench.cli import checks
 from bench.cli.common import (
     DEFAULT_DB,
     CacheDirOption,
@@ -17,7 +18,6 @@ from bench.cli.common import (
     err,
     out,
     user_errors,
-    weights_map,
 )
 from bench.core.errors import BenchError
 
@@ -41,8 +41,12 @@ def eval_command(
 
         if split not in SPLITS:
             raise BenchError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+        checks.run_ref(run_ref)
+        checks.paths("eval", cache_dir=cache_dir, data_root=data_root)
+        checks.device(device)
+        eval_weights = checks.weights(weights)
         check_connection(db)
-        loaded = load_run(db, run_ref, RunContext(cache_dir, data_root, device), weights_map(weights))
+        loaded = load_run(db, run_ref, RunContext(cache_dir, data_root, device), eval_weights)
         stored, recomputed = stored_metric(loaded, split), evaluate_run(loaded, split)
         shown = "none" if stored is None else f"{stored:.6f}"
         out.print(f"run {loaded.record.spec_key[:12]} {split}: stored {shown}, recomputed {recomputed:.6f} "
@@ -76,6 +80,9 @@ def export_command(
             raise BenchError("bench export: --out FILE is required (e.g. --out student.onnx)")
         if fmt not in FORMATS:
             raise BenchError(f"--format {fmt!r} is not an export format; use one of {', '.join(FORMATS)}")
+        if run_ref is not None:
+            checks.run_ref(run_ref)
+        checks.paths("export", out_file=out_file)
         check_connection(db)
         chosen = best_run(db, where or "1 = 1") if best else str(run_ref)
         diff = export_run(db, chosen, fmt, out_file)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bench.cli.checks import short_line
 from bench.core.errors import BenchError
 
 DEFAULT_DB = "sqlite:///results.db"
@@ -51,7 +52,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except BenchError as error:
-        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {short_line(str(error))}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # Ctrl-C: what was running says how to resume it; no traceback
         err.print("interrupted", highlight=False)
@@ -82,17 +83,6 @@ def worker_threads(threads: int | None, workers: int = 1) -> int:
 
 
 
-def weights_map(items: list[str] | None) -> dict[str, str]:
-    weights = {}
-    for item in items or []:
-        teacher, sep, path = item.partition("=")
-        if not sep or not path:
-            raise BenchError(f"--weights {item!r}: expected TEACHER=PATH")
-        weights[teacher] = path
-    return weights
-
-
-
 def one_format(csv: bool, as_json: bool) -> None:
     """--csv and --json together is a user error, said before the database is touched."""
     if csv and as_json:
@@ -100,9 +90,19 @@ def one_format(csv: bool, as_json: bool) -> None:
 
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7f, 0xa0)]}  # C0, DEL and C1: \x1b, ...
+_CONTROL.update({0x09: "\\t", 0x0a: "\\n", 0x0d: "\\r"})
+
+
+def shown(value: object) -> str:
+    """A value as table text: control characters (ANSI escapes, bells, carriage returns) escaped, never sent
+    to the terminal raw; None is empty."""
+    return "" if value is None else str(value).translate(_CONTROL)
+
+
 def print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool, fit: bool = False) -> None:
-    """JSON, CSV or a table; `fit` keeps each cell on one line (bench runs picks columns that fit the terminal),
-    otherwise long cells wrap so that no column is ever hidden."""
+    """JSON, CSV or a table that fits the terminal: `fit` (bench runs) shortens only the widest column, with an
+    ellipsis; a table that still does not fit is printed one record per block, never as one-letter columns."""
     if as_json:
         sys.stdout.write(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str) + "\n")
     elif csv:
@@ -112,13 +112,46 @@ def print_rows(columns: list[str], rows: list[tuple], csv: bool, as_json: bool, 
         writer.writerow(columns)
         writer.writerows(rows)
     else:
-        from rich import box
-        from rich.table import Table
+        cells = [[shown(value) for value in row] for row in rows]
+        widths = [max([len(shown(column)), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)]
+        room = out.width - 3 * max(len(columns) - 1, 0)  # padding and the divider between columns
+        squeezed = _squeeze(widths, room) if fit else None
+        if sum(widths) <= room or squeezed is not None:
+            _print_table(columns, cells, squeezed)
+        else:
+            _print_records(columns, cells)
+            err.print(f"({len(columns)} columns do not fit {out.width} characters: one record per block; "
+                      "--columns picks fewer, --csv or --json suit other tools)", highlight=False, markup=False)
 
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # light borders: more room for the figures
-        for column in columns:
-            table.add_column(column, no_wrap=fit, overflow="ellipsis" if fit else "fold")
-        for row in rows:
-            table.add_row(*("" if value is None else str(value) for value in row))
-        out.print(table)
 
+def _squeeze(widths: list[int], room: int) -> list[int] | None:
+    """Widths that fit `room` by shortening the widest column alone (to no less than 12), else None."""
+    if sum(widths) <= room:
+        return widths
+    widest = max(range(len(widths)), key=widths.__getitem__)
+    left = room - (sum(widths) - widths[widest])
+    return None if left < 12 else [left if i == widest else w for i, w in enumerate(widths)]
+
+
+def _print_table(columns: list[str], cells: list[list[str]], widths: list[int] | None) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # light borders: more room for the figures
+    for index, column in enumerate(columns):
+        table.add_column(shown(column), no_wrap=widths is not None, overflow="ellipsis" if widths else "fold",
+                         max_width=widths[index] if widths else None, min_width=widths[index] if widths else None)
+    for row in cells:
+        table.add_row(*(Text(value) for value in row))  # Text: no markup either
+    out.print(table)
+
+
+def _print_records(columns: list[str], cells: list[list[str]]) -> None:
+    """psql's expanded display: each row as `column  value` lines under a `-[ RECORD n ]-` rule."""
+    label = max(len(shown(column)) for column in columns)
+    for number, row in enumerate(cells, 1):
+        out.print(f"-[ RECORD {number} ]" + "-" * max(0, min(out.width, 40) - 14 - len(str(number))),
+                  highlight=False, markup=False)
+        for column, value in zip(columns, row, strict=True):
+            out.print(f"{shown(column):<{label}}  {value}", highlight=False, markup=False, soft_wrap=True)

@@ -55,6 +55,10 @@ def build_rows() -> Rows:
             if name in ("students", "methods"):
                 listed = getattr(entry.obj, "listed_knobs", None)
                 knobs = describe(listed or entry.obj.knobs) + (", plus every part's" if listed else "")
+                departures = getattr(entry.obj, "departures", {})
+                if departures:  # issue 29: a default that is not the cited implementation's says why
+                    said = "; ".join(f"{k}: {why}" for k, why in departures.items())
+                    knobs += f"; departs from its reference: {said}"
             rows[name].append([entry.name, entry.card.label, entry.description, knobs])
     return rows
 

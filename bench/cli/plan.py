@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from bench.cli.common import DEFAULT_DB, DataRootOption, DbOption, WeightsOption, out, user_errors, weights_map
+from bench.cli import checks
+from bench.cli.common import DEFAULT_DB, DataRootOption, DbOption, WeightsOption, out, user_errors
 
 
 def plan_command(
@@ -21,8 +22,11 @@ def plan_command(
     """Dry run: the cells, which are done, missing weights and data (and the fix), estimated time per phase."""
     with user_errors():
         from bench.plan.dry_run import make_plan
+        from bench.store.session import check_connection
 
-        plan = make_plan(plan_file, db, gpu, weights_map(weights), data_root)
+        checks.paths("plan", plan_file=plan_file, data_root=data_root)
+        check_connection(db)
+        plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root)
         for line in plan.lines:
             out.print(line, highlight=False, markup=False, soft_wrap=True)
         if not plan.runnable:

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from bench.cli.common import DEFAULT_DB, DbOption, one_format, out, print_rows, user_errors
+from bench.cli import checks
+from bench.cli.common import DEFAULT_DB, DbOption, err, one_format, out, print_rows, user_errors
 from bench.core.errors import BenchError
 
 
@@ -20,18 +21,20 @@ def sql(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
     allow_superuser: Annotated[bool, typer.Option(
         "--allow-superuser", help="let a PostgreSQL superuser (or server-file/signal role) run the query")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="seconds a PostgreSQL statement may run")
-                       ] = 300.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="seconds the statement may run")] = 300.0,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="most rows printed (said when it cuts)")] = 10_000,
 ) -> None:
     """Query results with one read-only SQL statement (anything that could write or has side effects is refused)."""
     with user_errors():
         from bench.store.session import check_connection
-        from bench.store.sql import read_only_query
+        from bench.store.sql import bounded_query
 
         one_format(csv, as_json)
         check_connection(db)
-        columns, rows = read_only_query(db, query, allow_superuser=allow_superuser, timeout_s=timeout)
-        print_rows(columns, rows, csv, as_json)
+        result = bounded_query(db, query, allow_superuser=allow_superuser, timeout_s=timeout, limit=limit)
+        print_rows(result.columns, result.rows, csv, as_json)
+        if result.cut:
+            err.print(f"note: {result.cut}", highlight=False, markup=False, soft_wrap=True)
 
 
 
@@ -51,6 +54,7 @@ def report(
         chosen = parse_formats(formats)
         if out_dir.exists() and not out_dir.is_dir():
             raise BenchError(f"--out {out_dir}: exists and is not a directory; give a directory for the report")
+        checks.paths("report", out_dir=out_dir)
         paths = write_report(db, out_dir, where, chosen)
         for path in paths:
             out.print(f"wrote {path}", highlight=False)
@@ -88,6 +92,7 @@ def show(
         from bench.report.runs import epoch_table, find_run
         from bench.store.session import check_connection
 
+        checks.run_ref(run_ref)
         check_connection(db)
 
         run_row = find_run(db, run_ref)

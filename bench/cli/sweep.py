@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bench.cli import checks
 from bench.cli.common import (
     DEFAULT_DB,
     DEFAULT_GRID,
@@ -26,7 +27,6 @@ from bench.cli.common import (
     err,
     out,
     user_errors,
-    weights_map,
     worker_options,
     worker_threads,
 )
@@ -60,11 +60,14 @@ def run(
 
         if grid is not None and grid_file is not None and grid != grid_file:
             raise BenchError(f"two grid files given ({grid_file} and --grid {grid}); give one: bench run FILE")
+        checks.paths("run", grid_file=grid_file, grid=grid, cache_dir=cache_dir, data_root=data_root,
+                     run_dir=run_dir, artifacts=artifacts)
+        checks.device(device)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
         threads_used = worker_threads(threads)
         check_connection(db)
         loaded = load_grid(grid or grid_file or DEFAULT_GRID)
-        loaded.weights.update(weights_map(weights))
+        loaded.weights.update(checks.weights(weights, sorted({spec.teacher for spec in loaded.specs})))
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
                              threads=threads_used)
         summary = run_grid(loaded, db, context, err, options, enqueue_only)
@@ -102,10 +105,16 @@ def worker(
         from bench.store.session import check_connection
         from bench.sweep.worker import run_worker
 
-        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
-        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=worker_threads(threads))
+        checks.study_name("--study", study)
+        checks.positive("--max-cells", max_cells)
+        checks.paths("worker", cache_dir=cache_dir, data_root=data_root, run_dir=run_dir, artifacts=artifacts)
+        checks.device(device)
+        worker_weights = checks.weights(weights)
+        threads_used = worker_threads(threads)
         check_connection(db)
-        summary = run_worker(study, db, context, options, err, weights_map(weights), max_cells)
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=threads_used)
+        summary = run_worker(study, db, context, options, err, worker_weights, max_cells)
         counts = summary.counts
         out.print(f"worker on {summary.kind} {study}: {counts.done} done, {counts.failed} failed, "
                   f"{counts.skipped} already stored", highlight=False, soft_wrap=True)
@@ -143,11 +152,17 @@ def study_command(
             raise BenchError(f"--trials {trials}: must be at least 1 (leave it out to use the file's trials)")
         if timeout is not None and not timeout > 0:
             raise BenchError(f"--timeout {timeout:g}: must be more than 0 seconds")
+        checks.paths("study", study_file=study_file, cache_dir=cache_dir, data_root=data_root, run_dir=run_dir,
+                     artifacts=artifacts)
+        checks.device(device)
+        threads_used = worker_threads(threads)
         check_connection(db)
         config = load_study_file(study_file)
+        checks.trials(trials, config.cell_limit)
+        study_weights = checks.weights(weights, config.teacher)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
-        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=worker_threads(threads))
+        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=threads_used)
         summary = run_study(config, db, context, options, err,
-                            trials=trials, timeout=timeout, weights=weights_map(weights))
+                            trials=trials, timeout=timeout, weights=study_weights)
         out.print(summary.describe(), highlight=False, soft_wrap=True)
 

@@ -7,7 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from bench.cli.common import err, out, user_errors
 from bench.core.errors import BenchError
@@ -29,8 +28,7 @@ def list_entries(
         rows = listing_rows()
         for name in REGISTRY_NAMES:
             if what in (None, name):
-                wide = Console(width=max(out.width, 160)) if name in ("students", "methods") else out
-                wide.print(_registry_table(name, rows[name]))
+                out.print(_registry_table(name, rows[name]))  # long cells wrap within the terminal's width
                 if name == "teachers":
                     from bench.core.registries import GENERIC_TEACHER_NAMES
 
@@ -73,9 +71,10 @@ def teachers(
         if names and names[0] == "fetch":
             _fetch_teachers(names[1:], all_paper)
             return
+        from bench.cli.checks import weights as checked_weights
         from bench.teachers.inventory import inventory, inventory_table
 
-        explicit = dict(item.partition("=")[::2] for item in weights or [])
+        explicit = checked_weights(weights)
         with err.status("teachers") as status:  # one line per teacher while each is looked at (terminals only)
 
             def progress(index: int, total: int, name: str) -> None:
@@ -85,10 +84,11 @@ def teachers(
         if as_json:
             sys.stdout.write(json.dumps([info.as_dict() for info in infos]) + "\n")
             return
-        Console(width=max(out.width, 150)).print(inventory_table(infos))  # taps and paths need the room
+        out.print(inventory_table(infos))  # long cells wrap within the terminal's width
         for info in infos:
             if info.missing:
-                out.print(f"{info.name}: {info.missing}", highlight=False, soft_wrap=True, markup=False)
+                out.print(f"{info.name}: {info.missing}; `bench teachers fetch {info.name}` downloads it into the "
+                          "hub cache (needs a network), or pass --weights NAME=PATH", highlight=False, markup=False)
 
 
 

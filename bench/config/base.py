@@ -9,14 +9,16 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model, field_validator
 
+from bench.config.yaml_bounds import yaml_shape_problem
 from bench.core.errors import BenchError
-from bench.core.knobs import EPOCHS, SEED, validator
+from bench.core.knobs import CELL_LIMIT, EPOCHS, SEED, name_problem, validator
 from bench.data.splits import DataConfig
 
 Scalar = str | int | float | bool
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 Seed = Annotated[int, BeforeValidator(validator(SEED, "seed"))]
 Epochs = Annotated[int, BeforeValidator(validator(EPOCHS, "epochs"))]
+CellLimit = Annotated[int, BeforeValidator(validator(CELL_LIMIT, "cell_limit"))]
 CHOICE_FIELDS = ("teacher", "student", "method", "dataset")
 
 
@@ -67,11 +69,21 @@ class SweepModel(BaseModel):
     data: DataModel = DataModel()  # type: ignore[valid-type]
     hparams: dict[str, Any] = {}  # checked against the knobs of the file's students, methods and trainer
     weights: dict[str, str] = {}
+    cell_limit: CellLimit = CELL_LIMIT.default  # a bigger file is refused unless it raises this on purpose
 
     @field_validator(*CHOICE_FIELDS, mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:
         return non_empty_list(value)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _printable_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            problem = name_problem(value)
+            if problem:
+                raise ValueError(f"{problem} (the grid or study name in the database)")
+        return value
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -101,7 +113,12 @@ def read_yaml(path: Path, what: str) -> Any:
     except OSError as error:
         raise BenchError(f"{path}: cannot read the {what} file: {error.strerror or error}") from None
     try:
+        problem = yaml_shape_problem(text)
+        if problem:
+            raise BenchError(f"{path}: refused {what} file: {problem}")
         return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except RecursionError:  # a bound above should stop this first; never a traceback either way
+        raise BenchError(f"{path}: refused {what} file: nested too deeply") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

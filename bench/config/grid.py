@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from pydantic import field_validator
 
 from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, as_list, load_config, non_empty_list
 from bench.core.errors import BenchError
-from bench.core.knobs import Knob, defaults_of
+from bench.core.knobs import Knob, defaults_of, name_problem
 from bench.core.names import HEAD, IMAGE, RETRIEVAL
 from bench.core.registry import nearest_names
 from bench.core.spec import ExperimentSpec
@@ -56,10 +57,23 @@ def load_grid(path: Path) -> Grid:
 def expand_grid(model: GridModel, path: Path | None) -> Grid:
     """Check names and compatibility, multiply the lists, keep each spec's relevant hparams."""
     where = f"{path}: " if path else ""
+    name = checked_name(model.name or (path.stem if path else "grid"), where)
     check_sweep(model, where, "grid")
+    cells = math.prod(len(as_list(v)) for v in [*(getattr(model, f) for f in CHOICE_FIELDS), model.seeds,
+                                                 model.epochs, *model.hparams.values()])
+    if cells > model.cell_limit:
+        raise BenchError(f"{where}field 'cell_limit': the grid multiplies out to {cells} cells, more than its "
+                         f"cell_limit {model.cell_limit}; shrink the lists or set cell_limit: {cells} on purpose")
     specs = sweep_specs(model, model.seeds, model.epochs, where)
-    name = model.name or (path.stem if path else "grid")
     return Grid(name, path, tuple(specs), dict(model.weights))
+
+
+def checked_name(name: str, where: str) -> str:
+    """The grid or study name (from the file or its file name) if the database can store and show it."""
+    problem = name_problem(name)
+    if problem:
+        raise BenchError(f"{where}field 'name': {name[:40]!r}: {problem} (name the file or set name:)")
+    return name
 
 
 def check_sweep(model: SweepModel, where: str, what: str) -> None:

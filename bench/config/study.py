@@ -12,6 +12,7 @@ from bench.config.grid import (
     TRAINER,
     check_sweep,
     check_value,
+    checked_name,
     knob_owners,
     relevant_defaults,
     sweep_specs,
@@ -126,7 +127,7 @@ def load_study_file(path: Path) -> StudyModel:
     """Read and validate a study file; every problem is one BenchError line naming the field."""
     model = load_config(path, StudyModel, "study")
     if model.name is None:
-        model = model.model_copy(update={"name": path.stem})
+        model = model.model_copy(update={"name": checked_name(path.stem, f"{path}: ")})
     check_study(model, path)
     return model
 
@@ -140,9 +141,18 @@ def check_study(model: StudyModel, path: Path | None) -> None:
         if isinstance(value, list):
             raise BenchError(f"{where}field 'hparams.{name}': a study fixes one value here; search it under 'search'")
     check_sweep(model, where, "study")
+    if model.trials > model.cell_limit:
+        raise BenchError(f"{where}field 'trials': {model.trials} trials is more than the study's cell_limit "
+                         f"{model.cell_limit}; lower trials or set cell_limit: {model.trials} on purpose")
     sweep_specs(model, [model.seed], [model.epochs], where)  # every combination's student, method and taps fit
     owners = knob_owners(registries(), model.student, model.method)
+    if not model.search and all(len(getattr(model, field)) == 1 for field in CHOICE_FIELDS):
+        raise BenchError(f"{where}field 'search': empty, and one teacher, student, method and dataset: every trial "
+                         "would run the same cell; add a parameter under search (or use bench run)")
     for name, param in model.search.items():
+        if name in model.hparams:
+            raise BenchError(f"{where}field 'hparams.{name}': also searched under 'search.{name}'; fix it in one "
+                             "place only")
         if name not in owners:
             raise unknown_hparam(where, f"search.{name}", name, list(owners), "study")
         for field, allowed in (("methods", model.method), ("students", model.student)):
@@ -198,6 +208,18 @@ def _check_enqueue(model: StudyModel, owners: dict[str, list[tuple[str, Knob]]],
                 raise BenchError(f"{where}field '{field}.{name}': {value!r} is not one of this study's {name}")
             if name in model.search:
                 check_value(where, f"{field}.{name}", name, value, _param_owners(owners[name], model.search[name]))
+                _check_in_space(where, f"{field}.{name}", value, model.search[name])
+
+
+def _check_in_space(where: str, field: str, value: Scalar, param: ParamModel) -> None:
+    """An enqueued value must be one the search itself could draw: in its choices, or inside [low, high]."""
+    if param.type == "categorical":
+        if value not in (param.choices or ()):
+            raise BenchError(f"{where}field {field!r}: {value!r} is not one of the searched choices {param.choices}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not param.low <= value <= param.high:  # type: ignore[operator]
+        raise BenchError(f"{where}field {field!r}: {value!r} is outside the searched range "
+                         f"[{param.low:g}, {param.high:g}]")
 
 
 def _check_strategy(model: StudyModel, where: str) -> None:

@@ -155,3 +155,26 @@ def validator(knob: Knob, name: str) -> Callable[[Any], Any]:
         return value
 
     return check
+
+
+NAME_MAX = 120  # runs.study is VARCHAR(200) and a study's re-runs add '/final'; PostgreSQL and SQLite both store it
+CELL_LIMIT = Knob(5000, int, ge=1, le=10**7, help="most cells (or trials) one file may expand to; raise it on purpose")
+_BAD_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible format character (zero-width, bidi)",
+                   "Cs": "an undecodable byte (lone surrogate)", "Co": "a private-use character",
+                   "Cn": "an unassigned code point", "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
+def name_problem(value: str) -> str | None:
+    """None for a usable grid/study name (printable, 1..NAME_MAX characters); else what is wrong with it."""
+    import unicodedata
+
+    if not value or not value.strip():
+        return "a name must not be empty"
+    if len(value) > NAME_MAX:
+        return f"{len(value)} characters is too long; at most {NAME_MAX}"
+    for index, char in enumerate(value):
+        category = unicodedata.category(char)
+        if category in _BAD_CATEGORIES:
+            return (f"character {index + 1} (U+{ord(char):04X}) is {_BAD_CATEGORIES[category]}; "
+                    "use printable characters only")
+    return None

@@ -106,7 +106,7 @@ class Registry(Generic[T]):
         if self.card_type is not None and not isinstance(card, self.card_type):
             raise TypeError(f"{self.what} {name!r}: card must be a {self.card_type.__name__}, got {card!r}")
         if not description and obj.__doc__:
-            description = obj.__doc__.strip().splitlines()[0]
+            description = " ".join(obj.__doc__.strip().split("\n\n")[0].split())  # the first paragraph, whole
         return Entry(name, obj, card, description)
 
     def add_prefix_resolver(self, prefix: str, resolver: Callable[[str], Entry[T]]) -> None:

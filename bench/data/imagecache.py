@@ -1,7 +1,9 @@
 """Decoded, resized uint8 images in a memory-mapped .npy cache shared by every run.
 
 Key: (dataset, split, size, file-list fingerprint of paths + sizes + mtimes). The array is written
-to a temp file and renamed, then a small JSON (the commit marker) lists any undecodable files.
+to a temp file and renamed, then a small JSON (the commit marker) lists any undecodable files and records the
+key, shape and sha256 of the array it commits. Every read compares them with the key asked for (the sha256 once
+per process and file): a swapped, copied or damaged pair is moved aside and decoded again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import BenchError
+from bench.core.quarantine import quarantine
 
 CACHE_FORMAT = 1
 CHUNK = 256
@@ -152,7 +155,37 @@ def _decode_chunk(paths: Sequence[Path], size: int, out: np.ndarray, start: int)
     return bad
 
 
-def _write(paths: Sequence[Path], size: int, array_path: Path, meta_path: Path, workers: int) -> None:
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(2**24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_VERIFIED: dict[tuple, str] = {}  # (path, inode, size, mtime) -> sha256: a file is hashed once per process
+
+
+def _array_sha256(path: Path) -> str:
+    stat = path.stat()
+    identity = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if identity not in _VERIFIED:
+        _VERIFIED[identity] = _file_sha256(path)
+    return _VERIFIED[identity]
+
+
+def _entry_problem(meta: dict, key: str, shape: tuple[int, ...], array_path: Path) -> str | None:
+    """Why a committed entry is not the one asked for (another key's, another shape, changed bytes), else None."""
+    if meta.get("key") != key:
+        return f"it holds entry {str(meta.get('key'))[:32]!r}, not {key!r}"
+    if tuple(meta.get("shape") or ()) != shape:
+        return f"it holds shape {meta.get('shape')}, not {list(shape)}"
+    if _array_sha256(array_path) != meta.get("sha256"):
+        return "its array does not match the sha256 its commit marker holds"
+    return None
+
+
+def _write(paths: Sequence[Path], size: int, array_path: Path, meta_path: Path, workers: int, key: str) -> None:
     array_path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=array_path.parent, suffix=".npy.tmp")
     os.close(handle)
@@ -168,7 +201,8 @@ def _write(paths: Sequence[Path], size: int, array_path: Path, meta_path: Path, 
             os.unlink(temp_name)
     bad = sorted(index for chunk in bad_lists for index in chunk)
     meta = {"format": CACHE_FORMAT, "count": len(paths), "size": size, "bad": bad,
-            "bad_files": [str(paths[i]) for i in bad]}
+            "bad_files": [str(paths[i]) for i in bad], "key": key, "shape": [len(paths), size, size, 3],
+            "sha256": _array_sha256(array_path)}
     handle, temp_meta = tempfile.mkstemp(dir=meta_path.parent, suffix=".json.tmp")
     with os.fdopen(handle, "w") as stream:
         json.dump(meta, stream)
@@ -185,8 +219,14 @@ def cached_images(paths: Sequence[Path], size: int, tag: str, cache_root: Path |
     key = hashlib.sha256(f"{CACHE_FORMAT}|{tag}|{size}|{file_list_fingerprint(paths)}".encode()).hexdigest()[:32]
     array_path, meta_path = root / f"{key}.npy", root / f"{key}.json"
     meta = _read_meta(meta_path)
+    if meta is not None and array_path.is_file():
+        problem = _entry_problem(meta, key, (len(paths), size, size, 3), array_path)
+        if problem is not None:  # said once: the pair is moved aside, so the next read finds the new one
+            quarantine(meta_path, f"decoded-image cache entry rejected: {problem}", "decoding the images again")
+            quarantine(array_path, "its commit marker was rejected", "decoding the images again")
+            meta = None
     if meta is None or not array_path.is_file():
-        _write(paths, size, array_path, meta_path, workers or min(8, os.cpu_count() or 1))
+        _write(paths, size, array_path, meta_path, workers or min(8, os.cpu_count() or 1), key)
         meta = _read_meta(meta_path)
         assert meta is not None
     bad = list(meta["bad"])

@@ -54,7 +54,7 @@ class DataConfig:
     train_limit: int | None = data_field(None, **_LIMIT, help="at most this many train images; null: all")
     val_limit: int | None = data_field(None, **_LIMIT, help="at most this many val images; null: all")
     test_limit: int | None = data_field(None, **_LIMIT, help="at most this many test images; null: all")
-    val_fraction: float = data_field(0.1, float, gt=0, lt=1, help="share of train carved out as val")
+    val_fraction: float = data_field(0.1, float, ge=0.01, lt=1, help="share of train carved out as val")
     split_seed: int = data_field(0, int, ge=0, le=SEED_MAX - 1, help="seed of the val split and the test subset")
     decode_size: int | None = data_field(None, **_SIZE, keyed_at_default=False,
                                          help="decoded-image cache size for JPEG datasets; null: dataset default")
@@ -89,6 +89,13 @@ class DataConfig:
                                             help="image students' DataLoader workers; null: 0 on CPU, some on CUDA")
     resident_features: str = data_field("auto", str, choices=("auto", "off"), keyed_at_default=False,
                                         help="cached teacher outputs on the GPU once when they fit (speed only)")
+    budget: str = data_field("epochs", str, choices=("epochs", "steps"), keyed_at_default=False,
+                             help="epochs: an epoch is a pass over the method's own train rows (scratch under "
+                                  "labeled_limit sees only its labels); steps: every method of a setting takes the "
+                                  "optimizer steps of a pass over the whole train split per epoch (compute-matched)")
+    finetune_budget: str = data_field("epochs", str, choices=("epochs", "steps"), keyed_at_default=False,
+                                      help="teacher_reference finetune: epochs over its labeled rows, or steps: "
+                                           "each epoch takes the steps of a pass over the whole train split")
     augment: str = data_field("none", str, choices=("none", "flip", "crop-flip"), keyed_at_default=False,
                               help="standalone students' train augmentation (seeded); the teacher targets stay "
                                    "the cached ones of the un-augmented image")
@@ -108,7 +115,7 @@ TRAINING_ONLY: dict[str, object] = {  # fields that change how a run trains, not
     name: UNKEYED_DEFAULTS[name] for name in ("teacher_reference", "kd_targets", "finetune_unfreeze",
                                               "finetune_epochs", "finetune_lr", "labeled_limit", "precision",
                                               "channels_last", "compile", "loader_workers", "resident_features",
-                                              "augment")}
+                                              "augment", "budget", "finetune_budget")}
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,25 @@ def make_splits(name: str, raw: RawDataset, config: DataConfig) -> DatasetSplits
     test_order = np.random.default_rng(config.split_seed + 1).permutation(len(raw.test_labels))
     test_split = Split(raw.test_images, raw.test_labels, raw.test_captions)
     test = _take(test_split, np.sort(test_order[: config.test_limit]))
+    _check_split_sizes(name, len(raw.class_names), len(train.labels), len(val.labels), config)
     return DatasetSplits(name, raw.class_names, train, val, test, config, raw.skipped_images)
+
+
+MIN_VAL_IMAGES = 2  # one val image makes val accuracy (what a search optimises) 0 or 1
+
+
+def _check_split_sizes(name: str, classes: int, train: int, val: int, config: DataConfig) -> None:
+    """Refuse splits a run would train or score on nothing: empty or tiny val, fewer train images than classes."""
+    if val < MIN_VAL_IMAGES:
+        raise BenchError(f"dataset {name!r}: data.val_fraction {config.val_fraction:g} (val_limit "
+                         f"{config.val_limit}) leaves {val} val image(s); the val split needs at least "
+                         f"{MIN_VAL_IMAGES}: raise val_fraction or val_limit")
+    if classes and train < classes:
+        raise BenchError(f"dataset {name!r}: data.train_limit {config.train_limit} leaves {train} train image(s) "
+                         f"for {classes} classes; give at least {classes}")
+    if config.labeled_limit is not None and classes and not classes <= config.labeled_limit <= train:
+        raise BenchError(f"dataset {name!r}: data.labeled_limit {config.labeled_limit} must lie in "
+                         f"[{classes}, {train}] (one label per class at least, at most the train images)")
 
 
 _RAW_CACHE: dict[tuple, RawDataset] = {}

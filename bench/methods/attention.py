@@ -11,7 +11,7 @@ from bench.core.cards import MethodCard
 from bench.core.errors import BenchError
 from bench.core.knobs import Knob, loss_weight
 from bench.core.registries import METHODS
-from bench.methods.base import Method, MethodContext, Requirements, Shape
+from bench.methods.base import MDISTILLER, REPDISTILLER, Method, MethodContext, Reference, Requirements, Shape
 from bench.methods.losses import attention_matrix_loss, attention_transfer, labeled_cross_entropy
 from bench.methods.pairs import layer_mapping
 from bench.students.base import tap_family
@@ -64,10 +64,11 @@ def map_pairs(layers: str, student: Mapping[str, Shape] | Collection[str],
 
 @METHODS.register("attention", MethodCard("attention"))
 class AttentionTransfer(Method):
-    """Attention transfer (Zagoruyko & Komodakis, ICLR 2017): CE + beta/2 * sum over matched stages of
+    """Attention transfer (Zagoruyko & Komodakis, ICLR 2017): CE + beta * sum over matched stages of
     mean_{batch, positions} (Q_s/|Q_s| - Q_t/|Q_t|)^2, Q = mean over channels of |A|^p, p = 2.
 
-    `at_weight` is beta/2 = 500 (beta = 1000 as in the paper's code). Stages (`at_layers: uniform`, the
+    `at_weight` is beta = 1000 as RepDistiller (-b 1000) and mdistiller (AT.LOSS.FEAT_WEIGHT); the paper's own
+    code multiplies by beta/2 = 500 (set `at_weight: 500` for that). Stages (`at_layers: uniform`, the
     default): every conv-map `hidden.<i>` of the student is matched to the teacher's conv stages by the
     uniform layer mapping (student stage i -> teacher stage round((i+1)T/S)-1); a teacher without conv
     stages (e.g. effnet-lite0, which gives only feature_map) or `at_layers: last` compares the final
@@ -77,12 +78,17 @@ class AttentionTransfer(Method):
     over mapped layers, weighted by `at_attn_weight` (0.5): not in the paper.
     """
 
-    knobs = {"at_weight": loss_weight(500.0, "beta/2 of the paper (beta = 1000)"),
+    knobs = {"at_weight": loss_weight(1000.0, "beta (RepDistiller, mdistiller; the paper's code uses beta/2)"),
              "at_attn_weight": loss_weight(0.5, "weight of the attention-matrix variant (transformers)"),
              "at_p": Knob(2.0, float, gt=0, le=16, help="power of the maps"),
              "at_source": Knob("auto", str, choices=("auto", "attn", "feature_map")),
              "at_layers": Knob("uniform", str, help="'last', 'uniform' or explicit '0=3,1=11'"),
              "at_loss": Knob("mse", str, choices=("mse", "kl"), help="attention-matrix loss")}
+    references = {"at_weight": Reference(1000.0, f"{REPDISTILLER} --distill attention -b 1000; {MDISTILLER} "
+                                                 "AT.LOSS.FEAT_WEIGHT"),
+                  "at_p": Reference(2.0, f"RepDistiller distiller_zoo/AT.py p=2; {MDISTILLER} AT.P")}
+    departures = {"at_attn_weight": "no reference: the attention-matrix variant for transformers is not in the "
+                                    "paper or either codebase"}
     needs_teacher = frozenset({"feature_map"})
     needs_student = frozenset({"logits", "feature_map"})
 

@@ -15,6 +15,16 @@ from bench.core.taps import POOLED
 from bench.students.base import tap_family
 
 Shape = tuple[int, ...]
+REPDISTILLER = "RepDistiller scripts/run_cifar_distill.sh"  # HobbitLong/RepDistiller, the CRD paper's code
+MDISTILLER = "mdistiller mdistiller/engine/cfg.py"  # megvii-research/mdistiller
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A knob's value in the reference implementation a method cites, and where it is written."""
+
+    value: Any
+    source: str
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class Method(nn.Module):
     needs_student: ClassVar[frozenset[str]] = frozenset({"logits"})
     needs_text: ClassVar[bool] = False  # joint-space methods: also reads the per-image caption embedding
     reads_train_labels: ClassVar[bool] = False  # reads every train row's label (MethodContext.train_labels)
+    references: ClassVar[Mapping[str, Reference]] = {}  # knob -> the cited implementation's value (issue 29)
+    departures: ClassVar[Mapping[str, str]] = {}  # knob -> why its default is not the reference's value
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -113,6 +125,10 @@ class Method(nn.Module):
     def term_weights(self) -> dict[str, float]:
         """Weight of each named term in the total loss."""
         return {"ce": 1.0}
+
+    def part_weights(self) -> dict[str, float]:
+        """Weights of the non-CE terms when this method is a part of `combined` (which sets CE's weight itself)."""
+        return {term: weight for term, weight in self.term_weights().items() if term != "ce"}
 
     def total(self, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Weighted sum of the terms (a term missing a weight is an error, not silently dropped)."""

@@ -12,7 +12,7 @@ from bench.core.cards import MethodCard
 from bench.core.knobs import Knob, loss_weight, temperature
 from bench.core.registries import METHODS
 from bench.core.taps import POOLED
-from bench.methods.base import Method, MethodContext, Requirements, Shape
+from bench.methods.base import MDISTILLER, REPDISTILLER, Method, MethodContext, Reference, Requirements, Shape
 from bench.methods.losses import hinton_kd, labeled_cross_entropy
 from bench.methods.pairs import PairRegressor, pair_families, resolve_pairs
 
@@ -29,15 +29,23 @@ class Scratch(Method):
 @METHODS.register("kd", MethodCard("logits"))
 class HintonKD(Method):
     """KD (Hinton, Vinyals & Dean, NIPS 2014 Deep Learning Workshop): alpha * T^2 * KL(p_t^T || p_s^T)
-    + (1 - alpha) * CE. Deviation: the teacher's logits are its linear probe's (or zero-shot) logits."""
+    + (1 - alpha) * CE, alpha 0.9 and T 4 as RepDistiller (-r 0.1 -a 0.9) and mdistiller (CE 0.1, KD 0.9).
+    Deviation: the teacher's logits are its linear probe's (or zero-shot, or fine-tuned) logits."""
 
-    knobs = {"alpha": Knob(0.7, float, ge=0, le=1, help="weight of the KD term; 1 - alpha weighs CE"),
+    knobs = {"alpha": Knob(0.9, float, ge=0, le=1, help="weight of the KD term; 1 - alpha weighs CE"),
              "temperature": temperature(4.0, "softening of both logits")}
+    references = {"alpha": Reference(0.9, f"{REPDISTILLER} -r 0.1 -a 0.9; {MDISTILLER} KD.LOSS.KD_WEIGHT"),
+                  "temperature": Reference(4.0, f"RepDistiller train_student.py --kd_T; {MDISTILLER} KD.TEMPERATURE")}
     needs_teacher = frozenset({"logits"})
 
     def term_weights(self) -> dict[str, float]:
         alpha = float(self.hparams["alpha"])
         return {"ce": 1.0 - alpha, "kd": alpha}
+
+    def part_weights(self) -> dict[str, float]:
+        """In `combined` the KD term weighs 1 (times its combine weight): alpha only trades CE, set there by
+        ce_weight, so RepDistiller's CRD+KD (-r 1 -a 1 -b 0.8) is `combine: "crd:1,kd:1"`."""
+        return {"kd": 1.0}
 
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -50,16 +58,23 @@ class HintonKD(Method):
 @METHODS.register("feature", MethodCard("features"))
 class FeatureDistillation(Method):
     """FitNets (Romero et al., ICLR 2015): CE + beta * mean over layer pairs of (regressed student output vs
-    teacher tap, MSE or cosine). Deviations: one stage (the paper pre-trains the guided layer, then runs KD);
-    by default the pooled embedding with a linear regressor instead of a middle-stage conv map.
+    teacher tap, MSE or cosine), beta 100 as RepDistiller (-b 100) and mdistiller (FITNET.LOSS.FEAT_WEIGHT).
+    Deviations: one stage (the paper pre-trains the guided layer, then runs KD); by default the pooled embedding
+    with a linear regressor instead of a middle-stage conv map.
 
     `feature_pairs`: 'embedding=pooled' (default), explicit 'hidden.2=feature_map,embedding=pooled', or
     'uniform' / 'last' to map the student's hidden.<i> onto the teacher's hidden.<j>.
     """
 
-    knobs = {"beta": loss_weight(1.0, "weight of the feature term"),
+    knobs = {"beta": loss_weight(100.0, "weight of the feature term"),
              "feature_loss": Knob("mse", str, choices=("mse", "cosine"), help="distance of each pair"),
              "feature_pairs": Knob("embedding=pooled", str, help="student=teacher pairs, 'uniform' or 'last'")}
+    references = {"beta": Reference(100.0, f"{REPDISTILLER} --distill hint -b 100; {MDISTILLER} FITNET FEAT_WEIGHT"),
+                  "feature_pairs": Reference("a middle-stage conv map (hint layer 2)",
+                                             f"{MDISTILLER} FITNET.HINT_LAYER = 2")}
+    departures = {"feature_pairs": "the pooled embedding exists for every student and teacher (head students and "
+                                   "ViT teachers have no middle-stage conv map); set it to a hidden pair to follow "
+                                   "the paper"}
     needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from bench.core.cards import MethodCard
 from bench.core.errors import BenchError
-from bench.core.knobs import Knob, defaults_of
+from bench.core.knobs import Knob, defaults_of, loss_weight
 from bench.core.registries import METHODS
 from bench.core.taps import POOLED
 from bench.methods.base import Method, MethodContext, Requirements, Shape
@@ -32,17 +32,20 @@ def parse_combine(spec: str) -> dict[str, float]:
 
 
 COMBINE = Knob("kd:1,feature:1", str, help="'method:weight,...' of the parts summed")
+CE_WEIGHT = loss_weight(1.0, "weight of the one CE term (RepDistiller -r)")
 
 
 @METHODS.register("combined", MethodCard("combined"))
 class Combined(Method):
-    """Sum of the listed methods' terms, each part's weights scaled by its combine weight; CE counted once.
+    """Sum of the listed methods' terms: CE once at `ce_weight`, each part's other terms at its combine weight.
 
-    CE keeps the smallest CE weight of the parts, so `kd`'s alpha still trades CE for KD.
+    A part's own weights still scale its terms (beta, crd_weight, ...), but `kd`'s term weighs 1 here: its alpha
+    only trades CE, which `ce_weight` sets, so a published combination is written as published, e.g.
+    RepDistiller's CRD+KD (-r 1 -a 1 -b 0.8) is `combine: "crd:1,kd:1"` (CE 1, KD 1, CRD 0.8).
     """
 
-    knobs: Mapping[str, Knob] = {"combine": COMBINE}  # extended with every part's knobs below
-    listed_knobs: Mapping[str, Knob] = {"combine": COMBINE}  # what `bench list` shows besides the parts'
+    knobs: Mapping[str, Knob] = {"combine": COMBINE, "ce_weight": CE_WEIGHT}  # extended with every part's knobs
+    listed_knobs: Mapping[str, Knob] = {"combine": COMBINE, "ce_weight": CE_WEIGHT}  # `bench list`, beside the parts'
     needs_teacher = frozenset({"logits", POOLED})
     needs_student = frozenset({"logits", "embedding"})
 
@@ -75,14 +78,12 @@ class Combined(Method):
 
     def term_weights(self) -> dict[str, float]:
         weights: dict[str, float] = {}
-        ce_weights = []
+        has_ce = False
         for name, part in self.parts.items():
-            for term, weight in part.term_weights().items():  # type: ignore[operator]
-                if term == "ce":
-                    ce_weights.append(weight)
-                else:
-                    weights[term] = self.weights[name] * weight
-        return {"ce": min(ce_weights), **weights} if ce_weights else weights
+            has_ce = has_ce or "ce" in part.term_weights()  # type: ignore[operator]
+            for term, weight in part.part_weights().items():  # type: ignore[operator]
+                weights[term] = self.weights[name] * weight
+        return {"ce": float(self.hparams["ce_weight"]), **weights} if has_ce else weights
 
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -102,7 +103,7 @@ def extend_defaults() -> None:
     for entry in METHODS:
         if entry.name != "combined" and not entry.card.joint_space:
             merged.update(entry.obj.knobs)
-    Combined.knobs = {**merged, "combine": COMBINE}
+    Combined.knobs = {**merged, "combine": COMBINE, "ce_weight": CE_WEIGHT}
     Combined.defaults = defaults_of(Combined.knobs)
 
 

@@ -22,7 +22,7 @@ from bench.core.errors import BenchError
 from bench.core.knobs import Knob, loss_weight, size, temperature
 from bench.core.registries import METHODS
 from bench.core.taps import POOLED
-from bench.methods.base import Method, MethodContext
+from bench.methods.base import MDISTILLER, REPDISTILLER, Method, MethodContext, Reference
 from bench.methods.losses import labeled_cross_entropy
 
 INDICES = "indices"  # teacher-dict entry: each batch sample's row in the training split (bench/run/train.py)
@@ -91,6 +91,11 @@ class ContrastiveRepresentation(Method):
              "crd_temperature": temperature(0.07),
              "crd_negatives": Knob(16384, int, ge=1, le=1_000_000, help="negatives per anchor (clipped to N-1)"),
              "crd_momentum": Knob(0.5, float, ge=0, lt=1, help="memory-bank momentum")}
+    references = {"crd_weight": Reference(0.8, f"{REPDISTILLER} --distill crd -b 0.8; {MDISTILLER} CRD FEAT_WEIGHT"),
+                  "crd_dim": Reference(128, f"RepDistiller train_student.py --feat_dim; {MDISTILLER} CRD.FEAT.DIM"),
+                  "crd_temperature": Reference(0.07, f"RepDistiller --nce_t; {MDISTILLER} CRD.NCE.TEMPERATURE"),
+                  "crd_negatives": Reference(16384, f"RepDistiller --nce_k; {MDISTILLER} CRD.NCE.K"),
+                  "crd_momentum": Reference(0.5, f"RepDistiller --nce_m; {MDISTILLER} CRD.NCE.MOMENTUM")}
     needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 

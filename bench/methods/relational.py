@@ -10,8 +10,10 @@ from bench.core.cards import MethodCard
 from bench.core.knobs import loss_weight
 from bench.core.registries import METHODS
 from bench.core.taps import POOLED
-from bench.methods.base import Method
+from bench.methods.base import MDISTILLER, REPDISTILLER, Method, Reference
 from bench.methods.losses import labeled_cross_entropy, rkd_angle, rkd_distance, similarity_preserving
+
+RKD_CODE = "RepDistiller distiller_zoo/RKD.py"
 
 
 @METHODS.register("rkd", MethodCard("relational"))
@@ -20,6 +22,8 @@ class RelationalKD(Method):
     embeddings (student `embedding`, teacher `pooled`), as the paper's weights."""
 
     knobs = {"rkd_distance_weight": loss_weight(25.0), "rkd_angle_weight": loss_weight(50.0)}
+    references = {"rkd_distance_weight": Reference(25.0, f"{RKD_CODE} w_d=25 (-b 1); {MDISTILLER} RKD.DISTANCE_WEIGHT"),
+                  "rkd_angle_weight": Reference(50.0, f"{RKD_CODE} w_a=50 (-b 1); {MDISTILLER} RKD.ANGLE_WEIGHT")}
     needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 
@@ -38,10 +42,13 @@ class RelationalKD(Method):
 
 @METHODS.register("sp", MethodCard("relational"))
 class SimilarityPreserving(Method):
-    """SP (Tung & Mori, ICCV 2019): CE + 1000 * ||rownorm(S S^T) - rownorm(T T^T)||_F^2 / b^2 on the
-    embeddings. Deviation: one pair (embedding vs pooled), not the paper's last-stage activation maps."""
+    """SP (Tung & Mori, ICCV 2019): CE + 3000 * ||rownorm(S S^T) - rownorm(T T^T)||_F^2 / b^2 on the
+    embeddings (3000 as RepDistiller and mdistiller). Deviation: one pair (embedding vs pooled), not the paper's
+    last-stage activation maps."""
 
-    knobs = {"sp_weight": loss_weight(1000.0)}
+    knobs = {"sp_weight": loss_weight(3000.0)}
+    references = {"sp_weight": Reference(3000.0, f"{REPDISTILLER} --distill similarity -b 3000; {MDISTILLER} "
+                                                 "SP.LOSS.FEAT_WEIGHT")}
     needs_teacher = frozenset({POOLED})
     needs_student = frozenset({"logits", "embedding"})
 

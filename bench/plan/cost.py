@@ -186,7 +186,8 @@ def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> float | None:
     rate = rates.student(spec, size, shape)
     if splits is None or not rate:
         return None
-    few = spec.method == BASELINE_METHOD and spec.data_dict.get("labeled_limit")
+    few = (spec.method == BASELINE_METHOD and spec.data_dict.get("labeled_limit")
+           and spec.data_dict.get("budget", "epochs") == "epochs")  # budget steps: the whole train split's steps
     train = splits.labeled if few else splits.train
     seconds = spec.epochs * (train / rate + splits.val / (EVAL_SPEEDUP * rate)) + splits.test / (EVAL_SPEEDUP * rate)
     if not rates.gpu:

@@ -31,7 +31,7 @@ COST_NOTE = ("Inference cost of each model as deployed (bench export: preprocess
              f"{NOISY_MARK}: noisy, the batch-1 runs' interquartile range was over {NOISY_SPREAD:.0%} of their "
              f"median or the machine's load was over {NOISY_LOAD:g} per CPU while it was measured (a speed-up is "
              "noisy when either latency is): re-measure on a quiet machine before quoting it. "
-             "Blank: not measured (rows stored before issue 14).")
+             "Blank: not measured (rows stored before bench measured inference cost).")
 
 
 def _number(value: float, digits: str) -> str:

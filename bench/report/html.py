@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.report.contents import ReportData
 from bench.report.cost import COST_HEADER, COST_NOTE, cost_rows, has_cost
 from bench.report.plots import Plot
-from bench.report.stats import gain_cells, gain_header, has_settings
+from bench.report.stats import gain_caption, gain_cells, gain_header, has_settings
 from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
 
 STYLE = """
@@ -69,8 +69,7 @@ def _dataset(data: ReportData, dataset: str) -> str:
                      "run of the same student, teacher, epochs and seed.</p>")
     else:
         parts += [f"<h3>{escape(dataset)}: gain over the same student trained from scratch</h3>",
-                  '<p class="note">Paired over seeds (same setting and seed); t and p from a paired t-test '
-                  "(scipy.stats.ttest_rel), n/a with fewer than 2 paired seeds; verdict at p &lt; 0.05.</p>",
+                  f'<p class="note">{escape(gain_caption(data.gains))}</p>',
                   _table(gain_header(has_settings(gains)),
                          [gain_cells(row, has_settings(gains)) for _, row in gains.iterrows()], "gains")]
     cost = cost_rows(data.summary, data.runs, dataset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report.contents import ReportData
-from bench.report.stats import gain_cells, gain_header, has_settings
+from bench.report.stats import gain_caption, gain_cells, gain_header, has_settings
 from bench.report.tables import CI_LEGEND, Matrix, matrix_header, metric_label
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -46,8 +46,8 @@ def render(data: ReportData) -> str:
     for dataset, gains in data.gains.groupby("dataset", sort=True):
         named = has_settings(gains)
         rows = [[escape(c) for c in gain_cells(row, named)] for _, row in gains.iterrows()]
-        lines += _tabular(gain_header(named), rows, f"{dataset}: gain over scratch, paired t-test over seeds.",
-                          f"tab:{dataset}-gain")
+        caption = f"{dataset}: gain over scratch. {gain_caption(data.gains)}"
+        lines += _tabular(gain_header(named), rows, caption, f"tab:{dataset}-gain")
     return "\n".join(lines)
 
 

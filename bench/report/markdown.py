@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.report.contents import ReportData
 from bench.report.cost import COST_HEADER, COST_NOTE, cost_rows, has_cost
-from bench.report.stats import gain_cells, gain_header, has_settings
+from bench.report.stats import gain_caption, gain_cells, gain_header, has_settings
 from bench.report.tables import PROBLEM_HEADER, Matrix, matrix_header, matrix_note, metric_label, problem_cells
 
 
@@ -49,9 +49,7 @@ def _gains(data: ReportData, dataset: str) -> list[str]:
         return [f"No baseline comparison for {dataset}: no method has finished runs paired with a `scratch` run "
                 "of the same student, teacher, epochs and seed.", ""]
     return [f"### {dataset}: gain over the same student trained from scratch", "",
-            "Paired over seeds (same student, teacher, epochs, setting and seed; scratch shares the method's "
-            "learning rate, batch size and data); t and p from a paired t-test "
-            "(scipy.stats.ttest_rel), n/a with fewer than 2 paired seeds; verdict at p < 0.05.", "",
+            gain_caption(data.gains), "",
             *table(gain_header(has_settings(gains)),
                    [gain_cells(row, has_settings(gains)) for _, row in gains.iterrows()])]
 

@@ -89,9 +89,10 @@ def find_run(db_url: str, ref: str) -> pd.Series:
 
 
 def epoch_table(db_url: str, run_id: int) -> pd.DataFrame:
-    """The run's epochs with one column per loss term."""
+    """The run's epochs with one column per loss term, numbered from 1 (run_epochs.epoch counts from 0)."""
     epochs = load_epochs(db_url, [run_id])
     if epochs.empty:
         return pd.DataFrame(columns=["epoch", "train_loss", "val_acc", "seconds"])
     terms = pd.DataFrame(list(epochs["loss_terms"]), index=epochs.index).add_prefix("loss_")
-    return pd.concat([epochs[["epoch", "train_loss"]], terms, epochs[["val_acc", "seconds"]]], axis=1)
+    numbered = epochs[["epoch", "train_loss"]].assign(epoch=epochs["epoch"] + 1)  # from 1, as plots and trackers count
+    return pd.concat([numbered, terms, epochs[["val_acc", "seconds"]]], axis=1)

@@ -97,6 +97,9 @@ def _history(study, out_dir: Path, kind: str, notes: list[str]) -> Plot | None: 
                         f"study_history_{_slug(study.study_name)}", "optimisation history", caption)
 
 
+ROUGH_IMPORTANCE_TRIALS = 20  # below this, importances get a caveat in their caption
+
+
 def _importance_evaluator():  # noqa: ANN202 - (optuna evaluator or None, its name)
     """fANOVA when scikit-learn is installed, else Optuna's default (PED-ANOVA, no extra dependency)."""
     try:
@@ -127,6 +130,9 @@ def _importances(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa
     target, name = _first_objective(study)
     caption = (f"How much of the objective's variance each parameter explains ({evaluator_name}, "
                f"{len(with_params)} trials" + (", first objective)." if target is not None else ")."))
+    if len(with_params) < ROUGH_IMPORTANCE_TRIALS:
+        caption += (f" With {len(with_params)} trials these shares are rough: the evaluator fits its model to "
+                    f"{len(with_params)} points, and another seed or a few more trials can reorder them.")
     try:
         return _optuna_plot(lambda: plot_param_importances(study, evaluator=evaluator, target=target,
                                                            target_name=name),
@@ -144,8 +150,21 @@ def _parallel(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa: A
         return None
     target, name = _first_objective(study)
     caption = f"Each completed trial ({len(with_params)}) as a line through its parameters, coloured by {name}."
-    return _optuna_plot(lambda: plot_parallel_coordinate(study, target=target, target_name=name), out_dir,
-                        f"study_parallel_{_slug(study.study_name)}", "parallel coordinates", caption)
+
+    def draw():  # noqa: ANN202 - Optuna's axes, made readable: slanted labels, a colour map with no white end
+        axis = plot_parallel_coordinate(study, target=target, target_name=name)
+        axis.figure.set_size_inches(max(6.4, 1.4 * (len(axis.get_xticks()) + 1)), 4.8)
+        for label in axis.get_xticklabels():
+            label.set_rotation(30)
+            label.set_horizontalalignment("right")
+        for collection in axis.collections:
+            collection.set_cmap("viridis")
+        for image in axis.images:
+            image.set_cmap("viridis")
+        axis.figure.tight_layout()
+        return axis
+
+    return _optuna_plot(draw, out_dir, f"study_parallel_{_slug(study.study_name)}", "parallel coordinates", caption)
 
 
 def _pareto(study, out_dir: Path, notes: list[str]) -> Plot | None:  # noqa: ANN001

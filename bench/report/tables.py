@@ -166,6 +166,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "inference_size_mb": done["inference_size_mb"].mean(),
             "epoch_seconds": done["epoch_seconds"].mean(),
             **{name: finite_mean(done, name) for name in COST_COLUMNS},
+            "train_steps": finite_mean(done, "train_steps"), "images_seen": finite_mean(done, "images_seen"),
             **{name: finite_max(done, name) for name in COST_NOISE_COLUMNS},
             "epoch_seconds_std": done["epoch_seconds"].std(ddof=1) if len(done) > 1 else float("nan"),
             "runs": len(group),
@@ -196,6 +197,8 @@ class Cell:
     best: bool = False
     ci_low: float = float("nan")
     ci_high: float = float("nan")
+    steps: float = float("nan")  # issue 29: mean optimizer steps and training images of its runs
+    images: float = float("nan")
 
     def text(self, plus_minus: str = "±") -> str:
         """'93.1 ± 0.4' (percent), 'n/a' with no finished seed."""
@@ -213,11 +216,23 @@ class Cell:
     def detail(self) -> str:
         """'n=2, 98% of T, 1 failed': seeds, % of teacher and problems."""
         parts = [f"n={self.seeds}"]
+        if pd.notna(self.steps):
+            parts.append(f"{self.steps:.0f} steps, {_count(self.images)} img")
         if pd.notna(self.pct):
             parts.append(f"{self.pct:.0f}% of T")
         if self.problems:
             parts.append(self.problems)
         return ", ".join(parts)
+
+
+def _count(value: float) -> str:
+    """'120k', '1.9M' or '950': a count of images, short."""
+    if pd.isna(value):
+        return "?"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}"
 
 
 @dataclass
@@ -278,7 +293,8 @@ def _matrix(dataset: str, epochs: int, rows: pd.DataFrame, references: pd.DataFr
             r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
             is_best = bool(r.seeds > 0 and pd.notna(best) and r.score_mean == best)
             matrix.cells[(index, teacher)] = Cell(r.score_mean, r.score_std, int(r.seeds), r.pct_of_teacher,
-                                                  r.problems, is_best, r.ci_low, r.ci_high)
+                                                  r.problems, is_best, r.ci_low, r.ci_high, r.train_steps,
+                                                  r.images_seen)
     return matrix
 
 
@@ -316,6 +332,6 @@ def matrix_note(matrix: Matrix, best_marker: str) -> str:
     """The sentence under a matrix heading saying how to read it."""
     return (f"Each row is one setting (hyperparameters, data config, study); cells: mean ± std over seeds, then "
             f"[{CI_LEGEND}] of the mean (no std or CI with n=1); {best_marker} = best in its teacher column; "
-            "n = distinct seeds of finished runs; "
+            "n = distinct seeds of finished runs; steps and img = optimizer steps and training images per run; "
             "inference MB includes the teacher backbone a head student still needs; "
             f"% of T = share of the teacher's own score ({reference_text(matrix)}).")

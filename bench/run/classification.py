@@ -87,6 +87,8 @@ class ClassificationTask:
             labels={split: torch.from_numpy(self.data.split(split).labels) for split in splits},
             teacher_train={name: available[name] for name in parts.teacher_targets},
         )
+        if self.data.config.budget == "steps":  # every method: the steps of a pass over the whole train split
+            data = replace(data, epoch_rows=len(self.data.train))
         return self._few_labels(data)
 
     def _few_labels(self, data: TrainData) -> TrainData:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bench.core.names import UNLABELED
+from bench.data.batches import epoch_batches, images_per_epoch, steps_per_epoch
 from bench.methods.base import Method
 from bench.run.fast import TrainOptions, compiled, float_outputs, resident, rows_on, to_memory_format
 from bench.run.loader import BatchLoader, ImageInputs, augment_batch, default_workers, eval_batches
@@ -48,6 +49,7 @@ class TrainData:
     labels: dict[str, torch.Tensor]  # split -> (N,) int64
     teacher_train: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N_train, ...)
     class_labels: bool = True  # False when labels are not classes (retrieval: image indices): no train_acc
+    epoch_rows: int | None = None  # data.budget steps: an epoch takes the batches of a pass over this many rows
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class TrainResult:
     train_images_per_s: float
     peak_mem_mb: float
     resumed_from_epoch: int | None = None  # epochs restored from a checkpoint, None for a fresh run
+    train_steps: int | None = None  # optimizer steps over the whole run (issue 29: compute matching)
+    images_seen: int | None = None  # training images forwarded over the whole run
     test_top5: float | None = None
 
 
@@ -167,9 +171,7 @@ class _Loop:
 
 def _batches(loop: _Loop) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This epoch's (row index, float inputs on the device), in the order of the run's seeded generator."""
-    order = torch.randperm(len(loop.data.labels["train"]), generator=loop.generator)
-    batches = [order[start : start + loop.batch_size] for start in range(0, len(order), loop.batch_size)]
-    batches = [index for index in batches if len(index) >= 2]  # batch norm needs two samples
+    batches = epoch_batches(len(loop.data.labels["train"]), loop.data.epoch_rows, loop.batch_size, loop.generator)
     inputs = loop.data.inputs["train"]
     if loop.loader is None or not isinstance(inputs, ImageInputs):
         for index in batches:
@@ -212,7 +214,7 @@ def _make_loop(student: nn.Module, method: Method, data: TrainData, hparams: Map
     parameters = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=float(hparams["lr"]),  # type: ignore[arg-type]
                                   weight_decay=float(hparams["weight_decay"]))  # type: ignore[arg-type]
-    steps = max(1, epochs * -(-len(data.labels["train"]) // batch_size))
+    steps = max(1, epochs * -(-(data.epoch_rows or len(data.labels["train"])) // batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     channels_last = options.use_channels_last(student, device)
     if channels_last:
@@ -278,6 +280,7 @@ def train_student(
         test_acc = accuracy(test_logits, data.labels["test"])
         test_top5 = topk_accuracy(test_logits, data.labels["test"], 5)
         require_finite("test_acc", test_acc)
+    epoch_images = data.epoch_rows or len(data.labels["train"])
     if loop.channels_last:
         student.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # plain state for saving
     return TrainResult(
@@ -286,10 +289,13 @@ def train_student(
         test_acc=test_acc,
         test_top5=test_top5,
         epoch_seconds=train_seconds / max(epochs, 1),
-        train_images_per_s=epochs * len(data.labels["train"]) / max(train_seconds, 1e-9),
+        train_images_per_s=epochs * epoch_images / max(train_seconds, 1e-9),
         peak_mem_mb=_peak_memory_mb(device),
         resumed_from_epoch=resumed_from_epoch,
+        train_steps=epochs * steps_per_epoch(epoch_images, loop.batch_size),
+        images_seen=epochs * images_per_epoch(epoch_images, loop.batch_size),
     )
+
 
 
 def _train_state(parts: dict[str, Any], generators: dict[str, torch.Generator], records: list[EpochRecord],

@@ -27,16 +27,27 @@ from bench.teachers.base import Teacher
 FEATURE_TAPS = (POOLED,)
 
 
+def available_devices() -> list[str]:
+    """The devices this torch build and machine can run on: cpu, cuda and cuda:N per visible GPU, mps."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; asking for CUDA without one is a user error."""
+    """'auto' -> CUDA when available, else CPU; anything this build cannot train on is a user error with the list."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"--device {name}: no CUDA device is visible; use --device auto or cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise BenchError(f"--device {name!r} is not a device; use auto, cpu or cuda[:N]") from None
+    devices = available_devices()
+    if name not in devices:
+        shown = name if name.isprintable() and len(name) <= 40 else repr(name[:40])
+        raise BenchError(f"--device {shown}: not a device this machine can train on; use one of: "
+                         f"auto, {', '.join(devices)}")
+    return torch.device(name)
 
 
 class Workbench:
@@ -109,8 +120,9 @@ class Workbench:
         """The teacher fine-tuned on the labeled train rows (data.teacher_reference: finetune), cached on disk."""
         memo_key = (teacher_name, data.name, data.config)
         if memo_key not in self._finetuned:
-            self._finetuned[memo_key] = finetune_teacher(self.teacher(teacher_name), data,
-                                                         finetune_config(data.config), self.cache, self.device)
+            config = finetune_config(data.config, len(data.train))
+            self._finetuned[memo_key] = finetune_teacher(self.teacher(teacher_name), data, config, self.cache,
+                                                         self.device)
         return self._finetuned[memo_key]
 
     @staticmethod

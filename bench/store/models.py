@@ -75,6 +75,8 @@ class Run(Base):
     teacher_throughput_ips: Mapped[float | None] = mapped_column(Float, nullable=True)
     teacher_macs: Mapped[float | None] = mapped_column(Float, nullable=True)
     speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
+    train_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 29: compute matching
+    images_seen: Mapped[int | None] = mapped_column(Integer, nullable=True)
     threads: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 28: torch intra-op threads
     latency_spread: Mapped[float | None] = mapped_column(Float, nullable=True)  # issue 28: cost noise
     cost_load: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -92,6 +92,8 @@ class RunRecord:
     teacher_throughput_ips: float | None = None
     teacher_macs: float | None = None
     speedup: float | None = None  # issue 14: teacher_latency_ms / latency_ms
+    train_steps: int | None = None  # issue 29: optimizer steps of the whole run (compute matching)
+    images_seen: int | None = None  # issue 29: training images forwarded over the whole run
     threads: int | None = None  # issue 28: torch intra-op threads the run trained with (--threads, BENCH_THREADS)
     latency_spread: float | None = None  # issue 28: interquartile range / median of latency_ms's batch-1 runs
     cost_load: float | None = None  # issue 28: 1-minute load average per CPU while latency_ms was measured

@@ -43,11 +43,55 @@ DRIVERS = {
 
 def _parse(url: str) -> URL:
     try:
-        return make_url(url)
-    except ArgumentError:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is not a number
+        detail = f" ({' '.join(str(error).split())[:80]})" if isinstance(error, ValueError) else ""
         raise BenchError(
-            f"--db {url!r} is not a database URL; use sqlite:///results.db or postgresql://user@host/db"
+            f"--db {url!r} is not a database URL{detail}; use sqlite:///results.db or postgresql://user@host/db"
         ) from None
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise BenchError(f"--db {parsed.render_as_string(hide_password=True)!r}: port {parsed.port} must be in "
+                         "[1, 65535]")
+    return parsed
+
+
+def _word(value: str) -> bool:
+    return value.lower() in ("true", "false", "1", "0")
+
+
+# SQLite URL options bench passes on, each with what it must be; the rest need uri=true (SQLAlchemy ignores them)
+SQLITE_TYPED = {
+    "timeout": ("a number of seconds > 0", lambda v: _positive_number(v)),
+    "isolation_level": ("one of SERIALIZABLE, READ UNCOMMITTED, AUTOCOMMIT",
+                        lambda v: v.upper() in ("SERIALIZABLE", "READ UNCOMMITTED", "AUTOCOMMIT")),
+    "check_same_thread": ("true or false", _word),
+    "cached_statements": ("an integer >= 0", lambda v: v.isascii() and v.isdigit()),
+    "detect_types": ("an integer >= 0", lambda v: v.isascii() and v.isdigit()),
+    "uri": ("true or false", _word),
+}
+POSTGRES_TYPED = {"connect_timeout": ("an integer number of seconds >= 1",
+                                      lambda v: v.isascii() and v.isdigit() and int(v) >= 1)}
+
+
+def _positive_number(value: str) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return number > 0 and number < float("inf")
+
+
+def _check_query(url: URL) -> None:
+    """Each URL option bench knows must have its type; SQLite's URI-only options need uri=true, else ignored."""
+    shown = url.render_as_string(hide_password=True)
+    typed = SQLITE_TYPED if url.get_backend_name() == "sqlite" else POSTGRES_TYPED
+    for key, values in url.query.items():
+        for value in (values,) if isinstance(values, str) else values:
+            if key in typed and not typed[key][1](value):
+                raise BenchError(f"--db {shown!r}: option {key}={value!r} must be {typed[key][0]}")
+            if url.get_backend_name() == "sqlite" and key not in typed and not url.query.get("uri"):
+                raise BenchError(f"--db {shown!r}: option {key}= is a SQLite URI option that is ignored without "
+                                 "uri=true; drop it (bench writes to its database) or add uri=true")
 
 
 def _check_driver(url: str, parsed: URL) -> None:
@@ -72,9 +116,13 @@ def _check_sqlite_path(url: str, parsed: URL) -> None:
     if "?" in url and not (parsed.query and set(parsed.query) <= SQLITE_QUERY_KEYS):
         raise BenchError(f"--db {url!r}: '?' starts URL options; write a '?' in a SQLite file name as %3F")
     if parsed.database not in (None, "", ":memory:") and not parsed.query.get("uri"):
-        parent = Path(parsed.database).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise BenchError(f"--db {url!r}: directory {parent} does not exist")
+        path = Path(parsed.database).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise BenchError(f"--db {url!r}: directory {path.parent} does not exist")
+        if path.is_dir():
+            raise BenchError(f"--db {url!r}: {path} is a directory; name a database file in it")
+        if path.exists() and not path.is_file():
+            raise BenchError(f"--db {url!r}: {path} is not a regular file (a device or pipe); name a database file")
 
 
 def check_url(url: str) -> str:
@@ -83,6 +131,7 @@ def check_url(url: str) -> str:
     _check_driver(url, parsed)
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite_path(url, parsed)
+    _check_query(parsed)
     return url
 
 
@@ -110,8 +159,15 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
-    """A sqlite3 connection that cannot write and opens exactly `path` (percent-escaped: '#', '?', '%', spaces)."""
-    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+    """A sqlite3 connection that cannot write and opens exactly `path` (percent-escaped: '#', '?', '%', spaces).
+
+    It creates no file beside the database: with no `-wal` there (no process has it open for writing, since SQLite
+    removes it on the last clean close) the file is opened `immutable` (no locks, no `-shm`); otherwise `mode=ro`
+    shares the writer's existing `-wal`/`-shm` and sees its committed rows.
+    """
+    sidecar = path.with_name(path.name + "-wal")
+    options = "mode=ro" if sidecar.exists() else "mode=ro&immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?{options}", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
                            check_same_thread=False)
 
 

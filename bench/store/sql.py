@@ -4,12 +4,16 @@ Three layers, each enough for the common case and together for the rest: the sta
 (bench.store.sqlcheck, before anything reaches the server); a read-only connection (SQLite `mode=ro` plus an
 authorizer that allows reads only; PostgreSQL `default_transaction_read_only` and a statement timeout);
 and, on PostgreSQL, no superuser or server-file/signal role, since read-only transactions still let those
-run COPY ... TO PROGRAM and admin functions.
+run COPY ... TO PROGRAM and admin functions. On both, the statement is bounded: in time (PostgreSQL's
+statement_timeout; a SQLite progress handler that interrupts it at the deadline), in the rows fetched (`limit`,
+said when it cuts) and in bytes (SQLite's length limit for one value, a running byte count for the result).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,9 @@ from bench.store.session import CONNECT_TIMEOUT_S, check_url, connect_sqlite_rea
 from bench.store.sqlcheck import SIDE_EFFECT_FUNCTIONS, check_statement
 
 DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_LIMIT = 10_000  # rows `bench sql` prints unless --limit says otherwise
+DEFAULT_MAX_BYTES = 256 * 2**20  # bytes of values one result may hold (and SQLite's limit for one value)
+PROGRESS_STEPS = 10_000  # SQLite virtual-machine steps between two looks at the deadline
 PRIVILEGED_ROLES = ["pg_execute_server_program", "pg_write_server_files", "pg_read_server_files",
                     "pg_signal_backend"]
 _PRIVILEGES = text(
@@ -49,10 +56,15 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None,
     return sqlite3.SQLITE_DENY
 
 
-def _sqlite_engine(path: Path) -> Engine:
+def _sqlite_engine(path: Path, timeout_s: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES) -> Engine:
+    """Read-only connections whose statements stop at `timeout_s` after connecting and whose values stay under
+    `max_bytes` (a connection serves one query: NullPool)."""
     def connect() -> sqlite3.Connection:
         connection = connect_sqlite_read_only(path)
         connection.set_authorizer(_authorize)  # load_extension stays disabled: sqlite3's default
+        deadline = time.monotonic() + timeout_s
+        connection.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_STEPS)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(1, min(max_bytes, 2**31 - 1)))
         return connection
 
     return create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool)
@@ -78,8 +90,10 @@ def backend(db_url: str) -> str:
     return make_url(check_url(db_url)).get_backend_name()
 
 
-def read_only_engine(db_url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[Engine, None]:
-    """An engine that cannot write (and None: no per-transaction guard statement is needed any more)."""
+def read_only_engine(db_url: str, timeout_s: float | None = None) -> tuple[Engine, None]:
+    """An engine that cannot write and whose statements stop after `timeout_s` [DEFAULT_TIMEOUT_S] (and None: no
+    per-transaction guard statement is needed any more); `--where` filters go through it too."""
+    timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
     name = backend(db_url)
     if name == "sqlite":
         path = sqlite_path(db_url)
@@ -87,7 +101,7 @@ def read_only_engine(db_url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple
             raise BenchError("bench sql needs a database file, e.g. --db sqlite:///results.db")
         if not path.is_file():
             raise BenchError(f"database not found: {path} (run a grid first, or pass --db URL)")
-        return _sqlite_engine(path), None
+        return _sqlite_engine(path, timeout_s), None
     return _postgres_engine(db_url, timeout_s), None
 
 
@@ -107,14 +121,51 @@ def _error_line(error: DBAPIError, timeout_s: float) -> str:
     lowered = message.lower()
     if "read-only" in lowered or "readonly" in lowered or "not authorized" in lowered:
         return f"bench sql is read-only; the statement was refused ({message})"
-    if "statement timeout" in lowered:
-        return f"SQL error: {message} (after {timeout_s:g} s; pass --timeout)"
+    if "statement timeout" in lowered or lowered == "interrupted":
+        return f"SQL error: the statement ran past its time limit of {timeout_s:g} s ({message}); pass --timeout"
+    if "too big" in lowered:
+        return f"SQL error: {message} (a value over the size bound; select less)"
     return f"SQL error: {message}"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What one bounded query returned, and why it stopped early (None: every row is here)."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    cut: str | None = None
+
+
+def _value_bytes(value: Any) -> int:  # noqa: ANN401 - any driver value
+    return len(value) if isinstance(value, (str, bytes, bytearray, memoryview)) else 8
+
+
+def _fetch(result: Any, limit: int | None, max_bytes: int | None) -> tuple[list[tuple[Any, ...]], str | None]:  # noqa: ANN401
+    """Rows of `result` up to `limit` rows and `max_bytes` bytes of values, and why it stopped early."""
+    rows: list[tuple[Any, ...]] = []
+    size = 0
+    for row in result:
+        if limit is not None and len(rows) >= limit:
+            return rows, f"first {limit} rows shown; pass --limit N for more"
+        size += sum(_value_bytes(value) for value in row)
+        if max_bytes is not None and size > max_bytes:
+            return rows, f"first {len(rows)} rows shown: the next would pass {max_bytes // 2**20} MiB of values"
+        rows.append(tuple(row))
+    return rows, None
 
 
 def read_only_query(db_url: str, query: str, *, allow_superuser: bool = False,
                     timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read-only `query` (checked first); nothing it does can change the database or the server."""
+    """Run one read-only `query` (checked first), every row; nothing it does can change the database or server."""
+    result = bounded_query(db_url, query, allow_superuser=allow_superuser, timeout_s=timeout_s, limit=None,
+                           max_bytes=None)
+    return result.columns, result.rows
+
+
+def bounded_query(db_url: str, query: str, *, allow_superuser: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
+                  limit: int | None = DEFAULT_LIMIT, max_bytes: int | None = DEFAULT_MAX_BYTES) -> QueryResult:
+    """`bench sql`: one read-only `query` (checked first), bounded in time, rows and bytes."""
     check_statement(query, backend(db_url))
     engine, _ = read_only_engine(db_url, timeout_s)
     try:
@@ -123,9 +174,10 @@ def read_only_query(db_url: str, query: str, *, allow_superuser: bool = False,
             try:
                 if engine.dialect.name == "postgresql" and not allow_superuser:
                     refuse_privileged_role(connection)
-                result = connection.exec_driver_sql(query)  # exactly the checked text, no bind parsing
+                result = connection.execution_options(stream_results=True).exec_driver_sql(query)  # as checked
                 columns = list(result.keys()) if result.returns_rows else []
-                rows = [tuple(row) for row in result] if result.returns_rows else []
+                rows, cut = _fetch(result, limit, max_bytes) if result.returns_rows else ([], None)
+                result.close()
             finally:
                 transaction.rollback()
     except DBAPIError as error:
@@ -134,4 +186,4 @@ def read_only_query(db_url: str, query: str, *, allow_superuser: bool = False,
         raise BenchError(f"SQL error: {' '.join(str(error).splitlines()[0].split())}") from None
     finally:
         engine.dispose()
-    return columns, rows
+    return QueryResult(columns, rows, cut)

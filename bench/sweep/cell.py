@@ -27,6 +27,7 @@ from bench.run.workbench import Workbench
 from bench.store.records import EpochRecord, RunRecord
 from bench.sweep.checkpoint import Checkpointer
 from bench.sweep.context import Sweep
+from bench.sweep.progress import PlainProgress
 
 
 @dataclass
@@ -51,10 +52,13 @@ def preflight(bench: Workbench, cells: Iterable[ExperimentSpec]) -> None:
         bench.data(spec.dataset, DataConfig(**spec.data_dict))
 
 
-def cell_progress(console: Console) -> Progress:
-    """A bar for the grid and one per running cell; quiet when the console is not a terminal."""
+def cell_progress(console: Console) -> Progress | PlainProgress:
+    """A bar for the grid and one per running cell; plain progress lines (every 30 s and at each task's end)
+    when the console is not a terminal (a log under nohup or SLURM)."""
+    if not console.is_terminal:
+        return PlainProgress(console)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+                    TextColumn("eta"), TimeRemainingColumn(), console=console)
 
 
 def run_and_store(sweep: Sweep, spec: ExperimentSpec, number: int | None,

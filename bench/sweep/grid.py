@@ -10,10 +10,11 @@ from rich.console import Console
 
 from bench.config.grid import Grid
 from bench.core.errors import BenchError
-from bench.core.names import GRID_KIND, KIND_ATTR, SOURCE_ATTR, WEIGHTS_ATTR
+from bench.core.names import GRID_KIND, KIND_ATTR, REFERENCE_METHODS, SEARCH_KIND, SOURCE_ATTR, WEIGHTS_ATTR
 from bench.core.spec import ExperimentSpec, probe_spec
 from bench.run.context import RunContext
 from bench.store.lock import ENQUEUE_LOCK, database_lock
+from bench.store.readonly import read_only_reason
 from bench.sweep.queue import WorkerOptions, enqueue_cells, open_storage, open_study
 
 if TYPE_CHECKING:  # torch, Optuna and the migrations load only when a cell is left to run (run_grid)
@@ -74,6 +75,18 @@ def is_finished(grid: Grid, cells: list[ExperimentSpec], done_before: set[str], 
     return all(key in stored and stored[key] == value for key, value in grid_attrs(grid).items())
 
 
+def finished_on_read_only(name: str, cells: list[ExperimentSpec], done: set[str], reason: str,
+                          console: Console) -> GridSummary:
+    """A read-only database: the summary of a finished grid (nothing to write), or a one-line BenchError."""
+    left = sum(spec.key not in done for spec in cells)
+    if left:
+        raise BenchError(f"--db: {reason}, and {left} of the grid's {len(cells)} cells still need to run and be "
+                         "written; make it writable or pass another --db")
+    console.print(f"grid {name}: every cell is done; the database is read-only ({reason}), nothing to write",
+                  highlight=False, soft_wrap=True)
+    return GridSummary(name, len(cells), len(cells), 0, 0)
+
+
 def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | None = None,
              options: WorkerOptions | None = None, enqueue_only: bool = False,
              bench: Workbench | None = None) -> GridSummary:
@@ -85,6 +98,9 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     options = options or WorkerOptions()
     cells = grid_cells(grid)
     done_before = stored_done_keys(db_url)  # read-only: a new database is created only after the preflight
+    read_only = read_only_reason(db_url)
+    if read_only is not None:  # nothing may be written: a finished grid is fine, any other is one line
+        return finished_on_read_only(grid.name, cells, done_before, read_only, console)
     if not enqueue_only and is_finished(grid, cells, done_before, db_url):
         return GridSummary(grid.name, len(cells), len(cells), 0, 0)
     from bench.run.workbench import Workbench
@@ -97,9 +113,11 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     # Missing weights or data of a cell still to run stop here, before the database is touched; a finished
     # grid loads no teacher at all, so re-running it is quick.
     preflight(bench, [spec for spec in cells if spec.key not in done_before])
+    check_buildable(bench, [spec for spec in grid.specs if spec.key not in done_before])
     store = Store(db_url)
     storage = open_storage(db_url, options)
     with database_lock(db_url, ENQUEUE_LOCK):  # processes started together enqueue each cell once
+        check_kind(storage, grid.name, GRID_KIND)
         study = open_study(grid.name, storage)
         for key, value in grid_attrs(grid).items():  # `bench worker` joins without the YAML; report provenance
             study.set_user_attr(key, value)
@@ -109,3 +127,41 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
         return GridSummary(grid.name, len(cells), already, 0, 0)
     counts = work_grid(Sweep(study, storage, bench, store, options, console))
     return GridSummary(grid.name, len(cells), already, counts.done, counts.failed)
+
+
+def check_buildable(bench: Workbench, specs: list[ExperimentSpec]) -> None:
+    """Build every distinct cell's student and method on its loaded teacher and data, before the database is
+    touched: a shape or name mismatch (heads vs width, a patch size, a layer name) is refused, not run."""
+    from bench.data.splits import DataConfig
+    from bench.run.parts import build_parts
+
+    seen: set[tuple] = set()
+    for spec in specs:
+        if spec.method in REFERENCE_METHODS:
+            continue
+        setting = (spec.teacher, spec.student, spec.method, spec.dataset, spec.hparams, spec.data)
+        if setting in seen:
+            continue
+        seen.add(setting)
+        try:
+            build_parts(spec.student, spec.method, spec.hparams_dict, bench.teacher(spec.teacher),
+                        bench.data(spec.dataset, DataConfig(**spec.data_dict)))
+        except BenchError as error:
+            raise BenchError(f"{spec.student} + {spec.method} on {spec.teacher}/{spec.dataset}: {error}") from None
+        except (ValueError, RuntimeError, AssertionError, KeyError, TypeError) as error:
+            detail = " ".join(str(error).split())[:200]
+            raise BenchError(f"{spec.student} + {spec.method} on {spec.teacher}/{spec.dataset}: the student or "
+                             f"method cannot be built with hparams {spec.hparams_dict}: {detail}") from None
+
+
+def check_kind(storage, name: str, kind: str) -> None:  # noqa: ANN001 - optuna RDBStorage
+    """A grid never writes into a `bench study` search, nor a search into a grid: one kind per study name."""
+    try:
+        existing = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(KIND_ATTR)
+    except KeyError:  # no such study yet
+        return
+    if existing is not None and existing != kind:
+        words = {GRID_KIND: "grid (bench run)", SEARCH_KIND: "search study (bench study)"}
+        raise BenchError(f"{name!r} is already a {words.get(existing, existing)} in this database; a "
+                         f"{words.get(kind, kind)} may not write into it: set another name: in the file "
+                         "(or rename the file)")

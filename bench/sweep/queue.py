@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +23,7 @@ from bench.core.errors import BenchError
 from bench.core.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
 from bench.core.spec import ExperimentSpec, setting_labels
 from bench.store.lock import SCHEMA_LOCK, database_lock
-from bench.store.session import driver_url
+from bench.store.session import connect_sqlite_read_only, driver_url
 from bench.sweep.checkpoint import default_run_dir
 
 log = logging.getLogger(__name__)
@@ -108,8 +107,8 @@ def study_names(db_url: str) -> list[str]:
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:" or not Path(url.database).expanduser().is_file():
             return []
-        uri = Path(url.database).expanduser().resolve().as_uri() + "?mode=ro"
-        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True), poolclass=NullPool)
+        path = Path(url.database).expanduser().resolve()  # read-only, no file beside it (a read-only disk works)
+        engine = create_engine("sqlite://", creator=lambda: connect_sqlite_read_only(path), poolclass=NullPool)
     else:
         engine = create_engine(driver_url(db_url), poolclass=NullPool)
     try:
@@ -204,12 +203,26 @@ def is_dead_here(record: dict[str, Any] | None, trial_id: int) -> bool:
     return stat is None or stat[0] in ("Z", "X") or stat[1] != record.get("start")  # exited, zombie or pid reused
 
 
+RESUMES_ATTR = "resumes_trial"  # user attr of a cell re-enqueued after Ctrl-C: the trial number it resumes
+
+
+def is_resumed(trial) -> bool:  # noqa: ANN001 - optuna FrozenTrial
+    """A retry of a dead worker's trial (Optuna's `failed_trial`) or a cell re-enqueued after Ctrl-C."""
+    return "failed_trial" in trial.system_attrs or RESUMES_ATTR in trial.user_attrs
+
+
+def claim_order(trial) -> tuple[int, int]:  # noqa: ANN001 - optuna FrozenTrial
+    """Retried and interrupted cells first (their checkpoints resume at once), then the rest by number."""
+    return (0 if is_resumed(trial) else 1, trial.number)
+
+
 def claim_waiting(study, storage):  # noqa: ANN001, ANN201
-    """Take the lowest-numbered WAITING trial atomically (no two workers get the same one), or None."""
+    """Take a WAITING trial atomically (no two workers get the same one), or None: a retried or interrupted cell
+    before any fresh one (a priority, not the back of the queue), otherwise the lowest-numbered."""
     import optuna
     from optuna.trial import TrialState
 
-    for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
+    for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=claim_order):
         if _set_state_if(storage, frozen._trial_id, "WAITING", "RUNNING"):
             storage.record_heartbeat(frozen._trial_id)  # stale from now on if this process dies
             trial = optuna.Trial(study, frozen._trial_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from rich.console import Console
 
-from bench.config.grid import Grid
+from bench.config.grid import Grid, sweep_specs
 from bench.config.study import StudyModel
 from bench.core.errors import BenchError
 from bench.core.names import CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
@@ -17,7 +17,7 @@ from bench.run.workbench import RunContext, Workbench
 from bench.store.results import Store
 from bench.sweep.cell import preflight, probe_cells
 from bench.sweep.context import Sweep
-from bench.sweep.grid import GridSummary, run_grid
+from bench.sweep.grid import GridSummary, check_buildable, check_kind, run_grid
 from bench.sweep.queue import WorkerOptions, fail_stale_trials, open_storage
 from bench.sweep.strategy import load_with_strategy
 from bench.sweep.worker import state_counts, work_study
@@ -54,8 +54,10 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
     weights = {**model.weights, **(weights or {})}
     bench = Workbench(context, weights)
     preflight(bench, probe_cells(model.teacher, model.dataset, model.data.config().as_dict()))  # before the DB
+    check_buildable(bench, sweep_specs(model, [model.seed], [model.epochs], ""))
     store = Store(db_url)
     storage = open_storage(db_url, options)
+    check_kind(storage, model.study_name, SEARCH_KIND)
     study = load_with_strategy(model.study_name, storage, model)
     config = model.model_dump(mode="json")
     stored = study.user_attrs.get(CONFIG_ATTR)

@@ -41,5 +41,8 @@ def load_with_strategy(name: str, storage, model: StudyModel):  # noqa: ANN001, 
     import optuna
 
     directions = list(model.objectives.values())
-    return optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
-                               sampler=build_sampler(model), pruner=build_pruner(model))
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
+                                sampler=build_sampler(model), pruner=build_pruner(model))
+    if study.metric_names is None:  # optuna-dashboard and the report name the objectives, not "Objective 0"
+        study.set_metric_names(list(model.objectives))
+    return study

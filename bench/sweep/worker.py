@@ -28,6 +28,7 @@ from bench.core.spec import ExperimentSpec
 from bench.run.metrics import score_summary
 from bench.run.workbench import RunContext, Workbench
 from bench.store.lock import ENQUEUE_LOCK, database_lock
+from bench.store.readonly import read_only_reason
 from bench.store.records import EpochRecord, RunRecord
 from bench.store.results import Store
 from bench.sweep.cell import (
@@ -41,6 +42,7 @@ from bench.sweep.cell import (
 )
 from bench.sweep.context import Sweep
 from bench.sweep.queue import (
+    RESUMES_ATTR,
     WorkerOptions,
     claim_waiting,
     fail_stale_trials,
@@ -71,6 +73,9 @@ def run_worker(study_name: str, db_url: str, context: RunContext, options: Worke
                max_cells: int | None = None) -> WorkerSummary:
     """`bench worker`: everything it needs (specs, weights paths, search space) comes from the database."""
     console = console or Console(stderr=True)
+    read_only = read_only_reason(db_url)
+    if read_only is not None:
+        raise BenchError(f"--db: {read_only}; a worker records every trial it takes, so it needs a writable database")
     require_study(study_name, db_url)  # a mistyped name must not create Optuna's schema in a new database
     storage = open_storage(db_url, options)
     study = load_bench_study(study_name, storage)
@@ -175,6 +180,7 @@ def interrupt_cell(sweep: Sweep, trial, spec: ExperimentSpec, label: str) -> Non
     from optuna.trial import TrialState
 
     attrs = {key: value for key, value in trial.user_attrs.items() if key not in (WORKER_ATTR, WORKER_PROCESS_ATTR)}
+    attrs[RESUMES_ATTR] = trial.number  # claimed before fresh cells: the restart resumes it first
     sweep.study.tell(trial, state=TrialState.FAIL)
     with database_lock(sweep.store.url, ENQUEUE_LOCK):  # never beside another process's enqueue of the same cell
         sweep.study.enqueue_trial({}, user_attrs=attrs)

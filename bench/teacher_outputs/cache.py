@@ -20,6 +20,7 @@ from bench.core.quarantine import quarantine
 
 CACHE_FORMAT = 1
 HASH_FIELD = "content_sha256"  # metadata field: content_hash of the file's tensors
+PARTS_FIELD = "parts"  # metadata field: the key parts the entry was computed for (compared on every read)
 Validator = Callable[[dict[str, torch.Tensor]], str | None]  # a reason to distrust cached values, or None
 Cached = tuple[dict[str, torch.Tensor], dict[str, str]]
 PASS_FIELD = "pass_id"  # metadata field: entries written by one computation share it (their seconds count once)
@@ -39,6 +40,27 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def _canonical(parts: Mapping[str, Any]) -> Any:  # noqa: ANN401 - JSON data
+    """The key parts as JSON data (tuples become lists), the form they are stored and compared in."""
+    return json.loads(json.dumps(parts, sort_keys=True))
+
+
+def parts_mismatch(stored: str | None, parts: Mapping[str, Any]) -> str | None:
+    """Which key field a cached entry's stored parts disagree on (it holds another entry's values), else None."""
+    try:
+        found = json.loads(stored) if stored is not None else None
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        return "no readable key parts"
+    wanted = _canonical(parts)
+    for name in sorted(set(found) | set(wanted)):
+        if found.get(name) != wanted.get(name):
+            held, asked = str(found.get(name))[:60], str(wanted.get(name))[:60]
+            return f"another key's values ({name} {held!r}, asked for {asked!r})"
+    return None
+
+
 def content_hash(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
     digest = hashlib.sha256()
@@ -52,8 +74,10 @@ def content_hash(tensors: Mapping[str, torch.Tensor]) -> str:
 class FeatureCache:
     """Safetensors files under `root/features/`, written atomically with a content hash, verified on read.
 
-    A file that cannot be read, fails its hash or its validator is moved aside (`<name>.corrupt-<time>`) and
-    recomputed; a file without a hash (written before hashes existed) is stale and recomputed.
+    A file that cannot be read, fails its hash or its validator, or whose stored key parts (teacher, weights,
+    dataset, split and its content hash, preprocessing, taps, ...) are not the ones asked for (a swapped or
+    copied file) is moved aside (`<name>.corrupt-<time>`, said once in the log) and recomputed; a file without a
+    hash (written before hashes existed) is stale and recomputed.
     """
 
     def __init__(self, root: Path | None = None) -> None:
@@ -64,8 +88,10 @@ class FeatureCache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
 
-    def load(self, key: str, validate: Validator | None = None) -> Cached | None:
-        """Cached tensors and metadata, or None when absent, stale or damaged (damaged files are moved aside)."""
+    def load(self, key: str, validate: Validator | None = None,
+             parts: Mapping[str, Any] | None = None) -> Cached | None:
+        """Cached tensors and metadata, or None when absent, stale, damaged or another key's entry (`parts`: the
+        key asked for; such files are moved aside)."""
         from safetensors import safe_open
 
         path = self.path(key)
@@ -81,6 +107,9 @@ class FeatureCache:
             return None  # written by an older version: stale, recomputed and overwritten
         if content_hash(tensors) != metadata[HASH_FIELD]:
             return self._reject(path, "content does not match its sha256")
+        mismatch = parts_mismatch(metadata.get(PARTS_FIELD), parts) if parts is not None else None
+        if mismatch is not None:
+            return self._reject(path, f"hold {mismatch}")
         problem = validate(tensors) if validate is not None else None
         if problem is not None:
             return self._reject(path, problem)
@@ -111,7 +140,7 @@ class FeatureCache:
     ) -> tuple[dict[str, torch.Tensor], CacheEvent]:
         """Return cached outputs for `parts` (verified, and passing `validate`), or compute, store and return them."""
         key = cache_key(parts)
-        cached = self.load(key, validate)
+        cached = self.load(key, validate, parts)
         if cached is not None:
             tensors, metadata = cached
             self.hits += 1
@@ -119,7 +148,7 @@ class FeatureCache:
         start = time.perf_counter()
         tensors = compute()
         seconds = time.perf_counter() - start
-        self.save(key, tensors, {"teacher_seconds": f"{seconds:.6f}", "parts": json.dumps(parts, sort_keys=True)})
+        self.save(key, tensors, {"teacher_seconds": f"{seconds:.6f}", PARTS_FIELD: json.dumps(parts, sort_keys=True)})
         self.misses += 1
         return tensors, CacheEvent(False, seconds)
 
@@ -137,7 +166,7 @@ class FeatureCache:
         seconds_by_pass: dict[str, float] = {}
         for name, parts in parts_by_name.items():
             key = cache_key(parts)
-            cached = self.load(key, validate)
+            cached = self.load(key, validate, parts)
             if cached is not None and name in cached[0]:
                 found[name] = cached[0][name]
                 seconds_by_pass[cached[1].get(PASS_FIELD, key)] = float(cached[1].get("teacher_seconds", "nan"))
@@ -152,7 +181,8 @@ class FeatureCache:
         for name in missing:
             parts = parts_by_name[name]
             self.save(cache_key(parts), {name: computed[name]}, {
-                "teacher_seconds": f"{seconds:.6f}", "parts": json.dumps(parts, sort_keys=True), PASS_FIELD: pass_id})
+                "teacher_seconds": f"{seconds:.6f}", PARTS_FIELD: json.dumps(parts, sort_keys=True),
+                PASS_FIELD: pass_id})
             found[name] = computed[name]
         self.misses += 1
         return {name: found[name] for name in parts_by_name}, CacheEvent(False, seconds)

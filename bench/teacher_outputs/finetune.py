@@ -23,6 +23,7 @@ from torch import nn
 from bench.core.errors import BenchError
 from bench.core.names import SPLITS
 from bench.core.taps import POOLED
+from bench.data.batches import epoch_batches
 from bench.data.images import to_tensor
 from bench.data.splits import DataConfig, DatasetSplits
 from bench.teacher_outputs.cache import CacheEvent, FeatureCache
@@ -46,9 +47,13 @@ class FinetuneConfig:
     seed: int = 0
     labeled_limit: int | None = None  # train only on these many labeled rows (see labeled_rows); None: all
     label_seed: int = 0
+    epoch_rows: int | None = None  # data.finetune_budget steps: an epoch takes the steps of a pass over these rows
 
     def key(self) -> dict[str, object]:
-        return {**asdict(self), "lrs": list(self.lrs), "version": FINETUNE_VERSION}
+        key = {**asdict(self), "lrs": list(self.lrs), "version": FINETUNE_VERSION}
+        if self.epoch_rows is None:  # budget epochs: the key of before, so cached fine-tunes still hit
+            del key["epoch_rows"]
+        return key
 
 
 @dataclass(frozen=True)
@@ -144,15 +149,12 @@ class LabeledImages:
 
 def _epoch(model: Teacher, head: nn.Linear, images: LabeledImages, labels: torch.Tensor, prefixes: list[str],
            optimizer: torch.optim.Optimizer, scheduler, generator: torch.Generator, batch_size: int,
-           device: torch.device) -> float:
-    """One pass over the labeled rows; returns train accuracy."""
+           device: torch.device, epoch_rows: int | None = None) -> float:
+    """One pass over the labeled rows (or the steps of a pass over `epoch_rows`); returns train accuracy."""
     _set_mode(model, prefixes, True)
-    order = torch.randperm(len(labels), generator=generator)
-    correct = torch.zeros((), device=device)
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        if len(index) < 2:  # batch norm needs two samples
-            continue
+    correct, seen = torch.zeros((), device=device), 0
+    for index in epoch_batches(len(labels), epoch_rows, batch_size, generator):
+        seen += len(index)
         batch, target = images[index].to(device), labels[index].to(device)
         if getattr(model, "channels_last", True):
             batch = batch.contiguous(memory_format=torch.channels_last)
@@ -166,7 +168,7 @@ def _epoch(model: Teacher, head: nn.Linear, images: LabeledImages, labels: torch
         optimizer.step()
         scheduler.step()
         correct += (logits.detach().argmax(-1) == target).sum()
-    return float(correct) / max(len(labels), 1)
+    return float(correct) / max(seen, 1)
 
 
 def _evaluate(model: Teacher, head: nn.Linear, data: DatasetSplits, preprocess: Preprocess,
@@ -197,7 +199,7 @@ def _train_one_lr(teacher: Teacher, data: DatasetSplits, config: FinetuneConfig,
     head.to(device)
     parameters = [p for p in model.encoder.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
-    steps = config.max_epochs * max(1, -(-len(labels) // config.batch_size))
+    steps = config.max_epochs * max(1, -(-(config.epoch_rows or len(labels)) // config.batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     generator = torch.Generator().manual_seed(config.seed)
     preprocess = teacher.preprocess.with_size(data.config.image_size)
@@ -205,7 +207,7 @@ def _train_one_lr(teacher: Teacher, data: DatasetSplits, config: FinetuneConfig,
     for epoch in range(1, config.max_epochs + 1):
         start = time.perf_counter()
         train_acc = _epoch(model, head, images, labels, prefixes, optimizer, scheduler, generator,
-                           config.batch_size, device)
+                           config.batch_size, device, config.epoch_rows)
         seconds.append(time.perf_counter() - start)
         val_logits, _ = _evaluate(model, head, data, preprocess, device, ["val"])
         val_acc = accuracy(val_logits["val"], torch.from_numpy(data.val.labels))
@@ -319,11 +321,13 @@ def describe(result: FinetuneResult) -> str:
                        "epoch_s": round(result.epoch_seconds, 2), "hit": result.hit})
 
 
-def finetune_config(config: DataConfig) -> FinetuneConfig:
-    """The fine-tune of a `data.teacher_reference: finetune` setting, from its data fields."""
+def finetune_config(config: DataConfig, train_rows: int | None = None) -> FinetuneConfig:
+    """The fine-tune of a `data.teacher_reference: finetune` setting, from its data fields; with
+    `finetune_budget: steps` each epoch takes the steps of a pass over `train_rows` (the whole train split)."""
+    epoch_rows = train_rows if config.finetune_budget == "steps" else None
     return FinetuneConfig(unfreeze=config.finetune_unfreeze, lrs=(float(config.finetune_lr),),
                           max_epochs=int(config.finetune_epochs), labeled_limit=config.labeled_limit,
-                          label_seed=config.split_seed)
+                          label_seed=config.split_seed, epoch_rows=epoch_rows)
 
 
 def finetuned_outputs(tuned: FinetuneResult, taps: Sequence[str]) -> TeacherOutputs:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from bench.cli.app import app
+from tests.support.cli_harness import assert_one_line_error, dump, make_filled_db
 from tests.support.paths import REPO
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
@@ -48,26 +48,10 @@ CASES = _cases()
 @pytest.fixture(scope="module")
 def filled_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results database with runs, epochs and an Optuna study with trials (copied per case)."""
-    from bench.store.results import Store
-    from tests.support.report_fixtures import add_tune_study, unfinished
-
-    path = tmp_path_factory.mktemp("filled") / "results.db"
-    url = f"sqlite:///{path}"
-    store = Store(url)
-    store.save_run(unfinished("kept-failed", "resnet", "kd", 2, 2, "failed"))
-    store.save_run(unfinished("kept-pruned", "projection", "kd", 2, 2, "pruned"))
-    store.engine.dispose()
-    add_tune_study(url)
-    return path
+    return make_filled_db(tmp_path_factory.mktemp("filled") / "results.db")
 
 
-def _dump(path: Path) -> list[str]:
-    """Every table's schema and rows (Optuna's included), in a stable order."""
-    connection = sqlite3.connect(path)
-    try:
-        return list(connection.iterdump())
-    finally:
-        connection.close()
+_dump = dump
 
 
 def _prepare(tmp_path: Path, args: list[str], with_db: bool) -> tuple[list[str], Path]:
@@ -78,12 +62,7 @@ def _prepare(tmp_path: Path, args: list[str], with_db: bool) -> tuple[list[str],
     return (argv + ["--db", f"sqlite:///{db}"] if with_db else argv), db
 
 
-def _assert_one_line_error(code: int, stderr: str, expected: list[str]) -> None:
-    assert code == 2, stderr
-    assert stderr.startswith("error: ") and stderr.count("\n") == 1 and stderr.endswith("\n"), stderr
-    assert "Traceback" not in stderr
-    for word in expected:
-        assert word in stderr, f"{word!r} not in {stderr!r}"
+_assert_one_line_error = assert_one_line_error
 
 
 @pytest.mark.parametrize(("args", "expected", "with_db"), CASES)

@@ -172,8 +172,9 @@ def test_infonce_memory_bank_adds_past_teacher_keys_as_negatives() -> None:
 
 def test_combined_weights_parts_and_counts_ce_once() -> None:
     context = MethodContext(3, 10, 4)
-    method = METHODS.get("combined")(context, {"combine": "kd:0.5,feature:2", "alpha": 0.6, "beta": 3.0})
-    assert method.term_weights() == pytest.approx({"ce": 0.4, "kd": 0.5 * 0.6, "feat": 2 * 3.0})
+    method = METHODS.get("combined")(context, {"combine": "kd:0.5,feature:2", "alpha": 0.6, "beta": 3.0,
+                                               "ce_weight": 0.4})
+    assert method.term_weights() == pytest.approx({"ce": 0.4, "kd": 0.5, "feat": 2 * 3.0})  # alpha: only kd's own
     assert method.num_params() == 4 * 10 + 10
     for bad in ("kd:0.5,nope", "kd,kd", "combined", "kd:x"):
         with pytest.raises(BenchError, match="combine"):

@@ -1,7 +1,7 @@
 """runs: the threads a run trained with, and each latency's spread and machine load; a head's teacher pass (issue 28).
 
 Revision ID: i28_threads_cost_noise
-Revises: i14_artifacts
+Revises: i29_budget
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "i28_threads_cost_noise"
-down_revision = "i14_artifacts"
+down_revision = "i29_budget"
 branch_labels = None
 depends_on = None
 
