@@ -64,7 +64,7 @@ def measure(repo: Path, repeats: int) -> None:
         (work / "g.yaml").write_text(GRID)
         common = ["--db", f"sqlite:///{work / 'r.db'}"]
         run = [python, "-m", "bench", "run", "g.yaml", *common, "--cache-dir", str(work / "cache"),
-               "--run-dir", str(work / "runs"), "--device", "cpu", "--keep", "none"]
+               "--run-dir", str(work / "runs"), "--keep", "none"]  # --device auto: cpu here
         timed(run, repo, work)  # finish the grid once
         rows = {"python -c 'import sqlalchemy'": median_of([python, "-c", "import sqlalchemy"], repo, work, repeats),
                 "bench runs": median_of([python, "-m", "bench", "runs", *common], repo, work, repeats),
