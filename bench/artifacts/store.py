@@ -20,11 +20,12 @@ from typing import Any, BinaryIO
 
 import torch
 
+from bench.artifacts.keep import KEEP_CHOICES as KEEP_CHOICES  # torch-free; re-exported for its callers
+from bench.artifacts.keep import check_keep as check_keep
 from bench.core.errors import BenchError
 from bench.run.kept import FINETUNE, METHOD_PREFIX, PROBE, STUDENT, STUDENT_PREFIX, TEACHER, ZERO_SHOT, Kept
 from bench.store.records import RunRecord
 
-KEEP_CHOICES = ("all", "best", "none")
 ARTIFACTS_ENV = "BENCH_ARTIFACTS"  # the default store of a server database (every worker must see the same one)
 SHARED_DEFAULT = Path("~/.cache/distill-bench/artifacts")
 SETTING_FIELDS = ("teacher", "student", "method", "dataset", "epochs")  # with hparams and data: all but the seed
@@ -40,13 +41,6 @@ def default_artifact_dir(database_url: str) -> Path:
     if database_url.startswith("sqlite"):
         return Path.cwd() / "artifacts"
     return Path(os.environ.get(ARTIFACTS_ENV) or SHARED_DEFAULT).expanduser()
-
-
-def check_keep(keep: str) -> str:
-    """--keep must be one of best, all, none."""
-    if keep not in KEEP_CHOICES:
-        raise BenchError(f"--keep {keep!r}: expected one of {', '.join(KEEP_CHOICES)} (default all)")
-    return keep
 
 
 def sha256_file(path: Path) -> str:

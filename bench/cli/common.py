@@ -39,6 +39,9 @@ SkipBadOption = Annotated[bool, typer.Option(
 ArtifactsOption = Annotated[Path | None, typer.Option(
     "--artifacts", help="where trained students are kept [default: <SQLite file's directory>/artifacts; "
     "for PostgreSQL $BENCH_ARTIFACTS or ~/.cache/distill-bench/artifacts, which every worker must share]")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", help="torch and BLAS threads per worker [default: $BENCH_THREADS, else the CPUs this process may "
+    "use (affinity, SLURM_CPUS_PER_TASK, cgroup quota) less other processes' load, capped by $OMP_NUM_THREADS]")]
 KeepOption = Annotated[str, typer.Option(
     "--keep", help="which trained students to keep: all, best (per setting, by val score) or none")]
 
@@ -59,7 +62,7 @@ def user_errors() -> Iterator[None]:
 
 def worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int,  # noqa: ANN202
                     artifacts: Path | None = None, keep: str = "all"):
-    from bench.artifacts.store import check_keep
+    from bench.artifacts.keep import check_keep
     from bench.sweep.queue import WorkerOptions
 
     if heartbeat_interval < 1 or grace_period <= heartbeat_interval:
@@ -69,6 +72,14 @@ def worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: 
                             artifacts_dir=artifacts.expanduser().resolve() if artifacts else None,
                             keep=check_keep(keep))
     return options if run_dir is None else replace(options, run_dir=run_dir)
+
+
+
+def worker_threads(threads: int | None, workers: int = 1) -> int:
+    """The thread count of each local worker (bench/core/threads.py), checked before anything runs."""
+    from bench.core.threads import resolve_threads
+
+    return resolve_threads(threads, workers)
 
 
 

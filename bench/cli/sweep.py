@@ -22,11 +22,13 @@ from bench.cli.common import (
     KeepOption,
     RunDirOption,
     SkipBadOption,
+    ThreadsOption,
     WeightsOption,
     err,
     out,
     user_errors,
     worker_options,
+    worker_threads,
 )
 from bench.core.errors import BenchError
 
@@ -41,6 +43,7 @@ def run(
     weights: WeightsOption = None,
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
+    threads: ThreadsOption = None,
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
@@ -51,7 +54,7 @@ def run(
     """Run every cell of a grid not already in the database (re-running is a no-op)."""
     with user_errors():
         from bench.config.grid import load_grid
-        from bench.run.workbench import RunContext
+        from bench.run.context import RunContext
         from bench.store.session import check_connection
         from bench.sweep.grid import run_grid
 
@@ -61,10 +64,12 @@ def run(
                      run_dir=run_dir, artifacts=artifacts)
         checks.device(device)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        threads_used = worker_threads(threads)
         check_connection(db)
         loaded = load_grid(grid or grid_file or DEFAULT_GRID)
         loaded.weights.update(checks.weights(weights, sorted({spec.teacher for spec in loaded.specs})))
-        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
+        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
+                             threads=threads_used)
         summary = run_grid(loaded, db, context, err, options, enqueue_only)
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
@@ -86,6 +91,7 @@ def worker(
     weights: WeightsOption = None,
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
+    threads: ThreadsOption = None,
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
@@ -95,7 +101,7 @@ def worker(
 ) -> None:
     """Join a grid or study in the database from any machine; take cells until none are left."""
     with user_errors():
-        from bench.run.workbench import RunContext
+        from bench.run.context import RunContext
         from bench.store.session import check_connection
         from bench.sweep.worker import run_worker
 
@@ -104,10 +110,11 @@ def worker(
         checks.paths("worker", cache_dir=cache_dir, data_root=data_root, run_dir=run_dir, artifacts=artifacts)
         checks.device(device)
         worker_weights = checks.weights(weights)
+        threads_used = worker_threads(threads)
         check_connection(db)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
-        summary = run_worker(study, db, RunContext(cache_dir, data_root, device, allow_download, skip_bad), options,
-                             err, worker_weights, max_cells)
+        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=threads_used)
+        summary = run_worker(study, db, context, options, err, worker_weights, max_cells)
         counts = summary.counts
         out.print(f"worker on {summary.kind} {study}: {counts.done} done, {counts.failed} failed, "
                   f"{counts.skipped} already stored", highlight=False, soft_wrap=True)
@@ -127,6 +134,7 @@ def study_command(
     weights: WeightsOption = None,
     allow_download: AllowDownloadOption = False,
     skip_bad: SkipBadOption = False,
+    threads: ThreadsOption = None,
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
@@ -136,7 +144,7 @@ def study_command(
     """Search hyperparameters with Optuna on val, then re-run the best trial(s) on test over several seeds."""
     with user_errors():
         from bench.config.study import load_study_file
-        from bench.run.workbench import RunContext
+        from bench.run.context import RunContext
         from bench.store.session import check_connection
         from bench.sweep.search import run_study
 
@@ -147,12 +155,13 @@ def study_command(
         checks.paths("study", study_file=study_file, cache_dir=cache_dir, data_root=data_root, run_dir=run_dir,
                      artifacts=artifacts)
         checks.device(device)
+        threads_used = worker_threads(threads)
         check_connection(db)
         config = load_study_file(study_file)
         checks.trials(trials, config.cell_limit)
         study_weights = checks.weights(weights, config.teacher)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
-        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad)
+        context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=threads_used)
         summary = run_study(config, db, context, options, err,
                             trials=trials, timeout=timeout, weights=study_weights)
         out.print(summary.describe(), highlight=False, soft_wrap=True)

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bench.core.names import FINETUNE_METHOD, FINETUNE_STUDENT, PROBE_METHOD, PROBE_STUDENT, ZERO_SHOT_STUDENT
+
 SPEC_VERSION = 1  # bump when the meaning of a spec field changes, so old keys stop matching
 
 
@@ -120,3 +122,13 @@ def setting_labels(specs: Iterable[ExperimentSpec]) -> dict[str, str]:
     for spec in specs:
         groups.setdefault((spec.teacher, spec.student, spec.method, spec.dataset, spec.epochs), []).append(spec)
     return {spec.key: label_with(spec, differing_hparams(group)) for group in groups.values() for spec in group}
+
+
+def probe_spec(teacher: str, dataset: str, data: dict) -> ExperimentSpec:
+    """The teacher-reference cell of a grid: a linear probe on the teacher's features (or its zero-shot head, or
+    the teacher fine-tuned on the task). Torch-free, so a finished grid's re-run can find its keys cheaply."""
+    reference = data.get("teacher_reference")
+    student = {"zero-shot": ZERO_SHOT_STUDENT, "finetune": FINETUNE_STUDENT}.get(reference, PROBE_STUDENT)
+    method = FINETUNE_METHOD if reference == "finetune" else PROBE_METHOD
+    return ExperimentSpec.create(teacher=teacher, student=student, method=method,
+                                 dataset=dataset, hparams={}, data=data, epochs=0, seed=0)

@@ -122,6 +122,64 @@ class _Embedding(nn.Module):
         return {"logits": F.normalize(features.flatten(1), dim=-1)}
 
 
+class TeacherPass(nn.Module):
+    """Normalise -> frozen teacher backbone -> one tap: the part of a head model its teacher costs."""
+
+    def __init__(self, normalise: Normalise, backbone: Teacher, tap: str) -> None:
+        super().__init__()
+        self.normalise = normalise
+        self.backbone = backbone
+        self.tap = tap
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.features(self.normalise(images), [self.tap])[self.tap].float()
+
+
+class HeadPass(nn.Module):
+    """A head on its teacher tap's features -> logits, or the joint-space embedding: the part a head student adds."""
+
+    def __init__(self, student: nn.Module, joint: Method | None = None) -> None:
+        super().__init__()
+        self.student = student
+        self.joint = joint
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        outputs = self.student(features)
+        if self.joint is not None:
+            return self.joint.joint_embedding(outputs)  # type: ignore[operator]
+        return outputs["logits"]
+
+
+def teacher_norm(teacher: Teacher, data: DatasetSplits) -> ImageNorm:
+    """The teacher's preprocessing at the data's image size: what a head model (and the teacher) normalises with."""
+    pre = teacher.preprocess.with_size(data.config.image_size)
+    return ImageNorm(pre.input_size, pre.mean, pre.std, pre.interpolation)
+
+
+def teacher_pass_cost(teacher: Teacher, data: DatasetSplits, tap: str,
+                      device: torch.device) -> tuple[InferenceCost, tuple[int, ...]]:
+    """The teacher pass's cost up to `tap` and the tap's per-image shape (the head's input)."""
+    norm = teacher_norm(teacher, data)
+    model = TeacherPass(Normalise(norm), teacher, tap).eval().requires_grad_(False)
+    cost = measure_cost(model, input_shape(data), device, work_size=norm.size)
+    with torch.inference_mode():
+        shape = tuple(model(torch.rand(1, *input_shape(data), device=device)).shape[1:])
+    return cost, shape
+
+
+def head_cost(head: nn.Module, feature_shape: tuple[int, ...], device: torch.device) -> InferenceCost:
+    """A head's own cost on random features of its tap's shape (its weights and inputs do not change it)."""
+    return measure_cost(head.eval().requires_grad_(False), feature_shape, device)  # type: ignore[arg-type]
+
+
+def teacher_head(teacher: Teacher, data: DatasetSplits, retrieval: bool) -> tuple[str, nn.Module]:
+    """The teacher's own head for its cost: its tap and a linear head of the probe's shape (classification) or
+    its normalised image embedding (retrieval)."""
+    if retrieval:
+        return IMAGE_EMBED, HeadPass(_Embedding())
+    return POOLED, HeadPass(_LinearHead(teacher.embed_dim, max(data.num_classes, 1)))
+
+
 def teacher_deployable(teacher: Teacher, data: DatasetSplits, retrieval: bool) -> nn.Module:
     """The teacher as a deployed model, for its cost: its preprocessing, the backbone, then a linear head of the
     probe's shape on its pooled features (classification) or its normalised image embedding (retrieval)."""
@@ -133,13 +191,7 @@ def teacher_deployable(teacher: Teacher, data: DatasetSplits, retrieval: bool) -
     return Deployable(norm, head, teacher, POOLED).eval().requires_grad_(False)
 
 
-def teacher_cost(teacher: Teacher, data: DatasetSplits, retrieval: bool, device: torch.device) -> InferenceCost:
-    """The teacher's inference cost as a deployed model (`teacher_deployable`) at the data's input size."""
+def teacher_pass_key(teacher: Teacher, data: DatasetSplits, tap: str, device: torch.device) -> tuple:
+    """What a teacher pass's cost depends on: teacher, input shape and size, tap, device."""
     size = teacher.preprocess.with_size(data.config.image_size).input_size
-    return measure_cost(teacher_deployable(teacher, data, retrieval), input_shape(data), device, work_size=size)
-
-
-def teacher_cost_key(teacher: Teacher, data: DatasetSplits, retrieval: bool, device: torch.device) -> tuple:
-    """What the teacher's cost depends on: teacher, input shape and size, head shape, device."""
-    size = teacher.preprocess.with_size(data.config.image_size).input_size
-    return (teacher.name, input_shape(data), size, retrieval or data.num_classes, str(device))
+    return (teacher.name, input_shape(data), size, tap, str(device))

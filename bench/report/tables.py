@@ -115,7 +115,18 @@ def _seed_scores(done: pd.DataFrame) -> list[float]:
 
 
 COST_COLUMNS = ("latency_ms", "throughput_ips", "macs", "teacher_latency_ms", "teacher_throughput_ips", "teacher_macs",
-                "speedup")  # issue 14: the deployable model's inference cost and its teacher's
+                "speedup", "backbone_latency_ms")  # issue 14: the deployable model's inference cost and its teacher's
+COST_NOISE_COLUMNS = ("latency_spread", "cost_load", "teacher_latency_spread", "teacher_cost_load")  # issue 28: worst
+
+
+def finite_max(rows: pd.DataFrame, column: str) -> float:
+    """Largest finite value of a column (NaN when none, or when an older database lacks the column): the noisiest
+    seed's timing speaks for the setting."""
+    if column not in rows:
+        return float("nan")
+    values = pd.to_numeric(rows[column], errors="coerce")
+    values = values[np.isfinite(values)]
+    return float(values.max()) if len(values) else float("nan")
 
 
 def finite_mean(rows: pd.DataFrame, column: str) -> float:
@@ -156,6 +167,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "epoch_seconds": done["epoch_seconds"].mean(),
             **{name: finite_mean(done, name) for name in COST_COLUMNS},
             "train_steps": finite_mean(done, "train_steps"), "images_seen": finite_mean(done, "images_seen"),
+            **{name: finite_max(done, name) for name in COST_NOISE_COLUMNS},
             "epoch_seconds_std": done["epoch_seconds"].std(ddof=1) if len(done) > 1 else float("nan"),
             "runs": len(group),
             "problems": _problems(group["status"]),

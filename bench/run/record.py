@@ -32,7 +32,7 @@ def started_record(spec: ExperimentSpec, study: str, student_kind: str, bench: W
         cache_hits=sum(e.hit for e in outputs.events),
         cache_misses=sum(not e.hit for e in outputs.events),
         device=device_name(bench.device), torch_version=torch.__version__, git_commit=git_commit(),
-        trial_number=trial_number, started_at=utcnow(),
+        threads=torch.get_num_threads(), trial_number=trial_number, started_at=utcnow(),
     )
 
 

@@ -14,18 +14,14 @@ import torch
 from bench.core.errors import BenchError
 from bench.core.names import (
     CLASSIFICATION,
-    FINETUNE_METHOD,
-    FINETUNE_STUDENT,
     HEAD,
-    PROBE_METHOD,
-    PROBE_STUDENT,
     REFERENCE_METHODS,
     RETRIEVAL,
     SPLITS,
-    ZERO_SHOT_STUDENT,
 )
 from bench.core.registries import DATASETS, METHODS
 from bench.core.spec import ExperimentSpec
+from bench.core.spec import probe_spec as probe_spec  # torch-free now; re-exported for its callers
 from bench.data.splits import DataConfig, DatasetSplits
 from bench.run.classification import ClassificationTask
 from bench.run.cost import reference_cost_fields, student_cost_fields
@@ -42,16 +38,6 @@ from bench.store.records import EpochRecord, RunRecord
 from bench.teacher_outputs.features import TeacherOutputs
 
 TASKS: dict[str, TaskFactory] = {CLASSIFICATION: ClassificationTask.prepare, RETRIEVAL: RetrievalTask.prepare}
-
-
-def probe_spec(teacher: str, dataset: str, data: dict) -> ExperimentSpec:
-    """The teacher-reference cell of a grid: a linear probe on the teacher's features (or its zero-shot head, or
-    the teacher fine-tuned on the task)."""
-    reference = data.get("teacher_reference")
-    student = {"zero-shot": ZERO_SHOT_STUDENT, "finetune": FINETUNE_STUDENT}.get(reference, PROBE_STUDENT)
-    method = FINETUNE_METHOD if reference == "finetune" else PROBE_METHOD
-    return ExperimentSpec.create(teacher=teacher, student=student, method=method,
-                                 dataset=dataset, hparams={}, data=data, epochs=0, seed=0)
 
 
 def require_fitting_method(method: str, dataset: str, task: str) -> None:

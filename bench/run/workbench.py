@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import torch
 
@@ -15,7 +14,9 @@ from bench.core.registries import TEACHERS
 from bench.core.taps import IMAGE_EMBED, POOLED
 from bench.data.splits import DataConfig, DatasetSplits, load_dataset
 from bench.deploy.inference_cost import InferenceCost
-from bench.deploy.model import teacher_cost, teacher_cost_key
+from bench.deploy.model import head_cost, teacher_head, teacher_pass_cost, teacher_pass_key
+from bench.run.context import RunContext as RunContext  # torch-free; re-exported for its callers
+from bench.run.threads import apply_threads
 from bench.teacher_outputs.cache import CacheEvent, FeatureCache
 from bench.teacher_outputs.features import TeacherOutputs, teacher_pass
 from bench.teacher_outputs.finetune import FinetuneResult, finetune_config, finetune_teacher, finetuned_outputs
@@ -49,23 +50,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@dataclass(frozen=True)
-class RunContext:
-    """Where things live for a sweep."""
-
-    cache_dir: Path | None = None
-    data_root: Path | None = None
-    device: str = "auto"
-    allow_download: bool = False  # teachers may fetch weights, torchvision data (--allow-download; never in tests)
-    skip_bad: bool = False  # leave corrupt images out, for every dataset (--skip-bad)
-
-
 class Workbench:
     """Loads each teacher and dataset once and memoises teacher outputs, references and teacher costs."""
 
     def __init__(self, context: RunContext, weights: dict[str, str] | None = None) -> None:
         self.context = context
         self.device = resolve_device(context.device)
+        if context.threads is not None:
+            apply_threads(context.threads)
         self.cache = FeatureCache(context.cache_dir)
         self.weights = dict(weights or {})
         self._teachers: dict[str, Teacher] = {}
@@ -73,6 +65,7 @@ class Workbench:
         self._probes: dict[tuple, ProbeResult] = {}
         self._finetuned: dict[tuple, FinetuneResult] = {}
         self._teacher_costs: dict[tuple, InferenceCost] = {}
+        self._teacher_passes: dict[tuple, tuple[InferenceCost, tuple[int, ...]]] = {}
 
     def teacher(self, name: str) -> Teacher:
         if name not in self._teachers:
@@ -101,13 +94,26 @@ class Workbench:
         self._outputs[memo_key] = (outputs, weakref.ref(data))
         return outputs
 
-    def teacher_cost(self, teacher_name: str, data: DatasetSplits, retrieval: bool) -> InferenceCost:
-        """The teacher's inference cost (bench/deploy/model.py `teacher_cost`), measured once per teacher, input
-        size, head shape and device in this process: a grid pays for it once."""
+    def teacher_pass_cost(self, teacher_name: str, data: DatasetSplits,
+                          tap: str) -> tuple[InferenceCost, tuple[int, ...]]:
+        """The teacher pass's cost up to `tap` and the tap's shape (bench/deploy/model.py `teacher_pass_cost`),
+        measured once per teacher, input size, tap and device in this process: the teacher and every head student
+        reading that tap share it, so a grid times each teacher once."""
         teacher = self.teacher(teacher_name)
-        memo_key = teacher_cost_key(teacher, data, retrieval, self.device)
+        memo_key = teacher_pass_key(teacher, data, tap, self.device)
+        if memo_key not in self._teacher_passes:
+            self._teacher_passes[memo_key] = teacher_pass_cost(teacher, data, tap, self.device)
+        return self._teacher_passes[memo_key]
+
+    def teacher_cost(self, teacher_name: str, data: DatasetSplits, retrieval: bool) -> InferenceCost:
+        """The teacher's inference cost as deployed: its memoised teacher pass, then its reference head's shape
+        (bench/deploy/model.py `teacher_head`), once per teacher, input size, head shape and device."""
+        teacher = self.teacher(teacher_name)
+        tap, head = teacher_head(teacher, data, retrieval)
+        memo_key = (*teacher_pass_key(teacher, data, tap, self.device), retrieval or data.num_classes)
         if memo_key not in self._teacher_costs:
-            self._teacher_costs[memo_key] = teacher_cost(teacher, data, retrieval, self.device)
+            teacher_pass, shape = self.teacher_pass_cost(teacher_name, data, tap)
+            self._teacher_costs[memo_key] = teacher_pass.then(head_cost(head, shape, self.device))
         return self._teacher_costs[memo_key]
 
     def finetuned(self, teacher_name: str, data: DatasetSplits) -> FinetuneResult:

@@ -77,6 +77,12 @@ class Run(Base):
     speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
     train_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 29: compute matching
     images_seen: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    threads: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 28: torch intra-op threads
+    latency_spread: Mapped[float | None] = mapped_column(Float, nullable=True)  # issue 28: cost noise
+    cost_load: Mapped[float | None] = mapped_column(Float, nullable=True)
+    teacher_latency_spread: Mapped[float | None] = mapped_column(Float, nullable=True)
+    teacher_cost_load: Mapped[float | None] = mapped_column(Float, nullable=True)
+    backbone_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"

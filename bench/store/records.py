@@ -94,6 +94,12 @@ class RunRecord:
     speedup: float | None = None  # issue 14: teacher_latency_ms / latency_ms
     train_steps: int | None = None  # issue 29: optimizer steps of the whole run (compute matching)
     images_seen: int | None = None  # issue 29: training images forwarded over the whole run
+    threads: int | None = None  # issue 28: torch intra-op threads the run trained with (--threads, BENCH_THREADS)
+    latency_spread: float | None = None  # issue 28: interquartile range / median of latency_ms's batch-1 runs
+    cost_load: float | None = None  # issue 28: 1-minute load average per CPU while latency_ms was measured
+    teacher_latency_spread: float | None = None  # the same for teacher_latency_ms
+    teacher_cost_load: float | None = None
+    backbone_latency_ms: float | None = None  # issue 28: a head student's teacher pass, included in latency_ms
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod

@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bench.core.quarantine import quarantine
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -32,6 +30,8 @@ def default_run_dir() -> Path:
 
 def seal(state: dict[str, Any]) -> dict[str, Any]:
     """The state as torch.save bytes (a uint8 tensor) with their sha256: what a checkpoint file holds."""
+    import torch  # here, not at the top: the queue reads `default_run_dir` in commands that never train
+
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
@@ -41,6 +41,8 @@ def seal(state: dict[str, Any]) -> dict[str, Any]:
 
 def unseal(sealed: Any) -> Any:  # noqa: ANN401 - whatever the file held
     """The state inside a sealed checkpoint; ValueError when the seal is missing or broken."""
+    import torch
+
     if not isinstance(sealed, dict) or not isinstance(sealed.get("payload"), torch.Tensor):
         raise ValueError("no sealed payload (written by an older version, or not a checkpoint)")
     payload = sealed["payload"].numpy().tobytes()
@@ -62,6 +64,8 @@ class Checkpointer:
         """The verified state, or None when there is none or it was rejected (moved aside, logged)."""
         if not self.path.is_file():
             return None
+        import torch
+
         try:
             state = unseal(torch.load(self.path, map_location="cpu", weights_only=True))
         except Exception as error:  # noqa: BLE001 - format, unpickling or hash errors: never trusted, never fatal
@@ -92,6 +96,8 @@ class Checkpointer:
         """Seal the state (with its spec key), write a temp file, fsync, os.replace: never half a file. The bytes
         are made in memory and written by Python, so a full disk is the OSError it is (torch.save to a file says
         only `unexpected pos`), and the run fails with that reason."""
+        import torch
+
         buffer = io.BytesIO()
         torch.save(seal({**state, "spec_key": self.spec_key}), buffer)
         self.directory.mkdir(parents=True, exist_ok=True)

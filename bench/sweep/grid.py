@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from bench.config.grid import Grid
 from bench.core.errors import BenchError
 from bench.core.names import GRID_KIND, KIND_ATTR, REFERENCE_METHODS, SEARCH_KIND, SOURCE_ATTR, WEIGHTS_ATTR
-from bench.core.spec import ExperimentSpec
-from bench.run.run_spec import probe_spec
-from bench.run.workbench import RunContext, Workbench
+from bench.core.spec import ExperimentSpec, probe_spec
+from bench.run.context import RunContext
 from bench.store.lock import ENQUEUE_LOCK, database_lock
 from bench.store.readonly import read_only_reason
-from bench.store.results import Store
-from bench.sweep.cell import preflight
-from bench.sweep.context import Sweep
 from bench.sweep.queue import WorkerOptions, enqueue_cells, open_storage, open_study
-from bench.sweep.worker import work_grid
+
+if TYPE_CHECKING:  # torch, Optuna and the migrations load only when a cell is left to run (run_grid)
+    from bench.run.workbench import Workbench
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,29 @@ def stored_done_keys(db_url: str) -> set[str]:
     return {row[0] for row in rows}
 
 
+def grid_attrs(grid: Grid) -> dict[str, object]:
+    """The user attributes a grid's study carries (`bench worker` joins with them; the report cites the source)."""
+    return {KIND_ATTR: GRID_KIND, WEIGHTS_ATTR: grid.weights,
+            SOURCE_ATTR: str(grid.path.resolve()) if grid.path else ""}
+
+
+def is_finished(grid: Grid, cells: list[ExperimentSpec], done_before: set[str], db_url: str) -> bool:
+    """Whether re-running the grid would change nothing: every cell done and its study stored with the same
+    attributes; read-only and torch-free, so a finished grid's re-run costs about its database query."""
+    if any(spec.key not in done_before for spec in cells):
+        return False
+    from bench.store.sql import read_only_query
+
+    name = grid.name.replace("'", "''")
+    try:
+        _, rows = read_only_query(db_url, "SELECT a.key, a.value_json FROM study_user_attributes a JOIN studies s "
+                                          f"ON s.study_id = a.study_id WHERE s.study_name = '{name}'")
+    except BenchError:  # no Optuna tables: the study was never created here
+        return False
+    stored = {key: json.loads(value) for key, value in rows}
+    return all(key in stored and stored[key] == value for key, value in grid_attrs(grid).items())
+
+
 def finished_on_read_only(name: str, cells: list[ExperimentSpec], done: set[str], reason: str,
                           console: Console) -> GridSummary:
     """A read-only database: the summary of a finished grid (nothing to write), or a one-line BenchError."""
@@ -78,6 +101,14 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     read_only = read_only_reason(db_url)
     if read_only is not None:  # nothing may be written: a finished grid is fine, any other is one line
         return finished_on_read_only(grid.name, cells, done_before, read_only, console)
+    if not enqueue_only and is_finished(grid, cells, done_before, db_url):
+        return GridSummary(grid.name, len(cells), len(cells), 0, 0)
+    from bench.run.workbench import Workbench
+    from bench.store.results import Store
+    from bench.sweep.cell import preflight
+    from bench.sweep.context import Sweep
+    from bench.sweep.worker import work_grid
+
     bench = bench or Workbench(context, grid.weights)
     # Missing weights or data of a cell still to run stop here, before the database is touched; a finished
     # grid loads no teacher at all, so re-running it is quick.
@@ -88,9 +119,8 @@ def run_grid(grid: Grid, db_url: str, context: RunContext, console: Console | No
     with database_lock(db_url, ENQUEUE_LOCK):  # processes started together enqueue each cell once
         check_kind(storage, grid.name, GRID_KIND)
         study = open_study(grid.name, storage)
-        study.set_user_attr(KIND_ATTR, GRID_KIND)  # lets `bench worker` join without the YAML
-        study.set_user_attr(WEIGHTS_ATTR, grid.weights)
-        study.set_user_attr(SOURCE_ATTR, str(grid.path.resolve()) if grid.path else "")  # for report provenance
+        for key, value in grid_attrs(grid).items():  # `bench worker` joins without the YAML; report provenance
+            study.set_user_attr(key, value)
         enqueue_cells(study, cells, store.done_keys)  # all cells, so labels see every setting; done ones skipped
     already = sum(spec.key in done_before for spec in cells)  # done before this process started
     if enqueue_only:

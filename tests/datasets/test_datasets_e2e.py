@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from bench.run.workbench import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.dataset_fixtures import corrupt_jpeg, write_coco, write_tiny_imagenet
 from tests.support.fakes import registered
+from tests.support.limits import SAFETY_NET_S, bench_env
 from tests.support.paths import REPO
 from tests.support.rows import only, query
 
@@ -51,10 +51,12 @@ hparams:
 
 
 def bench_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    """The CLI in a subprocess, bounded by its grid's work; the wall-clock limit is only a net against a hang (a
+    hard 300 s failed on a loaded box where the teacher ran at 2-3 images/s)."""
+    env = bench_env()
     env.pop("BENCH_DATA", None)
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env=env)
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                          timeout=SAFETY_NET_S, cwd=REPO, env=env)
 
 
 @pytest.mark.slow

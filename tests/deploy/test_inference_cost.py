@@ -18,6 +18,7 @@ from bench.run.workbench import RunContext, Workbench
 
 COST_FIELDS = ("latency_ms", "throughput_ips", "macs", "teacher_latency_ms", "teacher_throughput_ips",
                "teacher_macs", "speedup")
+NOISE_FIELDS = ("latency_spread", "cost_load", "teacher_latency_spread", "teacher_cost_load")
 
 
 class Counting(nn.Module):
@@ -62,17 +63,30 @@ def test_the_teacher_is_measured_once_per_teacher_and_input_size(tmp_path: Path,
     bench = Workbench(RunContext(tmp_path / "cache", tmp_path / "data", "cpu"))
     small = bench.data("digits", DataConfig(image_size=32, train_limit=40, val_limit=10, test_limit=10))
     first = bench.teacher_cost("effnet-lite0", small, retrieval=False)
+    teacher_passes = [shape for shape in calls if len(shape) == 3 and shape[0] == 3]  # images in, not features
     again = bench.data("digits", DataConfig(image_size=32, train_limit=60, val_limit=10, test_limit=10))
-    assert bench.teacher_cost("effnet-lite0", again, retrieval=False) is first and len(calls) == 1
+    assert bench.teacher_cost("effnet-lite0", again, retrieval=False) is first and len(teacher_passes) == 1
+    assert len(calls) == 2  # the teacher pass, then its linear head alone on pooled features
     larger = bench.data("digits", DataConfig(image_size=48, train_limit=40, val_limit=10, test_limit=10))
-    assert bench.teacher_cost("effnet-lite0", larger, retrieval=False) is not first and len(calls) == 2
+    assert bench.teacher_cost("effnet-lite0", larger, retrieval=False) is not first and len(calls) == 4
 
 
-def test_every_done_run_stores_its_cost_and_the_teacher_cell_its_own(tmp_path: Path, one_thread: None) -> None:
+def test_every_done_run_stores_its_cost_and_the_teacher_cell_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      one_thread: None) -> None:
+    timed_images: list[tuple] = []  # every measurement that ran on images (the teacher pass or a whole model)
+    real = inference_cost.measure_cost
+
+    def counting(model, shape, device, settings=None, work_size=None):
+        if len(shape) == 3 and shape[0] == 3:
+            timed_images.append(type(model).__name__)
+        return real(model, shape, device, settings, work_size)
+
+    monkeypatch.setattr("bench.deploy.model.measure_cost", counting)
+    monkeypatch.setattr("bench.run.cost.measure_cost", counting)
     bench = Workbench(RunContext(tmp_path / "cache", tmp_path / "data", "cpu"))
     data = {"image_size": 32, "train_limit": 100, "val_limit": 30, "test_limit": 30}
     records = {}
-    for student, hparams in (("resnet", {"depth": 8, "width": 4}), ("projection", {})):
+    for student, hparams in (("resnet", {"depth": 8, "width": 4}), ("projection", {}), ("bottleneck", {})):
         hparams = {"batch_size": 32, "lr": 0.003, "weight_decay": 0.0, **hparams}
         spec = ExperimentSpec.create(teacher="effnet-lite0", student=student, method="kd", dataset="digits",
                                      hparams=hparams, data=data, epochs=1, seed=0)
@@ -82,7 +96,15 @@ def test_every_done_run_stores_its_cost_and_the_teacher_cell_its_own(tmp_path: P
         values = [getattr(record, name) for name in COST_FIELDS]
         assert all(value is not None and math.isfinite(value) and value > 0 for value in values), values
         assert record.speedup == pytest.approx(record.teacher_latency_ms / record.latency_ms)
+        noise = [getattr(record, name) for name in NOISE_FIELDS]
+        assert all(value is not None and math.isfinite(value) and value >= 0 for value in noise), noise
     teacher = records["reference"]
+    # the teacher pass is timed once for the grid: the two head cells reuse it and time only their heads
+    assert timed_images == ["TeacherPass", "Deployable"], timed_images  # the teacher's, then resnet whole
+    assert records["resnet"].backbone_latency_ms is None and teacher.backbone_latency_ms is None
+    for head in ("projection", "bottleneck"):
+        passed = records[head].backbone_latency_ms
+        assert passed == records["bottleneck"].backbone_latency_ms and 0 < passed < records[head].latency_ms
     assert (teacher.latency_ms, teacher.macs, teacher.speedup) == (teacher.teacher_latency_ms, teacher.teacher_macs,
                                                                    1.0)
     assert records["resnet"].teacher_latency_ms == teacher.latency_ms  # measured once, shared by the grid
@@ -108,3 +130,41 @@ def test_the_cpu_throughput_batch_shrinks_for_models_working_at_large_sizes() ->
     cost = measure_cost(Probe(), (3, 28, 28), torch.device("cpu"), CostSettings(runs=1, warmup=0, batches=1),
                         work_size=224)
     assert max(seen) == 32 and cost.throughput_ips > 0
+
+
+def test_a_head_cost_composed_from_the_teacher_pass_and_the_head_matches_the_whole_model_timed(
+        effnet, one_thread: None) -> None:
+    """The stored figure of a head student (teacher pass + head, bench/run/cost.py) is the whole deployable's: MACs
+    exactly, latency and throughput within noise. Best of two alternating measurements each, so a load burst on a
+    busy machine hits both sides; leaving out the backbone (a 10x smaller figure) or the head's MACs fails."""
+    from bench.data.splits import DatasetSplits, load_dataset
+    from bench.deploy.model import Deployable, HeadPass, Normalise, head_cost, input_shape, teacher_norm
+    from bench.deploy.model import teacher_pass_cost as pass_cost
+
+    data: DatasetSplits = load_dataset("digits", DataConfig(image_size=64, train_limit=20, val_limit=5, test_limit=5))
+    head = nn.Sequential(nn.Linear(effnet.embed_dim, 512), nn.GELU(), nn.Linear(512, 10))
+    student = _LogitsOf(head)
+    cpu = torch.device("cpu")
+    whole_model = Deployable(Normalise(teacher_norm(effnet, data)), student, effnet, "pooled").eval()
+    wholes, composed = [], []
+    for _ in range(2):
+        wholes.append(measure_cost(whole_model, input_shape(data), cpu, work_size=64))
+        teacher_pass, shape = pass_cost(effnet, data, "pooled", cpu)
+        composed.append(teacher_pass.then(head_cost(HeadPass(student), shape, cpu)))
+    whole = min(wholes, key=lambda cost: cost.latency_ms)
+    parts = min(composed, key=lambda cost: cost.latency_ms)
+    head_macs = effnet.embed_dim * 512 + 512 * 10
+    assert parts.macs == pytest.approx(whole.macs, rel=1e-9) and parts.macs - teacher_pass.macs == head_macs
+    assert 0.6 < parts.latency_ms / whole.latency_ms < 1.6, (parts, whole)
+    assert 0.5 < parts.throughput_ips / whole.throughput_ips < 2.0, (parts, whole)
+
+
+class _LogitsOf(nn.Module):
+    """A head student: features -> {"logits"}."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.head(features)}

@@ -27,7 +27,8 @@ def _db(tmp_path: Path) -> str:
                               inference_size_mb=0.3, **COST))
         store.save_run(record(f"h{seed}", seed=seed, student="projection", student_kind=HEAD, test_acc=0.9,
                               latency_ms=21.0, throughput_ips=140.0, macs=3.1e8, speedup=20.0 / 21.0, size_mb=0.1,
-                              inference_size_mb=13.5, **COST))
+                              inference_size_mb=13.5, backbone_latency_ms=19.5, latency_spread=0.05 + seed / 2,
+                              cost_load=0.2, **COST))
     store.save_run(record("old", seed=2, student="vit", test_acc=0.5, size_mb=1.0, inference_size_mb=1.0))
     store.save_run(record("p", student=PROBE_STUDENT, method=PROBE_METHOD, student_kind=HEAD, test_acc=0.95,
                           epochs=0, latency_ms=20.0, throughput_ips=150.0, macs=3e8, speedup=1.0,
@@ -47,6 +48,9 @@ def test_the_cost_table_shows_every_student_and_the_teacher_with_speed_ups_from_
     assert "| 20 |" in rows["t"] and rows["t"].endswith("| 1 |")
     assert rows["resnet"].endswith(f"| {(20.0 / 0.5 + 20.0 / 0.6) / 2:.3g} |")  # the mean of its seeds' speed-ups
     assert "| 13.500 |" in rows["projection"]  # a head student's inference MB carries its backbone
+    assert "| 21* | 19.5 |" in rows["projection"]  # seed 1's runs spread 55%: noisy; the teacher pass it includes
+    assert rows["projection"].endswith(f"| {20.0 / 21.0:.3g}* |")  # a speed-up on a noisy latency is noisy too
+    assert "| 0.55 |  |" in rows["resnet"] and "*" not in rows["resnet"]  # standalone: no teacher pass, no noise
     assert rows["vit"].endswith("|  |")  # a row stored before issue 14: blank, never zero or made up
 
 
@@ -78,3 +82,10 @@ def test_the_summary_keeps_only_finite_cost_values(tmp_path: Path) -> None:
     summary = build_report(_db(tmp_path), tmp_path / "out").summary.set_index("student")
     assert summary.loc["resnet", "latency_ms"] == pytest.approx(0.55)
     assert math.isnan(summary.loc["vit", "latency_ms"])
+
+
+def test_a_latency_measured_on_a_loaded_machine_or_with_a_wide_spread_is_marked_noisy() -> None:
+    from bench.report.cost import is_noisy
+
+    assert not is_noisy(0.1, 0.5) and not is_noisy(None, None) and not is_noisy(float("nan"), float("nan"))
+    assert is_noisy(0.3, 0.1) and is_noisy(0.1, 1.5)  # a wide spread, or every CPU already busy (113x vs 10x)

@@ -51,14 +51,13 @@ class FakeRuns:
 @pytest.fixture
 def fake_runs(monkeypatch: pytest.MonkeyPatch) -> FakeRuns:
     import bench.sweep.cell
-    import bench.sweep.grid
     import bench.sweep.search
     import bench.sweep.worker
 
     fake = FakeRuns()
     monkeypatch.setattr(bench.sweep.cell, "run_spec", fake)
     fake.preflights = []  # type: ignore[attr-defined]
-    for module in (bench.sweep.search, bench.sweep.worker, bench.sweep.grid):
+    for module in (bench.sweep.search, bench.sweep.worker, bench.sweep.cell):  # grid imports it from cell on use
         monkeypatch.setattr(module, "preflight", lambda _bench, cells: fake.preflights.append(list(cells)))
     return fake
 
@@ -153,3 +152,35 @@ def test_the_study_bar_names_the_best_value_and_the_pruned_trials() -> None:
     for values in ((0.5, 1.0), (0.7, 2.0), (0.4, 3.0)):
         pareto.add_trial(optuna.trial.create_trial(values=list(values)))
     assert study_line(pareto) == "study two: Pareto front 2, 0 pruned, 0 failed"
+
+
+def test_a_finished_grids_re_run_loads_no_teacher_no_migrations_and_no_optuna(
+        tmp_path: Path, db_url: str, fake_runs: FakeRuns) -> None:
+    """Re-running a finished grid reads its done keys and its study's attributes and stops: no Workbench, no
+    Alembic, no Optuna, no scipy (each seconds of CPU per process). A changed source file is not 'finished'."""
+    import subprocess
+    import sys
+
+    from bench.config.grid import load_grid
+    from bench.sweep.grid import grid_cells, is_finished, run_grid, stored_done_keys
+    from tests.support.paths import REPO
+
+    path = tmp_path / "g.yaml"
+    path.write_text("teacher: effnet-lite0\nstudent: projection\nmethod: scratch\ndataset: digits\nepochs: 1\n")
+    options = WorkerOptions(run_dir=tmp_path / "runs")
+    first = run_grid(load_grid(path), db_url, RunContext(device="cpu"), Console(stderr=True), options)
+    assert (first.total, first.done) == (2, 2)
+    heavy = ("optuna", "alembic", "scipy", "timm", "torchvision", "pandas", "bench.run.workbench")
+    code = ("import runpy, sys\nsys.argv = ['bench', 'run', sys.argv[1], '--db', sys.argv[2], '--run-dir', sys.argv[3]]"
+            "\ntry:\n    runpy.run_module('bench', run_name='__main__')\nexcept SystemExit as end:\n    code = end.code"
+            f"\nprint('LOADED', sorted(m for m in {heavy!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, str(path), db_url, str(tmp_path / "runs")], cwd=tmp_path,
+                            capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+                            timeout=600)  # a safety net: the re-run does one query
+    assert "2 cells, 2 already done, 0 run now, 0 failed" in result.stdout, result.stderr
+    assert "LOADED []" in result.stdout, result.stdout
+    moved = tmp_path / "elsewhere.yaml"
+    moved.write_text(path.read_text())  # the same cells from another file: another study, not yet stored
+    grid = load_grid(moved)
+    assert not is_finished(grid, grid_cells(grid), stored_done_keys(db_url), db_url)
+    assert is_finished(load_grid(path), grid_cells(grid), stored_done_keys(db_url), db_url)
