@@ -125,7 +125,7 @@ def schema_page() -> str:
     parts = [GENERATED, "# Database schema\n\n", "The tables `bench` writes beside Optuna's own (same URL), from "
              "the SQLAlchemy models in bench/store/models.py. Query them with `bench sql`.\n\n"]
     for name, sql_table in Base.metadata.tables.items():
-        rows = [[f"`{c.name}`", str(c.type), "yes" if c.nullable else "no", comments.get(c.name, "")]
+        rows = [[f"`{c.name}`", str(c.type), "yes" if c.nullable else "no", c.doc or comments.get(c.name, "")]
                 for c in sql_table.columns]
         parts.append(f"## `{name}`\n\n" + table(["column", "type", "null", "meaning"], rows) + "\n")
     return "".join(parts)

@@ -18,71 +18,97 @@ class Run(Base):
 
     __tablename__ = "runs"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    spec_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    study: Mapped[str] = mapped_column(String(200), index=True)
-    teacher: Mapped[str] = mapped_column(String(200), index=True)
-    student: Mapped[str] = mapped_column(String(200), index=True)
-    student_kind: Mapped[str] = mapped_column(String(32))
-    method: Mapped[str] = mapped_column(String(200), index=True)
-    dataset: Mapped[str] = mapped_column(String(200), index=True)
-    seed: Mapped[int] = mapped_column(Integer)
-    epochs: Mapped[int] = mapped_column(Integer)
-    hparams: Mapped[dict[str, Any]] = mapped_column(JSON)
-    data_config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    test_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
-    val_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
-    teacher_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
-    pct_of_teacher: Mapped[float | None] = mapped_column(Float, nullable=True)
-    teacher_reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    params: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    method_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    size_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
-    inference_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    inference_size_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
-    epoch_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    train_images_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    peak_mem_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
-    teacher_pass_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    cache_hits: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    cache_misses: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    device: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    torch_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    test_top5: Mapped[float | None] = mapped_column(Float, nullable=True)
-    i2t_r1: Mapped[float | None] = mapped_column(Float, nullable=True)
-    i2t_r5: Mapped[float | None] = mapped_column(Float, nullable=True)
-    i2t_r10: Mapped[float | None] = mapped_column(Float, nullable=True)
-    t2i_r1: Mapped[float | None] = mapped_column(Float, nullable=True)
-    t2i_r5: Mapped[float | None] = mapped_column(Float, nullable=True)
-    t2i_r10: Mapped[float | None] = mapped_column(Float, nullable=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True, doc="row id (bench show ID)")
+    spec_key: Mapped[str] = mapped_column(
+        String(64), unique=True, index=True, doc="stable hash of the spec (every field that defines the run)")
+    study: Mapped[str] = mapped_column(
+        String(200), index=True, doc="grid or study name (a search's test re-runs: NAME/final)")
+    teacher: Mapped[str] = mapped_column(String(200), index=True, doc="teacher name (registry)")
+    student: Mapped[str] = mapped_column(
+        String(200), index=True, doc="student name; the reference cell: linear-probe, zero-shot or fine-tuned")
+    student_kind: Mapped[str] = mapped_column(
+        String(32), doc="head (reads teacher features) or standalone (reads images)")
+    method: Mapped[str] = mapped_column(
+        String(200), index=True, doc="distillation method, scratch, or the reference cell's kind")
+    dataset: Mapped[str] = mapped_column(String(200), index=True, doc="dataset name (registry)")
+    seed: Mapped[int] = mapped_column(Integer, doc="the student's seed (initialisation, data order, dropout)")
+    epochs: Mapped[int] = mapped_column(Integer, doc="epoch budget")
+    hparams: Mapped[dict[str, Any]] = mapped_column(JSON, doc="every hyperparameter the run read (JSON)")
+    data_config: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the data: block (JSON)")
+    status: Mapped[str] = mapped_column(String(16), index=True, doc="running, done or failed")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True, doc="first line of the failure (failed runs)")
+    test_acc: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="top-1 accuracy on the test split, last epoch (fraction 0-1)")
+    val_acc: Mapped[float | None] = mapped_column(Float, nullable=True, doc="top-1 accuracy on val, last epoch")
+    teacher_acc: Mapped[float | None] = mapped_column(Float, nullable=True, doc="the teacher reference's test accuracy")
+    pct_of_teacher: Mapped[float | None] = mapped_column(Float, nullable=True, doc="100 x test_acc / teacher_acc")
+    teacher_reference: Mapped[str | None] = mapped_column(
+        String(64), nullable=True, doc="what the reference is: linear probe, zero-shot head, fine-tune")
+    params: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="the student's own parameters")
+    method_params: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="the method's trainable parts (projections, embeddings)")
+    size_mb: Mapped[float | None] = mapped_column(Float, nullable=True, doc="the student's weights in MB (float32)")
+    inference_params: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="parameters inference needs (a head student: with its teacher backbone)")
+    inference_size_mb: Mapped[float | None] = mapped_column(Float, nullable=True, doc="MB inference needs")
+    epoch_seconds: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="mean wall time of one training epoch")
+    train_images_per_s: Mapped[float | None] = mapped_column(Float, nullable=True, doc="training images per second")
+    peak_mem_mb: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="peak memory of the run (CUDA: allocated; CPU: RSS growth)")
+    teacher_pass_s: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="seconds of teacher pass the run paid or reused")
+    cache_hits: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="teacher-output cache hits")
+    cache_misses: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="teacher-output cache misses")
+    device: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="device name it trained on")
+    torch_version: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="torch version")
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="git commit of the code")
+    trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="Optuna trial number")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, doc="start time (UTC)")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, doc="finish time (UTC)")
+    test_top5: Mapped[float | None] = mapped_column(Float, nullable=True, doc="top-5 accuracy on test")
+    i2t_r1: Mapped[float | None] = mapped_column(Float, nullable=True, doc="image-to-text Recall@1 (retrieval)")
+    i2t_r5: Mapped[float | None] = mapped_column(Float, nullable=True, doc="image-to-text Recall@5")
+    i2t_r10: Mapped[float | None] = mapped_column(Float, nullable=True, doc="image-to-text Recall@10")
+    t2i_r1: Mapped[float | None] = mapped_column(Float, nullable=True, doc="text-to-image Recall@1")
+    t2i_r5: Mapped[float | None] = mapped_column(Float, nullable=True, doc="text-to-image Recall@5")
+    t2i_r10: Mapped[float | None] = mapped_column(Float, nullable=True, doc="text-to-image Recall@10")
     mean_recall: Mapped[float | None] = mapped_column(Float, nullable=True)
     skipped_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
     split_sizes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 6: checkpoint resume
-    kd_targets: Mapped[str | None] = mapped_column(String(32), nullable=True)  # issue 11: probe-oof-5, ...
-    artifact_path: Mapped[str | None] = mapped_column(Text, nullable=True)  # issue 14: the student's artifact
-    artifact_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # issue 14: inference cost
-    throughput_ips: Mapped[float | None] = mapped_column(Float, nullable=True)
-    macs: Mapped[float | None] = mapped_column(Float, nullable=True)
-    teacher_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
-    teacher_throughput_ips: Mapped[float | None] = mapped_column(Float, nullable=True)
-    teacher_macs: Mapped[float | None] = mapped_column(Float, nullable=True)
-    speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
-    train_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 29: compute matching
-    images_seen: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    threads: Mapped[int | None] = mapped_column(Integer, nullable=True)  # issue 28: torch intra-op threads
-    latency_spread: Mapped[float | None] = mapped_column(Float, nullable=True)  # issue 28: cost noise
-    cost_load: Mapped[float | None] = mapped_column(Float, nullable=True)
-    teacher_latency_spread: Mapped[float | None] = mapped_column(Float, nullable=True)
-    teacher_cost_load: Mapped[float | None] = mapped_column(Float, nullable=True)
-    backbone_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resumed_from_epoch: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="the epoch a checkpoint resumed from")
+    kd_targets: Mapped[str | None] = mapped_column(
+        String(32), nullable=True, doc="kind of KD targets: probe-oof-5, probe-in-sample, zero-shot, finetune")
+    artifact_path: Mapped[str | None] = mapped_column(
+        Text, nullable=True, doc="the trained student's safetensors artifact")
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="sha256 of the artifact file")
+    latency_ms: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="deployable model's batch-1 median latency in ms, on the run's device")
+    throughput_ips: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="deployable model's images/s at a larger batch")
+    macs: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="multiply-accumulates per image of the deployable model")
+    teacher_latency_ms: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="the teacher's batch-1 median latency, same device")
+    teacher_throughput_ips: Mapped[float | None] = mapped_column(Float, nullable=True, doc="the teacher's images/s")
+    teacher_macs: Mapped[float | None] = mapped_column(Float, nullable=True, doc="the teacher's MACs per image")
+    speedup: Mapped[float | None] = mapped_column(Float, nullable=True, doc="teacher_latency_ms / latency_ms")
+    train_steps: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="optimizer steps over the whole run")
+    images_seen: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="training images forwarded over the whole run")
+    threads: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="torch intra-op threads the run trained with")
+    latency_spread: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="interquartile range / median of the batch-1 runs")
+    cost_load: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="1-minute load per CPU when the latency was measured")
+    teacher_latency_spread: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="interquartile range / median of the teacher's batch-1 runs")
+    teacher_cost_load: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="load per CPU when the teacher was timed")
+    backbone_latency_ms: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="the teacher pass a head student's latency includes")
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"
@@ -94,13 +120,14 @@ class RunEpoch(Base):
 
     __tablename__ = "run_epochs"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    epoch: Mapped[int] = mapped_column(Integer)
-    train_loss: Mapped[float] = mapped_column(Float)
-    loss_terms: Mapped[dict[str, float]] = mapped_column(JSON)
-    val_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
-    seconds: Mapped[float] = mapped_column(Float)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True, doc="row id")
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True, doc="the run (runs.id)")
+    epoch: Mapped[int] = mapped_column(Integer, doc="epoch number, from 0 (bench show and plots count from 1)")
+    train_loss: Mapped[float] = mapped_column(Float, doc="weighted sum of the loss terms, mean over the epoch")
+    loss_terms: Mapped[dict[str, float]] = mapped_column(
+        JSON, doc="each unweighted loss term, mean over the epoch (JSON)")
+    val_acc: Mapped[float | None] = mapped_column(Float, nullable=True, doc="val accuracy after the epoch")
+    seconds: Mapped[float] = mapped_column(Float, doc="wall time of the epoch")
     train_acc: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: the student has no class logits
 
     run: Mapped[Run] = relationship(back_populates="epoch_rows")
