@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from bench.core.errors import BenchError
-from bench.core.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
+from bench.core.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_JOB_ATTR, WORKER_PROCESS_ATTR
 from bench.core.spec import ExperimentSpec, setting_labels
 from bench.store.lock import SCHEMA_LOCK, database_lock
 from bench.store.session import connect_sqlite_read_only, driver_url
@@ -148,6 +148,12 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def slurm_job() -> str | None:
+    """This process's SLURM job as `squeue` names it (`<array job>_<task>` in an array), None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
 def _pid_namespace() -> tuple[str, str] | None:
     """This machine's boot id and this process's pid namespace: pids compare only where both match."""
     try:
@@ -215,6 +221,7 @@ def claim_waiting(study, storage):  # noqa: ANN001, ANN201
             storage.record_heartbeat(trial_id(frozen))  # stale from now on if this process dies
             trial = optuna.Trial(study, trial_id(frozen))
             trial.set_user_attr(WORKER_ATTR, worker_id())
+            trial.set_user_attr(WORKER_JOB_ATTR, slurm_job())  # `bench status` says which job runs it
             trial.set_user_attr(WORKER_PROCESS_ATTR, worker_process(trial_id(frozen)))  # a re-run here sees it die
             return trial
     return None

@@ -22,6 +22,7 @@ from bench.core.names import (
     TRIALS_ATTR,
     WEIGHTS_ATTR,
     WORKER_ATTR,
+    WORKER_JOB_ATTR,
     WORKER_PROCESS_ATTR,
 )
 from bench.core.spec import ExperimentSpec
@@ -182,7 +183,8 @@ def interrupt_cell(sweep: Sweep, trial, spec: ExperimentSpec, label: str,  # noq
     row says `interrupted` until then."""
     from optuna.trial import TrialState
 
-    attrs = {key: value for key, value in trial.user_attrs.items() if key not in (WORKER_ATTR, WORKER_PROCESS_ATTR)}
+    mine = (WORKER_ATTR, WORKER_JOB_ATTR, WORKER_PROCESS_ATTR)
+    attrs = {key: value for key, value in trial.user_attrs.items() if key not in mine}
     attrs[RESUMES_ATTR] = trial.number  # claimed before fresh cells: the restart resumes it first
     sweep.study.tell(trial, state=TrialState.FAIL)
     with database_lock(sweep.store.url, ENQUEUE_LOCK):  # never beside another process's enqueue of the same cell
