@@ -1,0 +1,67 @@
+"""`bench launch` on a live one-node SLURM with a PostgreSQL database: a 3-task array does every cell exactly once
+with the numbers of a single process, and a preempted task (SIGTERM) hands its cell to another at once."""
+
+from __future__ import annotations
+
+import collections
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.slurm.launching import bench_cli, done_rows, job_logs, launch, preempt_mid_cell, wait_jobs_gone, write_grid
+from tests.support.slurm import Slurm
+
+RESUME_GOAL_S = 10.0  # preempted cell running again elsewhere (the heartbeat grace period was 120 s)
+
+
+def warm_cache(grid: Path, folder: Path) -> None:
+    """The digits features and probe on disk first, so the array tasks only read them."""
+    from bench.config.grid import load_grid
+    from bench.data.splits import DataConfig
+    from bench.run.workbench import RunContext, Workbench
+
+    spec = load_grid(grid).specs[0]
+    bench = Workbench(RunContext(cache_dir=folder / "cache", device="cpu"))
+    bench.probe("effnet-lite0", bench.data("digits", DataConfig(**spec.data_dict)))
+
+
+@pytest.mark.slow
+def test_a_three_task_array_runs_every_cell_once_as_one_process_would(
+        slurm_cluster: Slurm, postgres_url: str, tmp_path: Path) -> None:
+    grid = write_grid(tmp_path, "array", "[projection, bottleneck]", "[scratch, kd]", epochs=1, train=200)
+    warm_cache(grid, tmp_path)
+    job = launch(slurm_cluster, grid, postgres_url, tmp_path, 3)
+    wait_jobs_gone(slurm_cluster, job, tmp_path, limit_s=420)
+    rows = done_rows(postgres_url)
+    per_key = collections.Counter(key for key, *_ in rows)
+    assert len(per_key) == 5 and set(per_key.values()) == {1}, rows  # 4 cells and the teacher probe, once each
+    assert {status for _, status, *_ in rows} == {"done"}, job_logs(tmp_path)
+    logs = job_logs(tmp_path)
+    ran = [int(n) for n in re.findall(r"worker on grid array: (\d+) done", logs)]
+    assert len(ran) == 3 and sum(ran) == 5, logs  # the three tasks' summaries add up
+    alone = f"sqlite:///{tmp_path / 'alone.db'}"
+    single = bench_cli(slurm_cluster, "run", str(grid), "--db", alone, "--device", "cpu", "--cache-dir",
+                       str(tmp_path / "cache"), "--run-dir", str(tmp_path / "alone-runs"), timeout=400)
+    assert single.returncode == 0, single.stderr
+    assert sorted(rows) == sorted(done_rows(alone))  # the same cells, the same numbers
+    status = bench_cli(slurm_cluster, "status", "array", "--db", postgres_url, timeout=120)
+    assert "0 waiting, 0 running, 5 done, 0 failed" in status.stdout, status.stdout + status.stderr
+
+
+@pytest.mark.slow
+def test_a_preempted_task_hands_its_cell_to_another_within_seconds(
+        slurm_cluster: Slurm, postgres_url: str, tmp_path: Path) -> None:
+    grid = write_grid(tmp_path, "preempt", "[resnet]", "[scratch, kd]", epochs=4, train=200)
+    warm_cache(grid, tmp_path)
+    # three tasks, two cells (after the probe): one task idles, polling every 2 s, and takes the preempted cell
+    job = launch(slurm_cluster, grid, postgres_url, tmp_path, 3, "--heartbeat-interval", "2")
+    key, preempted, seconds = preempt_mid_cell(slurm_cluster, postgres_url, "preempt", tmp_path)
+    print(f"preempted {preempted}: its cell ran again on another task after {seconds:.1f} s")
+    wait_jobs_gone(slurm_cluster, job, tmp_path, limit_s=420)
+    rows = done_rows(postgres_url)
+    per_key = collections.Counter(k for k, *_ in rows)
+    assert set(per_key.values()) == {1} and len(per_key) == 3, rows  # the preempted cell's row is stored once
+    resumed = next(row for row in rows if row[0] == key)
+    assert resumed[1] == "done" and (resumed[2] or 0) >= 1, (resumed, job_logs(tmp_path))  # from its checkpoint
+    assert seconds < RESUME_GOAL_S, seconds
