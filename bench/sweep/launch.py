@@ -93,11 +93,13 @@ class WorkerJob:
 
     def __call__(self) -> str:
         try:
-            return self._work()
+            summary = self._work()
         except Preempted as stop:
             if stop.signum == signal.SIGUSR2 and callable(stop.previous):
                 stop.previous(stop.signum, None)  # submitit: checkpoint(), `scontrol requeue`, exit
-            return f"stopped by {signal.Signals(stop.signum).name}; its cell waits for the next worker"
+            summary = f"stopped by {signal.Signals(stop.signum).name}; its cell waits for the next worker"
+        _job_console().print(summary, highlight=False, soft_wrap=True)  # in the job's log, beside submitit's
+        return summary
 
     def _work(self) -> str:
         if self.search is not None:

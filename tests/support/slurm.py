@@ -86,7 +86,7 @@ def _why_not() -> str:
     missing = [name for name in (*DAEMONS, *CLIENTS) if shutil.which(name) is None
                and not Path(f"/usr/sbin/{name}").exists()]
     if missing:
-        return (f"SLURM is not installed ({', '.join(missing)} missing): `make slurm` or "
+        return (f"SLURM is not installed ({', '.join(missing)} missing): `make bench-slurm` or "
                 "apt-get install slurm-wlm munge to run the live-SLURM tests")
     if os.geteuid() != 0:
         return "the live-SLURM tests start munged, slurmctld and slurmd as root; run them as root (as CI does)"
