@@ -22,7 +22,7 @@ teacher: effnet-lite0
 student: {students}
 method: {methods}
 dataset: digits
-seeds: [0]
+seeds: [{seed}]
 epochs: {epochs}
 data:
   image_size: 64
@@ -35,9 +35,9 @@ hparams:
 """
 
 
-def write_grid(folder: Path, name: str, students: str, methods: str, epochs: int, train: int) -> Path:
+def write_grid(folder: Path, name: str, students: str, methods: str, epochs: int, train: int, seed: int = 0) -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(GRID.format(name=name, students=students, methods=methods, epochs=epochs, train=train))
+    path.write_text(GRID.format(name=name, students=students, methods=methods, epochs=epochs, train=train, seed=seed))
     return path
 
 
@@ -93,8 +93,9 @@ def done_rows(db: str) -> list[tuple]:
         engine.dispose()
 
 
-def preempt_mid_cell(slurm: Slurm, db: str, study: str, folder: Path, limit_s: float = 300) -> tuple[str, str, float]:
-    """Wait for a cell that saved an epoch, `scancel --signal=TERM` its array task, and time how long until
+def preempt_mid_cell(slurm: Slurm, db: str, study: str, folder: Path, limit_s: float = 300,
+                     signal: str = "TERM") -> tuple[str, str, float]:
+    """Wait for a cell that saved an epoch, `scancel --signal=SIGNAL` its array task, and time how long until
     another task runs it; (spec key, preempted task, seconds)."""
     deadline = time.monotonic() + limit_s
     while True:
@@ -107,10 +108,24 @@ def preempt_mid_cell(slurm: Slurm, db: str, study: str, folder: Path, limit_s: f
         time.sleep(0.2)
     key, job = ready[0]
     signalled = time.monotonic()
-    slurm.run("scancel", "--signal=TERM", job)
+    slurm.run("scancel", f"--signal={signal}", job)
     while True:
         now = running_cells(db, study)
         if key in now and now[key] != job:
             return key, job, time.monotonic() - signalled
         assert time.monotonic() - signalled < limit_s, f"the preempted cell was not taken back\n{job_logs(folder)}"
         time.sleep(0.1)
+
+
+def how_retried(db: str, study: str, key: str) -> set[str]:
+    """How the cell's later trials came back: `resumes_trial` (handed back by a stop signal) and/or `failed_trial`
+    (failed as dead, then retried by Optuna's callback)."""
+    import optuna
+
+    from bench.sweep.queue import RESUMES_ATTR
+
+    found: set[str] = set()
+    for trial in optuna.load_study(study_name=study, storage=db).trials:
+        if trial.user_attrs.get(SPEC_KEY_ATTR) == key:
+            found |= {RESUMES_ATTR} & set(trial.user_attrs) | {"failed_trial"} & set(trial.system_attrs)
+    return found

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm.launching import bench_cli, done_rows, job_logs, launch, preempt_mid_cell, wait_jobs_gone, write_grid
+from tests.slurm.launching import (
+    bench_cli,
+    done_rows,
+    how_retried,
+    job_logs,
+    launch,
+    preempt_mid_cell,
+    wait_jobs_gone,
+    write_grid,
+)
 from tests.support.slurm import Slurm
 
 RESUME_GOAL_S = 10.0  # preempted cell running again elsewhere (the heartbeat grace period was 120 s)
@@ -50,14 +59,17 @@ def test_a_three_task_array_runs_every_cell_once_as_one_process_would(
 
 
 @pytest.mark.slow
-def test_a_preempted_task_hands_its_cell_to_another_within_seconds(
-        slurm_cluster: Slurm, postgres_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signal", ["TERM", "KILL"])
+def test_a_preempted_or_killed_task_hands_its_cell_to_another(
+        slurm_cluster: Slurm, postgres_url: str, tmp_path: Path, signal: str) -> None:
+    """SIGTERM (preemption): the cell is handed back at once. SIGKILL: its heartbeat stops; another task takes
+    it once the process is seen gone (same machine, as here) or after the grace period (another node)."""
     grid = write_grid(tmp_path, "preempt", "[resnet]", "[scratch, kd]", epochs=4, train=200)
     warm_cache(grid, tmp_path)
     # three tasks, two cells (after the probe): one task idles, polling every 2 s, and takes the preempted cell
     job = launch(slurm_cluster, grid, postgres_url, tmp_path, 3, "--heartbeat-interval", "2")
-    key, preempted, seconds = preempt_mid_cell(slurm_cluster, postgres_url, "preempt", tmp_path)
-    print(f"preempted {preempted}: its cell ran again on another task after {seconds:.1f} s")
+    key, preempted, seconds = preempt_mid_cell(slurm_cluster, postgres_url, "preempt", tmp_path, signal=signal)
+    print(f"SIG{signal} to {preempted}: its cell ran again on another task after {seconds:.1f} s")
     wait_jobs_gone(slurm_cluster, job, tmp_path, limit_s=420)
     rows = done_rows(postgres_url)
     per_key = collections.Counter(k for k, *_ in rows)
@@ -65,3 +77,46 @@ def test_a_preempted_task_hands_its_cell_to_another_within_seconds(
     resumed = next(row for row in rows if row[0] == key)
     assert resumed[1] == "done" and (resumed[2] or 0) >= 1, (resumed, job_logs(tmp_path))  # from its checkpoint
     assert seconds < RESUME_GOAL_S, seconds
+    # SIGTERM: the worker itself handed the cell back; SIGKILL: it died, and another worker failed and retried it
+    assert how_retried(postgres_url, "preempt", key) == ({"resumes_trial"} if signal == "TERM" else {"failed_trial"})
+
+
+STUDY = """
+name: arraystudy
+teacher: effnet-lite0
+student: projection
+method: [scratch, kd]
+dataset: digits
+epochs: 1
+data:
+  image_size: 64
+  student_image_size: 16
+  train_limit: 200
+  val_limit: 100
+  test_limit: 200
+hparams:
+  batch_size: 32
+search:
+  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+sampler: {name: random, seed: 0}
+pruner: none
+trials: 4
+final: {seeds: [1], top: 1}
+"""
+
+
+@pytest.mark.slow
+def test_a_study_launched_on_the_array_keeps_its_trial_budget(
+        slurm_cluster: Slurm, postgres_url: str, tmp_path: Path) -> None:
+    import optuna
+
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY)
+    warm_cache(write_grid(tmp_path, "warm", "[projection]", "[scratch]", epochs=1, train=200), tmp_path)
+    job = launch(slurm_cluster, path, postgres_url, tmp_path, 3)
+    wait_jobs_gone(slurm_cluster, job, tmp_path, limit_s=480)
+    trials = optuna.load_study(study_name="arraystudy", storage=postgres_url).trials
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 4, ([t.state.name for t in trials], job_logs(tmp_path))  # the budget, across 3 tasks
+    final = [row for row in done_rows(postgres_url) if row[4] is not None and row[1] == "done"]
+    assert len({row[0] for row in final}) >= 1, job_logs(tmp_path)  # the best re-run on test, once
