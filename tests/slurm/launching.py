@@ -3,6 +3,7 @@ benchmarks/bench_preemption.py)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.core.names import SPEC_KEY_ATTR, WORKER_JOB_ATTR
+from bench.core.names import SPEC_KEY_ATTR, WORKER_ATTR, WORKER_JOB_ATTR
 from bench.sweep.checkpoint import Checkpointer
 from tests.support.paths import REPO
 from tests.support.slurm import Slurm
@@ -82,6 +83,16 @@ def running_cells(db: str, study: str) -> dict[str, str]:
     return {t.user_attrs.get(SPEC_KEY_ATTR, ""): str(t.user_attrs.get(WORKER_JOB_ATTR)) for t in trials}
 
 
+def worker_pid(db: str, study: str, key: str) -> int:
+    """The pid of the worker process running the cell (its `worker` user attr is host:pid)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    trials = optuna.load_study(study_name=study, storage=db).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    worker = next(t.user_attrs[WORKER_ATTR] for t in trials if t.user_attrs.get(SPEC_KEY_ATTR) == key)
+    return int(worker.rsplit(":")[-1])
+
+
 def done_rows(db: str) -> list[tuple]:
     """(spec_key, status, resumed_from_epoch, val_acc, test_acc) of every run row."""
     engine = sa.create_engine(db)
@@ -108,7 +119,10 @@ def preempt_mid_cell(slurm: Slurm, db: str, study: str, folder: Path, limit_s: f
         time.sleep(0.2)
     key, job = ready[0]
     signalled = time.monotonic()
-    slurm.run("scancel", f"--signal={signal}", job)
+    if signal == "KILL":  # a dying node: SIGKILL straight to the worker (SLURM's own KILL sends SIGTERM first)
+        os.kill(worker_pid(db, study, key), 9)
+    else:
+        slurm.run("scancel", f"--signal={signal}", job)
     while True:
         now = running_cells(db, study)
         if key in now and now[key] != job:

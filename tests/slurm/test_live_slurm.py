@@ -62,8 +62,9 @@ def test_a_three_task_array_runs_every_cell_once_as_one_process_would(
 @pytest.mark.parametrize("signal", ["TERM", "KILL"])
 def test_a_preempted_or_killed_task_hands_its_cell_to_another(
         slurm_cluster: Slurm, postgres_url: str, tmp_path: Path, signal: str) -> None:
-    """SIGTERM (preemption): the cell is handed back at once. SIGKILL: its heartbeat stops; another task takes
-    it once the process is seen gone (same machine, as here) or after the grace period (another node)."""
+    """SIGTERM (`scancel --signal=TERM`, a preemption): the cell is handed back at once. SIGKILL to the worker (its
+    node dies): its heartbeat stops; another task takes it once the process is seen gone (same machine, as here) or
+    after the grace period (from another node)."""
     grid = write_grid(tmp_path, "preempt", "[resnet]", "[scratch, kd]", epochs=4, train=200)
     warm_cache(grid, tmp_path)
     # three tasks, two cells (after the probe): one task idles, polling every 2 s, and takes the preempted cell
@@ -106,6 +107,8 @@ final: {seeds: [1], top: 1}
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 24, open: each task checks the budget before it starts a trial, so "
+                   "3 tasks run up to 2 trials past it (measured: 6 of 4)")
 def test_a_study_launched_on_the_array_keeps_its_trial_budget(
         slurm_cluster: Slurm, postgres_url: str, tmp_path: Path) -> None:
     import optuna
