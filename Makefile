@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 # torch 2.14.1 + torchvision 0.29.1: a CUDA build that also runs on CPU (see README).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test lint docs bench-data browser bench-postgres clean
+.PHONY: setup run test lint docs bench-data browser bench-postgres bench-slurm clean
 
-setup: $(STAMP) bench-data browser bench-postgres
+setup: $(STAMP) bench-data browser bench-postgres bench-slurm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ browser:
 bench-postgres:
 	$(call apt_install,command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1,\
 	postgresql,the PostgreSQL worker tests need it)
+
+# The live-SLURM tests start munged, slurmctld and slurmd (one node on 127.0.0.1, config in a temp dir) as root.
+bench-slurm:
+	$(call apt_install,command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 && command -v munged >/dev/null 2>&1,\
+	slurm-wlm munge,the live-SLURM tests of bench launch need them)
 
 run: setup
 	$(BIN)/bench run --grid studies/demo.yaml

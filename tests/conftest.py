@@ -11,7 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-pytest_plugins = ["tests.support.postgres"]  # the session's PostgreSQL server (issue 6)
+pytest_plugins = ["tests.support.postgres",  # the session's PostgreSQL server (issue 6)
+                  "tests.support.slurm"]  # the session's live SLURM (issue 24)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli import artifacts, plan, results, sweep, track, units
+from bench.cli import artifacts, launch, plan, results, sweep, track, units
 from bench.cli.common import out
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ COMMANDS = {
     "sql": results.sql, "report": results.report, "runs": results.runs, "show": results.show,
     "eval": artifacts.eval_command, "export": artifacts.export_command,
     "plan": plan.plan_command, "track": track.track,
+    "launch": launch.launch, "status": launch.status,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)

@@ -49,4 +49,5 @@ SPEC_ATTR = "spec"  # ExperimentSpec.to_dict() of the trial's cell
 SPEC_KEY_ATTR = "spec_key"
 LABEL_ATTR = "label"  # the progress line's name: the hparams that tell a grid's cells apart
 WORKER_ATTR = "worker"  # host:pid
+WORKER_JOB_ATTR = "worker_job"  # the SLURM job (array job_task) whose worker runs the cell, if any
 WORKER_PROCESS_ATTR = "worker_process"  # enough to tell later that the worker's process on this machine died

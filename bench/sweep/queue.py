@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from bench.core.errors import BenchError
-from bench.core.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_PROCESS_ATTR
+from bench.core.names import LABEL_ATTR, SPEC_ATTR, SPEC_KEY_ATTR, WORKER_ATTR, WORKER_JOB_ATTR, WORKER_PROCESS_ATTR
 from bench.core.spec import ExperimentSpec, setting_labels
 from bench.store.lock import SCHEMA_LOCK, database_lock
 from bench.store.reader import grant_reader
 from bench.store.session import connect_sqlite_read_only, driver_url
 from bench.sweep.checkpoint import default_run_dir
+from bench.sweep.optuna_private import STUDIES_TABLE, STUDY_NAMES_SQL, set_state_if, stale_trial_ids, trial_id
 
 log = logging.getLogger(__name__)
 SQLITE_TIMEOUT_S = 60
@@ -115,10 +115,10 @@ def study_names(db_url: str) -> list[str]:
     else:
         engine = create_engine(driver_url(db_url), poolclass=NullPool)
     try:
-        if not inspect(engine).has_table("studies"):  # Optuna's table of studies
+        if not inspect(engine).has_table(STUDIES_TABLE):
             return []
         with engine.connect() as connection:
-            return list(connection.execute(text("SELECT study_name FROM studies ORDER BY study_name")).scalars())
+            return list(connection.execute(text(STUDY_NAMES_SQL)).scalars())
     except OperationalError as error:
         reason = str(error.orig or error).strip().splitlines()[0]
         raise BenchError(f"--db {url.render_as_string()}: cannot read the database ({reason})") from None
@@ -146,21 +146,15 @@ def load_bench_study(name: str, storage):  # noqa: ANN001, ANN201 - optuna types
                          ) from None
 
 
-def _set_state_if(storage, trial_id: int, old: str, new: str) -> bool:  # noqa: ANN001
-    """Move one trial from state `old` to `new` in one UPDATE; True only for the worker that did it."""
-    now = datetime.now()
-    column = "datetime_start" if new == "RUNNING" else "datetime_complete"
-    with storage.engine.begin() as connection:
-        changed = connection.execute(
-            text(f"UPDATE trials SET state = :new, {column} = :now WHERE trial_id = :id AND state = :old"),
-            {"new": new, "old": old, "now": now, "id": trial_id},
-        ).rowcount
-    return changed == 1
-
-
 def worker_id() -> str:
     """host:pid of this process, kept on each trial it takes (to find the process a cell belongs to)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def slurm_job() -> str | None:
+    """This process's SLURM job as `squeue` names it (`<array job>_<task>` in an array), None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 def _pid_namespace() -> tuple[str, str] | None:
@@ -226,11 +220,12 @@ def claim_waiting(study, storage):  # noqa: ANN001, ANN201
     from optuna.trial import TrialState
 
     for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=claim_order):
-        if _set_state_if(storage, frozen._trial_id, "WAITING", "RUNNING"):
-            storage.record_heartbeat(frozen._trial_id)  # stale from now on if this process dies
-            trial = optuna.Trial(study, frozen._trial_id)
+        if set_state_if(storage, trial_id(frozen), "WAITING", "RUNNING"):
+            storage.record_heartbeat(trial_id(frozen))  # stale from now on if this process dies
+            trial = optuna.Trial(study, trial_id(frozen))
             trial.set_user_attr(WORKER_ATTR, worker_id())
-            trial.set_user_attr(WORKER_PROCESS_ATTR, worker_process(frozen._trial_id))  # a re-run here sees it die
+            trial.set_user_attr(WORKER_JOB_ATTR, slurm_job())  # `bench status` says which job runs it
+            trial.set_user_attr(WORKER_PROCESS_ATTR, worker_process(trial_id(frozen)))  # a re-run here sees it die
             return trial
     return None
 
@@ -239,22 +234,22 @@ def dead_trial_ids(study, storage) -> list[int]:  # noqa: ANN001
     """RUNNING trials whose worker stopped beating, or whose worker process on this machine is gone."""
     from optuna.trial import TrialState
 
-    stale = set(storage._get_stale_trial_ids(study._study_id))  # private optuna API: the heartbeat check
+    stale = set(stale_trial_ids(storage, study))  # the heartbeat check (bench/sweep/optuna_private.py says why)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if is_dead_here(trial.user_attrs.get(WORKER_PROCESS_ATTR), trial._trial_id):
-            stale.add(trial._trial_id)
+        if is_dead_here(trial.user_attrs.get(WORKER_PROCESS_ATTR), trial_id(trial)):
+            stale.add(trial_id(trial))
     return sorted(stale)
 
 
 def fail_stale_trials(study, storage) -> int:  # noqa: ANN001
     """Fail each trial whose worker died (once, even with many workers looking) and retry it."""
     failed = 0
-    for trial_id in dead_trial_ids(study, storage):
-        if _set_state_if(storage, trial_id, "RUNNING", "FAIL"):
+    for dead in dead_trial_ids(study, storage):
+        if set_state_if(storage, dead, "RUNNING", "FAIL"):
             callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
                 storage, "get_heartbeat_stale_trial_callback") else storage.get_failed_trial_callback()
             if callback is not None:
-                callback(study, storage.get_trial(trial_id))
+                callback(study, storage.get_trial(dead))
             failed += 1
     return failed
 

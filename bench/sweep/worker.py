@@ -22,6 +22,7 @@ from bench.core.names import (
     TRIALS_ATTR,
     WEIGHTS_ATTR,
     WORKER_ATTR,
+    WORKER_JOB_ATTR,
     WORKER_PROCESS_ATTR,
 )
 from bench.core.spec import ExperimentSpec
@@ -41,6 +42,7 @@ from bench.sweep.cell import (
     store_failure,
 )
 from bench.sweep.context import Sweep
+from bench.sweep.optuna_private import trial_id
 from bench.sweep.queue import (
     RESUMES_ATTR,
     WorkerOptions,
@@ -52,6 +54,7 @@ from bench.sweep.queue import (
     open_storage,
     require_study,
 )
+from bench.sweep.signals import stop_signals_interrupt
 from bench.sweep.strategy import load_with_strategy
 
 
@@ -110,7 +113,7 @@ def work_grid(sweep: Sweep, max_cells: int | None = None) -> CellCounts:
     fail_stale_trials(sweep.study, sweep.storage)  # a dead worker's cell counts as waiting from the start
     waiting = len(sweep.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     told = False
-    with cell_progress(sweep.console) as progress:
+    with stop_signals_interrupt(), cell_progress(sweep.console) as progress:  # SIGTERM: as Ctrl-C
         grid_bar = progress.add_task(f"grid {sweep.name}", total=waiting)
         while max_cells is None or counts.done + counts.failed + counts.skipped < max_cells:
             fail_stale_trials(sweep.study, sweep.storage)
@@ -151,11 +154,11 @@ def run_cell(sweep: Sweep, trial, progress: Progress) -> str:  # noqa: ANN001 - 
     label = trial.user_attrs.get(LABEL_ATTR) or spec.label()  # names the hparams that differ within the grid
     epochs_bar = progress.add_task(f"  {label}", total=max(spec.epochs, 1))
     try:
-        with heartbeat(sweep.storage, trial._trial_id):
+        with heartbeat(sweep.storage, trial_id(trial)):
             record, written = run_and_store(sweep, spec, trial.number,
                                             on_epoch=lambda _epoch: progress.advance(epochs_bar), trial=trial)
-    except KeyboardInterrupt:
-        interrupt_cell(sweep, trial, spec, label)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM / SIGUSR2 (bench/sweep/signals.py)
+        interrupt_cell(sweep, trial, spec, label, stop)
         raise
     except BenchError:
         sweep.study.tell(trial, state=TrialState.FAIL)
@@ -173,18 +176,21 @@ def run_cell(sweep: Sweep, trial, progress: Progress) -> str:  # noqa: ANN001 - 
     return "done" if written else "skipped"
 
 
-def interrupt_cell(sweep: Sweep, trial, spec: ExperimentSpec, label: str) -> None:  # noqa: ANN001
-    """Ctrl-C: the cell's trial ends now and a fresh copy waits, so the next `bench run` (or any worker) resumes
-    it at once from its last epoch checkpoint instead of waiting for its heartbeat to go stale; its row says
-    `interrupted` until then."""
+def interrupt_cell(sweep: Sweep, trial, spec: ExperimentSpec, label: str,  # noqa: ANN001
+                   stop: KeyboardInterrupt | None = None) -> None:
+    """Ctrl-C or SIGTERM: the cell's trial ends now and a fresh copy waits, so the next `bench run` (or any
+    worker) resumes it at once from its last epoch checkpoint instead of waiting for its heartbeat to go stale; its
+    row says `interrupted` until then."""
     from optuna.trial import TrialState
 
-    attrs = {key: value for key, value in trial.user_attrs.items() if key not in (WORKER_ATTR, WORKER_PROCESS_ATTR)}
+    mine = (WORKER_ATTR, WORKER_JOB_ATTR, WORKER_PROCESS_ATTR)
+    attrs = {key: value for key, value in trial.user_attrs.items() if key not in mine}
     attrs[RESUMES_ATTR] = trial.number  # claimed before fresh cells: the restart resumes it first
     sweep.study.tell(trial, state=TrialState.FAIL)
     with database_lock(sweep.store.url, ENQUEUE_LOCK):  # never beside another process's enqueue of the same cell
         sweep.study.enqueue_trial({}, user_attrs=attrs)
-    error = KeyboardInterrupt("interrupted (Ctrl-C); its epoch checkpoint is kept and the next run resumes it")
+    error = stop if stop is not None and stop.args else KeyboardInterrupt(
+        "interrupted (Ctrl-C); its epoch checkpoint is kept and the next run resumes it")
     sweep.store.save_run(failed_record(spec, sweep.name, error, trial.number, status="interrupted"))
     sweep.console.print(f"interrupted {label}: its checkpoint is kept; `bench run FILE` or "
                         f"`bench worker --study {sweep.name}` resumes it", highlight=False, soft_wrap=True)
@@ -218,7 +224,7 @@ def work_study(sweep: Sweep, model: StudyModel, max_cells: int | None = None,
 
     objective = study_objective(sweep, model)
     ran = 0
-    with cell_progress(sweep.console) as progress:
+    with stop_signals_interrupt(), cell_progress(sweep.console) as progress:  # SIGTERM: as Ctrl-C
         bar = progress.add_task(study_line(sweep.study), total=target, completed=_finished(sweep.study))
         while not _budget_reached(sweep.study, target) and (max_cells is None or ran < max_cells):
             left = None if deadline is None else deadline - time.monotonic()

@@ -1,5 +1,6 @@
-"""Interrupted and dead cells go first: after kill -9 or Ctrl-C mid-cell, the restart claims that cell before
-every fresh one and resumes it from its checkpoint within seconds (it used to wait behind the whole queue)."""
+"""Interrupted and dead cells go first: after kill -9, Ctrl-C or SIGTERM (a SLURM preemption) mid-cell, the restart
+claims that cell before every fresh one and resumes it from its checkpoint within seconds (it used to wait behind the
+whole queue)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from bench.config.grid import load_grid
 from bench.core.spec import ExperimentSpec
 from bench.sweep.checkpoint import Checkpointer
+from bench.sweep.optuna_private import trial_id
 from bench.sweep.queue import RESUMES_ATTR, WorkerOptions, claim_waiting, open_storage, open_study
 from tests.sweep.test_workers import logs, start_run, wait_all, write_grid
 
@@ -26,8 +28,8 @@ def test_a_retried_or_interrupted_cell_is_claimed_before_fresh_ones(tmp_path: Pa
         study.enqueue_trial({}, user_attrs={"cell": index})
     first = claim_waiting(study, storage)
     assert first.user_attrs["cell"] == 0
-    storage.set_trial_state_values(first._trial_id, state=__import__("optuna").trial.TrialState.FAIL)
-    storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(first._trial_id))  # a dead worker's retry
+    storage.set_trial_state_values(trial_id(first), state=__import__("optuna").trial.TrialState.FAIL)
+    storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial_id(first)))  # a dead worker's retry
     assert claim_waiting(study, storage).user_attrs["cell"] == 0  # the retry (trial 4), not cell 1
     study.enqueue_trial({}, user_attrs={"cell": 9, RESUMES_ATTR: 2})  # what Ctrl-C re-enqueues
     assert claim_waiting(study, storage).user_attrs["cell"] == 9
@@ -56,7 +58,7 @@ def done_order(db: str) -> list[tuple[str, int | None]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", ["kill -9", "Ctrl-C"])
+@pytest.mark.parametrize("stop", ["kill -9", "Ctrl-C", "SIGTERM"])
 def test_a_restart_resumes_the_stopped_cell_first_and_within_seconds(tmp_path: Path, stop: str) -> None:
     cache = tmp_path / "cache"
     db = f"sqlite:///{tmp_path / 'results.db'}"
@@ -71,9 +73,9 @@ def test_a_restart_resumes_the_stopped_cell_first_and_within_seconds(tmp_path: P
         stopped = next((spec for spec in specs if (Checkpointer(tmp_path / "runs", spec.key).saved_epoch() or 0)
                         >= 1), None)
         time.sleep(0.02)
-    first.send_signal(signal.SIGKILL if stop == "kill -9" else signal.SIGINT)
+    first.send_signal({"kill -9": signal.SIGKILL, "Ctrl-C": signal.SIGINT, "SIGTERM": signal.SIGTERM}[stop])
     first.wait(timeout=60)
-    dead = running_trials(db)  # kill -9 leaves its trial RUNNING; Ctrl-C fails it at once
+    dead = running_trials(db)  # kill -9 leaves its trial RUNNING; Ctrl-C and SIGTERM (a preemption) fail it at once
     assert len(dead) == (1 if stop == "kill -9" else 0)
     before = {key for key, _ in done_order(db)}
     started = time.monotonic()

@@ -1,0 +1,1 @@
+"""Tests against a live SLURM (tests/support/slurm.py starts it)."""
