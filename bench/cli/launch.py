@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bench.cli import checks
 from bench.cli.common import (
     DEFAULT_DB,
     AllowDownloadOption,
@@ -27,7 +28,6 @@ from bench.cli.common import (
     out,
     print_rows,
     user_errors,
-    weights_map,
     worker_options,
 )
 from bench.core.errors import BenchError
@@ -73,10 +73,13 @@ def launch(
         check_executor(executor, workers)
         resources = SlurmResources(partition, gpus_per_worker, cpus_per_worker, mem, minutes(time), account, qos,
                                    constraint, slurm_args(slurm_arg))
+        checks.paths("launch", file=file, cache_dir=cache_dir, data_root=data_root, run_dir=run_dir,
+                     artifacts=artifacts, log_dir=log_dir)
+        checks.device(device)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
         check_connection(db)
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
-        job = _prepare(file, db, context, options, weights_map(weights), trials)
+        job = _prepare(file, db, context, options, checks.weights(weights), trials)
         logs = log_dir or Path("bench-logs") / job.study
         launched = submit(job, executor, workers, logs.resolve(), resources, gpus=device == "cuda")
         out.print(f"{job.study}: {workers} worker(s) on {executor}: job(s) {', '.join(launched.job_ids)}",
