@@ -63,6 +63,7 @@ def test_bad_grid_exits_2_with_one_line(tmp_path: Path, filled_db: tuple[str, Pa
     grid.write_text(text)
     url, path = filled_db
     before = digest(path)
+    (tmp_path / "nodata").mkdir()  # an empty data root: it exists (a missing one is refused first), holds nothing
     args = ["run", "--grid", str(grid), "--db", url, "--cache-dir", str(tmp_path / "c"),
             "--data-root", str(tmp_path / "nodata")]
     if case == "missing_data":  # make sure no system copy or $BENCH_DATA is found either
