@@ -62,8 +62,8 @@ def test_tiny_imagenet_missing_root_and_missing_file(tmp_path: Path, no_bench_da
 def test_tiny_imagenet_found_through_bench_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_tiny_imagenet(tmp_path / "store" / "tiny-imagenet", num_classes=2, per_class=2, val_per_class=1)
     monkeypatch.setenv("BENCH_DATA", str(tmp_path / "store"))
-    data = load_dataset("tiny-imagenet", DataConfig(val_fraction=0.25), cache_dir=tmp_path / "cache")
-    assert data.sizes() == {"train": 3, "val": 1, "test": 2} and data.num_classes == 2
+    data = load_dataset("tiny-imagenet", DataConfig(val_fraction=0.5), cache_dir=tmp_path / "cache")
+    assert data.sizes() == {"train": 2, "val": 2, "test": 2} and data.num_classes == 2  # val needs 2 images
 
 
 def test_corrupt_image_is_named_or_skipped_and_counted(tmp_path: Path, no_bench_data: None) -> None:
@@ -76,7 +76,8 @@ def test_corrupt_image_is_named_or_skipped_and_counted(tmp_path: Path, no_bench_
     raw = load_tiny_imagenet(context, DataConfig(skip_bad=True))
     assert raw.skipped_images == 1 and raw.train_images.shape[0] == 7
     assert list(raw.train_labels) == [0, 0, 0, 0, 1, 1, 1]
-    splits = load_dataset("tiny-imagenet", DataConfig(skip_bad=True, split_seed=5), tmp_path, cache_dir=tmp_path / "c2")
+    splits = load_dataset("tiny-imagenet", DataConfig(skip_bad=True, split_seed=5, val_fraction=0.4), tmp_path,
+                          cache_dir=tmp_path / "c2")  # 7 train images: val needs at least 2
     assert splits.skipped_images == 1 and splits.split_record()["split_seed"] == 5
 
 
