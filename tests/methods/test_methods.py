@@ -85,6 +85,9 @@ def test_every_method_trains_with_some_student() -> None:
 
 
 TRAIN_HPARAMS = {"sp": {"sp_weight": 1000.0}}  # the paper's 3000: SP dominates 20 steps on the fake data
+# the published CIFAR networks (deep, batch-normed) need more than 20 steps of CRD or SP on the fake data to lose 30%
+CIFAR_NETS = {"resnet8x4", "resnet32x4", "resnet20", "resnet56", "wrn-16-2", "wrn-40-2", "vgg8", "vgg13",
+              "mobilenetv2", "shufflenetv1", "shufflenetv2"}
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -103,7 +106,7 @@ def test_pair_trains_and_gradients_never_reach_the_teacher(student_name: str, me
         inputs = outputs[parts.input_tap].detach() if parts.input_tap else images  # cached features
         optimizer = torch.optim.AdamW(list(student.parameters()) + list(method.parameters()), lr=3e-3)
         totals = []
-        for step in range(20):
+        for step in range(60 if student_name in CIFAR_NETS and method_name in ("crd", "sp") else 20):
             terms = method(student(inputs), teacher, labels)
             assert all(torch.isfinite(v) for v in terms.values())
             assert set(terms) == set(method.term_weights())
