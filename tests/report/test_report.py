@@ -247,14 +247,16 @@ def test_bench_runs_and_show(report_db: tuple[str, Path], tmp_path: Path) -> Non
     for ref in (str(run_id), key[:10]):
         shown = json.loads(bench("show", ref, "--db", url, "--json", cwd=tmp_path).stdout)
         assert shown["spec_key"] == key and shown["test_acc"] == pytest.approx(acc)
-        assert [e["epoch"] for e in shown["epoch_rows"]] == [e["epoch"] for e in epochs] == [0, 1]
+        assert [e["epoch"] for e in shown["epoch_rows"]] == [e["epoch"] + 1 for e in epochs] == [1, 2]  # from 1
         for row, (_, val_acc, seconds, terms) in zip(shown["epoch_rows"], epochs, strict=True):
             assert row["val_acc"] == pytest.approx(val_acc) and row["seconds"] == pytest.approx(seconds)
             assert {k: row[f"loss_{k}"] for k in json.loads(terms)} == pytest.approx(json.loads(terms))
     table = bench("show", str(run_id), "--db", url, cwd=tmp_path)
     assert table.exit_code == 0 and "epochs (2)" in table.stdout and "loss_kd" in table.stdout
-    missing = bench("show", "zzzz", "--db", url, cwd=tmp_path)
-    assert missing.exit_code == 2 and "no run with id or spec key prefix 'zzzz'" in missing.stderr
+    missing = bench("show", "fff0fff0", "--db", url, cwd=tmp_path)  # a well-formed key prefix that matches no run
+    assert missing.exit_code == 2 and "no run with id or spec key prefix 'fff0fff0'" in missing.stderr
+    malformed = bench("show", "zzzz", "--db", url, cwd=tmp_path)
+    assert malformed.exit_code == 2 and "expected a run id" in malformed.stderr
 
 
 @pytest.mark.slow
