@@ -21,7 +21,11 @@ from tests.slurm.launching import (
 )
 from tests.support.slurm import Slurm
 
-RESUME_GOAL_S = 10.0  # preempted cell running again elsewhere (the heartbeat grace period was 120 s)
+# The preempted cell must run again well before the heartbeat grace period (120 s) would have let anyone take it:
+# the goal is under 10 s (benchmarks/bench_preemption.py prints it; 3.3 s median quiet), and the test allows a busy
+# CI machine's start-up time, since a wall-clock target is for the benchmark, not for a test
+RESUME_GOAL_S = 10.0  # what benchmarks/bench_preemption.py judges against
+RESUME_LIMIT_S = 60.0
 
 
 def warm_cache(grid: Path, folder: Path) -> None:
@@ -77,7 +81,7 @@ def test_a_preempted_or_killed_task_hands_its_cell_to_another(
     assert set(per_key.values()) == {1} and len(per_key) == 3, rows  # the preempted cell's row is stored once
     resumed = next(row for row in rows if row[0] == key)
     assert resumed[1] == "done" and (resumed[2] or 0) >= 1, (resumed, job_logs(tmp_path))  # from its checkpoint
-    assert seconds < RESUME_GOAL_S, seconds
+    assert seconds < RESUME_LIMIT_S, seconds
     # SIGTERM: the worker itself handed the cell back; SIGKILL: it died, and another worker failed and retried it
     assert how_retried(postgres_url, "preempt", key) == ({"resumes_trial"} if signal == "TERM" else {"failed_trial"})
 
