@@ -72,7 +72,8 @@ def test_bench_teachers_reports_where_weights_are(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setenv("BENCH_WEIGHTS", env["BENCH_WEIGHTS"])
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    table = CliRunner().invoke(app, ["teachers", "effnet-lite0", "dino-vits16", "timm:test_vit"])
+    table = CliRunner().invoke(app, ["teachers", "effnet-lite0", "dino-vits16", "timm:test_vit"],
+                               env={"COLUMNS": "240"})  # the table wraps to the terminal: wide enough for whole cells
     assert table.exit_code == 0, table.output
     assert "MISSING" in table.output and "hidden.0-11" in table.output and "attn.0-11" in table.output
     assert "bench-weights" in table.output and "imagenet" in table.output
