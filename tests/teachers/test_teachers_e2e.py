@@ -24,7 +24,7 @@ method: feature
 dataset: digits
 epochs: 3
 data: {image_size: 32, student_image_size: 16, train_limit: 500, val_limit: 100, test_limit: 200}
-hparams: {batch_size: 32, beta: 1.0}  # FitNets' 100 (the default) swamps CE in this tiny run: the test checks the tap path
+hparams: {batch_size: 32, beta: 1.0}  # FitNets' 100 (the default) swamps CE in this tiny run; this tests the tap
 """
 
 
