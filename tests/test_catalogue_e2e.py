@@ -57,7 +57,7 @@ def test_every_student_and_the_main_methods_on_digits(tmp_path: Path) -> None:
         student, method, size_mb, kind = row["student"], row["method"], row["size_mb"], row["student_kind"]
         assert row["test_acc"] > 0.2, (student, method, row["test_acc"])  # 10 classes: chance is 0.1
         assert kind == ("head" if student in HEADS else "standalone")
-        assert row["params"] * 4 / 1e6 <= size_mb < row["params"] * 4 / 1e6 + 0.1  # float32 state (+ BN buffers)
+        assert row["params"] * 4 / 1e6 <= size_mb < row["params"] * 4 / 1e6 * 1.05 + 0.1  # float32 + BN buffers
         if kind == "head":
             assert row["inference_size_mb"] == pytest.approx(size_mb + teacher_mb) and teacher_mb > 10
         else:
