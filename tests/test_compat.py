@@ -69,7 +69,9 @@ def test_load_time_check_matches_the_pairs_that_train_on_effnet() -> None:
     """The grid accepts exactly the pairs `incompatibility` accepts, and that set is what the issue promises."""
     accepted = {(s, m) for s in STUDENTS.names() for m in METHODS.names()
                 if incompatibility(s, m, {}, "effnet-lite0", EFFNET_TAPS, None) is None}
-    conv_students = {"resnet", "densenet", "cbam-resnet", "cbam"}
+    cifar_nets = {"resnet8x4", "resnet32x4", "resnet20", "resnet56", "wrn-16-2", "wrn-40-2", "vgg8", "vgg13",
+                  "mobilenetv2", "shufflenetv1", "shufflenetv2"}  # the published CIFAR CNNs: conv maps at every stage
+    conv_students = {"resnet", "densenet", "cbam-resnet", "cbam"} | cifar_nets
     assert {s for s, m in accepted if m == "attention"} == conv_students
     assert not {m for _, m in accepted} & {"clip", "tinybert"}
     assert {s for s, m in accepted if m == "crd"} == set(STUDENTS.names())

@@ -104,7 +104,7 @@ def done_rows(db: str) -> list[tuple]:
         engine.dispose()
 
 
-def preempt_mid_cell(slurm: Slurm, db: str, study: str, folder: Path, limit_s: float = 300,
+def preempt_mid_cell(slurm: Slurm, db: str, study: str, folder: Path, limit_s: float = 900,
                      signal: str = "TERM") -> tuple[str, str, float]:
     """Wait for a cell that saved an epoch, `scancel --signal=SIGNAL` its array task, and time how long until
     another task runs it; (spec key, preempted task, seconds)."""
