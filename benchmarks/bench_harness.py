@@ -32,9 +32,10 @@ from bench.core.names import SPLITS
 from bench.core.taps import POOLED
 from bench.data.images import to_tensor
 from bench.data.splits import DataConfig, DatasetSplits
+from bench.run.context import RunContext
 from bench.run.parts import build_parts
 from bench.run.train import TrainData, train_student
-from bench.run.workbench import RunContext, Workbench
+from bench.run.workbench import Workbench
 
 TEACHER, DATASET = "effnet-lite0", "digits"
 STUDENTS = ("projection", "bottleneck")  # head students on the pooled tap; more runs repeat them (other seeds)

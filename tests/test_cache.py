@@ -143,7 +143,8 @@ def test_file_without_a_content_hash_is_stale(tmp_path: Path, data) -> None:
 
 def probe_bench(cache_dir: Path):  # noqa: ANN201
     """A Workbench whose 'counting' teacher is the tiny one above (no weights to load)."""
-    from bench.run.workbench import RunContext, Workbench
+    from bench.run.context import RunContext
+    from bench.run.workbench import Workbench
 
     bench = Workbench(RunContext(cache_dir=cache_dir, device="cpu"))
     bench._teachers["counting"] = CountingTeacher()
@@ -272,7 +273,8 @@ def test_teacher_pass_over_a_view_in_chunks_matches_the_whole_batch_pass(data) -
 
 
 def test_workbench_asking_a_second_tap_later_runs_the_teacher_only_for_it(tmp_path: Path, data) -> None:
-    from bench.run.workbench import RunContext, Workbench
+    from bench.run.context import RunContext
+    from bench.run.workbench import Workbench
 
     teacher = TwoTapTeacher()
 

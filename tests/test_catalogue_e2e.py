@@ -9,7 +9,7 @@ import pytest
 
 from bench.config.grid import load_grid
 from bench.core.registries import STUDENTS
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.rows import only, query
 

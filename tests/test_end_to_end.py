@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from bench.config.grid import load_grid
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.rows import query
 

@@ -135,7 +135,7 @@ def test_coco_study_is_refused_without_the_karpathy_split_by_plan_and_run(tmp_pa
     from bench.config.grid import load_grid
     from bench.core.errors import BenchError
     from bench.plan.dry_run import dataset_presence
-    from bench.run.workbench import RunContext
+    from bench.run.context import RunContext
     from bench.sweep.grid import run_grid
     from tests.support.dataset_fixtures import write_coco
     from tests.support.fakes import registered

@@ -20,8 +20,6 @@ from typing import Any, BinaryIO
 
 import torch
 
-from bench.artifacts.keep import KEEP_CHOICES as KEEP_CHOICES  # torch-free; re-exported for its callers
-from bench.artifacts.keep import check_keep as check_keep
 from bench.core.errors import BenchError
 from bench.run.kept import FINETUNE, METHOD_PREFIX, PROBE, STUDENT, STUDENT_PREFIX, TEACHER, ZERO_SHOT, Kept
 from bench.store.records import RunRecord
@@ -244,8 +242,9 @@ def load_run(database_url: str, run_ref: str, context: Any = None,
 
     from bench.core.spec import ExperimentSpec
     from bench.data.splits import DataConfig
+    from bench.run.context import RunContext
     from bench.run.parts import build_parts
-    from bench.run.workbench import RunContext, Workbench
+    from bench.run.workbench import Workbench
 
     record = find_run(database_url, run_ref)
     path = verified_path(record)
@@ -293,7 +292,7 @@ def finetuned_teacher(database_url: str, spec: Any, teacher: Any, data: Any) -> 
     the setting's reference run's artifact (sha256 checked) loaded into a copy of the teacher; never re-trained."""
     from safetensors.torch import load_file
 
-    from bench.run.run_spec import probe_spec
+    from bench.core.spec import probe_spec
     from bench.teacher_outputs.finetune import apply_state
 
     reference_key = probe_spec(spec.teacher, spec.dataset, spec.data_dict).key

@@ -36,7 +36,7 @@ def eval_command(
     with user_errors():
         from bench.artifacts.store import evaluate_run, load_run, stored_metric
         from bench.core.names import SPLITS
-        from bench.run.workbench import RunContext
+        from bench.run.context import RunContext
         from bench.store.session import check_connection
 
         if split not in SPLITS:

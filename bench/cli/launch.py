@@ -66,7 +66,7 @@ def launch(
 ) -> None:
     """Enqueue a grid (or start a study) and submit its workers: a SLURM job array, or local processes."""
     with user_errors():
-        from bench.run.workbench import RunContext
+        from bench.run.context import RunContext
         from bench.store.session import check_connection
         from bench.sweep.launch import SlurmResources, check_executor, minutes, slurm_args, submit
 

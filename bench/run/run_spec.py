@@ -21,7 +21,6 @@ from bench.core.names import (
 )
 from bench.core.registries import DATASETS, METHODS
 from bench.core.spec import ExperimentSpec
-from bench.core.spec import probe_spec as probe_spec  # torch-free now; re-exported for its callers
 from bench.data.splits import DataConfig, DatasetSplits
 from bench.run.classification import ClassificationTask
 from bench.run.cost import reference_cost_fields, student_cost_fields

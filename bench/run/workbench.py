@@ -15,7 +15,7 @@ from bench.core.taps import IMAGE_EMBED, POOLED
 from bench.data.splits import DataConfig, DatasetSplits, load_dataset
 from bench.deploy.inference_cost import InferenceCost
 from bench.deploy.model import head_cost, teacher_head, teacher_pass_cost, teacher_pass_key
-from bench.run.context import RunContext as RunContext  # torch-free; re-exported for its callers
+from bench.run.context import RunContext
 from bench.run.threads import apply_threads
 from bench.teacher_outputs.cache import CacheEvent, FeatureCache
 from bench.teacher_outputs.features import TeacherOutputs, teacher_pass

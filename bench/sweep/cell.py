@@ -18,11 +18,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench.core.spec import ExperimentSpec
+from bench.core.spec import ExperimentSpec, probe_spec
 from bench.data.splits import DataConfig
 from bench.run.kept import Kept
 from bench.run.provenance import utcnow
-from bench.run.run_spec import probe_spec, run_spec
+from bench.run.run_spec import run_spec
 from bench.run.train import NonFiniteError, check_finite
 from bench.run.workbench import Workbench
 from bench.store.records import EpochRecord, RunRecord

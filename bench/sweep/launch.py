@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.config.study import StudyModel
 from bench.core.errors import BenchError
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.sweep.queue import WorkerOptions
 from bench.sweep.signals import Preempted
 

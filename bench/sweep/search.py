@@ -13,7 +13,8 @@ from bench.config.study import StudyModel
 from bench.core.errors import BenchError
 from bench.core.names import BASELINE_METHOD, CONFIG_ATTR, FINAL_SUFFIX, KIND_ATTR, SEARCH_KIND, SPEC_ATTR, TRIALS_ATTR
 from bench.core.spec import ExperimentSpec
-from bench.run.workbench import RunContext, Workbench
+from bench.run.context import RunContext
+from bench.run.workbench import Workbench
 from bench.store.results import Store
 from bench.sweep.cell import preflight, probe_cells
 from bench.sweep.context import Sweep

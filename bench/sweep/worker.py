@@ -26,8 +26,9 @@ from bench.core.names import (
     WORKER_PROCESS_ATTR,
 )
 from bench.core.spec import ExperimentSpec
+from bench.run.context import RunContext
 from bench.run.metrics import score_summary
-from bench.run.workbench import RunContext, Workbench
+from bench.run.workbench import Workbench
 from bench.store.lock import ENQUEUE_LOCK, database_lock
 from bench.store.readonly import read_only_reason
 from bench.store.records import EpochRecord, RunRecord

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.config.grid import load_grid
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.dataset_fixtures import corrupt_jpeg, write_coco, write_tiny_imagenet
 from tests.support.fakes import registered

@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench.core.spec import ExperimentSpec
+from bench.core.spec import ExperimentSpec, probe_spec
 from bench.data.splits import DataConfig
 from bench.deploy import inference_cost
 from bench.deploy.inference_cost import CostSettings, count_macs, measure_cost
-from bench.run.run_spec import probe_spec, run_spec
-from bench.run.workbench import RunContext, Workbench
+from bench.run.context import RunContext
+from bench.run.run_spec import run_spec
+from bench.run.workbench import Workbench
 
 COST_FIELDS = ("latency_ms", "throughput_ips", "macs", "teacher_latency_ms", "teacher_throughput_ips",
                "teacher_macs", "speedup")

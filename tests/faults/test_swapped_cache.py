@@ -15,8 +15,9 @@ from safetensors import safe_open
 
 from bench.config.grid import load_grid
 from bench.data.splits import DataConfig, load_dataset
+from bench.run.context import RunContext
 from bench.run.run_spec import run_spec
-from bench.run.workbench import RunContext, Workbench
+from bench.run.workbench import Workbench
 from bench.sweep.grid import grid_cells
 from bench.teacher_outputs.cache import FeatureCache
 from bench.teacher_outputs.features import cached_teacher_outputs

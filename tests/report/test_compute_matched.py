@@ -12,7 +12,7 @@ from bench.config.grid import load_grid
 from bench.data.batches import steps_per_epoch
 from bench.report.build import build_report
 from bench.report.markdown import render
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.rows import query
 

@@ -135,7 +135,7 @@ def test_the_caption_says_when_the_reference_is_a_linear_probe(tmp_path: Path, k
 def test_the_report_weighs_real_runs_terms_as_the_methods_do(tmp_path: Path) -> None:
     """The weights the report applies reproduce every stored epoch's total loss of real tiny runs."""
     from bench.config.grid import load_grid
-    from bench.run.workbench import RunContext
+    from bench.run.context import RunContext
     from bench.sweep.grid import run_grid
     from tests.support.rows import query
 

@@ -147,7 +147,7 @@ def test_finetune_reference_through_a_grid(teacher: Teacher, weights: Path, tmp_
 
     from bench.config.grid import load_grid
     from bench.run import run_spec as run_spec_module
-    from bench.run.workbench import RunContext
+    from bench.run.context import RunContext
     from bench.store.sql import read_only_query
     from bench.sweep.grid import run_grid
 

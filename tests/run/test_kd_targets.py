@@ -14,7 +14,8 @@ from bench.core.errors import BenchError
 from bench.core.names import IMAGE_TEXT
 from bench.core.registries import TEACHERS
 from bench.data.splits import DataConfig
-from bench.run.workbench import RunContext, Workbench
+from bench.run.context import RunContext
+from bench.run.workbench import Workbench
 from bench.store.sql import read_only_query
 from bench.sweep.grid import run_grid
 from tests.support.fakes import SIZE, FakeImageTextTeacher

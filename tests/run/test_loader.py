@@ -14,9 +14,10 @@ from bench.core.spec import ExperimentSpec
 from bench.data.images import channel_stats, resize, to_float, to_tensor
 from bench.data.splits import DataConfig
 from bench.run import run_spec as pipeline
+from bench.run.context import RunContext
 from bench.run.loader import PAD, BatchLoader, ImageInputs, augment_batch, crop_boxes, eval_batches, select_rows
 from bench.run.parts import build_parts
-from bench.run.workbench import RunContext, Workbench
+from bench.run.workbench import Workbench
 from tests.support.fakes import FakeImageTextTeacher, registered, tiny_images, tiny_splits
 
 

@@ -206,7 +206,7 @@ def test_a_diverging_study_trial_fails_with_a_row_and_the_study_goes_on(tmp_path
     import yaml
 
     from bench.config.study import load_study_file
-    from bench.run.workbench import RunContext
+    from bench.run.context import RunContext
     from bench.sweep.search import run_study
 
     path = tmp_path / "study.yaml"

@@ -17,11 +17,12 @@ from bench.core.spec import ExperimentSpec
 from bench.core.taps import IMAGE_EMBED, POOLED
 from bench.methods.base import MethodContext
 from bench.methods.joint import JointCosine
+from bench.run.context import RunContext
 from bench.run.parts import build_parts
 from bench.run.record import trained_fields
 from bench.run.run_spec import run_spec
 from bench.run.train import TrainResult, num_params, state_size_mb
-from bench.run.workbench import RunContext, Workbench
+from bench.run.workbench import Workbench
 from tests.support.dataset_fixtures import write_coco
 from tests.support.fakes import DIM, FakeImageTextTeacher, registered, tiny_splits
 from tests.support.fakes import JOINT_DIM as EMBED

@@ -32,7 +32,8 @@ def warm_cache(grid: Path, folder: Path) -> None:
     """The digits features and probe on disk first, so the array tasks only read them."""
     from bench.config.grid import load_grid
     from bench.data.splits import DataConfig
-    from bench.run.workbench import RunContext, Workbench
+    from bench.run.context import RunContext
+    from bench.run.workbench import Workbench
 
     spec = load_grid(grid).specs[0]
     bench = Workbench(RunContext(cache_dir=folder / "cache", device="cpu"))

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bench.config.grid import load_grid
+from bench.run.context import RunContext
 from bench.run.run_spec import run_spec
-from bench.run.workbench import RunContext, Workbench
+from bench.run.workbench import Workbench
 from bench.sweep.grid import grid_cells
 from tests.support.rows import query
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.config.grid import load_grid
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.store.records import EpochRecord, RunRecord
 from bench.store.results import Store
 from bench.sweep.grid import run_grid

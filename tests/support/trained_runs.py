@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 
 from bench.data.splits import DataConfig, DatasetSplits
+from bench.run.context import RunContext
 from bench.run.parts import RunParts, build_parts
 from bench.run.run_spec import student_inputs
 from bench.run.task import Inputs
 from bench.run.train import TrainData, train_student
-from bench.run.workbench import RunContext, Workbench
+from bench.run.workbench import Workbench
 from bench.teachers.base import Teacher
 
 DIGITS = DataConfig(image_size=32, train_limit=120, val_limit=40, test_limit=48)

@@ -10,7 +10,7 @@ from rich.console import Console
 from bench.config.study import StudyModel
 from bench.core.names import PROBE_METHOD, TRIALS_ATTR
 from bench.core.spec import ExperimentSpec
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.store.records import EpochRecord, RunRecord
 from bench.store.results import Store
 from bench.sweep.queue import WorkerOptions

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bench.config.study import load_study_file
 from bench.core.errors import BenchError
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.sweep.queue import WorkerOptions
 from bench.sweep.search import run_study
 from bench.sweep.worker import run_worker

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from bench.config.grid import load_grid
 from bench.data.splits import DataConfig
-from bench.run.workbench import RunContext, Workbench
+from bench.run.context import RunContext
+from bench.run.workbench import Workbench
 from bench.sweep.checkpoint import Checkpointer
 from bench.sweep.grid import grid_cells, run_grid
 from bench.sweep.queue import WorkerOptions

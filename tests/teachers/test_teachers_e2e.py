@@ -9,7 +9,7 @@ import torch
 
 from bench.config.grid import load_grid
 from bench.core.registries import TEACHERS
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.sweep.grid import run_grid
 from bench.teachers.timm_vit import create_timm_model, register_timm_teacher
 from tests.support.registration import registered_by

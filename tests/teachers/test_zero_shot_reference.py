@@ -14,7 +14,7 @@ from bench.core.errors import BenchError
 from bench.core.registries import TEACHERS
 from bench.data.images import to_tensor
 from bench.data.splits import DataConfig, load_dataset
-from bench.run.workbench import RunContext
+from bench.run.context import RunContext
 from bench.sweep.grid import run_grid
 from tests.support.rows import query
 from tests.support.tiny_models import TINY_CLIP
