@@ -36,8 +36,9 @@ HEADS = {"projection", "bottleneck", "mha", "cbam"}
 def test_every_student_and_the_main_methods_on_digits(tmp_path: Path) -> None:
     every_student = [*STUDENTS.names(), TIMM_STUDENT]
     (tmp_path / "a.yaml").write_text(f"name: students\nstudent: {json.dumps(every_student)}\nmethod: kd\n{DATA}")
-    # the paper's AT beta/2 = 500 is tuned for 32x32 maps; these runs compare 2x2 maps for 4 epochs
-    methods = DATA.replace("  batch_size: 32\n", "  batch_size: 32\n  at_weight: 5.0\n")
+    # the papers' weights (AT beta/2 = 500 for 32x32 maps, FitNets' hint beta = 100) swamp CE in 4 epochs on 2x2
+    # maps: densenet stayed at chance (0.09) under beta = 100; this test checks the paths, not the defaults
+    methods = DATA.replace("  batch_size: 32\n", "  batch_size: 32\n  at_weight: 5.0\n  beta: 1.0\n")
     (tmp_path / "b.yaml").write_text(f"name: methods\nstudent: [cbam, densenet]\nmethod: [feature, attention, crd]\n"
                                      f"{methods}")
     db = f"sqlite:///{tmp_path / 'results.db'}"
