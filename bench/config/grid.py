@@ -13,7 +13,7 @@ from pydantic import field_validator
 from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, as_list, load_config, non_empty_list
 from bench.core.errors import BenchError
 from bench.core.knobs import EPOCHS, Knob, defaults_of, name_problem
-from bench.core.names import HEAD, IMAGE, RETRIEVAL
+from bench.core.names import HEAD, IMAGE, RETRIEVAL, TEACHER_VIEW_FIELDS
 from bench.core.protocol import PROTOCOL_KNOBS, protocol_hparams, protocol_problem
 from bench.core.registry import nearest_names
 from bench.core.spec import ExperimentSpec
@@ -34,6 +34,7 @@ class GridModel(SweepModel):
 
     seeds: list[Seed] = [0]
     epochs: list[Epochs] = [10]
+    data_variants: list[dict[str, Any]] = []  # each: `data:` fields that replace the shared ones for its cells
 
     @field_validator("seeds", "epochs", mode="before")
     @classmethod
@@ -61,13 +62,41 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
     where = f"{path}: " if path else ""
     name = checked_name(model.name or (path.stem if path else "grid"), where)
     check_sweep(model, where, "grid")
-    cells = math.prod(len(as_list(v)) for v in [*(getattr(model, f) for f in CHOICE_FIELDS), model.seeds,
-                                                 model.epochs, *model.hparams.values()])
+    variants = data_variants(model, where)
+    cells = len(variants) * math.prod(len(as_list(v)) for v in [*(getattr(model, f) for f in CHOICE_FIELDS),
+                                                                model.seeds, model.epochs, *model.hparams.values()])
     if cells > model.cell_limit:
         raise BenchError(f"{where}field 'cell_limit': the grid multiplies out to {cells} cells, more than its "
                          f"cell_limit {model.cell_limit}; shrink the lists or set cell_limit: {cells} on purpose")
-    specs = sweep_specs(model, model.seeds, model.epochs, where)
-    return Grid(name, path, tuple(specs), dict(model.weights))
+    specs: dict[str, ExperimentSpec] = {}
+    for variant in variants:
+        for spec in sweep_specs(variant, model.seeds, model.epochs, where):
+            specs.setdefault(spec.key, spec)  # a method that reads no teacher output runs once for all views
+    return Grid(name, path, tuple(specs.values()), dict(model.weights))
+
+
+def data_variants(model: GridModel, where: str) -> list[GridModel]:
+    """The grid once per entry of `data_variants` (its fields replacing the shared `data:` ones), or as it is."""
+    from pydantic import ValidationError
+
+    from bench.config.base import DataModel
+
+    if not model.data_variants:
+        return [model]
+    variants = []
+    shared = model.data.model_dump(exclude_unset=True)
+    for number, override in enumerate(model.data_variants):
+        if not override:
+            raise BenchError(f"{where}field 'data_variants[{number}]': an empty variant repeats the shared data; "
+                             "give the fields it changes")
+        try:
+            data = DataModel.model_validate({**shared, **override})
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            raise BenchError(f"{where}field 'data_variants[{number}].{field}': {first['msg']}") from None
+        variants.append(model.model_copy(update={"data": data}))
+    return variants
 
 
 def checked_name(name: str, where: str) -> str:
@@ -103,7 +132,7 @@ def sweep_specs(model: SweepModel, seeds: list[int], epochs_list: list[int], whe
     from bench.core.registries import registries
 
     regs = registries()
-    data = model.data.config().as_dict()
+    base_data = model.data.config().as_dict()
     specs: dict[str, ExperimentSpec] = {}
     hparam_names = list(model.hparams)
     hparam_values = [as_list(model.hparams[name]) for name in hparam_names]
@@ -112,6 +141,7 @@ def sweep_specs(model: SweepModel, seeds: list[int], epochs_list: list[int], whe
         itertools.product(*hparam_values),
     ):
         relevant = relevant_defaults(regs, student, method)
+        data = _method_data(regs, student, method, base_data)
         recipe = model.recipes.get(student, {})
         given = dict(zip(hparam_names, values, strict=True))
         given.update({k: v for k, v in recipe.items() if k != RECIPE_EPOCHS})  # the student's own recipe wins
@@ -129,6 +159,17 @@ def sweep_specs(model: SweepModel, seeds: list[int], epochs_list: list[int], whe
     return list(specs.values())
 
 
+def _method_data(regs: dict[str, Any], student: str, method: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A standalone student trained without a teacher (scratch) has no teacher views: its augmentation draws
+    fresh each batch (mixup: online), so one run serves every teacher_views setting of its grid. (A head student
+    reads the teacher's features of its views even from scratch.)"""
+    if (regs["methods"].entry(method).card.family != "baseline" or data.get("teacher_views", "fixed") == "fixed"
+            or regs["students"].entry(student).card.kind == HEAD):
+        return data
+    plain = {key: value for key, value in data.items() if key not in TEACHER_VIEW_FIELDS}
+    return {**plain, "teacher_views": "online"} if data.get("augment") == "mixup" else plain
+
+
 def scratch_twin(spec: ExperimentSpec) -> ExperimentSpec:
     """The same student, data, epochs and seed trained from scratch, sharing every hparam scratch knows (lr, batch,
     the student's own): the baseline a study's `final.scratch` arm pairs with its best trial."""
@@ -138,8 +179,9 @@ def scratch_twin(spec: ExperimentSpec) -> ExperimentSpec:
     relevant = relevant_defaults(registries(), spec.student, BASELINE_METHOD)
     hparams = {name: spec.hparams_dict.get(name, default) for name, default in relevant.items()}
     return ExperimentSpec.create(teacher=spec.teacher, student=spec.student, method=BASELINE_METHOD,
-                                 dataset=spec.dataset, hparams=hparams, data=spec.data_dict, epochs=spec.epochs,
-                                 seed=spec.seed)
+                                 dataset=spec.dataset, hparams=hparams,
+                                 data=_method_data(registries(), spec.student, BASELINE_METHOD, spec.data_dict),
+                                 epochs=spec.epochs, seed=spec.seed)
 
 
 def relevant_defaults(regs: dict[str, Any], student: str, method: str) -> dict[str, Any]:
@@ -220,15 +262,43 @@ def _check_compatibility(specs: list[ExperimentSpec], regs: dict[str, Any], wher
                                   teacher.card.taps, teacher.card.modality)
         if problem:
             raise BenchError(f"{where}{problem}")
-        augment = spec.data_dict.get("augment", "none")
-        if augment != "none" and regs["students"].entry(spec.student).card.kind == HEAD:
-            raise BenchError(f"{where}field 'data.augment': {augment!r} augments images, and student "
-                             f"{spec.student!r} reads teacher features; set augment: none or drop the head student")
+        _check_views(spec, regs, where)
         if spec.data_dict.get("teacher_reference") == "finetune":  # only its pooled features and logits are kept
             problem = incompatibility(spec.student, spec.method, spec.hparams_dict, spec.teacher, (POOLED,), IMAGE)
             if problem:
                 raise BenchError(f"{where}field 'data.teacher_reference': a fine-tuned teacher gives only its "
                                  f"pooled features and logits; {problem}")
+
+
+def _check_views(spec: ExperimentSpec, regs: dict[str, Any], where: str) -> None:
+    """data.augment and data.teacher_views together: what has a teacher target for each augmented image."""
+    data = spec.data_dict
+    augment, views = data.get("augment", "none"), data.get("teacher_views", "fixed")
+    if views == "fixed":
+        if augment == "mixup":
+            raise BenchError(f"{where}field 'data.augment': a mixed image has no target among the fixed teacher "
+                             "outputs of the un-augmented images; set teacher_views: cached or online")
+        if augment != "none" and regs["students"].entry(spec.student).card.kind == HEAD:
+            raise BenchError(f"{where}field 'data.augment': {augment!r} augments images, and student "
+                             f"{spec.student!r} reads the fixed teacher features; set teacher_views: cached (or "
+                             "online), augment: none, or drop the head student")
+        extra = [name for name in TEACHER_VIEW_FIELDS[1:] if name in data]
+        if extra:
+            raise BenchError(f"{where}field 'data.{extra[0]}' applies to teacher_views: cached; with fixed views it "
+                             "changes nothing: drop it or set teacher_views")
+        return
+    if augment == "none":
+        raise BenchError(f"{where}field 'data.teacher_views': {views!r} labels augmented views, and augment is none "
+                         "(every view is the un-augmented image); set augment (flip, crop-flip, crop-pad-flip, mixup) "
+                         "or teacher_views: fixed")
+    if views == "online":
+        extra = [name for name in TEACHER_VIEW_FIELDS[1:] if name in data]
+        if extra:
+            raise BenchError(f"{where}field 'data.{extra[0]}' applies to teacher_views: cached; online views are "
+                             "drawn by each run's seed: drop it")
+    if regs["datasets"].entry(spec.dataset).card.task == RETRIEVAL:
+        raise BenchError(f"{where}field 'data.teacher_views': {views!r} serves classification datasets; "
+                         f"{spec.dataset!r} is an image-text dataset: use teacher_views: fixed")
 
 
 def _check_few_labels(model: SweepModel, regs: dict[str, Any], where: str) -> None:

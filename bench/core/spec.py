@@ -8,7 +8,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.core.names import FINETUNE_METHOD, FINETUNE_STUDENT, PROBE_METHOD, PROBE_STUDENT, ZERO_SHOT_STUDENT
+from bench.core.names import (
+    FINETUNE_METHOD,
+    FINETUNE_STUDENT,
+    PROBE_METHOD,
+    PROBE_STUDENT,
+    TEACHER_VIEW_FIELDS,
+    ZERO_SHOT_STUDENT,
+)
 
 SPEC_VERSION = 1  # bump when the meaning of a spec field changes, so old keys stop matching
 
@@ -130,5 +137,6 @@ def probe_spec(teacher: str, dataset: str, data: dict) -> ExperimentSpec:
     reference = data.get("teacher_reference")
     student = {"zero-shot": ZERO_SHOT_STUDENT, "finetune": FINETUNE_STUDENT}.get(reference, PROBE_STUDENT)
     method = FINETUNE_METHOD if reference == "finetune" else PROBE_METHOD
+    data = {key: value for key, value in data.items() if key not in TEACHER_VIEW_FIELDS}  # one per view setting
     return ExperimentSpec.create(teacher=teacher, student=student, method=method,
                                  dataset=dataset, hparams={}, data=data, epochs=0, seed=0)

@@ -99,10 +99,25 @@ class DataConfig:
     coco_split: str = data_field("auto", str, choices=("auto", "karpathy"), keyed_at_default=False,
                                  help="coco-captions: auto (the Karpathy split when dataset_coco.json is there, else "
                                       "val2017 as test) or karpathy (required: refused without the file)")
-    augment: str = data_field("none", str, choices=("none", "flip", "crop-flip", "crop-pad-flip"),
+    augment: str = data_field("none", str, choices=("none", "flip", "crop-flip", "crop-pad-flip", "mixup"),
                               keyed_at_default=False,
-                              help="standalone students' train augmentation (seeded); the teacher targets stay "
-                                   "the cached ones of the un-augmented image")
+                              help="train augmentation (seeded); mixup: crop-flip, then each image mixed with a "
+                                   "seeded partner (ratio ~ U(0, 1)); which teacher targets go with it: "
+                                   "teacher_views")
+    teacher_views: str = data_field("fixed", str, choices=("fixed", "cached", "online"), keyed_at_default=False,
+                                    help="fixed: teacher outputs of the un-augmented image; cached: of "
+                                         "teacher_view_count seeded views per image, replayed to the student; "
+                                         "online: the teacher runs on every augmented batch")
+    teacher_view_count: int = data_field(8, int, ge=1, le=1024, keyed_at_default=False,
+                                         help="teacher_views cached: views (K) per train image, view "
+                                              "(epoch - 1) mod K in epoch epoch")
+    teacher_view_seed: int = data_field(0, int, ge=0, le=SEED_MAX - 1, keyed_at_default=False,
+                                        help="teacher_views cached: seed of the views (the same across runs, "
+                                             "seeds and processes)")
+    teacher_view_topk: int | None = data_field(None, int, ge=1, le=10**6, optional=True, keyed_at_default=False,
+                                               help="teacher_views cached: keep the top-k logits per view (the "
+                                                    "others become -inf: softmax renormalises over the k); "
+                                                    "null: all")
 
     def as_dict(self) -> dict[str, object]:
         """Fields as a dict; the fields added later are left out at their defaults so older spec keys hold."""
@@ -119,7 +134,8 @@ TRAINING_ONLY: dict[str, object] = {  # fields that change how a run trains, not
     name: UNKEYED_DEFAULTS[name] for name in ("teacher_reference", "kd_targets", "finetune_unfreeze",
                                               "finetune_epochs", "finetune_lr", "labeled_limit", "precision",
                                               "channels_last", "compile", "loader_workers", "resident_features",
-                                              "augment", "budget", "finetune_budget")}
+                                              "augment", "budget", "finetune_budget", "teacher_views",
+                                              "teacher_view_count", "teacher_view_seed", "teacher_view_topk")}
 
 
 @dataclass(frozen=True)

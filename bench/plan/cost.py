@@ -198,6 +198,46 @@ def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> float | None:
     return max(seconds, floor)
 
 
+VIEW_PARAM_BYTES = 4 * 6  # a cached view's parameters: its (2, 3) float32 crop map (mixup: 13 more numbers)
+
+
+def view_entry(spec: ExperimentSpec) -> tuple | None:
+    """What a cached-views run shares its view cache with (teacher, dataset, data), None when it reads no views."""
+    data = spec.data_dict
+    if data.get("teacher_views", "fixed") != "cached":
+        return None
+    return spec.teacher, spec.dataset, tuple(sorted((k, str(v)) for k, v in data.items()))
+
+
+def view_costs(plan: Any, rates: Rates) -> tuple[float | None, float | None]:
+    """(teacher seconds on views, cached views' MB on disk) of the cells not done yet: a cached entry's K passes
+    over the train split once (its logits: classes floats per view), an online run's teacher pass over every
+    train image of every epoch. Estimates: the MB count logits only (a head student's entry adds its tap)."""
+    seconds: float | None = 0.0
+    megabytes = 0.0
+    entries: set[tuple] = set()
+    for spec in plan.runs:
+        data = spec.data_dict
+        mode = data.get("teacher_views", "fixed")
+        splits = split_sizes(spec.dataset, data)
+        if spec.key in plan.done or mode == "fixed" or splits is None:
+            continue
+        rate = rates.teacher(spec.teacher, teacher_size(spec, rates.infos.get(spec.teacher)))
+        if mode == "online":
+            images = spec.epochs * splits.train * plan.repeats
+        else:
+            entry = view_entry(spec)
+            if entry is None or entry in entries:
+                continue
+            entries.add(entry)
+            count = int(data.get("teacher_view_count", 8))
+            images = count * splits.train
+            per_view = 4 * min(NUM_CLASSES.get(spec.dataset, 1), int(data.get("teacher_view_topk") or 10**9))
+            megabytes += count * splits.train * (per_view + VIEW_PARAM_BYTES) / 1e6
+        seconds = None if seconds is None or not rate else seconds + images / rate
+    return seconds, megabytes
+
+
 def estimate(plan: Any, rates: Rates) -> dict[str, float | None]:
     """Seconds per phase of a bench.plan.dry_run.Plan's cells not done yet (None: a phase could not be estimated)."""
     totals: dict[str, float | None] = {"teacher pass": 0.0, "teacher reference": 0.0, "student epochs": 0.0}
@@ -216,4 +256,9 @@ def estimate(plan: Any, rates: Rates) -> dict[str, float | None]:
     if student is not None and plan.kind == "study":
         student *= max(0.0, 1 - plan.done_count / max(plan.repeats * len(plan.runs), 1))
     add("student epochs", student)
+    views, _ = view_costs(plan, rates)
+    if views:  # data.teacher_views cached or online: the teacher's passes over augmented views
+        totals["teacher views"] = views
+    elif views is None:
+        totals["teacher views"] = None
     return totals

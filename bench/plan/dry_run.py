@@ -207,6 +207,12 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     known = [s for s in totals.values() if s is not None]
     total = sum(known) if len(known) == len(totals) else None
     plan.lines.append(f"  {'total':<18} {human(total)}")
+    from bench.plan.cost import view_costs
+
+    _, view_mb = view_costs(plan, rates)
+    if view_mb:
+        plan.lines.append(f"cached teacher views on disk: about {view_mb:.0f} MB (K views x train images, logits "
+                          "and crop parameters; under --cache-dir)")
     plan.lines.append("throughputs used:")
     plan.lines += [f"  {source}" for source in sorted(rates.sources)]
     return plan

@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from bench.core.names import BASELINE_METHOD, REFERENCE_METHODS
+from bench.core.names import BASELINE_METHOD, REFERENCE_METHODS, TEACHER_VIEW_FIELDS
 from bench.report.tables import SETTING_KEYS, with_score, with_setting
 
 PAIR_KEYS = ["dataset", "teacher", "student", "epochs"]
@@ -79,8 +79,10 @@ def _same_shared_hparams(method: dict, baseline: dict) -> bool:
 
 def _pair_data_key(data_config: object) -> str:
     """The data config a pair must share: all of it but `budget`, so a method meets both its epoch- and its
-    steps-budget scratch (the compute column says which pair is matched)."""
-    config = {k: v for k, v in (data_config if isinstance(data_config, dict) else {}).items() if k != "budget"}
+    steps-budget scratch (the compute column says which pair is matched), and but the teacher views (a scratch
+    run reads no teacher: every view setting's method pairs with the scratch of the same augmentation)."""
+    skip = {"budget", *TEACHER_VIEW_FIELDS}
+    config = {k: v for k, v in (data_config if isinstance(data_config, dict) else {}).items() if k not in skip}
     return json.dumps(config, sort_keys=True, default=str)
 
 

@@ -20,12 +20,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.data.images import normalise, normalise_batch, resize, to_float
+from bench.data.views import CROP_RATIO, CROP_SCALE, PAD
 from bench.run.fast import to_memory_format
 
-AUGMENTS = ("none", "flip", "crop-flip", "crop-pad-flip")
-PAD = 4  # crop-pad-flip: CIFAR's padding in pixels of the student's size (RandomCrop(32, padding=4))
-CROP_SCALE = (0.25, 1.0)  # random-resized-crop: share of the image area kept
-CROP_RATIO = (3 / 4, 4 / 3)  # and the crop's aspect ratio
+AUGMENTS = ("none", "flip", "crop-flip", "crop-pad-flip")  # teacher_views fixed (mixup: bench/data/views.py)
 
 
 @dataclass(frozen=True)

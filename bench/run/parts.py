@@ -123,12 +123,12 @@ def build_parts(student_name: str, method_name: str, hparams: Mapping[str, Any],
     teacher_shapes = tap_shapes(teacher, feature_taps, teacher_size)
     teacher_dim = _method_teacher_dim(method_entry.card.joint_space, teacher, teacher_shapes)
     context = MethodContext(num_classes, teacher_dim, student.embed_dim, student_shapes, teacher_shapes,
-                            _class_text(method_cls, hparams, teacher, data), _train_labels(data))
+                            _class_text(method_cls, hparams, teacher, data), masked_train_labels(data))
     return RunParts(student, method_cls(context, hparams), entry.card.kind, input_tap, feature_taps,
                     tuple(sorted(targets)))
 
 
-def _train_labels(data: DatasetSplits) -> torch.Tensor:
+def masked_train_labels(data: DatasetSplits) -> torch.Tensor:
     """Every train row's label as a method may read it: -1 outside the labeled rows (data.labeled_limit)."""
     from bench.teacher_outputs.finetune import labeled_rows
 

@@ -8,6 +8,7 @@ val score and test metrics) comes from the task module its card names (classific
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -21,6 +22,7 @@ from bench.core.names import (
 )
 from bench.core.registries import DATASETS, METHODS
 from bench.core.spec import ExperimentSpec
+from bench.core.taps import LOGITS
 from bench.data.splits import DataConfig, DatasetSplits
 from bench.run.classification import ClassificationTask
 from bench.run.cost import reference_cost_fields, student_cost_fields
@@ -31,10 +33,12 @@ from bench.run.parts import RunParts, build_parts
 from bench.run.record import finished_record, started_record, trained_fields
 from bench.run.retrieval import RetrievalTask
 from bench.run.task import Inputs, TaskFactory
-from bench.run.train import Checkpointer, train_student
+from bench.run.train import Checkpointer, TrainData, train_student
+from bench.run.views import ViewFeed
 from bench.run.workbench import Workbench
 from bench.store.records import EpochRecord, RunRecord
 from bench.teacher_outputs.features import TeacherOutputs
+from bench.teacher_outputs.views import make_labeller, reference_targets
 
 TASKS: dict[str, TaskFactory] = {CLASSIFICATION: ClassificationTask.prepare, RETRIEVAL: RetrievalTask.prepare}
 
@@ -50,13 +54,36 @@ def student_inputs(parts: RunParts, data: DatasetSplits, outputs: TeacherOutputs
     """Head students read their teacher tap; standalone ones read their split's uint8 images batch by batch at
     their size (bench/run/loader.py: never the whole split as float)."""
     if parts.input_tap is not None:
-        if data.config.augment != "none":
+        if data.config.augment != "none" and data.config.teacher_views == "fixed":
             raise BenchError(f"data.augment {data.config.augment!r} applies to standalone students; this student "
-                             f"reads the teacher's {parts.input_tap!r} features: set augment: none for it")
+                             f"reads the teacher's {parts.input_tap!r} features: set augment: none or teacher_views: "
+                             "cached for it")
         return {split: outputs.features[split][parts.input_tap] for split in SPLITS}
     size = data.config.student_image_size or data.native_size
     mean, std = data.train_channel_stats
     return {split: ImageInputs(data.split(split).images, size, mean, std) for split in SPLITS}
+
+
+def view_feed(bench: Workbench, spec: ExperimentSpec, parts: RunParts, data: DatasetSplits, task: object,
+              train_data: TrainData) -> ViewFeed | None:
+    """data.teacher_views cached/online: the feed of views and their teacher targets (None for fixed)."""
+    config = data.config
+    if config.teacher_views == "fixed":
+        return None
+    from bench.run.parts import masked_train_labels
+
+    reference = getattr(task, "finetune", None) if config.teacher_reference == "finetune" else task.probe  # type: ignore[attr-defined]
+    labeller = make_labeller(bench.teacher(spec.teacher), data, reference)
+    student = train_data.inputs["train"] if isinstance(train_data.inputs["train"], ImageInputs) else None
+    size = config.student_image_size or data.native_size
+    feed = ViewFeed(config.teacher_views, config.augment, data.train.images, masked_train_labels(data), student,
+                    parts.input_tap, tuple(name for name in parts.teacher_targets), spec.seed, size,
+                    rows=student.rows if student is not None else None)
+    if config.teacher_views == "online":
+        return replace(feed, labeller=labeller)
+    taps = [*parts.teacher_targets, *([parts.input_tap, LOGITS] if parts.input_tap is not None else [])]  # a head
+    # student's scratch and kd runs share one entry
+    return replace(feed, cache=bench.view_cache(labeller, data, taps, size))
 
 
 def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: int | None = None,
@@ -86,6 +113,8 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     outputs = bench.teacher_outputs(spec.teacher, data, parts.feature_taps)
     inputs = student_inputs(parts, data, outputs)
     train_data = task.train_data(parts, outputs, inputs, evaluate_test)
+    views = view_feed(bench, spec, parts, data, task, train_data)
+    train_data = replace(train_data, views=views)
     started = started_record(spec, study, parts.kind, bench, outputs, trial_number, task.reference)
     result = train_student(parts.student, parts.method, train_data, hparams, spec.epochs, spec.seed,
                            bench.device, on_epoch, checkpoint, val_score=task.val_score(parts, inputs),
@@ -93,7 +122,11 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
     joint_space = METHODS.entry(spec.method).card.joint_space
     fields = {**trained_fields(parts.student, parts.method, teacher, parts.kind, joint_space, result),
               **task.result_fields(parts, inputs, result, evaluate_test),
-              **student_cost_fields(bench, parts, spec.teacher, data, task_name)}
+              **student_cost_fields(bench, parts, spec.teacher, data, task_name),
+              "teacher_view_s": views.teacher_seconds if views is not None else 0.0,
+              "teacher_view_images": views.teacher_images if views is not None else 0}
+    if views is not None and "logits" in parts.teacher_targets:
+        fields["kd_targets"] = reference_targets(data.config.teacher_reference)
     if keep is not None:  # the weights test_acc was computed with: the last epoch's
         keep(student_kept(spec, parts, data, joint_space))
     return finished_record(started, data, fields)

@@ -21,6 +21,7 @@ from bench.run.fast import TrainOptions, compiled, float_outputs, resident, rows
 from bench.run.loader import BatchLoader, ImageInputs, augment_batch, default_workers, eval_batches
 from bench.run.metrics import topk_accuracy
 from bench.run.optim import make_optimizer, make_scheduler, set_label_smoothing
+from bench.run.views import Mix, ViewFeed, mixed_cross_entropy
 from bench.store.records import EpochRecord, RunRecord
 from bench.teacher_outputs.probe import accuracy
 
@@ -52,6 +53,7 @@ class TrainData:
     teacher_train: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N_train, ...)
     class_labels: bool = True  # False when labels are not classes (retrieval: image indices): no train_acc
     epoch_rows: int | None = None  # data.budget steps: an epoch takes the batches of a pass over this many rows
+    views: ViewFeed | None = None  # data.teacher_views cached/online: train inputs and targets per batch
 
 
 @dataclass(frozen=True)
@@ -171,17 +173,27 @@ class _Loop:
     loader: BatchLoader | None  # image inputs: their DataLoader
 
 
-def _batches(loop: _Loop) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """This epoch's (row index, float inputs on the device), in the order of the run's seeded generator."""
+Batch = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None, Mix | None]
+
+
+def _batches(loop: _Loop, epoch: int) -> Iterator[Batch]:
+    """This epoch's (row index, float inputs on the device, the views' teacher targets or None, mixup or None),
+    in the order of the run's seeded generator."""
     batches = epoch_batches(len(loop.data.labels["train"]), loop.data.epoch_rows, loop.batch_size, loop.generator)
-    inputs = loop.data.inputs["train"]
+    inputs, views = loop.data.inputs["train"], loop.data.views
     if loop.loader is None or not isinstance(inputs, ImageInputs):
         for index in batches:
-            yield index, rows_on(inputs, index, index.to(loop.device), loop.device)  # type: ignore[arg-type]
+            if views is not None:
+                yield index, *views.batch(index, epoch, None, loop.augment_generator, loop.device)
+            else:
+                yield index, rows_on(inputs, index, index.to(loop.device), loop.device), None, None  # type: ignore[arg-type]
         return
     for index, raw in loop.loader.epoch(batches):
         raw = raw.to(loop.device, non_blocking=True)
-        yield index, augment_batch(raw, inputs, loop.options.augment, loop.augment_generator)
+        if views is not None:
+            yield index, *views.batch(index, epoch, raw, loop.augment_generator, loop.device)
+        else:
+            yield index, augment_batch(raw, inputs, loop.options.augment, loop.augment_generator), None, None
 
 
 def _train_epoch(loop: _Loop, epoch: int) -> tuple[float, dict[str, float], float | None]:
@@ -189,14 +201,17 @@ def _train_epoch(loop: _Loop, epoch: int) -> tuple[float, dict[str, float], floa
     loop.student.train()
     loop.method.train()
     sums = _EpochSums()
-    for index, inputs in _batches(loop):
+    for index, inputs, view_targets, mix in _batches(loop, epoch):
         device_index = index.to(loop.device)
         labels = loop.data.labels["train"][index].to(loop.device, non_blocking=True)
-        teacher = {name: rows_on(t, index, device_index, loop.device) for name, t in loop.teacher.items()}
+        teacher = view_targets if view_targets is not None else {
+            name: rows_on(t, index, device_index, loop.device) for name, t in loop.teacher.items()}
         teacher["indices"] = device_index  # each sample's training row (methods with per-sample state: crd)
         with loop.options.autocast(loop.device):
             outputs = float_outputs(loop.forward(to_memory_format(inputs, loop.channels_last)))
             terms = loop.method(outputs, teacher, labels)
+            if mix is not None and "ce" in terms:  # mixup: the CE of both labels, by the mixing ratio
+                terms["ce"] = mixed_cross_entropy(outputs["logits"], labels, mix, loop.method.label_smoothing)
             loss = loop.method.total(terms).float()
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,10 +238,11 @@ def _make_loop(student: nn.Module, method: Method, data: TrainData, hparams: Map
     if channels_last:
         student.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     tensors = {f"input:{split}": x for split, x in data.inputs.items() if isinstance(x, torch.Tensor)}
-    placed = resident({**tensors, **{f"teacher:{k}": t for k, t in data.teacher_train.items()}}, device,
+    teacher_train = data.teacher_train if data.views is None else {}  # views: read per batch from the feed
+    placed = resident({**tensors, **{f"teacher:{k}": t for k, t in teacher_train.items()}}, device,
                       options.resident_features)
     inputs = {split: placed.get(f"input:{split}", x) for split, x in data.inputs.items()}
-    teacher = {name: placed[f"teacher:{name}"] for name in data.teacher_train}
+    teacher = {name: placed[f"teacher:{name}"] for name in teacher_train}
     train = inputs["train"]
     workers = options.loader_workers if options.loader_workers is not None else default_workers(device)
     loader = BatchLoader(train, workers, device.type == "cuda") if isinstance(train, ImageInputs) else None

@@ -22,6 +22,7 @@ from bench.teacher_outputs.features import TeacherOutputs, teacher_pass
 from bench.teacher_outputs.finetune import FinetuneResult, finetune_config, finetune_teacher, finetuned_outputs
 from bench.teacher_outputs.probe import ProbeResult
 from bench.teacher_outputs.reference import finetune_reference, linear_probe, zero_shot_reference
+from bench.teacher_outputs.views import Labeller, ViewCache, view_cache
 from bench.teachers.base import Teacher
 
 FEATURE_TAPS = (POOLED,)
@@ -66,6 +67,7 @@ class Workbench:
         self._finetuned: dict[tuple, FinetuneResult] = {}
         self._teacher_costs: dict[tuple, InferenceCost] = {}
         self._teacher_passes: dict[tuple, tuple[InferenceCost, tuple[int, ...]]] = {}
+        self._views: dict[tuple, ViewCache] = {}
 
     def teacher(self, name: str) -> Teacher:
         if name not in self._teachers:
@@ -151,3 +153,13 @@ class Workbench:
                 outputs = self.teacher_outputs(teacher_name, data)
                 self._probes[memo_key] = linear_probe(teacher, data, outputs, self.cache)
         return self._probes[memo_key]
+
+    def view_cache(self, labeller: Labeller, data: DatasetSplits, taps: Sequence[str], student_size: int) -> ViewCache:
+        """data.teacher_views cached: the K labelled views of every train row (bench/teacher_outputs/views.py),
+        read or computed once per process; a later run in this process records the entry as a hit."""
+        memo_key = (repr(sorted(labeller.key.items())), data.name, data.config, tuple(sorted(set(taps))), student_size)
+        if memo_key not in self._views:
+            self._views[memo_key] = view_cache(labeller, data, taps, self.cache, self.device, student_size)
+            return self._views[memo_key]
+        cached = self._views[memo_key]
+        return replace(cached, event=CacheEvent(True, cached.event.teacher_seconds))

@@ -58,6 +58,11 @@ class Run(Base):
         Float, nullable=True, doc="peak memory of the run (CUDA: allocated; CPU: RSS growth)")
     teacher_pass_s: Mapped[float | None] = mapped_column(
         Float, nullable=True, doc="seconds of teacher pass the run paid or reused")
+    teacher_view_s: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="teacher seconds on augmented views (data.teacher_views cached: the K passes, "
+                                  "paid once per sweep; online: every step's forward); 0 for fixed")
+    teacher_view_images: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="images the teacher labelled for those views (cached: K x train rows)")
     cache_hits: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="teacher-output cache hits")
     cache_misses: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="teacher-output cache misses")
     device: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="device name it trained on")

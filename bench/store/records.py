@@ -63,6 +63,8 @@ class RunRecord:
     train_images_per_s: float | None = None
     peak_mem_mb: float | None = None
     teacher_pass_s: float | None = None
+    teacher_view_s: float | None = None
+    teacher_view_images: int | None = None
     cache_hits: int | None = None
     cache_misses: int | None = None
     device: str | None = None

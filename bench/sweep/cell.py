@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from bench.core.errors import BenchError
 from bench.core.spec import ExperimentSpec, probe_spec
 from bench.data.splits import DataConfig
 from bench.run.kept import Kept
@@ -50,7 +51,11 @@ def preflight(bench: Workbench, cells: Iterable[ExperimentSpec]) -> None:
     """Load every teacher and dataset once, so missing weights or data stop before any run."""
     for spec in cells:
         bench.teacher(spec.teacher)
-        bench.data(spec.dataset, DataConfig(**spec.data_dict))
+        data = bench.data(spec.dataset, DataConfig(**spec.data_dict))
+        topk = data.config.teacher_view_topk
+        if topk is not None and data.config.teacher_views == "cached" and topk > data.num_classes:
+            raise BenchError(f"field 'data.teacher_view_topk': {topk} is more than the {data.num_classes} classes of "
+                             f"{spec.dataset!r}; use at most {data.num_classes} or null")
 
 
 def cell_progress(console: Console) -> Progress | PlainProgress:

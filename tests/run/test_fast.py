@@ -148,6 +148,7 @@ def test_feature_batches_that_stay_on_the_host_reach_the_training_device() -> No
     data = TrainData({"train": features}, {"train": torch.arange(10)})
     loop = SimpleNamespace(data=data, generator=torch.Generator().manual_seed(0), batch_size=4, loader=None,
                            device=torch.device("meta"))
-    batches = list(_batches(loop))  # type: ignore[arg-type]
-    assert [len(index) for index, _ in batches] == [4, 4, 2]
-    assert all(inputs.device.type == "meta" and inputs.shape == (len(index), 4) for index, inputs in batches)
+    batches = list(_batches(loop, 1))  # type: ignore[arg-type]
+    assert [len(index) for index, *_ in batches] == [4, 4, 2]
+    assert all(inputs.device.type == "meta" and inputs.shape == (len(index), 4) for index, inputs, *_ in batches)
+    assert all(targets is None and mix is None for _, _, targets, mix in batches)  # fixed views: the loop's own
