@@ -42,6 +42,9 @@ ArtifactsOption = Annotated[Path | None, typer.Option(
 ThreadsOption = Annotated[int | None, typer.Option(
     "--threads", help="torch and BLAS threads per worker [default: $BENCH_THREADS, else the CPUs this process may "
     "use (affinity, SLURM_CPUS_PER_TASK, cgroup quota) less other processes' load, capped by $OMP_NUM_THREADS]")]
+StorageOption = Annotated[str | None, typer.Option(
+    "--storage", help="a study's Optuna storage through a gRPC proxy, grpc://HOST:PORT "
+    "(optuna.storages.run_grpc_proxy_server in front of --db) [default: --db itself]")]
 KeepOption = Annotated[str, typer.Option(
     "--keep", help="which trained students to keep: all, best (per setting, by val score) or none")]
 
@@ -61,16 +64,19 @@ def user_errors() -> Iterator[None]:
 
 
 def worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int,  # noqa: ANN202
-                    artifacts: Path | None = None, keep: str = "all"):
+                    artifacts: Path | None = None, keep: str = "all", storage: str | None = None):
     from bench.artifacts.keep import check_keep
-    from bench.sweep.queue import WorkerOptions
+    from bench.sweep.queue import WorkerOptions, grpc_address
+
+    if storage is not None:
+        grpc_address(storage)  # the form, said before anything is opened
 
     if heartbeat_interval < 1 or grace_period <= heartbeat_interval:
         raise BenchError("--heartbeat-interval must be >= 1 and --grace-period larger than it")
     options = WorkerOptions(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                             poll_seconds=min(5.0, heartbeat_interval),
                             artifacts_dir=artifacts.expanduser().resolve() if artifacts else None,
-                            keep=check_keep(keep))
+                            keep=check_keep(keep), storage=storage)
     return options if run_dir is None else replace(options, run_dir=run_dir)
 
 

@@ -22,6 +22,7 @@ from bench.cli.common import (
     KeepOption,
     RunDirOption,
     SkipBadOption,
+    StorageOption,
     ThreadsOption,
     WeightsOption,
     err,
@@ -98,6 +99,7 @@ def worker(
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
     max_cells: Annotated[int | None, typer.Option(help="stop after this many cells/trials")] = None,
+    storage: StorageOption = None,
 ) -> None:
     """Join a grid or study in the database from any machine; take cells until none are left."""
     with user_errors():
@@ -112,7 +114,7 @@ def worker(
         worker_weights = checks.weights(weights)
         threads_used = worker_threads(threads)
         check_connection(db)
-        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep, storage)
         context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=threads_used)
         summary = run_worker(study, db, context, options, err, worker_weights, max_cells)
         counts = summary.counts
@@ -140,6 +142,7 @@ def study_command(
     keep: KeepOption = "all",
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
+    storage: StorageOption = None,
 ) -> None:
     """Search hyperparameters with Optuna on val, then re-run the best trial(s) on test over several seeds."""
     with user_errors():
@@ -160,7 +163,7 @@ def study_command(
         config = load_study_file(study_file)
         checks.trials(trials, config.cell_limit)
         study_weights = checks.weights(weights, config.teacher)
-        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep, storage)
         context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=threads_used)
         summary = run_study(config, db, context, options, err,
                             trials=trials, timeout=timeout, weights=study_weights)

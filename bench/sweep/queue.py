@@ -42,12 +42,51 @@ class WorkerOptions:
     max_retry: int = 3  # how often a dead worker's trial is handed on
     artifacts_dir: Path | None = None  # --artifacts: the trained students' store [default: beside the database]
     keep: str = "all"  # --keep: all, best (per setting, by val score) or none
+    storage: str | None = None  # --storage grpc://HOST:PORT: a study's Optuna traffic through a GrpcStorageProxy
+
+
+GRPC_PREFIX = "grpc://"
+PROXY_WAIT_S = 20.0  # how long a worker waits for the proxy to answer before one line says none does
+
+
+def grpc_address(value: str) -> tuple[str, int]:
+    """`--storage grpc://HOST:PORT` -> (host, port), or one line saying the form."""
+    rest = value[len(GRPC_PREFIX):] if value.startswith(GRPC_PREFIX) else None
+    host, sep, port = (rest or "").rpartition(":")
+    if rest is None or not sep or not host or "/" in rest or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BenchError(f"--storage {value!r}: expected grpc://HOST:PORT, the address of an Optuna gRPC proxy "
+                         "(optuna.storages.run_grpc_proxy_server) in front of --db")
+    return host.strip("[]"), int(port)
+
+
+def open_proxy(address: str):  # noqa: ANN201 - optuna GrpcStorageProxy
+    """A GrpcStorageProxy to `--storage grpc://HOST:PORT`, once the proxy answers (else one line)."""
+    import optuna
+
+    host, port = grpc_address(address)
+    try:
+        import grpc  # noqa: F401 - Optuna's proxy client needs grpcio
+    except ImportError:
+        raise BenchError(f"--storage {address}: the gRPC proxy needs grpcio (pip install grpcio)") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=PROXY_WAIT_S)
+    except ConnectionError:
+        proxy.close()
+        raise BenchError(f"--storage {address}: no gRPC proxy answered within {PROXY_WAIT_S:.0f} s (start one with "
+                         "optuna.storages.run_grpc_proxy_server in front of --db)") from None
+    return proxy
 
 
 def open_storage(db_url: str, options: WorkerOptions):  # noqa: ANN201 - optuna RDBStorage, imported lazily
-    """An RDBStorage with heartbeats; a dead worker's trial is failed and re-enqueued (same user attrs)."""
+    """An RDBStorage with heartbeats (a dead worker's trial is failed and re-enqueued, same user attrs), or the
+    gRPC proxy of `--storage` (no heartbeats through it)."""
     import optuna
 
+    if options.storage is not None:
+        return open_proxy(options.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     new_api = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")  # optuna >= 4.9
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback if new_api else optuna.storages.RetryFailedTrialCallback
@@ -242,7 +281,10 @@ def dead_trial_ids(study, storage) -> list[int]:  # noqa: ANN001
 
 
 def fail_stale_trials(study, storage) -> int:  # noqa: ANN001
-    """Fail each trial whose worker died (once, even with many workers looking) and retry it."""
+    """Fail each trial whose worker died (once, even with many workers looking) and retry it; nothing through a
+    gRPC proxy, which records no heartbeats."""
+    if not has_heartbeats(storage):
+        return 0
     failed = 0
     for dead in dead_trial_ids(study, storage):
         if set_state_if(storage, dead, "RUNNING", "FAIL"):
@@ -252,6 +294,12 @@ def fail_stale_trials(study, storage) -> int:  # noqa: ANN001
                 callback(study, storage.get_trial(dead))
             failed += 1
     return failed
+
+
+def has_heartbeats(storage) -> bool:  # noqa: ANN001
+    """Whether the storage records heartbeats (an RDBStorage from `open_storage`; not a gRPC proxy)."""
+    getter = getattr(storage, "get_heartbeat_interval", None)
+    return bool(getter and getter())
 
 
 @contextmanager

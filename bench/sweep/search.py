@@ -16,12 +16,13 @@ from bench.core.spec import ExperimentSpec
 from bench.run.context import RunContext
 from bench.run.workbench import Workbench
 from bench.store.results import Store
+from bench.sweep.budget import state_counts
 from bench.sweep.cell import preflight, probe_cells
 from bench.sweep.context import Sweep
 from bench.sweep.grid import GridSummary, check_buildable, check_kind, run_grid
 from bench.sweep.queue import WorkerOptions, fail_stale_trials, open_storage
 from bench.sweep.strategy import load_with_strategy
-from bench.sweep.worker import state_counts, work_study
+from bench.sweep.worker import work_study
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
     twins = list(dict.fromkeys(scratch_twin(spec) for spec in specs if spec.method != BASELINE_METHOD)) \
         if model.final.scratch else []  # the gain table's baseline: each best setting's student, no teacher
     final = run_grid(Grid(model.study_name + FINAL_SUFFIX, None, tuple(specs + twins), weights), db_url, context,
-                     console, options, bench=bench)
+                     console, replace(options, storage=None), bench=bench)  # a grid claims in the database itself
     runs = [store.run(spec.key) for spec in specs]
     test_accs = [run.test_acc for run in runs if run is not None and run.test_acc is not None]
     summary_best = [(t.number, tuple(t.values), dict(t.params)) for t in best]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,6 +35,7 @@ from bench.store.lock import ENQUEUE_LOCK, database_lock
 from bench.store.readonly import read_only_reason
 from bench.store.records import EpochRecord, RunRecord
 from bench.store.results import Store
+from bench.sweep.budget import budget_spent, reserve_trial, state_counts
 from bench.sweep.cell import (
     CellCounts,
     cell_progress,
@@ -49,6 +52,7 @@ from bench.sweep.queue import (
     WorkerOptions,
     claim_waiting,
     fail_stale_trials,
+    has_heartbeats,
     heartbeat,
     load_bench_study,
     open_specs,
@@ -57,6 +61,8 @@ from bench.sweep.queue import (
 )
 from bench.sweep.signals import stop_signals_interrupt
 from bench.sweep.strategy import load_with_strategy
+
+log = logging.getLogger(__name__)
 
 
 class CellFailed(Exception):
@@ -85,6 +91,9 @@ def run_worker(study_name: str, db_url: str, context: RunContext, options: Worke
     study = load_bench_study(study_name, storage)
     kind = study.user_attrs.get(KIND_ATTR)
     if kind == GRID_KIND:
+        if options.storage is not None:
+            raise BenchError(f"--storage {options.storage}: only a `bench study` search runs through a gRPC proxy; "
+                             "a grid's workers claim cells in the database itself (leave --storage out)")
         bench = Workbench(context, {**study.user_attrs.get(WEIGHTS_ATTR, {}), **(weights or {})})
         preflight(bench, open_specs(study))
         sweep = Sweep(study, storage, bench, Store(db_url), options, console)
@@ -199,46 +208,73 @@ def interrupt_cell(sweep: Sweep, trial, spec: ExperimentSpec, label: str,  # noq
 
 # Study trials: drawn by the study's sampler, run on val only.
 
-def state_counts(study) -> dict[str, int]:  # noqa: ANN001
-    """How many of the study's trials are in each state (COMPLETE, PRUNED, FAIL, ...)."""
-    counts: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    return counts
-
-
-def _budget_reached(study, target: int) -> bool:  # noqa: ANN001
-    counts = state_counts(study)
-    return counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) >= target or counts.get("FAIL", 0) >= target
-
-
 def work_study(sweep: Sweep, model: StudyModel, max_cells: int | None = None,
                timeout: float | None = None) -> CellCounts:
-    """Run trials of a stored study until its trial budget is spent (any number of workers at once)."""
+    """Run trials of a stored study until its trial budget is spent, any number of workers at once: each trial is
+    reserved atomically (bench/sweep/budget.py); while every free slot runs elsewhere, wait for those trials (a dead
+    worker's trial comes back to be retried here), except through a gRPC proxy, where no heartbeat tells the dead."""
     target = int(sweep.study.user_attrs.get(TRIALS_ATTR, model.trials))
     before = state_counts(sweep.study)
     deadline = None if timeout is None else time.monotonic() + timeout
-
-    def stop_at_budget(study, _trial) -> None:  # noqa: ANN001
-        if _budget_reached(study, target):
-            study.stop()
-
+    beats = has_heartbeats(sweep.storage)
     objective = study_objective(sweep, model)
-    ran = 0
+    ran, told = 0, False
     with stop_signals_interrupt(), cell_progress(sweep.console) as progress:  # SIGTERM: as Ctrl-C
         bar = progress.add_task(study_line(sweep.study), total=target, completed=_finished(sweep.study))
-        while not _budget_reached(sweep.study, target) and (max_cells is None or ran < max_cells):
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+        while max_cells is None or ran < max_cells:
+            if deadline is not None and deadline <= time.monotonic():
                 break
-            sweep.study.optimize(objective, n_trials=1, timeout=left, catch=(CellFailed,),
-                                 callbacks=[stop_at_budget], gc_after_trial=False)
+            if beats:
+                fail_stale_trials(sweep.study, sweep.storage)  # a dead worker's trial waits as a retry from now
+            trial = reserve_trial(sweep.study, sweep.store.url, target, on_reserved=_first_beat(sweep, beats))
+            if trial is None:
+                counts = state_counts(sweep.study)
+                if budget_spent(counts, target) or not beats or not counts.get("RUNNING"):
+                    break
+                if not told:
+                    sweep.console.print(f"the budget of {target} trials is taken: waiting for "
+                                        f"{counts['RUNNING']} trial(s) running elsewhere (a dead worker's is retried "
+                                        f"here after {sweep.options.grace_period} s without a heartbeat)",
+                                        highlight=False)
+                    told = True
+                time.sleep(sweep.options.poll_seconds)
+                continue
+            run_study_trial(sweep, objective, trial, beats)
             ran += 1
             progress.update(bar, completed=_finished(sweep.study), description=study_line(sweep.study))
     after = state_counts(sweep.study)
     return CellCounts(done=after.get("COMPLETE", 0) - before.get("COMPLETE", 0)
                       + after.get("PRUNED", 0) - before.get("PRUNED", 0),
                       failed=after.get("FAIL", 0) - before.get("FAIL", 0))
+
+
+def _first_beat(sweep: Sweep, beats: bool):  # noqa: ANN202 - a (trial) -> None
+    """Inside the reservation: the trial's first heartbeat, so a worker dying at once leaves a stale trial."""
+    def beat(trial) -> None:  # noqa: ANN001 - optuna.Trial
+        if beats:
+            sweep.storage.record_heartbeat(trial_id(trial))
+    return beat
+
+
+def run_study_trial(sweep: Sweep, objective, trial, beats: bool) -> None:  # noqa: ANN001 - optuna types
+    """Run one reserved trial with heartbeats and tell Optuna how it ended (as `study.optimize` would): pruned,
+    failed (CellFailed: the study goes on) or its value(s); anything else (Ctrl-C, SIGTERM) fails it and stops."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        with heartbeat(sweep.storage, trial_id(trial)) if beats else nullcontext():
+            values = objective(trial)
+    except optuna.TrialPruned:
+        sweep.study.tell(trial, state=TrialState.PRUNED)
+    except CellFailed as failed:
+        sweep.study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %s failed: %s", trial.number, failed)
+    except BaseException:
+        sweep.study.tell(trial, state=TrialState.FAIL)
+        raise
+    else:
+        sweep.study.tell(trial, values)
 
 
 def _finished(study) -> int:  # noqa: ANN001

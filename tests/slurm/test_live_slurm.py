@@ -112,8 +112,6 @@ final: {seeds: [1], top: 1}
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 24, open: each task checks the budget before it starts a trial, so "
-                   "3 tasks run up to 2 trials past it (measured: 6 of 4)")
 def test_a_study_launched_on_the_array_keeps_its_trial_budget(
         slurm_cluster: Slurm, postgres_url: str, tmp_path: Path) -> None:
     import optuna
