@@ -7,11 +7,13 @@ traceback ("cannot execute INSERT in a read-only transaction")."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from bench.cli.app import app
@@ -133,3 +135,51 @@ def test_a_report_reads_a_read_only_postgres_database(postgres_url: str, tmp_pat
     rows = (out / "runs.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 3, rows  # the header and the three stored runs
     assert "resnet" in (out / "report.md").read_text()
+
+
+@pytest.fixture
+def standby(postgres_url: str) -> Iterator[tuple[str, str]]:
+    """(primary URL, hot standby URL): a streaming replica of the session's server, made by pg_basebackup -R."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    from tests.support.postgres import SUPERUSER, _as_server_user, _binary_dir, _free_port, _run
+
+    Store(postgres_url).engine.dispose()  # bench's schema on the primary, replicated below
+    get_engine.cache_clear()
+    url = make_url(postgres_url)
+    root = Path(tempfile.mkdtemp(prefix="bench-pg-standby-"))  # the server user must reach it (not tmp_path)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    root.chmod(0o700)
+    data, port, binaries = root / "data", _free_port(), _binary_dir()
+    _run([str(binaries / "pg_basebackup"), "-h", url.host, "-p", str(url.port), "-U", SUPERUSER, "-D", str(data),
+          "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
+    _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60", "-o",
+          f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c hot_standby=on "
+          "-c max_connections=300 -c fsync=off", "start"])  # a standby needs max_connections >= its primary's
+    try:
+        replica = url.set(port=port).render_as_string(hide_password=False)
+        deadline = time.monotonic() + 60
+        while "runs" not in _tables(replica):  # the schema has been replayed
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        yield postgres_url, replica
+    finally:
+        subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
+                                        "stop"]), capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_grid_on_a_hot_standby_is_one_line(standby: tuple[str, str], tmp_path: Path) -> None:
+    primary, replica = standby
+    grid = tmp_path / "frozen.yaml"
+    grid.write_text(GRID)
+    result = runner.invoke(app, ["run", str(grid), "--db", replica, "--device", "cpu",
+                                 "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    line = one_line(result)
+    assert "is a hot standby" in line and "point --db at the primary" in line and "3 cells still need" in line, line
+    assert not (tmp_path / "cache").exists() and "studies" not in _tables(primary)
