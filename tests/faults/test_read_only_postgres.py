@@ -155,12 +155,12 @@ def standby(postgres_url: str) -> Iterator[tuple[str, str]]:
         shutil.chown(root, "postgres", "postgres")
     root.chmod(0o700)
     data, port, binaries = root / "data", _free_port(), _binary_dir()
-    _run([str(binaries / "pg_basebackup"), "-h", url.host, "-p", str(url.port), "-U", SUPERUSER, "-D", str(data),
-          "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
-    _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60", "-o",
-          f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c hot_standby=on "
-          "-c max_connections=300 -c fsync=off", "start"])  # a standby needs max_connections >= its primary's
     try:
+        _run([str(binaries / "pg_basebackup"), "-h", url.host, "-p", str(url.port), "-U", SUPERUSER, "-D",
+              str(data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
+        _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60", "-o",
+              f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c hot_standby=on "
+              "-c max_connections=300 -c fsync=off", "start"])  # a standby needs max_connections >= its primary's
         replica = url.set(port=port).render_as_string(hide_password=False)
         deadline = time.monotonic() + 60
         while "runs" not in _tables(replica):  # the schema has been replayed
@@ -168,8 +168,9 @@ def standby(postgres_url: str) -> Iterator[tuple[str, str]]:
             time.sleep(0.2)
         yield postgres_url, replica
     finally:
-        subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                                        "stop"]), capture_output=True, timeout=60)
+        if (data / "postmaster.pid").exists():
+            subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
+                                            "stop"]), capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
 
 
