@@ -10,6 +10,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bench.core.errors import BenchError
+from bench.store.reader import set_reader_role
 from bench.store.sql import read_only_engine
 from bench.store.sqlcheck import StatementRefused, check_statement
 
@@ -37,13 +38,17 @@ def _decode(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_frame(db_url: str, query: str, params: dict | None = None, where: str | None = None) -> pd.DataFrame:
-    """Run one SELECT on a read-only connection; a bad `where` is a one-line BenchError."""
+    """Run one SELECT on a read-only connection; a bad `where` is a one-line BenchError. A `where` is user SQL: on
+    PostgreSQL it runs as `bench_reader` (SELECT on bench's and Optuna's tables only), as `bench sql` does, so a
+    side-effecting function in it fails for lack of privilege."""
     engine, _ = read_only_engine(db_url)
     try:
         check_statement(query, engine.dialect.name)  # a --where is user SQL too: one read-only statement
         with engine.connect() as connection:
             if not inspect(connection).has_table("runs"):
                 return pd.DataFrame()
+            if where and engine.dialect.name == "postgresql":  # user SQL: as bench sql runs it
+                set_reader_role(connection, f"--where {where!r}")  # until this read-only transaction ends
             return _decode(pd.read_sql(text(query), connection, params=params))
     except StatementRefused as refused:
         raise BenchError(f"--where {where!r}: refused: {refused.reason}" if where else str(refused)) from None

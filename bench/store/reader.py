@@ -82,18 +82,19 @@ def grant_reader(engine: Engine) -> None:
                     READER_ROLE, reason, READER_ROLE, READER_ROLE)
 
 
-def set_reader_role(connection: Connection) -> None:
-    """Inside the open transaction, act as `bench_reader` until it ends; one-line BenchError when it cannot."""
+def set_reader_role(connection: Connection, what: str = "bench sql") -> None:
+    """Inside the open transaction, act as `bench_reader` until it ends; one-line BenchError when it cannot
+    (`what` names the user SQL that needs the role: bench sql, or a command's --where)."""
     user = connection.exec_driver_sql("SELECT session_user").scalar_one()
     if not connection.execute(_ROLE_EXISTS, {"role": READER_ROLE}).scalar_one():
-        raise BenchError(f"bench sql runs on PostgreSQL as the role {READER_ROLE!r}, which this server lacks: run "
+        raise BenchError(f"{what} runs on PostgreSQL as the role {READER_ROLE!r}, which this server lacks: run "
                          "`bench run` once as the database's owner with CREATEROLE (it creates and grants it), or "
                          f"have an administrator run `CREATE ROLE {READER_ROLE} NOLOGIN` and `GRANT SELECT ON ALL "
                          f"TABLES IN SCHEMA public TO {READER_ROLE}`")
     member = connection.execute(text("SELECT pg_has_role(session_user, :role, 'MEMBER')"),
                                 {"role": READER_ROLE}).scalar_one()
     if not member:
-        raise BenchError(f"bench sql runs on PostgreSQL as the role {READER_ROLE!r} (SELECT on bench's and "
+        raise BenchError(f"{what} runs on PostgreSQL as the role {READER_ROLE!r} (SELECT on bench's and "
                          f"Optuna's tables only), and --db connects as {user!r}, not a member: have an "
                          f"administrator run `GRANT {READER_ROLE} TO {user}`")
     connection.exec_driver_sql(f"SET LOCAL ROLE {READER_ROLE}")

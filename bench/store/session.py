@@ -188,10 +188,16 @@ def _check_sqlite_file(path: Path) -> None:
         raise BenchError(f"{path} is not a readable SQLite database: {detail}; move it away or pass another --db")
 
 
+def probe_engine(url: str) -> Engine:
+    """An engine for one quick question to a server: a fresh connection each time (NullPool), a short connect
+    timeout; dispose it after use."""
+    return create_engine(driver_url(url), poolclass=NullPool, connect_args=_connect_args(url))
+
+
 def _check_server(url: str) -> None:
     """Connect once with a short timeout, so a wrong host or password is one line in seconds, not a traceback."""
     shown = make_url(url).render_as_string(hide_password=True)
-    engine = create_engine(driver_url(url), poolclass=NullPool, connect_args=_connect_args(url))
+    engine = probe_engine(url)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -158,17 +158,21 @@ def _fetch(result: Any, limit: int | None, max_bytes: int | None) -> tuple[list[
     return rows, None
 
 
-def read_only_query(db_url: str, query: str, *, allow_superuser: bool = False,
-                    timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read-only `query` (checked first), every row; nothing it does can change the database or server."""
+def read_only_query(db_url: str, query: str, *, allow_superuser: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
+                    user_sql: bool = True) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only `query` (checked first), every row; nothing it does can change the database or server.
+    `user_sql=False` is for bench's own fixed statements: read-only still, but not as `bench_reader`, so a superuser
+    or a role outside it reads them too (a finished grid on a read-only server is recognised as finished)."""
     result = bounded_query(db_url, query, allow_superuser=allow_superuser, timeout_s=timeout_s, limit=None,
-                           max_bytes=None)
+                           max_bytes=None, user_sql=user_sql)
     return result.columns, result.rows
 
 
 def bounded_query(db_url: str, query: str, *, allow_superuser: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
-                  limit: int | None = DEFAULT_LIMIT, max_bytes: int | None = DEFAULT_MAX_BYTES) -> QueryResult:
-    """`bench sql`: one read-only `query` (checked first), bounded in time, rows and bytes."""
+                  limit: int | None = DEFAULT_LIMIT, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                  user_sql: bool = True) -> QueryResult:
+    """`bench sql`: one read-only `query` (checked first), bounded in time, rows and bytes; user SQL runs on
+    PostgreSQL as `bench_reader` (and a privileged role is refused unless `allow_superuser`)."""
     kind = check_statement(query, backend(db_url))
     engine, _ = read_only_engine(db_url, timeout_s)
     stream = kind not in ("show", "explain")  # PostgreSQL's server-side cursor holds only a query
@@ -176,7 +180,7 @@ def bounded_query(db_url: str, query: str, *, allow_superuser: bool = False, tim
         with engine.connect() as connection:
             transaction = connection.begin()
             try:
-                if engine.dialect.name == "postgresql":
+                if engine.dialect.name == "postgresql" and user_sql:
                     if not allow_superuser:
                         refuse_privileged_role(connection)
                     set_reader_role(connection)  # SELECT on our tables only, until the rollback below

@@ -46,7 +46,7 @@ def stored_done_keys(db_url: str) -> set[str]:
     from bench.store.sql import read_only_query
 
     try:
-        _, rows = read_only_query(db_url, "SELECT spec_key FROM runs WHERE status = 'done'")
+        _, rows = read_only_query(db_url, "SELECT spec_key FROM runs WHERE status = 'done'", user_sql=False)
     except BenchError:  # no database or no runs table yet: nothing is done
         return set()
     return {row[0] for row in rows}
@@ -68,7 +68,8 @@ def is_finished(grid: Grid, cells: list[ExperimentSpec], done_before: set[str], 
     name = grid.name.replace("'", "''")
     try:
         _, rows = read_only_query(db_url, "SELECT a.key, a.value_json FROM study_user_attributes a JOIN studies s "
-                                          f"ON s.study_id = a.study_id WHERE s.study_name = '{name}'")
+                                          f"ON s.study_id = a.study_id WHERE s.study_name = '{name}'",
+                                  user_sql=False)
     except BenchError:  # no Optuna tables: the study was never created here
         return False
     stored = {key: json.loads(value) for key, value in rows}

@@ -15,6 +15,7 @@ from bench.core.names import BASELINE_METHOD, CONFIG_ATTR, FINAL_SUFFIX, KIND_AT
 from bench.core.spec import ExperimentSpec
 from bench.run.context import RunContext
 from bench.run.workbench import Workbench
+from bench.store.readonly import require_writable
 from bench.store.results import Store
 from bench.sweep.budget import state_counts
 from bench.sweep.cell import preflight, probe_cells
@@ -53,6 +54,7 @@ def run_study(model: StudyModel, db_url: str, context: RunContext, options: Work
               trials: int | None = None, timeout: float | None = None,
               weights: dict[str, str] | None = None) -> StudySummary:
     """Create (or continue) the study, search on val, then re-run the best trial(s) on test over fresh seeds."""
+    require_writable(db_url, f"study {model.study_name!r} records every trial it draws")  # before any teacher loads
     weights = {**model.weights, **(weights or {})}
     bench = Workbench(context, weights)
     preflight(bench, probe_cells(model.teacher, model.dataset, model.data.config().as_dict()))  # before the DB

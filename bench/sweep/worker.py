@@ -32,7 +32,7 @@ from bench.run.context import RunContext
 from bench.run.metrics import score_summary
 from bench.run.workbench import Workbench
 from bench.store.lock import ENQUEUE_LOCK, database_lock
-from bench.store.readonly import read_only_reason
+from bench.store.readonly import require_writable
 from bench.store.records import EpochRecord, RunRecord
 from bench.store.results import Store
 from bench.sweep.budget import budget_spent, reserve_trial, state_counts
@@ -83,9 +83,7 @@ def run_worker(study_name: str, db_url: str, context: RunContext, options: Worke
                max_cells: int | None = None) -> WorkerSummary:
     """`bench worker`: everything it needs (specs, weights paths, search space) comes from the database."""
     console = console or Console(stderr=True)
-    read_only = read_only_reason(db_url)
-    if read_only is not None:
-        raise BenchError(f"--db: {read_only}; a worker records every trial it takes, so it needs a writable database")
+    require_writable(db_url, "a worker records every trial it takes")
     require_study(study_name, db_url)  # a mistyped name must not create Optuna's schema in a new database
     storage = open_storage(db_url, options)
     study = load_bench_study(study_name, storage)
