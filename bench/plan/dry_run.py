@@ -80,7 +80,8 @@ def mark_done(plan: Plan, db_url: str) -> None:
         plan.done_count = sum(spec.key in plan.done for spec in [*plan.references, *plan.runs])
         return
     try:
-        _, rows = read_only_query(db_url, "SELECT study, COUNT(*) FROM runs WHERE status = 'done' GROUP BY study")
+        _, rows = read_only_query(db_url, "SELECT study, COUNT(*) FROM runs WHERE status = 'done' GROUP BY study",
+                                  user_sql=False)
     except BenchError:
         return
     plan.done_count = sum(int(count) for study, count in rows if study in (plan.name, plan.name + FINAL_SUFFIX))
