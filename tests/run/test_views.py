@@ -66,7 +66,7 @@ def test_views_are_keyed_by_seed_image_and_view_alone() -> None:
     assert torch.equal(some, all_rows[[41, 5]])  # the same view of an image whatever else is drawn
     assert not torch.equal(keyed_uniforms(7, np.arange(50), view=4), all_rows)  # another view differs
     assert not torch.equal(keyed_uniforms(8, np.arange(50), view=3), all_rows)  # another seed differs
-    assert 0.0 <= float(all_rows.min()) and float(all_rows.max()) < 1.0
+    assert float(all_rows.min()) >= 0.0 and float(all_rows.max()) < 1.0
     assert abs(float(keyed_uniforms(0, np.arange(4000), view=0).mean()) - 0.5) < 0.02
     thetas = [params_from_uniforms(keyed_uniforms(0, np.arange(10), view, UNIFORMS), "crop-flip", 10, SIZE)["theta"]
               for view in range(4)]
@@ -76,8 +76,8 @@ def test_views_are_keyed_by_seed_image_and_view_alone() -> None:
 
 
 def test_topk_keeps_the_top_probabilities_and_shares_the_rest_equally() -> None:
-    from bench.teacher_outputs.views import ViewCache
     from bench.teacher_outputs.cache import CacheEvent
+    from bench.teacher_outputs.views import ViewCache
 
     logits = torch.randn(2, 5, 10, generator=torch.Generator().manual_seed(0)) * 3
     packed = compress_topk(logits, 3)
@@ -213,3 +213,75 @@ def test_topk_above_the_class_count_stops_before_any_row(tmp_path: Path) -> None
 def test_default_views_leave_spec_keys_alone() -> None:
     assert not {"teacher_views", "teacher_view_count", "augment"} & set(DataConfig().as_dict())
     assert DataConfig(teacher_views="cached", augment="flip").as_dict()["teacher_views"] == "cached"
+
+
+class Interrupt(Exception):
+    """Stands in for a worker killed after an epoch."""
+
+
+@pytest.mark.usefixtures("teachers", "one_thread")
+@pytest.mark.parametrize("mode", ["cached", "online"])
+def test_a_resumed_run_replays_the_same_views_as_an_uninterrupted_one(tmp_path: Path, mode: str) -> None:
+    from bench.run.run_spec import run_spec
+    from bench.sweep.checkpoint import Checkpointer
+
+    variant = "{teacher_views: cached, teacher_view_count: 2}" if mode == "cached" else "{teacher_views: online}"
+    path = _grid(tmp_path, f"student: [resnet]\nmethod: kd\ndata_variants: [{variant}]\n")
+    (spec,) = [s for s in load_grid(path).specs if s.method == "kd"]
+    context = RunContext(cache_dir=tmp_path / "cache", device="cpu")
+    straight = run_spec(spec, Workbench(context), "views")
+    checkpoint = Checkpointer(tmp_path / "runs", spec.key, spec.epochs)
+
+    def stop(record) -> None:  # noqa: ANN001
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_spec(spec, Workbench(context), "views", on_epoch=stop, checkpoint=checkpoint)
+    resumed = run_spec(spec, Workbench(context), "views", checkpoint=checkpoint)  # a fresh process's workbench
+    assert resumed.resumed_from_epoch == 1
+    assert [e.train_loss for e in resumed.epoch_records] == [e.train_loss for e in straight.epoch_records]
+    assert len(straight.epoch_records) == 2
+    assert resumed.test_acc == straight.test_acc
+
+
+@pytest.mark.usefixtures("teachers", "one_thread")
+def test_a_damaged_view_cache_is_recomputed_and_other_settings_are_other_entries(tmp_path: Path) -> None:
+    config = DataConfig(**DATA, augment="crop-flip", teacher_views="cached", teacher_view_count=2)
+    bench = Workbench(RunContext(cache_dir=tmp_path / "cache", device="cpu"))
+    data = bench.data("digits", config)
+    labeller = make_labeller(bench.teacher(HASH), data, bench.probe(HASH, data))
+    first = bench.view_cache(labeller, data, [POOLED], SIZE)
+    files = {p.name: p.stat().st_size for p in (tmp_path / "cache" / "features").glob("*.safetensors")}
+    for changed in (DataConfig(**DATA, augment="flip", teacher_views="cached", teacher_view_count=2),
+                    DataConfig(**DATA, augment="crop-flip", teacher_views="cached", teacher_view_count=3),
+                    DataConfig(**DATA, augment="crop-flip", teacher_views="cached", teacher_view_count=2,
+                               teacher_view_seed=1)):
+        other = Workbench(RunContext(cache_dir=tmp_path / "cache", device="cpu"))
+        other_data = other.data("digits", changed)
+        entry = other.view_cache(make_labeller(other.teacher(HASH), other_data, other.probe(HASH, other_data)),
+                                 other_data, [POOLED], SIZE)
+        assert not entry.event.hit  # policy, K and view seed are in the key
+    newest = max((tmp_path / "cache" / "features").glob("*.safetensors"), key=lambda p: p.stat().st_mtime_ns)
+    view_file = next(p for p in (tmp_path / "cache" / "features").glob("*.safetensors")
+                     if p.name in files and p.stat().st_size == max(files.values()))
+    assert view_file != newest
+    raw = bytearray(view_file.read_bytes())
+    raw[-20] ^= 0xFF  # flip bits in the tensors: the sha256 no longer matches
+    view_file.write_bytes(bytes(raw))
+    again = Workbench(RunContext(cache_dir=tmp_path / "cache", device="cpu"))
+    again_labeller = make_labeller(again.teacher(HASH), data, again.probe(HASH, data))
+    recomputed = again.view_cache(again_labeller, again.data("digits", config), [POOLED], SIZE)
+    assert not recomputed.event.hit and again_labeller.calls > 0
+    assert torch.equal(recomputed.outputs[POOLED], first.outputs[POOLED])
+    assert any(".corrupt-" in p.name for p in (tmp_path / "cache" / "features").iterdir())
+
+
+def test_the_same_view_seed_gives_the_same_views_in_another_process() -> None:
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from bench.data.views import keyed_uniforms; "
+            "print(keyed_uniforms(5, np.arange(7), 2).numpy().tobytes().hex())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == keyed_uniforms(5, np.arange(7), 2).numpy().tobytes().hex()
