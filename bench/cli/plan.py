@@ -27,6 +27,8 @@ def plan_command(
         checks.paths("plan", plan_file=plan_file, data_root=data_root)
         check_connection(db)
         plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root)
+        if plan.runnable:
+            build_undecided(plan.runs, plan.done, checks.weights(weights), data_root)
         for line in plan.lines:
             out.print(line, highlight=False, markup=False, soft_wrap=True)
         if not plan.runnable:
@@ -35,3 +37,18 @@ def plan_command(
             raise typer.Exit(2)
         out.print("runnable: every weight and dataset is present", highlight=False)
 
+
+
+def build_undecided(runs: list, done: set[str], weights: dict[str, str], data_root: Path | None) -> None:
+    """Cells the file's declarations could not check are built on their loaded teacher and data, as `bench run`'s
+    preflight does, so `bench plan` never calls runnable a grid that `bench run` refuses."""
+    from bench.config.shapes import undecided
+
+    cells = undecided(spec for spec in runs if spec.key not in done)
+    if not cells:
+        return
+    from bench.run.context import RunContext
+    from bench.run.workbench import Workbench
+    from bench.sweep.grid import check_buildable
+
+    check_buildable(Workbench(RunContext(data_root=data_root, device="cpu"), weights), cells)

@@ -41,7 +41,28 @@ def check_cells(specs: Iterable[ExperimentSpec], where: str, field: str = "hpara
 
 def cell_problem(spec: ExperimentSpec) -> str | None:
     """Why this cell's student or method cannot be built (one line), or None when it can or only data can tell."""
-    from bench.core.registries import DATASETS, METHODS, STUDENTS, TEACHERS
+    from bench.core.registries import METHODS, TEACHERS
+
+    shapes = _student_shapes(spec)
+    if not isinstance(shapes, dict):
+        return shapes  # why it cannot be built, or None when only the real build can tell
+    taps = list(TEACHERS.entry(spec.teacher).card.taps)
+    try:
+        read = METHODS.get(spec.method).teacher_taps(spec.hparams_dict, taps, shapes)
+    except BenchError as error:
+        return str(error)
+    return _missing_taps(read, taps, spec.teacher)
+
+
+def undecided(specs: Iterable[ExperimentSpec]) -> list[ExperimentSpec]:
+    """The cells the declarations cannot check (an ImageFolder's size, a head student's input, an op the meta
+    device lacks): `bench plan` builds these on the loaded teacher and data, as `bench run`'s preflight does."""
+    return [spec for spec in specs if spec.method not in REFERENCE_METHODS and _student_shapes(spec) is None]
+
+
+def _student_shapes(spec: ExperimentSpec) -> dict[str, Shape] | str | None:
+    """The cell's student output shapes from the declared sizes; a str says why it cannot be built; None: unknown."""
+    from bench.core.registries import DATASETS, STUDENTS, TEACHERS
 
     entry = STUDENTS.entry(spec.student)
     taps = list(TEACHERS.entry(spec.teacher).card.taps)
@@ -50,14 +71,7 @@ def cell_problem(spec: ExperimentSpec) -> str | None:
     if (entry.card.kind == HEAD and input_shape is None) or (entry.card.kind != HEAD and size is None):
         return None  # the shape comes from the teacher or the files: the preflight builds it
     own = tuple(sorted((k, v) for k, v in spec.hparams_dict.items() if k in entry.obj.defaults))
-    shapes = _student_outputs(spec.student, own, int(size or 32), input_shape)
-    if not isinstance(shapes, dict):
-        return shapes  # why it cannot be built, or None when only the real build can tell
-    try:
-        read = METHODS.get(spec.method).teacher_taps(spec.hparams_dict, taps, shapes)
-    except BenchError as error:
-        return str(error)
-    return _missing_taps(read, taps, spec.teacher)
+    return _student_outputs(spec.student, own, int(size or 32), input_shape)
 
 
 @functools.lru_cache(maxsize=512)

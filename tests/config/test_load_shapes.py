@@ -102,3 +102,22 @@ def test_no_compatible_default_cell_is_refused(teacher: str) -> None:
             assert cell_problem(spec) is None, (student, method)
             checked += 1
     assert checked > 100
+
+
+def test_plan_builds_the_cells_only_the_data_can_check_as_run_does(tmp_path: Path) -> None:
+    """An ImageFolder's image size is known only from its files: plan builds that cell on the loaded data."""
+    from tests.support.dataset_fixtures import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "imgs", per_class=8)
+    grid = {**CELL, "dataset": "imagefolder", "student": "vit", "hparams": {"patch_size": 8, "depth": 1},
+            "data": {"decode_size": 12, "val_fraction": 0.25, "train_limit": 12, "test_limit": 6}}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    db = tmp_path / "results.db"
+    args = ["plan", str(tmp_path / "grid.yaml"), "--db", f"sqlite:///{db}", "--data-root", str(root)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.stderr.startswith("error: vit + kd on effnet-lite0/imagefolder: vit "
+                                                              "patch_size 8 must divide the student image size 12")
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({**grid, "hparams": {"patch_size": 4, "depth": 1}}))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "runnable" in result.stdout, result.output
+    assert not db.exists()
