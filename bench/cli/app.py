@@ -26,8 +26,9 @@ COMMANDS = {
     "plan": plan.plan_command, "track": track.track,
     "launch": launch.launch, "status": launch.status,
 }
+COMMAND_CLASSES = {"teachers": units.TeachersCommand}  # `bench teachers fetch` is its own command, with its own -h
 for _name, _command in COMMANDS.items():
-    app.command(_name)(_command)
+    app.command(_name, cls=COMMAND_CLASSES.get(_name))(_command)
 
 
 def _print_version(value: bool) -> None:

@@ -15,6 +15,8 @@ def plan_command(
     plan_file: Annotated[Path, typer.Argument(metavar="FILE", help="grid or study YAML")],
     gpu: Annotated[str | None, typer.Option(help="estimate for this GPU from the cited table (h200, h100, a100, "
                                                  "rtx4090) instead of timing batches here")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="time every teacher and student here again instead of "
+                                                          "reusing the rates this machine timed before")] = False,
     db: DbOption = DEFAULT_DB,
     data_root: DataRootOption = None,
     weights: WeightsOption = None,
@@ -26,8 +28,13 @@ def plan_command(
 
         checks.paths("plan", plan_file=plan_file, data_root=data_root)
         check_connection(db)
+        from bench.plan import throughput
+
+        throughput.TIMINGS = throughput.Timings(refresh=measure)
         plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root)
-        for line in plan.lines:
+        if plan.runnable:
+            build_undecided(plan.runs, plan.done, checks.weights(weights), data_root)
+        for line in [*plan.lines, *timing_lines(throughput.TIMINGS)]:
             out.print(line, highlight=False, markup=False, soft_wrap=True)
         if not plan.runnable:
             out.print(f"not runnable yet: missing {', '.join(plan.missing)}", highlight=False, markup=False,
@@ -35,3 +42,27 @@ def plan_command(
             raise typer.Exit(2)
         out.print("runnable: every weight and dataset is present", highlight=False)
 
+
+
+def build_undecided(runs: list, done: set[str], weights: dict[str, str], data_root: Path | None) -> None:
+    """Cells the file's declarations could not check are built on their loaded teacher and data, as `bench run`'s
+    preflight does, so `bench plan` never calls runnable a grid that `bench run` refuses."""
+    from bench.config.shapes import undecided
+
+    cells = undecided(spec for spec in runs if spec.key not in done)
+    if not cells:
+        return
+    from bench.run.context import RunContext
+    from bench.run.workbench import Workbench
+    from bench.sweep.grid import check_buildable
+
+    check_buildable(Workbench(RunContext(data_root=data_root, device="cpu"), weights), cells)
+
+
+def timing_lines(timings) -> list[str]:  # noqa: ANN001 - bench.plan.throughput.Timings
+    """Which of the rates 'measured here' were timed now and which came from this machine's timing cache."""
+    if not timings.timed and not timings.cached:
+        return []
+    when = ", ".join(sorted(timings.cached_at))
+    return [f"timings: {timings.timed} timed now, {timings.cached} reused from this machine's timing cache"
+            + (f" (timed {when}; --measure times them again)" if timings.cached else "")]

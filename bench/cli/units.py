@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from bench.cli.common import err, out, user_errors
 from bench.core.errors import BenchError
@@ -68,8 +69,8 @@ def teachers(
     `bench teachers fetch NAME... [--all-paper]` downloads weights into the hub caches and loads each once.
     """
     with user_errors():
-        if names and names[0] == "fetch":
-            _fetch_teachers(names[1:], all_paper)
+        if names and names[0] == "fetch":  # only reached through the command's own parser (TeachersCommand)
+            fetch(names[1:], all_paper)
             return
         from bench.cli.checks import weights as checked_weights
         from bench.teachers.inventory import inventory, inventory_table
@@ -92,8 +93,19 @@ def teachers(
 
 
 
+def fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="teachers to download")] = None,
+    all_paper: Annotated[bool, typer.Option("--all-paper", help="every teacher of studies/paper-*")] = False,
+) -> None:
+    """Download teachers' weights into their hub caches and load each once (needs a network).
+
+    One line per teacher fetched; exit 2 with one line per teacher that was not.
+    """
+    with user_errors():
+        _fetch_teachers(names or [], all_paper)
+
+
 def _fetch_teachers(names: list[str], all_paper: bool) -> None:
-    """`bench teachers fetch`: one line per teacher fetched; exit 2 with one line per teacher that was not."""
     from bench.teachers.fetch import PAPER_TEACHERS, fetch_all
 
     chosen = list(dict.fromkeys([*names, *(PAPER_TEACHERS if all_paper else ())]))
@@ -108,3 +120,15 @@ def _fetch_teachers(names: list[str], all_paper: bool) -> None:
     if failed:
         raise typer.Exit(2)
 
+
+
+class TeachersCommand(TyperCommand):
+    """`bench teachers`, whose first word `fetch` hands the rest to the fetch command: its own options and -h."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:  # noqa: ANN001 - click.Context
+        if args and args[0] == "fetch":
+            fetch_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                                    context_settings={"help_option_names": ["-h", "--help"]})
+            fetch_app.command("fetch")(fetch)
+            typer.main.get_command(fetch_app).main(args[1:], prog_name=f"{ctx.command_path} fetch")
+        return super().parse_args(ctx, args)

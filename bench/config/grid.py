@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import field_validator
 
 from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, as_list, load_config, non_empty_list
+from bench.config.shapes import check_cells
 from bench.core.errors import BenchError
 from bench.core.knobs import EPOCHS, Knob, defaults_of, name_problem
 from bench.core.names import HEAD, IMAGE, RETRIEVAL, TEACHER_VIEW_FIELDS
@@ -156,6 +157,7 @@ def sweep_specs(model: SweepModel, seeds: list[int], epochs_list: list[int], whe
         )
         specs.setdefault(spec.key, spec)
     _check_compatibility(list(specs.values()), regs, where)
+    check_cells(specs.values(), where)  # heads vs width, patch vs image, layer pairs: built on the meta device
     return list(specs.values())
 
 

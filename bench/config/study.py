@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -164,6 +166,37 @@ def check_study(model: StudyModel, path: Path | None) -> None:
         _check_param(where, name, param, _param_owners(owners[name], param))
     _check_strategy(model, where)
     _check_enqueue(model, owners, where)
+    _check_searched_cells(model, where)
+
+
+SEARCHED_CELL_LIMIT = 512  # combinations built at load; past it each searched parameter is varied alone
+
+
+def searched_trials(model: StudyModel) -> list[dict[str, Scalar]]:
+    """The trials to pre-build: every categorical choice, and the two ends of each numeric range (where shapes
+    break: widths, heads, patch sizes), over every choice of teacher, student, method and dataset."""
+    axes = {field: list(getattr(model, field)) for field in CHOICE_FIELDS}
+    axes |= {name: list(param.choices or ()) if param.type == "categorical" else
+             sorted({int(param.low) if param.type == "int" else param.low, param.top()})  # type: ignore[arg-type]
+             for name, param in model.search.items()}
+    if math.prod(len(values) for values in axes.values()) <= SEARCHED_CELL_LIMIT:
+        return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+    first = {name: values[0] for name, values in axes.items()}
+    return [{**first, name: value} for name, values in axes.items() for value in values]
+
+
+def _check_searched_cells(model: StudyModel, where: str) -> None:
+    """Build every pre-built trial's cell as a grid cell is built, so a bad pair fails at load, not at trial 17."""
+    from optuna.trial import FixedTrial
+
+    from bench.config.shapes import check_cells
+
+    for params in searched_trials(model):
+        trial = FixedTrial(params)
+        spec = suggest_spec(trial, model)
+        searched = {name: value for name, value in trial.params.items() if name in model.search}
+        shown = ", ".join(f"{name}={value}" for name, value in searched.items())
+        check_cells([spec], where, "search", f" (searched {shown})" if shown else "")
 
 
 def _param_owners(owners: list[tuple[str, Knob]], param: ParamModel) -> list[tuple[str, Knob]]:

@@ -72,6 +72,7 @@ class DatasetCard:
     """A dataset: its task decides how runs on it are trained and scored (bench/run/classification.py, retrieval.py)."""
 
     task: str
+    image_size: int | None = None  # the stored images' side, a standalone student's default input; None: varies
 
     def __post_init__(self) -> None:
         if self.task not in (CLASSIFICATION, RETRIEVAL):

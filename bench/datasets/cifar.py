@@ -80,7 +80,7 @@ def _download(context: LoadContext) -> None:
     CIFAR100(str(target), train=True, download=True)
 
 
-@DATASETS.register(NAME, DatasetCard(CLASSIFICATION),
+@DATASETS.register(NAME, DatasetCard(CLASSIFICATION, image_size=32),
                    description="CIFAR-100 (cifar-100-python pickles), 32x32, 100 fine or 20 coarse classes")
 def load_cifar100(context: LoadContext, config: DataConfig) -> RawDataset:
     if config.label_set not in LABEL_SETS:

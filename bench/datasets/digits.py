@@ -10,7 +10,8 @@ from bench.core.registries import DATASETS
 from bench.data.splits import DataConfig, LoadContext, RawDataset
 
 
-@DATASETS.register("digits", DatasetCard(CLASSIFICATION), description="scikit-learn's 8x8 digits (bundled), 10 classes")
+@DATASETS.register("digits", DatasetCard(CLASSIFICATION, image_size=8),
+                   description="scikit-learn's 8x8 digits (bundled), 10 classes")
 def load_digits(context: LoadContext, config: DataConfig) -> RawDataset:
     from sklearn.datasets import load_digits as sklearn_digits
 

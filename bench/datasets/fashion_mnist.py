@@ -76,7 +76,8 @@ def fashion_mnist_dirs(data_root: Path | None) -> list[Path]:
 
 
 @DATASETS.register(
-    "fashion-mnist", DatasetCard(CLASSIFICATION), description="Fashion-MNIST 28x28 greyscale, 10 classes (IDX files)"
+    "fashion-mnist", DatasetCard(CLASSIFICATION, image_size=28),
+    description="Fashion-MNIST 28x28 greyscale, 10 classes (IDX files)",
 )
 def load_fashion_mnist(context: LoadContext, config: DataConfig) -> RawDataset:
     dirs = fashion_mnist_dirs(context.data_root)

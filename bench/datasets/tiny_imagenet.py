@@ -61,7 +61,7 @@ def val_files(root: Path, wnids: list[str]) -> tuple[list[Path], np.ndarray]:
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-@DATASETS.register(NAME, DatasetCard(CLASSIFICATION),
+@DATASETS.register(NAME, DatasetCard(CLASSIFICATION, image_size=64),
                    description="Tiny ImageNet (tiny-imagenet-200), 64x64, 200 classes; official val = test")
 def load_tiny_imagenet(context: LoadContext, config: DataConfig) -> RawDataset:
     root = locate(context.data_root, config)

@@ -31,7 +31,18 @@ def layer_mapping(mapping: str, student_names: Collection[str], teacher_names: C
             pairs = [tuple(int(x) for x in part.split("=")) for part in mapping.split(",")]  # type: ignore[misc]
         except ValueError:
             raise BenchError(f"layer mapping {mapping!r}: use 'last', 'uniform' or pairs like '0=3,1=11'") from None
+        _check_explicit(mapping, pairs, student_layers, teacher_layers, family)
     return [(f"{family}.{s}", f"{family}.{t}") for s, t in pairs]
+
+
+def _check_explicit(mapping: str, pairs: list[tuple[int, int]], student_layers: list[int],
+                    teacher_layers: list[int], family: str) -> None:
+    """Explicit pairs may name only layers both sides have (a missing one would fail mid-training)."""
+    for side, index, layers in [("student", s, student_layers) for s, _ in pairs] + [
+            ("teacher", t, teacher_layers) for _, t in pairs]:
+        if index not in layers:
+            raise BenchError(f"layer mapping {mapping!r}: the {side} has no {family}.{index} (it has "
+                             f"{family}.{layers[0]}..{family}.{layers[-1]})")
 
 
 def parse_pairs(spec: str) -> list[tuple[str, str]]:

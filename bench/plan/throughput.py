@@ -4,12 +4,21 @@ Every table row says where it comes from. "measured" rows were timed with benchm
 on an NVIDIA H200 (torch 2.11, bf16 autocast, batch 256, random-init weights, inputs already on the GPU: an
 upper bound for student training, which also loads batches and evaluates val). "published" rows are timm's own
 benchmark CSVs. Every other GPU figure is an estimate scaled from those and says so.
+
+A rate timed here is kept per machine and per architecture, input and batch (the timing cache), so a second
+`bench plan` times nothing it already knows; `--measure` times again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 H200_SOURCE = "measured on an H200 as benchmarks/bench_plan_throughput.py does (bf16, batch 256)"
@@ -110,6 +119,84 @@ def student_rate(gpu: str, student: str, head: bool, size: int) -> Rate | None:
     return Rate(_scaled(STUDENT_TRAIN[(student, sizes[0])] * scale, sizes[0], size), note)
 
 
+@dataclass
+class Timings:
+    """What this process's plan timed now and what it took from the timing cache (the CLI says which)."""
+
+    refresh: bool = False  # `bench plan --measure`: time again, ignore the cache
+    timed: int = 0
+    cached: int = 0
+    cached_at: set[str] = field(default_factory=set)
+
+
+TIMINGS = Timings()
+TIMING_FILE = "plan-throughput.json"
+
+
+def timing_path() -> Path:
+    """The timing cache under the cache root (read when called: `$BENCH_CACHE` may change)."""
+    from bench.core import dirs
+
+    return Path(os.environ.get("BENCH_CACHE") or dirs.DEFAULT_CACHE_DIR) / TIMING_FILE
+
+
+def machine_key() -> str:
+    """This machine as a timing depends on it: CPU model and count, torch version and threads, the GPU if any."""
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
+               platform.processor() or platform.machine())
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no gpu"
+    return f"{cpu} x{os.cpu_count()}; torch {torch.__version__} threads {torch.get_num_threads()}; {gpu}"
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def fingerprint(kind: str, module: Any, shape: tuple[int, ...], batch: int) -> str:
+    """What was timed: the module's class and parameter shapes, the input shape and batch (not its weights)."""
+    digest = hashlib.sha256(f"{kind}|{type(module).__name__}|{shape}|{batch}".encode())
+    for parameter in module.parameters():
+        digest.update(str(tuple(parameter.shape)).encode())
+    return digest.hexdigest()[:32]
+
+
+def _read_timings(path: Path) -> dict[str, Any]:
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing or damaged: time again and rewrite it whole
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _cached_rate(kind: str, module: Any, shape: tuple[int, ...], batch: int, measure: Any) -> float:
+    """The rate timed earlier on this machine for the same architecture, input and batch; else timed and kept."""
+    path, machine, key = timing_path(), machine_key(), fingerprint(kind, module, shape, batch)
+    stored = _read_timings(path)
+    hit = stored.get(machine, {}).get(key) if isinstance(stored.get(machine), dict) else None
+    if not TIMINGS.refresh and isinstance(hit, dict) and isinstance(hit.get("rate"), int | float) and hit["rate"] > 0:
+        TIMINGS.cached += 1
+        TIMINGS.cached_at.add(str(hit.get("at", "?")))
+        return float(hit["rate"])
+    rate = measure()
+    TIMINGS.timed += 1
+    mine = stored.get(machine) if isinstance(stored.get(machine), dict) else {}
+    stored[machine] = {**mine, key: {"rate": rate, "at": time.strftime("%Y-%m-%d", time.gmtime())}}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(stored, file)
+        os.replace(temporary, path)  # atomic: a concurrent plan reads the old file or the new one
+    except OSError:  # an unwritable cache only costs the next plan its timing
+        pass
+    return rate
+
+
 def _rate_of(step: Any, batch: int, seconds: float) -> float:
     """Images/s of `step()`'s fastest step (other processes only slow a step down) within about `seconds`,
     after one warm-up step; at least 2 and at most 20 timed steps."""
@@ -136,7 +223,7 @@ def measure_teacher(teacher: Any, size: int, batch: int = 64, seconds: float = 1
     def step() -> None:
         teacher.features(images, [POOLED])
 
-    return _rate_of(step, batch, seconds)
+    return _cached_rate("teacher", teacher, (3, size, size), batch, lambda: _rate_of(step, batch, seconds))
 
 
 def measure_student(student: Any, shape: tuple[int, ...], batch: int, seconds: float = 1.0) -> float:
@@ -155,4 +242,4 @@ def measure_student(student: Any, shape: tuple[int, ...], batch: int, seconds: f
         optimizer.step()
 
     student.train()
-    return _rate_of(step, batch, seconds)
+    return _cached_rate("student", student, shape, batch, lambda: _rate_of(step, batch, seconds))

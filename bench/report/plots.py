@@ -165,7 +165,7 @@ def epoch_time(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | Non
         return None
     plt = pyplot()
     students, teachers = sorted(rows["student"].unique()), sorted(rows["teacher"].unique())
-    figure, axes = plt.subplots(1, len(students), figsize=(3.2 * len(students) + 1, 3.8), sharey=True,
+    figure, axes = plt.subplots(1, len(students), figsize=(3.2 * len(students) + 2.2, 3.8), sharey=True,
                                 squeeze=False)
     width = 0.8 / len(teachers)
     for axis, student in zip(axes[0], students, strict=True):
@@ -179,14 +179,16 @@ def epoch_time(summary: pd.DataFrame, dataset: str, out_dir: Path) -> Plot | Non
         axis.set_title(student, fontsize=9)
         axis.grid(alpha=0.3, axis="y")
     axes[0][0].set_ylabel("seconds per epoch (mean)")
-    _legend(axes[0][-1], title="teacher")
+    _legend(axes[0][-1], title="teacher", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     figure.suptitle(f"{dataset}: epoch time per method and teacher", fontsize=10)
-    caption = "Mean wall time of one training epoch (over seeds and epoch budgets); bars = teacher."
+    caption = ("Mean wall time of one training epoch (over seeds and epoch budgets); bars = teacher (legend outside "
+               "the panels, so it covers no bar).")
     return save(figure, out_dir, f"epoch_time_{dataset}", f"{dataset}: epoch time", caption)
 
 
 def _curve_means(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Per (student, line, epoch): mean over seeds of val/train accuracy and each unweighted loss term."""
+    """Per (student, line, epoch): mean over seeds of val/train accuracy and each unweighted loss term, and the
+    spread of val accuracy over seeds (val_min, val_max, seeds: how many runs)."""
     from bench.report.tables import with_setting
 
     mine = with_setting(runs[runs["dataset"] == dataset])[["id", "student", "method", "teacher", "epochs", "setting"]]
@@ -202,7 +204,10 @@ def _curve_means(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str) -> pd.D
         curves["train_acc"] = float("nan")
     values = ["val_acc", "train_acc", *[c for c in curves if c.startswith("term:")]]
     curves[values] = curves[values].apply(pd.to_numeric, errors="coerce")
-    means = curves.groupby(["student", "line", "epoch"], as_index=False)[values].mean()
+    grouped = curves.groupby(["student", "line", "epoch"], as_index=False)
+    means = grouped[values].mean()
+    spread = grouped["val_acc"].agg(val_min="min", val_max="max", seeds="count")
+    means = means.merge(spread, on=["student", "line", "epoch"])
     means.attrs["budget"] = int(curves["epochs"].max())
     return means
 
@@ -224,6 +229,9 @@ def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str, out_
         for line, points in means[means["student"] == student].groupby("line"):
             x, colour = points["epoch"] + 1, f"C{lines.index(line) % 10}"
             axes[0][column].plot(x, points["val_acc"] * 100, color=colour, marker=".", label=f"{line} val")
+            if points["seeds"].max() > 1:  # the band: min to max over seeds
+                axes[0][column].fill_between(x, points["val_min"] * 100, points["val_max"] * 100, color=colour,
+                                             alpha=0.2, linewidth=0)
             if points["train_acc"].notna().any():
                 axes[0][column].plot(x, points["train_acc"] * 100, color=colour, ls="--", marker="x", ms=4,
                                      label=f"{line} train")
@@ -245,5 +253,7 @@ def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, dataset: str, out_
     figure.suptitle(f"{dataset}: learning curves ({budget}-epoch runs, mean over seeds)", fontsize=10)
     caption = (f"Per-epoch validation accuracy{' and training accuracy' if has_train else ''} and each unweighted "
                f"loss term (run_epochs.loss_terms; linestyle/marker = term) from runs with the {budget}-epoch "
-               "budget; colour = method, setting and teacher.")
+               f"budget; colour = method, setting and teacher. Lines are means over seeds; the shaded band spans "
+               f"the lowest to the highest seed's val accuracy (up to {int(means['seeds'].max())} seeds; no band "
+               "with one seed).")
     return save(figure, out_dir, f"learning_curves_{dataset}", f"{dataset}: learning curves", caption)

@@ -51,7 +51,8 @@ def compact_taps(taps: tuple[str, ...]) -> str:
     return ", ".join(plain[:2] + ranged + plain[2:])
 
 
-def describe_teacher(entry: Entry, weights: str | None = None) -> TeacherInfo:
+def describe_teacher(entry: Entry, weights: str | None = None,
+                     memo: dict[str, dict[str, Any]] | None = None) -> TeacherInfo:
     """Resolve the weights without downloading and describe the architecture (built on the meta device)."""
     path, origin, missing = None, "packaged", None
     spec_fn, packaged = entry.card.weights_spec, entry.card.packaged_weights
@@ -67,11 +68,29 @@ def describe_teacher(entry: Entry, weights: str | None = None) -> TeacherInfo:
             path = packaged()
     except BenchError as error:
         path, origin, missing = None, "missing", str(error)
-    describe = entry.card.describe
-    facts: dict[str, Any] = describe(path) if describe is not None else {}
+    facts = describe_facts(entry, path, memo)
     return TeacherInfo(entry.name, entry.card.library, facts.get("params"), facts.get("embed_dim"),
                        facts.get("preprocess"),
                        entry.card.taps, str(path) if path else None, origin, missing)
+
+
+def describe_facts(entry: Entry, path: Path | None, memo: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """params, embed_dim and preprocess: from `memo` (the cached inventory) when there, else built and added."""
+    from bench.teachers.inventory_cache import entry_key
+
+    key = entry_key(entry.name, Path(path) if path else None)
+    if memo is not None and key in memo:
+        stored = memo[key]
+        pre = stored.get("preprocess")
+        return {**stored, "preprocess": Preprocess(pre["input_size"], tuple(pre["mean"]), tuple(pre["std"]),
+                                                   pre["interpolation"]) if pre else None}
+    describe = entry.card.describe
+    facts: dict[str, Any] = describe(path) if describe is not None else {}
+    if memo is not None:
+        pre = facts.get("preprocess")
+        memo[key] = {"params": facts.get("params"), "embed_dim": facts.get("embed_dim"),
+                     "preprocess": pre.as_dict() if pre else None}
+    return facts
 
 
 def meta_param_count(module: Any) -> int:
@@ -83,17 +102,24 @@ def inventory(names: list[str] | None, weights: dict[str, str] | None = None,
               on_teacher: Callable[[int, int, str], None] | None = None) -> list[TeacherInfo]:
     """Describe the named teachers (generic `timm:`/`open_clip:`/`hf:` names too), or every registered one.
 
-    `on_teacher(i, n, name)` is called before each one (the CLI's progress line).
+    `on_teacher(i, n, name)` is called before each one (the CLI's progress line). What each architecture gives is
+    kept in the cached inventory (bench/teachers/inventory_cache.py), so a second call builds nothing.
     """
     from bench.core.registries import TEACHERS
+    from bench.teachers.inventory_cache import cache_path, read_entries, version_key, write_entries
 
     weights = weights or {}
     names = names or TEACHERS.names()
+    path, key = cache_path(), version_key()
+    memo = read_entries(path, key)
+    before = dict(memo)
     infos = []
     for index, name in enumerate(names):
         if on_teacher is not None:
             on_teacher(index, len(names), name)
-        infos.append(describe_teacher(TEACHERS.entry(name), weights.get(name)))
+        infos.append(describe_teacher(TEACHERS.entry(name), weights.get(name), memo))
+    if memo != before:
+        write_entries(path, key, memo)
     return infos
 
 

@@ -40,7 +40,7 @@ def test_a_shape_mismatch_is_refused_before_the_probe_row(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["run", str(tmp_path / "grid.yaml"), "--db", f"sqlite:///{db}", "--device", "cpu",
                                       "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: mha + kd on effnet-lite0/digits")
+    assert "field 'hparams': cell mha + kd on effnet-lite0/digits" in result.stderr  # refused when the file loads
     assert "divisible by heads 4" in result.stderr
     assert not db.exists()
 
