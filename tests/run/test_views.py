@@ -285,3 +285,23 @@ def test_the_same_view_seed_gives_the_same_views_in_another_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == keyed_uniforms(5, np.arange(7), 2).numpy().tobytes().hex()
+
+
+@pytest.mark.usefixtures("teachers", "one_thread")
+def test_every_kind_of_teacher_output_is_served_for_views(tmp_path: Path) -> None:
+    """Feature targets (feature) and pooled embeddings with per-row state (crd) come from the views too, cached and
+    online, for a head student reading the teacher's feature map; each run trains and stores its view cost."""
+    path = _grid(tmp_path, "student: [cbam]\nmethod: [feature, crd]\nhparams: {batch_size: 32, beta: 1.0}\n"
+                           "data_variants:\n  - {teacher_views: cached, teacher_view_count: 2}\n"
+                           "  - {teacher_views: online}\n")
+    path.write_text(path.read_text().replace("hparams: {batch_size: 32}\n", ""))
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    summary = run_grid(load_grid(path), db, RunContext(cache_dir=tmp_path / "cache", device="cpu"))
+    assert (summary.done, summary.failed) == (1 + 2 * 2, 0)
+    rows = query(db, "SELECT method, data_config, teacher_view_images, test_acc FROM runs "
+                     "WHERE method != 'teacher-probe'")
+    n_train = json.loads(query(db, "SELECT split_sizes FROM runs LIMIT 1")[0]["split_sizes"])["train"]
+    assert {(r["method"], json.loads(r["data_config"])["teacher_views"]) for r in rows} == {
+        (m, v) for m in ("feature", "crd") for v in ("cached", "online")}
+    assert all(r["teacher_view_images"] == 2 * n_train for r in rows)  # K = 2 passes; online: 2 epochs
+    assert all(r["test_acc"] is not None for r in rows)
