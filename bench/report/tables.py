@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.core.names import REFERENCE_METHODS
+from bench.core.names import REFERENCE_METHODS, TEACHER_VIEW_FIELDS
 from bench.core.spec import differing_keys, hparam_label
 
 GROUP_KEYS = ["dataset", "teacher", "student", "method", "epochs"]
@@ -66,6 +66,20 @@ def _sort_value(value: object) -> tuple:
     return (1, 0.0, str(value))
 
 
+def _with_defaults(configs: dict[object, dict]) -> dict[object, dict]:
+    """Data configs with a later-added field's default filled in where another row of the group sets that field
+    (a spec leaves such a field out at its default): the fixed-views row then reads teacher_views=fixed."""
+    from bench.data.splits import UNKEYED_DEFAULTS
+
+    named = {key for config in configs.values() for key in config if key in UNKEYED_DEFAULTS}
+    filled = {index: {**{key: UNKEYED_DEFAULTS[key] for key in named}, **config} for index, config in configs.items()}
+    for config in filled.values():  # K, view seed and top-k mean something for cached views only
+        if config.get("teacher_views", "cached") != "cached":
+            for key in TEACHER_VIEW_FIELDS[1:]:
+                config.pop(key, None)
+    return filled
+
+
 def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: bool = True) -> pd.DataFrame:
     """A copy with hparams_key, data_key, study and `setting` (what differs within each `block` group)."""
     frame = runs.copy()
@@ -79,9 +93,10 @@ def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: b
     frame["setting_order"] = [()] * len(frame)
     for _, group in frame.groupby(block, sort=False):
         hkeys = differing_keys([h for h in group["hparams"] if isinstance(h, dict)])
-        dkeys = differing_keys([d for d in group["data_config"] if isinstance(d, dict)])
+        data = _with_defaults({index: _dict(value) for index, value in group["data_config"].items()})
+        dkeys = differing_keys(list(data.values()))
         labels = {index: ", ".join(p for p in (hparam_label(_dict(row["hparams"]), hkeys),
-                                               hparam_label(_dict(row["data_config"]), dkeys)) if p)
+                                               hparam_label(data[index], dkeys)) if p)
                   for index, row in group.iterrows()}
         identities = group[["study", "hparams_key", "data_key"]].drop_duplicates()
         name = name_study and len(set(labels.values())) < len(identities)  # same hparams in two studies
@@ -90,7 +105,7 @@ def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: b
             frame.at[index, "setting"] = ", ".join(p for p in (study, labels[index]) if p)
             frame.at[index, "setting_order"] = (row["study"] if name else "",
                                                 *(_sort_value(_dict(row["hparams"]).get(k, "")) for k in hkeys),
-                                                *(_sort_value(_dict(row["data_config"]).get(k, "")) for k in dkeys))
+                                                *(_sort_value(data[index].get(k, "")) for k in dkeys))
     return frame
 
 

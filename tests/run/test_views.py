@@ -305,3 +305,18 @@ def test_every_kind_of_teacher_output_is_served_for_views(tmp_path: Path) -> Non
         (m, v) for m in ("feature", "crd") for v in ("cached", "online")}
     assert all(r["teacher_view_images"] == 2 * n_train for r in rows)  # K = 2 passes; online: 2 epochs
     assert all(r["test_acc"] is not None for r in rows)
+
+
+def test_the_report_names_every_view_mode_in_the_setting() -> None:
+    import pandas as pd
+
+    from bench.report.tables import with_setting
+
+    base = {"augment": "crop-flip"}
+    configs = [base, {**base, "teacher_views": "cached", "teacher_view_count": 2}, {**base, "teacher_views": "cached"},
+               {**base, "teacher_views": "online"}]
+    frame = pd.DataFrame({"dataset": "d", "student": "resnet", "method": "kd", "epochs": 2, "teacher": "t",
+                          "hparams": [{}] * 4, "data_config": configs, "study": "s"})
+    assert list(with_setting(frame)["setting"]) == [
+        "teacher_views=fixed", "teacher_view_count=2, teacher_views=cached",
+        "teacher_view_count=8, teacher_views=cached", "teacher_views=online"]
