@@ -210,13 +210,13 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     known = [s for s in totals.values() if s is not None]
     total = sum(known) if len(known) == len(totals) else None
     plan.lines.append(f"  {'total':<18} {human(total)}")
-    from bench.plan.cost import run_seconds
-    from bench.plan.packing import packing_line
+    if workers > 1:  # bench run --jobs / --workers-per-device: the student epochs dealt to the workers
+        from bench.plan.cost import run_seconds
+        from bench.plan.packing import packing_line
 
-    cells = [run_seconds(spec, rates, rates.infos.get(spec.teacher)) for spec in plan.runs if spec.key not in plan.done]
-    packed = packing_line(cells, workers, devices, f"{devices} {gpu or 'device'}(s)")
-    if packed is not None:
-        plan.lines.append(packed)
+        cells = [run_seconds(spec, rates, rates.infos.get(spec.teacher)) for spec in plan.runs
+                 if spec.key not in plan.done]
+        plan.lines.append(packing_line(cells, workers, devices, f"{devices} {gpu or 'device'}(s)") or "")
     from bench.plan.cost import view_costs
 
     _, view_mb = view_costs(plan, rates)
