@@ -24,7 +24,7 @@ PATH_KINDS = {
     "data_root": EXISTING_DIR, "cache_dir": WRITABLE_DIR, "run_dir": WRITABLE_DIR, "artifacts": WRITABLE_DIR,
     "report.out_dir": WRITABLE_DIR, "export.out_file": WRITABLE_FILE, "track.artifact_root": WRITABLE_DIR,
     "track.wandb_dir": WRITABLE_DIR, "launch.file": EXISTING_FILE, "launch.log_dir": WRITABLE_DIR,
-    "report.published": EXISTING_FILE,
+    "report.published": EXISTING_FILE, "run.log_dir": WRITABLE_DIR,
 }
 
 

@@ -42,6 +42,12 @@ ArtifactsOption = Annotated[Path | None, typer.Option(
 ThreadsOption = Annotated[int | None, typer.Option(
     "--threads", help="torch and BLAS threads per worker [default: $BENCH_THREADS, else the CPUs this process may "
     "use (affinity, SLURM_CPUS_PER_TASK, cgroup quota) less other processes' load, capped by $OMP_NUM_THREADS]")]
+JobsOption = Annotated[int | None, typer.Option(
+    "--jobs", help="local worker processes sharing the grid on this machine, the CPUs divided among them "
+    "[default: 1; on CUDA with --workers-per-device, GPUs x K]")]
+WorkersPerDeviceOption = Annotated[int, typer.Option(
+    "--workers-per-device", help="worker processes per CUDA GPU (K small students fill one device); "
+    "each local worker sees only its GPU")]
 StorageOption = Annotated[str | None, typer.Option(
     "--storage", help="a study's Optuna storage through a gRPC proxy, grpc://HOST:PORT "
     "(optuna.storages.run_grpc_proxy_server in front of --db) [default: --db itself]")]
@@ -86,6 +92,17 @@ def worker_threads(threads: int | None, workers: int = 1) -> int:
     from bench.core.threads import resolve_threads
 
     return resolve_threads(threads, workers)
+
+
+
+def local_workers(workers: int | None, per_device: int, device: str) -> list:
+    """Each local worker's device (bench/sweep/devices.py) for --jobs/--workers and --workers-per-device."""
+    import os
+
+    from bench.sweep.devices import cuda_gpu_count, worker_devices
+
+    return worker_devices(workers, per_device, device, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                          cuda_gpu_count(device) if device != "cpu" else 0)
 
 
 

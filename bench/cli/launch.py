@@ -23,12 +23,16 @@ from bench.cli.common import (
     KeepOption,
     RunDirOption,
     SkipBadOption,
+    ThreadsOption,
     WeightsOption,
+    WorkersPerDeviceOption,
     err,
+    local_workers,
     out,
     print_rows,
     user_errors,
     worker_options,
+    worker_threads,
 )
 from bench.core.errors import BenchError
 
@@ -37,7 +41,10 @@ def launch(
     file: Annotated[Path, typer.Argument(help="grid or study YAML")],
     executor: Annotated[str, typer.Option(help="slurm (a job array through submitit) or local (processes here)")]
     = "slurm",
-    workers: Annotated[int, typer.Option(help="how many workers (array tasks, or local processes)")] = 1,
+    workers: Annotated[int | None, typer.Option(help="how many workers (array tasks, or local processes) [default: "
+                                                   "1; local on CUDA: GPUs x --workers-per-device]")] = None,
+    workers_per_device: WorkersPerDeviceOption = 1,
+    threads: ThreadsOption = None,
     db: DbOption = DEFAULT_DB,
     partition: Annotated[str | None, typer.Option(help="SLURM partition")] = None,
     gpus_per_worker: Annotated[int, typer.Option(help="GPUs per array task")] = 0,
@@ -70,19 +77,23 @@ def launch(
         from bench.store.session import check_connection
         from bench.sweep.launch import SlurmResources, check_executor, minutes, slurm_args, submit
 
-        check_executor(executor, workers)
+        check_executor(executor, 1 if workers is None else workers)
+        checks.device(device)
+        slots = launch_slots(executor, workers, workers_per_device, device)
+        threads_used = threads if executor == "slurm" else worker_threads(threads, len(slots))
         resources = SlurmResources(partition, gpus_per_worker, cpus_per_worker, mem, minutes(time), account, qos,
                                    constraint, slurm_args(slurm_arg))
         checks.paths("launch", file=file, cache_dir=cache_dir, data_root=data_root, run_dir=run_dir,
                      artifacts=artifacts, log_dir=log_dir)
-        checks.device(device)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
         check_connection(db)
-        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad)
+        context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
+                             threads=threads_used)  # None on SLURM: each task resolves its own allocation's
         job = _prepare(file, db, context, options, checks.weights(weights), trials)
         logs = log_dir or Path("bench-logs") / job.study
-        launched = submit(job, executor, workers, logs.resolve(), resources, gpus=device == "cuda")
-        out.print(f"{job.study}: {workers} worker(s) on {executor}: job(s) {', '.join(launched.job_ids)}",
+        launched = submit(job, executor, slots, logs.resolve(), resources)
+        each = f", {threads_used} threads each" if threads_used else ""
+        out.print(f"{job.study}: {len(slots)} worker(s) on {executor}{each}: job(s) {', '.join(launched.job_ids)}",
                   highlight=False, soft_wrap=True)
         out.print(f"logs: {logs.resolve()}/<job id>_0_log.err (and .out)", highlight=False, soft_wrap=True)
         out.print(f"progress: bench status {job.study} --db {db}\n"
@@ -93,6 +104,18 @@ def launch(
                 out.print(f"job {job_id}: {running.result()}", highlight=False, soft_wrap=True)
         launched.jobs.clear()  # submitit's job objects go now, not during interpreter shutdown (a noisy __del__)
         gc.collect()
+
+
+def launch_slots(executor: str, workers: int | None, per_device: int, device: str) -> list:
+    """Each worker's device: local workers K per GPU (bench/sweep/devices.py); SLURM array tasks one worker each."""
+    if executor == "local":
+        return local_workers(workers, per_device, device)
+    if per_device != 1:
+        raise BenchError(f"--workers-per-device {per_device}: packs local workers on this machine's GPUs; a SLURM "
+                         "array task is one worker (use --executor local on a GPU node, or bench run --jobs)")
+    from bench.sweep.devices import WorkerDevice
+
+    return [WorkerDevice(device)] * (workers or 1)
 
 
 def _prepare(file: Path, db: str, context, options, weights: dict[str, str], trials: int | None):  # noqa: ANN001, ANN202

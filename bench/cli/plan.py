@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from bench.cli import checks
-from bench.cli.common import DEFAULT_DB, DataRootOption, DbOption, WeightsOption, out, user_errors
+from bench.cli.common import (
+    DEFAULT_DB,
+    DataRootOption,
+    DbOption,
+    JobsOption,
+    WeightsOption,
+    WorkersPerDeviceOption,
+    out,
+    user_errors,
+)
 
 
 def plan_command(
@@ -20,6 +29,8 @@ def plan_command(
     db: DbOption = DEFAULT_DB,
     data_root: DataRootOption = None,
     weights: WeightsOption = None,
+    jobs: JobsOption = None,
+    workers_per_device: WorkersPerDeviceOption = 1,
 ) -> None:
     """Dry run: the cells, which are done, missing weights and data (and the fix), estimated time per phase."""
     with user_errors():
@@ -31,7 +42,8 @@ def plan_command(
         from bench.plan import throughput
 
         throughput.TIMINGS = throughput.Timings(refresh=measure)
-        plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root)
+        workers, devices = plan_workers(jobs, workers_per_device, gpu)
+        plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root, workers, devices)
         if plan.runnable:
             build_undecided(plan.runs, plan.done, checks.weights(weights), data_root)
         for line in [*plan.lines, *timing_lines(throughput.TIMINGS)]:
@@ -41,6 +53,24 @@ def plan_command(
                       soft_wrap=True)
             raise typer.Exit(2)
         out.print("runnable: every weight and dataset is present", highlight=False)
+
+
+
+def plan_workers(jobs: int | None, per_device: int, gpu: str | None) -> tuple[int, int]:
+    """(workers, devices) as `bench run --jobs --workers-per-device` would start them: on one --gpu NAME, or here."""
+    from bench.sweep.devices import WorkerDevice
+
+    if jobs is None and per_device == 1:
+        return 1, 1
+    if gpu is not None:
+        from bench.sweep.devices import worker_devices
+
+        slots: list[WorkerDevice] = worker_devices(jobs, per_device, "cuda", None, 1)
+    else:
+        from bench.cli.common import local_workers
+
+        slots = local_workers(jobs, per_device, "auto")
+    return len(slots), max(1, len({slot.visible for slot in slots}))
 
 
 

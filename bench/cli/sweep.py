@@ -19,13 +19,16 @@ from bench.cli.common import (
     DeviceOption,
     GraceOption,
     HeartbeatOption,
+    JobsOption,
     KeepOption,
     RunDirOption,
     SkipBadOption,
     StorageOption,
     ThreadsOption,
     WeightsOption,
+    WorkersPerDeviceOption,
     err,
+    local_workers,
     out,
     user_errors,
     worker_options,
@@ -49,6 +52,10 @@ def run(
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
     enqueue_only: Annotated[bool, typer.Option(help="only enqueue the cells; `bench worker`s run them")] = False,
+    jobs: JobsOption = None,
+    workers_per_device: WorkersPerDeviceOption = 1,
+    log_dir: Annotated[Path | None, typer.Option(help="--jobs: the other workers' logs [default: "
+                                                      "./bench-logs/NAME]")] = None,
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
 ) -> None:
@@ -62,16 +69,27 @@ def run(
         if grid is not None and grid_file is not None and grid != grid_file:
             raise BenchError(f"two grid files given ({grid_file} and --grid {grid}); give one: bench run FILE")
         checks.paths("run", grid_file=grid_file, grid=grid, cache_dir=cache_dir, data_root=data_root,
-                     run_dir=run_dir, artifacts=artifacts)
+                     run_dir=run_dir, artifacts=artifacts, log_dir=log_dir)
         checks.device(device)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
-        threads_used = worker_threads(threads)
+        slots = None
+        if jobs is not None or workers_per_device != 1:
+            if enqueue_only:
+                raise BenchError("--enqueue-only starts no worker; leave --jobs and --workers-per-device out")
+            slots = local_workers(jobs, workers_per_device, device)
+        threads_used = worker_threads(threads, len(slots) if slots else 1)
         check_connection(db)
         loaded = load_grid(grid or grid_file or DEFAULT_GRID)
         loaded.weights.update(checks.weights(weights, sorted({spec.teacher for spec in loaded.specs})))
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
                              threads=threads_used)
-        summary = run_grid(loaded, db, context, err, options, enqueue_only)
+        if slots is not None and len(slots) > 1:
+            from bench.sweep.jobs import run_jobs
+
+            logs = (log_dir or Path("bench-logs") / loaded.name).resolve()
+            summary = run_jobs(loaded, db, context, err, options, slots, logs)
+        else:
+            summary = run_grid(loaded, db, context, err, options, enqueue_only)
         out.print(
             f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
             f"{summary.done} run now, {summary.failed} failed; results in {db}",

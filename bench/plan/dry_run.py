@@ -188,8 +188,10 @@ def human(seconds: float | None) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str], data_root: Path | None) -> Plan:
-    """Load and validate the file, count done cells, check weights and data, and estimate each phase's time."""
+def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str], data_root: Path | None,
+              workers: int = 1, devices: int = 1) -> Plan:
+    """Load and validate the file, count done cells, check weights and data, and estimate each phase's time (and,
+    for several workers on `devices` devices, the student epochs' wall time)."""
     from bench.plan.cost import Rates, estimate
 
     if gpu is not None and gpu not in tp.GPU_SCALE:
@@ -208,6 +210,13 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     known = [s for s in totals.values() if s is not None]
     total = sum(known) if len(known) == len(totals) else None
     plan.lines.append(f"  {'total':<18} {human(total)}")
+    if workers > 1:  # bench run --jobs / --workers-per-device: the student epochs dealt to the workers
+        from bench.plan.cost import run_seconds
+        from bench.plan.packing import packing_line
+
+        cells = [run_seconds(spec, rates, rates.infos.get(spec.teacher)) for spec in plan.runs
+                 if spec.key not in plan.done]
+        plan.lines.append(packing_line(cells, workers, devices, f"{devices} {gpu or 'device'}(s)") or "")
     from bench.plan.cost import view_costs
 
     _, view_mb = view_costs(plan, rates)

@@ -1,17 +1,20 @@
 """`bench launch`: enqueue a grid (or name a study) and submit its workers through submitit, as a SLURM job array
-or as local processes (worker i on GPU i); a preempted or timed-out job hands its cell back and requeues."""
+or as local processes (K per GPU, bench/sweep/devices.py); a preempted or timed-out job hands its cell back and
+requeues."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench.config.study import StudyModel
 from bench.core.errors import BenchError
 from bench.run.context import RunContext
+from bench.sweep.devices import WorkerDevice
 from bench.sweep.queue import WorkerOptions
 from bench.sweep.signals import Preempted
 
@@ -79,47 +82,72 @@ def slurm_args(items: list[str] | None) -> dict[str, str]:
     return found
 
 
+@dataclass(frozen=True)
+class WorkerResult:
+    """What a worker job returns to the process that waits on it: its summary line and, for a grid, its counts."""
+
+    text: str
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # cells another worker had stored already
+
+    def __str__(self) -> str:
+        return self.text
+
+
 class WorkerJob:
     """One worker as submitit runs it: `bench worker` (or, for a search, `bench study`) in the job's process.
 
     A stop signal hands the running cell back (bench/sweep/signals.py); after SIGUSR2 (submitit's timeout and
     preemption signal) submitit's handler then requeues the job through `checkpoint`, so the task comes back.
+    `visible` pins a local worker to its GPU (CUDA_VISIBLE_DEVICES, set before anything touches CUDA); threads
+    left unset (a SLURM task) are resolved in the task, from the CPUs its allocation gives it.
     """
 
     def __init__(self, study: str, db_url: str, context: RunContext, options: WorkerOptions,
-                 weights: dict[str, str], search: StudyModel | None = None, trials: int | None = None) -> None:
+                 weights: dict[str, str], search: StudyModel | None = None, trials: int | None = None,
+                 visible: str | None = None) -> None:
         self.study, self.db_url, self.context, self.options = study, db_url, context, options
-        self.weights, self.search, self.trials = weights, search, trials
+        self.weights, self.search, self.trials, self.visible = weights, search, trials, visible
 
-    def __call__(self) -> str:
+    def __call__(self) -> WorkerResult:
+        if self.visible is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.visible
         try:
-            summary = self._work()
+            result = self._work()
         except Preempted as stop:
             if stop.signum == signal.SIGUSR2 and callable(stop.previous):
                 stop.previous(stop.signum, None)  # submitit: checkpoint(), `scontrol requeue`, exit
-            summary = f"stopped by {signal.Signals(stop.signum).name}; its cell waits for the next worker"
-        _job_console().print(summary, highlight=False, soft_wrap=True)  # in the job's log, beside submitit's
-        return summary
+            result = WorkerResult(f"stopped by {signal.Signals(stop.signum).name}; its cell waits for the next "
+                                  "worker")
+        _job_console().print(result.text, highlight=False, soft_wrap=True)  # in the job's log, beside submitit's
+        return result
 
-    def _work(self) -> str:
+    def _work(self) -> WorkerResult:
+        context = self.context
+        if context.threads is None:
+            from bench.core.threads import resolve_threads
+
+            context = replace(context, threads=resolve_threads(None))
         if self.search is not None:
             from bench.sweep.search import run_study
 
-            return run_study(self.search, self.db_url, self.context, self.options, _job_console(),
-                             trials=self.trials, weights=self.weights).describe()
+            return WorkerResult(run_study(self.search, self.db_url, context, self.options, _job_console(),
+                                          trials=self.trials, weights=self.weights).describe())
         from bench.sweep.worker import run_worker
 
-        summary = run_worker(self.study, self.db_url, self.context, self.options, _job_console(), self.weights)
+        summary = run_worker(self.study, self.db_url, context, self.options, _job_console(), self.weights)
         counts = summary.counts
-        return f"worker on {summary.kind} {self.study}: {counts.done} done, {counts.failed} failed, " \
-               f"{counts.skipped} already stored"
+        return WorkerResult(f"worker on {summary.kind} {self.study}: {counts.done} done, {counts.failed} failed, "
+                            f"{counts.skipped} already stored ({context.threads} threads)", counts.done, counts.failed,
+                            counts.skipped)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit's requeue hook: the same worker again (the cell's own checkpoint lives in --run-dir)."""
         import submitit
 
         return submitit.helpers.DelayedSubmission(WorkerJob(self.study, self.db_url, self.context, self.options,
-                                                            self.weights, self.search, self.trials))
+                                                            self.weights, self.search, self.trials, self.visible))
 
 
 def _job_console() -> Any:
@@ -150,23 +178,29 @@ class Launched:
     jobs: list[Any]  # submitit Job objects (local ones can be waited on)
 
 
-def submit(job: WorkerJob, executor: str, workers: int, log_dir: Path, resources: SlurmResources,
-           gpus: bool = False) -> Launched:
-    """Submit `workers` copies of the job: one SLURM array, or local processes (worker i sees GPU i if `gpus`)."""
+def submit(job: WorkerJob, executor: str, workers: int | list[WorkerDevice], log_dir: Path,
+           resources: SlurmResources) -> Launched:
+    """Submit `workers` copies of the job: one SLURM array, or local processes, one per WorkerDevice (each pinned to
+    its GPU, bench/sweep/devices.py; a count means CPU workers on the job's own device)."""
     import submitit
 
-    check_executor(executor, workers)
+    slots = [WorkerDevice(job.context.device)] * workers if isinstance(workers, int) else workers
+    check_executor(executor, len(slots))
     log_dir.mkdir(parents=True, exist_ok=True)
     if executor == "local":
         runner = submitit.LocalExecutor(folder=log_dir)
-        jobs = []
-        for index in range(workers):
-            runner.update_parameters(timeout_min=resources.time_min, gpus_per_node=1 if gpus else 0,
-                                     visible_gpus=(index,) if gpus else ())
-            jobs.append(runner.submit(job))
+        runner.update_parameters(timeout_min=resources.time_min, gpus_per_node=0)  # each job sets its own GPU
+        jobs = [runner.submit(local_job(job, slot)) for slot in slots]
     else:
         runner = submitit.SlurmExecutor(folder=log_dir)
-        runner.update_parameters(job_name=f"bench-{job.study}", array_parallelism=workers, **resources.parameters())
+        runner.update_parameters(job_name=f"bench-{job.study}", array_parallelism=len(slots),
+                                 **resources.parameters())
         with runner.batch():
-            jobs = [runner.submit(job) for _ in range(workers)]
+            jobs = [runner.submit(job) for _ in slots]
     return Launched(executor, [str(j.job_id) for j in jobs], [Path(j.paths.stderr) for j in jobs], jobs)
+
+
+def local_job(job: WorkerJob, slot: WorkerDevice) -> WorkerJob:
+    """The job as one local worker runs it: on its slot's device, seeing only its slot's GPU."""
+    return WorkerJob(job.study, job.db_url, replace(job.context, device=slot.device), job.options, job.weights,
+                     job.search, job.trials, slot.visible)

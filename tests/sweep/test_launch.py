@@ -55,6 +55,15 @@ def scores(db: str) -> dict[str, tuple]:
         engine.dispose()
 
 
+def recorded_threads(db: str) -> set[int]:
+    engine = sa.create_engine(db)
+    try:
+        with engine.connect() as connection:
+            return {row[0] for row in connection.execute(sa.text("SELECT threads FROM runs"))}
+    finally:
+        engine.dispose()
+
+
 def test_bad_launch_options_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     grid = tmp_path / "grid.yaml"
     grid.write_text("name: x\n")
@@ -71,11 +80,13 @@ def test_local_launch_runs_every_cell_once_as_one_process_would(tmp_path: Path) 
     cache = tmp_path / "cache"
     grid = write_grid(tmp_path, cache, name="launched")
     db, alone = f"sqlite:///{tmp_path / 'launched.db'}", f"sqlite:///{tmp_path / 'alone.db'}"
-    common = ["--device", "cpu", "--cache-dir", str(cache), "--run-dir", str(tmp_path / "runs")]
+    common = ["--device", "cpu", "--cache-dir", str(cache), "--run-dir", str(tmp_path / "runs"), "--threads", "2"]
     launched = bench("launch", str(grid), "--executor", "local", "--workers", "2", "--db", db,
                      "--log-dir", str(tmp_path / "logs"), *common)
     assert launched.returncode == 0, launched.stdout + launched.stderr
     assert launched.stdout.count("worker on grid launched") == 2 and "bench status launched" in launched.stdout
+    assert "2 worker(s) on local, 2 threads each" in launched.stdout
+    assert recorded_threads(db) == {2}  # bench launch --threads reaches its workers
     assert bench("run", str(grid), "--db", alone, *common).returncode == 0
     together, single = scores(db), scores(alone)
     assert len(together) == 3 and {status for status, *_ in together.values()} == {"done"}
