@@ -7,10 +7,20 @@ from bench.config.study import PrunerModel, StudyModel
 
 
 def build_sampler(model: StudyModel):  # noqa: ANN201 - an optuna sampler
-    """The file's sampler; the grid sampler's space is the choice fields with several values and the search."""
+    """The file's sampler; a seeded one draws trial N from a seed of its own (bench/sweep/seeding.py), so workers of
+    one study explore different points and one process repeats its sequence."""
+    if model.sampler.seed is None:
+        return _sampler(model, None)
+    from bench.sweep.seeding import TrialSeededSampler
+
+    return TrialSeededSampler(lambda seed: _sampler(model, seed), model.sampler.seed)
+
+
+def _sampler(model: StudyModel, seed: int | None):  # noqa: ANN202 - an optuna sampler
+    """The file's sampler with this seed; the grid sampler's space is the choice fields with several values and the
+    search."""
     import optuna
 
-    seed = model.sampler.seed
     if model.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if model.sampler.name == "cmaes":

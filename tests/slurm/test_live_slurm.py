@@ -124,5 +124,7 @@ def test_a_study_launched_on_the_array_keeps_its_trial_budget(
     trials = optuna.load_study(study_name="arraystudy", storage=postgres_url).trials
     finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 4, ([t.state.name for t in trials], job_logs(tmp_path))  # the budget, across 3 tasks
+    # seed 0 in every task: each trial draws from its own seed (bench/sweep/seeding.py), so no two tasks train one lr
+    assert len({t.params["lr"] for t in finished}) == 4, [t.params for t in finished]
     final = [row for row in done_rows(postgres_url) if row[4] is not None and row[1] == "done"]
     assert len({row[0] for row in final}) >= 1, job_logs(tmp_path)  # the best re-run on test, once

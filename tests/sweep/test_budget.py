@@ -38,7 +38,7 @@ hparams:
   batch_size: 32
 search:
   lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
-sampler: {name: random, seed: null}  # unseeded: a seed gives every process the same lr (one spec)
+sampler: {name: random, seed: 0}  # seeded: trial N draws from its own seed, so each worker trains its own spec
 pruner: none
 trials: 5
 final: {seeds: [1], top: 1}
