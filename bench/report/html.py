@@ -20,6 +20,7 @@ from bench.report.tables import (
     problem_cells,
     warning_lines,
 )
+from bench.report.view_cost import VIEW_COST_HEADER, VIEW_COST_NOTE, view_cost_rows
 
 STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em; color: #222; }
@@ -89,6 +90,10 @@ def _dataset(data: ReportData, dataset: str) -> str:
     if has_cost(cost):
         parts += [f"<h3>{escape(dataset)}: inference cost and speed-up</h3>",
                   f'<p class="note">{escape(COST_NOTE)}</p>', _table(COST_HEADER, cost, "cost")]
+    view_cost = view_cost_rows(data.runs, dataset)
+    if view_cost:
+        parts += [f"<h3>{escape(dataset)}: training cost of teacher views</h3>",
+                  f'<p class="note">{escape(VIEW_COST_NOTE)}</p>', _table(VIEW_COST_HEADER, view_cost, "cost")]
     parts += [_figure(p) for p in data.plots.get(dataset, [])]
     return "\n".join(parts)
 

@@ -20,6 +20,7 @@ from bench.report.tables import (
     problem_cells,
     warning_lines,
 )
+from bench.report.view_cost import VIEW_COST_HEADER, VIEW_COST_NOTE, view_cost_rows
 
 
 def _escape(text: str) -> str:
@@ -84,6 +85,13 @@ def _cost(data: ReportData, dataset: str) -> list[str]:
     return [f"### {dataset}: inference cost and speed-up", "", COST_NOTE, "", *table(COST_HEADER, rows)]
 
 
+def _view_cost(data: ReportData, dataset: str) -> list[str]:
+    rows = view_cost_rows(data.runs, dataset)
+    if not rows:
+        return []
+    return [f"### {dataset}: training cost of teacher views", "", VIEW_COST_NOTE, "", *table(VIEW_COST_HEADER, rows)]
+
+
 def _plots(data: ReportData, dataset: str) -> list[str]:
     lines = []
     for plot in data.plots.get(dataset, []):
@@ -112,7 +120,8 @@ def render(data: ReportData) -> str:
         lines += [f"## {dataset}", ""]
         for matrix in (m for m in data.matrices if m.dataset == dataset):
             lines += _matrix(matrix)
-        lines += _gains(data, dataset) + _published(data, dataset) + _cost(data, dataset) + _plots(data, dataset)
+        lines += _gains(data, dataset) + _published(data, dataset) + _cost(data, dataset) + _view_cost(data, dataset)
+        lines += _plots(data, dataset)
     if not data.unfinished.empty:
         lines += ["## Runs that did not finish", "",
                   *table(PROBLEM_HEADER, [problem_cells(row) for _, row in data.unfinished.iterrows()])]

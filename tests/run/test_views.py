@@ -320,3 +320,23 @@ def test_the_report_names_every_view_mode_in_the_setting() -> None:
     assert list(with_setting(frame)["setting"]) == [
         "teacher_views=fixed", "teacher_view_count=2, teacher_views=cached",
         "teacher_view_count=8, teacher_views=cached", "teacher_views=online"]
+
+
+def test_the_report_counts_a_cached_entry_once_and_online_forwards_per_run() -> None:
+    import pandas as pd
+
+    from bench.report.view_cost import view_cost_rows
+
+    base = {"augment": "crop-flip"}
+    frame = pd.DataFrame({
+        "dataset": "d", "student": "resnet", "method": "kd", "epochs": 2, "teacher": "t", "status": "done",
+        "hparams": [{}] * 5, "study": "s", "seed": [0, 1, 0, 1, 0],
+        "data_config": [{**base, "teacher_views": "cached", "teacher_view_count": 2}] * 2
+        + [{**base, "teacher_views": "online"}] * 2 + [base],
+        "epoch_seconds": [1.0, 3.0, 5.0, 7.0, 1.5], "teacher_view_s": [10.0, 10.0, 4.0, 6.0, 0.0],
+        "teacher_view_images": [200, 200, 100, 100, 0]})
+    rows = {row[2]: row for row in view_cost_rows(frame, "d")}
+    assert rows["teacher_view_count=2, teacher_views=cached"][4:] == ["2", "4.0", "10.0 once", "200"]
+    assert rows["teacher_views=online"][4:] == ["2", "12.0", "10.0", "200"]  # summed over its runs
+    assert rows["teacher_views=fixed"][4:] == ["1", "3.0", "0.0", "0"]
+    assert view_cost_rows(frame[frame["data_config"] == base], "d") == []  # no views: no table
