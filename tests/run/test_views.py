@@ -52,10 +52,16 @@ class HashTeacher(Teacher):
         return {POOLED: self.encoder(images.float().flatten(1))}
 
 
+class ZeroShotFake(FakeImageTextTeacher):
+    """The fake image-text teacher with a CLIP-like temperature, so it has a zero-shot head."""
+
+    logit_scale = 10.0
+
+
 @pytest.fixture
 def teachers() -> Iterator[None]:
     card = TeacherCard("test", FakeImageTextTeacher.taps, IMAGE_TEXT)
-    with TEACHERS.temporarily(TEACHER, lambda weights, **_: FakeImageTextTeacher(), card), \
+    with TEACHERS.temporarily(TEACHER, lambda weights, **_: ZeroShotFake(), card), \
             TEACHERS.temporarily(HASH, lambda weights, **_: HashTeacher(), TeacherCard("test", (POOLED,))):
         yield
 
@@ -340,3 +346,17 @@ def test_the_report_counts_a_cached_entry_once_and_online_forwards_per_run() -> 
     assert rows["teacher_views=online"][4:] == ["2", "12.0", "10.0", "200"]  # summed over its runs
     assert rows["teacher_views=fixed"][4:] == ["1", "3.0", "0.0", "0"]
     assert view_cost_rows(frame[frame["data_config"] == base], "d") == []  # no views: no table
+
+
+@pytest.mark.usefixtures("teachers", "one_thread")
+def test_zero_shot_and_fine_tuned_teachers_label_the_views(tmp_path: Path) -> None:
+    path = _grid(tmp_path, "student: resnet\nmethod: kd\ndata_variants:\n"
+                           "  - {teacher_reference: zero-shot, teacher_views: cached, teacher_view_count: 2}\n"
+                           "  - {teacher_reference: finetune, finetune_epochs: 1, teacher_views: online}\n")
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    summary = run_grid(load_grid(path), db, RunContext(cache_dir=tmp_path / "cache", device="cpu"))
+    assert (summary.done, summary.failed) == (4, 0)  # two references, two kd runs
+    rows = query(db, "SELECT kd_targets, teacher_view_images FROM runs WHERE method = 'kd' ORDER BY kd_targets")
+    n_train = json.loads(query(db, "SELECT split_sizes FROM runs LIMIT 1")[0]["split_sizes"])["train"]
+    assert [(r["kd_targets"], r["teacher_view_images"]) for r in rows] == [
+        ("finetune-views", 2 * n_train), ("zero-shot-views", 2 * n_train)]
