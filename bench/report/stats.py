@@ -217,9 +217,9 @@ def variance_sources(gains: pd.DataFrame) -> str:
 def gain_caption(gains: pd.DataFrame) -> str:
     """The sentence under a gain table: pairing, test, Holm family size and the sources of variance covered."""
     family = int(pd.to_numeric(gains.get("p"), errors="coerce").notna().sum()) if len(gains) else 0
-    return ("Paired over seeds (same student, teacher, epochs, setting and seed; scratch shares the method's "
-            "learning rate, batch size and data); t and p from a paired t-test (scipy.stats.ttest_rel), n/a with "
-            "fewer than 2 paired seeds or when every seed gives the same difference (shown exactly instead); "
+    return ("Paired over seeds (same student, teacher, epochs, setting, seed and data seeds; scratch shares the "
+            "method's learning rate, batch size and data); t and p from a paired t-test (scipy.stats.ttest_rel), "
+            "n/a with fewer than 2 paired seeds or when every seed gives the same difference (shown exactly instead); "
             f"verdict at Holm-adjusted p < {ALPHA} across the {family} tested comparisons of this report. "
             "compute: whether method and scratch took the same optimizer steps (`data.budget: steps` matches them; "
             "under `labeled_limit` with `budget: epochs` scratch passes over its labelled rows only). "
