@@ -89,8 +89,11 @@ def _sort_value(value: object) -> tuple:
     return (1, 0.0, str(value))
 
 
-def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: bool = True) -> pd.DataFrame:
-    """A copy with hparams_key, data_key, study and `setting` (what differs within each `block` group)."""
+def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: bool = True,
+                 label_data_seeds: bool = False) -> pd.DataFrame:
+    """A copy with hparams_key, data_key, study and `setting` (what differs within each `block` group); the data
+    seeds are replicates, in neither the key nor the label, unless `label_data_seeds` (a list of single runs)."""
+    setting_data = _dict if label_data_seeds else without_data_seeds
     frame = runs.copy()
     for column, empty in (("hparams", {}), ("data_config", {}), ("study", "")):
         if column not in frame:  # hand-made frames (tests, old exports) may lack them: one default setting
@@ -103,9 +106,9 @@ def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: b
     frame["setting_order"] = [()] * len(frame)
     for _, group in frame.groupby(block, sort=False):
         hkeys = differing_keys([h for h in group["hparams"] if isinstance(h, dict)])
-        dkeys = differing_keys([without_data_seeds(d) for d in group["data_config"] if isinstance(d, dict)])
+        dkeys = differing_keys([setting_data(d) for d in group["data_config"] if isinstance(d, dict)])
         labels = {index: ", ".join(p for p in (hparam_label(_dict(row["hparams"]), hkeys),
-                                               hparam_label(without_data_seeds(row["data_config"]), dkeys)) if p)
+                                               hparam_label(setting_data(row["data_config"]), dkeys)) if p)
                   for index, row in group.iterrows()}
         identities = group[["study", "hparams_key", "data_key"]].drop_duplicates()
         name = name_study and len(set(labels.values())) < len(identities)  # same hparams in two studies

@@ -17,6 +17,7 @@ from bench.core.errors import BenchError
 from bench.data.splits import DataConfig
 from bench.report.build import build_report
 from bench.report.markdown import render
+from bench.report.runs import run_table
 from bench.report.stats import data_seed_roles, variance_sources
 from bench.run.context import RunContext
 from bench.sweep.grid import run_grid
@@ -99,6 +100,10 @@ def test_report_averages_over_split_and_seed_and_pairs_by_both(tmp_path: Path) -
     pooled = ttest_rel([score[("kd", s, p)] for s in SEEDS for p in SPLITS],
                        [score[("scratch", s, p)] for s in SEEDS for p in SPLITS])
     assert pooled.statistic != pytest.approx(kd["t"], rel=1e-3)  # six runs as independent pairs: another test
+
+    columns, listed = run_table(db, "method = 'kd'")
+    settings = [row[columns.index("setting")] for row in listed]
+    assert sorted(settings) == sorted(f"split_seed={split}" for split in SPLITS for _ in SEEDS)  # runs: one each
 
     text = render(data)
     assert "| kd | 3 draws x 2 seeds |" in text
