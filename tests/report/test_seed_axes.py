@@ -5,23 +5,24 @@ tests over data draws and says in the caption which sources of variance the repl
 from __future__ import annotations
 
 from pathlib import Path
-from statistics import mean
+from statistics import mean, stdev
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from scipy.stats import ttest_rel
 
 from bench.config.grid import load_grid
 from bench.core.errors import BenchError
-from bench.data.splits import DataConfig
+from bench.data.splits import DataConfig, load_dataset
 from bench.report.build import build_report
 from bench.report.markdown import render
 from bench.report.runs import run_table
 from bench.report.stats import data_seed_roles, variance_sources
 from bench.run.context import RunContext
+from bench.run.parts import masked_train_labels
 from bench.sweep.grid import run_grid
-from bench.teacher_outputs.finetune import labeled_rows
 from tests.support.rows import query
 
 SPLITS, SEEDS = [0, 1, 2], [0, 1]
@@ -48,12 +49,16 @@ def test_seed_axes_multiply_the_cells_and_keep_older_keys(tmp_path: Path) -> Non
 
 
 def test_labeled_seed_picks_the_subset_apart_from_the_split() -> None:
-    labels = __import__("numpy").arange(200) % 10
-    default = DataConfig(labeled_limit=30, split_seed=4)
-    assert default.label_seed() == 4
-    assert list(labeled_rows(labels, 30, default.label_seed())) == list(labeled_rows(labels, 30, 4))
-    other = DataConfig(labeled_limit=30, split_seed=4, labeled_seed=5)
-    assert list(labeled_rows(labels, 30, other.label_seed())) != list(labeled_rows(labels, 30, 4))
+    def labelled(config: DataConfig) -> tuple[list[int], list[int]]:
+        data = load_dataset("digits", config)
+        masked = masked_train_labels(data)  # what a run's CE reads: -1 outside the labelled rows
+        return sorted(torch.nonzero(masked >= 0).flatten().tolist()), list(data.val.labels[:20])
+
+    few = {"train_limit": 200, "labeled_limit": 30, "split_seed": 4}
+    default, same, other = (labelled(DataConfig(**few, **extra)) for extra in ({}, {"labeled_seed": 4},
+                                                                                {"labeled_seed": 5}))
+    assert len(default[0]) == 30 and default == same  # unset: the split seed picks the labels, as before
+    assert other[0] != default[0] and other[1] == default[1]  # another labelled subset of the same split
 
 
 @pytest.mark.parametrize(("axes", "data", "message"), [
@@ -88,7 +93,7 @@ def test_report_averages_over_split_and_seed_and_pairs_by_both(tmp_path: Path) -
         row = summary.loc[method]
         assert (row["seeds"], row["data_draws"], row["student_seeds"]) == (3, 3, 2)
         assert row["score_mean"] == pytest.approx(mean(per_split[method]), abs=1e-9)
-        assert row["score_std"] == pytest.approx(__import__("statistics").stdev(per_split[method]), abs=1e-9)
+        assert row["score_std"] == pytest.approx(stdev(per_split[method]), abs=1e-9)
         assert not row["setting"]
 
     (kd,) = data.gains[data.gains["method"] == "kd"].to_dict("records")
