@@ -107,6 +107,9 @@ def data_variants(model: GridModel, where: str) -> list[GridModel]:
             first = error.errors()[0]
             field = ".".join(str(part) for part in first["loc"])
             raise BenchError(f"{where}field 'data_variants[{number}].{field}': {first['msg']}") from None
+        if data.labeled_seed is not None and data.labeled_limit is None:
+            raise BenchError(f"{where}field 'data_variants[{number}].labeled_seed': it picks the rows labeled_limit "
+                             "keeps labelled; this variant has no labeled_limit: set one or drop labeled_seed")
         variants.append(model.model_copy(update={"data": data}))
     return variants
 

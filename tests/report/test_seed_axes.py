@@ -66,10 +66,13 @@ def test_labeled_seed_picks_the_subset_apart_from_the_split() -> None:
     ({"split_seed": [0, 1]}, {"split_seed": 3}, "field 'seed_axes.split_seed': data.split_seed is also set"),
     ({"split": [0]}, {}, "'split' is not a seed axis; known: split_seed, labeled_seed"),
     ({}, {"labeled_seed": 2}, "field 'data.labeled_seed': it picks the rows data.labeled_limit keeps"),
+    ({}, {"data_variants": [{"labeled_seed": 1}]}, "field 'data_variants[0].labeled_seed': it picks the rows"),
 ])
 def test_bad_seed_axes_are_one_line(tmp_path: Path, axes: dict, data: dict, message: str) -> None:
-    grid = {**GRID, "seed_axes": axes, "data": {**GRID["data"], **data}}
-    with pytest.raises(BenchError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    data = dict(data)  # the parameter is shared: pop from a copy
+    variants = {"data_variants": data.pop("data_variants")} if "data_variants" in data else {}
+    grid = {**GRID, "seed_axes": axes, "data": {**GRID["data"], **data}, **variants}
+    with pytest.raises(BenchError, match=message.replace("(", r"\(").replace(".", r"\.").replace("[", r"\[")):
         load_grid(_write(tmp_path / "bad.yaml", grid))
 
 
