@@ -14,7 +14,7 @@ from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, a
 from bench.config.shapes import check_cells
 from bench.core.errors import BenchError
 from bench.core.knobs import EPOCHS, Knob, defaults_of, name_problem
-from bench.core.names import HEAD, IMAGE, RETRIEVAL, TEACHER_VIEW_FIELDS
+from bench.core.names import DATA_SEED_FIELDS, HEAD, IMAGE, RETRIEVAL, TEACHER_VIEW_FIELDS
 from bench.core.protocol import PROTOCOL_KNOBS, protocol_hparams, protocol_problem
 from bench.core.registry import nearest_names
 from bench.core.spec import ExperimentSpec
@@ -36,11 +36,22 @@ class GridModel(SweepModel):
     seeds: list[Seed] = [0]
     epochs: list[Epochs] = [10]
     data_variants: list[dict[str, Any]] = []  # each: `data:` fields that replace the shared ones for its cells
+    seed_axes: dict[str, list[Seed]] = {}  # data seeds varied like `seeds` (split_seed, labeled_seed): averaged over
 
     @field_validator("seeds", "epochs", mode="before")
     @classmethod
     def _listify_runs(cls, value: Any) -> Any:
         return non_empty_list(value)
+
+    @field_validator("seed_axes", mode="before")
+    @classmethod
+    def _known_axes(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for name in value:
+            if name not in DATA_SEED_FIELDS:
+                raise ValueError(f"{name!r} is not a seed axis; known: {', '.join(DATA_SEED_FIELDS)}")
+        return {name: non_empty_list(seeds) for name, seeds in value.items()}
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ def expand_grid(model: GridModel, path: Path | None) -> Grid:
     where = f"{path}: " if path else ""
     name = checked_name(model.name or (path.stem if path else "grid"), where)
     check_sweep(model, where, "grid")
-    variants = data_variants(model, where)
+    variants = seed_axis_variants(data_variants(model, where), model, where)
     cells = len(variants) * math.prod(len(as_list(v)) for v in [*(getattr(model, f) for f in CHOICE_FIELDS),
                                                                 model.seeds, model.epochs, *model.hparams.values()])
     if cells > model.cell_limit:
@@ -96,8 +107,33 @@ def data_variants(model: GridModel, where: str) -> list[GridModel]:
             first = error.errors()[0]
             field = ".".join(str(part) for part in first["loc"])
             raise BenchError(f"{where}field 'data_variants[{number}].{field}': {first['msg']}") from None
+        if data.labeled_seed is not None and data.labeled_limit is None:
+            raise BenchError(f"{where}field 'data_variants[{number}].labeled_seed': it picks the rows labeled_limit "
+                             "keeps labelled; this variant has no labeled_limit: set one or drop labeled_seed")
         variants.append(model.model_copy(update={"data": data}))
     return variants
+
+
+def seed_axis_variants(variants: list[GridModel], model: GridModel, where: str) -> list[GridModel]:
+    """Each variant once per combination of the `seed_axes` values (data seeds a report averages over like `seeds`);
+    the axis fields must not be set elsewhere, and labeled_seed needs labeled_limit in every variant."""
+    if not model.seed_axes:
+        return variants
+    names = list(model.seed_axes)
+    for name in names:
+        fixed = [v for v in variants if name in v.data.model_dump(exclude_unset=True)]
+        if fixed:
+            raise BenchError(f"{where}field 'seed_axes.{name}': data.{name} is also set (in data: or data_variants); "
+                             "give it in one place")
+        if name == "labeled_seed" and any(v.data.labeled_limit is None for v in variants):
+            raise BenchError(f"{where}field 'seed_axes.labeled_seed': the labeled subset exists only under "
+                             "data.labeled_limit; set it or drop the axis")
+    combined = []
+    for variant in variants:
+        for values in itertools.product(*(model.seed_axes[name] for name in names)):
+            data = variant.data.model_copy(update=dict(zip(names, values, strict=True)))
+            combined.append(variant.model_copy(update={"data": data}))
+    return combined
 
 
 def checked_name(name: str, where: str) -> str:
@@ -309,6 +345,9 @@ def _check_few_labels(model: SweepModel, regs: dict[str, Any], where: str) -> No
     unfreeze = data.finetune_unfreeze
     if unfreeze != "all" and (isinstance(unfreeze, bool) or not isinstance(unfreeze, int) or unfreeze < 0):
         raise BenchError(f"{where}field 'data.finetune_unfreeze': {unfreeze!r} is not 'all' or a block count >= 0")
+    if data.labeled_seed is not None and data.labeled_limit is None:
+        raise BenchError(f"{where}field 'data.labeled_seed': it picks the rows data.labeled_limit keeps labelled; "
+                         "without a labeled_limit it changes nothing: set one or drop labeled_seed")
     uses = [name for name, used in (("teacher_reference: finetune", data.teacher_reference == "finetune"),
                                     ("labeled_limit", data.labeled_limit is not None)) if used]
     if not uses:

@@ -51,4 +51,5 @@ LABEL_ATTR = "label"  # the progress line's name: the hparams that tell a grid's
 WORKER_ATTR = "worker"  # host:pid
 WORKER_JOB_ATTR = "worker_job"  # the SLURM job (array job_task) whose worker runs the cell, if any
 WORKER_PROCESS_ATTR = "worker_process"  # enough to tell later that the worker's process on this machine died
+DATA_SEED_FIELDS = ("split_seed", "labeled_seed")  # data.* seeds a grid may vary like seeds (seed_axes)
 TEACHER_VIEW_FIELDS = ("teacher_views", "teacher_view_count", "teacher_view_seed", "teacher_view_topk")  # data.*

@@ -77,8 +77,11 @@ class DataConfig:
     finetune_lr: float = data_field(1e-3, float, gt=0, le=1, keyed_at_default=False,
                                     help="teacher_reference finetune: AdamW learning rate")
     labeled_limit: int | None = data_field(None, **_LIMIT, keyed_at_default=False,
-                                           help="train rows that keep their label (class-balanced, split_seed); "
+                                           help="train rows that keep their label (class-balanced, labeled_seed); "
                                                 "the rest are a transfer set; null: all")
+    labeled_seed: int | None = data_field(None, int, ge=0, le=SEED_MAX - 1, optional=True, keyed_at_default=False,
+                                          help="labeled_limit: seed of which train rows keep their label; null: "
+                                               "split_seed (a report averages over it like the student seed)")
     precision: str = data_field("fp32", str, choices=("fp32", "bf16"), keyed_at_default=False,
                                 help="student training: fp32, or bf16 autocast (fp32 master weights; changes results)")
     channels_last: str = data_field("auto", str, choices=("auto", "on", "off"), keyed_at_default=False,
@@ -119,6 +122,10 @@ class DataConfig:
                                                     "others become -inf: softmax renormalises over the k); "
                                                     "null: all")
 
+    def label_seed(self) -> int:
+        """The seed that picks the labeled rows (labeled_limit): labeled_seed, or split_seed when it is not set."""
+        return self.split_seed if self.labeled_seed is None else self.labeled_seed
+
     def as_dict(self) -> dict[str, object]:
         """Fields as a dict; the fields added later are left out at their defaults so older spec keys hold."""
         values = asdict(self)
@@ -132,7 +139,8 @@ UNKEYED_DEFAULTS: dict[str, object] = {  # fields left out of the spec at these 
 
 TRAINING_ONLY: dict[str, object] = {  # fields that change how a run trains, not the images: reset when loading
     name: UNKEYED_DEFAULTS[name] for name in ("teacher_reference", "kd_targets", "finetune_unfreeze",
-                                              "finetune_epochs", "finetune_lr", "labeled_limit", "precision",
+                                              "finetune_epochs", "finetune_lr", "labeled_limit", "labeled_seed",
+                                              "precision",
                                               "channels_last", "compile", "loader_workers", "resident_features",
                                               "augment", "budget", "finetune_budget", "teacher_views",
                                               "teacher_view_count", "teacher_view_seed", "teacher_view_topk")}

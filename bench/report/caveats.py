@@ -8,7 +8,7 @@ import pandas as pd
 
 from bench.core.names import BASELINE_METHOD, REFERENCE_METHODS
 from bench.report.loss_balance import DOMINANCE, ce_ratios
-from bench.report.tables import ROW_IDENTITY, Matrix, with_score, with_setting
+from bench.report.tables import REPLICATE_KEYS, ROW_IDENTITY, Matrix, with_score, with_setting
 from bench.teachers.overlap import overlaps
 
 SAME_SCORE = 1e-9  # seed scores closer than this are one value
@@ -89,7 +89,7 @@ def annotate(matrices: list[Matrix], runs: pd.DataFrame, epochs: pd.DataFrame) -
     for matrix in matrices:
         for (index, teacher) in sorted(matrix.cells, key=lambda key: (key[1], key[0])):
             cell_runs = _cell_runs(done, matrix, index, teacher)
-            scores = list(cell_runs.dropna(subset=["score"]).groupby("seed")["score"].mean())
+            scores = list(cell_runs.dropna(subset=["score"]).groupby(REPLICATE_KEYS)["score"].mean())
             for note in (ceiling_note(scores), dominance_note(matrix.rows[index][4], cell_runs, last)):
                 if note:
                     matrix.warn(note, cell=(index, teacher))

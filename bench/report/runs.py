@@ -44,7 +44,7 @@ def run_table(db_url: str, where: str | None = None, columns: str | None = None,
     if runs.empty:  # nothing to check the names against: an empty table with the columns asked for
         return [name.strip() for name in columns.split(",") if name.strip()] if columns else default, []
     chosen = parse_columns(columns, [*runs.columns, "setting"])
-    runs["setting"] = with_setting(runs, GROUP_KEYS, name_study=False)["setting"]
+    runs["setting"] = with_setting(runs, GROUP_KEYS, name_study=False, label_data_seeds=True)["setting"]
     frame = runs[[c for c in (chosen or default) if c in runs]].copy()
     if "spec_key" in frame:
         frame["spec_key"] = frame["spec_key"].str[: SHORT_KEY if screen else 12]

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.core.names import REFERENCE_METHODS, TEACHER_VIEW_FIELDS
+from bench.core.names import DATA_SEED_FIELDS, REFERENCE_METHODS, TEACHER_VIEW_FIELDS
 from bench.core.spec import differing_keys, hparam_label
 
 GROUP_KEYS = ["dataset", "teacher", "student", "method", "epochs"]
 SETTING_KEYS = [*GROUP_KEYS, "study", "hparams_key", "data_key"]  # one full setting: only seeds are averaged
+REPLICATE_KEYS = ["seed", "data_draw"]  # what a setting averages over: the student seed and the data seeds
 ROW_BLOCK = ["dataset", "student", "method", "epochs"]  # a matrix row's labels say what differs in this block
 CONFIDENCE_QUANTILE = 0.975  # two-sided 95% interval
 CI_LEGEND = "95% CI, t over seeds"
@@ -60,6 +61,28 @@ def _dict(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def without_data_seeds(config: object) -> dict:
+    """A data config less its seeds (split_seed, labeled_seed): what a setting fixes; the seeds are replicates."""
+    return {k: v for k, v in _dict(config).items() if k not in DATA_SEED_FIELDS}
+
+
+def draw_seeds(config: object) -> tuple[int, int | None]:
+    """(split seed, labelled-subset seed) of a run: its val split and train rows, and under labeled_limit the rows
+    that keep their label (labeled_seed, or split_seed when unset); None without labeled_limit."""
+    config = _dict(config)
+    split = int(config.get("split_seed", 0))
+    if config.get("labeled_limit") is None:
+        return split, None
+    labeled = config.get("labeled_seed")
+    return split, split if labeled is None else int(labeled)
+
+
+def data_draw(config: object) -> str:
+    """'split 1, labels 3': the data seeds of a run as one key."""
+    split, labeled = draw_seeds(config)
+    return f"split {split}" if labeled is None else f"split {split}, labels {labeled}"
+
+
 def _sort_value(value: object) -> tuple:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (0, float(value), "")
@@ -71,7 +94,7 @@ def _with_defaults(configs: dict[object, dict]) -> dict[object, dict]:
     (a spec leaves such a field out at its default): the fixed-views row then reads teacher_views=fixed."""
     from bench.data.splits import UNKEYED_DEFAULTS
 
-    named = {key for config in configs.values() for key in config if key in UNKEYED_DEFAULTS}
+    named = {key for config in configs.values() for key in config if UNKEYED_DEFAULTS.get(key) is not None}
     filled = {index: {**{key: UNKEYED_DEFAULTS[key] for key in named}, **config} for index, config in configs.items()}
     for config in filled.values():  # K, view seed and top-k mean something for cached views only
         if config.get("teacher_views", "cached") != "cached":
@@ -80,20 +103,24 @@ def _with_defaults(configs: dict[object, dict]) -> dict[object, dict]:
     return filled
 
 
-def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: bool = True) -> pd.DataFrame:
-    """A copy with hparams_key, data_key, study and `setting` (what differs within each `block` group)."""
+def with_setting(runs: pd.DataFrame, block: list[str] = ROW_BLOCK, name_study: bool = True,
+                 label_data_seeds: bool = False) -> pd.DataFrame:
+    """A copy with hparams_key, data_key, study and `setting` (what differs within each `block` group); the data
+    seeds are replicates, in neither the key nor the label, unless `label_data_seeds` (a list of single runs)."""
+    setting_data = _dict if label_data_seeds else without_data_seeds
     frame = runs.copy()
     for column, empty in (("hparams", {}), ("data_config", {}), ("study", "")):
         if column not in frame:  # hand-made frames (tests, old exports) may lack them: one default setting
             frame[column] = [empty] * len(frame)
     frame["hparams_key"] = [_as_key(v) for v in frame["hparams"]]
-    frame["data_key"] = [_as_key(v) for v in frame["data_config"]]
+    frame["data_key"] = [_as_key(without_data_seeds(v)) for v in frame["data_config"]]
+    frame["data_draw"] = [data_draw(v) for v in frame["data_config"]]
     frame["study"] = frame["study"].fillna("").astype(str)
     frame["setting"] = ""
     frame["setting_order"] = [()] * len(frame)
     for _, group in frame.groupby(block, sort=False):
         hkeys = differing_keys([h for h in group["hparams"] if isinstance(h, dict)])
-        data = _with_defaults({index: _dict(value) for index, value in group["data_config"].items()})
+        data = _with_defaults({index: setting_data(value) for index, value in group["data_config"].items()})
         dkeys = differing_keys(list(data.values()))
         labels = {index: ", ".join(p for p in (hparam_label(_dict(row["hparams"]), hkeys),
                                                hparam_label(data[index], dkeys)) if p)
@@ -124,9 +151,17 @@ def mean_ci(scores: list[float]) -> tuple[float, float, float, float]:
     return mean, std, mean - half, mean + half
 
 
-def _seed_scores(done: pd.DataFrame) -> list[float]:
-    """One score per distinct seed (a duplicated seed is averaged, never counted twice)."""
-    return list(done.dropna(subset=["score"]).groupby("seed")["score"].mean())
+def replicate_scores(done: pd.DataFrame) -> tuple[list[float], int]:
+    """The scores a setting's mean and CI are over, and its number of data draws. One data draw (split and labelled
+    subset fixed): one score per distinct seed. Several: one per draw, the mean over its seeds, so n counts the
+    draws (runs sharing a split are not independent of each other). A duplicated run is averaged, never counted
+    twice."""
+    scored = done.dropna(subset=["score"])
+    if "data_draw" not in scored:
+        scored = scored.assign(data_draw="")
+    per_run = scored.groupby(REPLICATE_KEYS)["score"].mean()
+    draws = per_run.groupby(level="data_draw").mean()
+    return (list(draws) if len(draws) > 1 else list(per_run)), len(draws)
 
 
 COST_COLUMNS = ("latency_ms", "throughput_ips", "macs", "teacher_latency_ms", "teacher_throughput_ips", "teacher_macs",
@@ -160,7 +195,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     for key, group in scored.groupby(SETTING_KEYS, sort=True):
         done = group[group["status"] == "done"]
         kinds = [k for k in group["student_kind"].dropna().unique() if k]
-        seeds = _seed_scores(done)
+        seeds, draws = replicate_scores(done)
         mean, std, low, high = mean_ci(seeds)
         rows.append({
             **dict(zip(SETTING_KEYS, key, strict=True)),
@@ -175,6 +210,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "ci_low": low,
             "ci_high": high,
             "seeds": len(seeds),
+            "data_draws": draws,
+            "student_seeds": int(done["seed"].nunique()),
             "pct_of_teacher": done["pct_of_teacher"].mean(),
             "params": done["params"].mean(),
             "size_mb": done["size_mb"].mean(),
@@ -214,6 +251,8 @@ class Cell:
     ci_high: float = float("nan")
     steps: float = float("nan")  # issue 29: mean optimizer steps and training images of its runs
     images: float = float("nan")
+    draws: int = 1  # data draws (split_seed / labeled_seed) averaged over: n counts them when more than one
+    student_seeds: int = 0
 
     def text(self, plus_minus: str = "±") -> str:
         """'93.1 ± 0.4' (percent), 'n/a' with no finished seed."""
@@ -230,7 +269,7 @@ class Cell:
 
     def detail(self) -> str:
         """'n=2, 98% of T, 1 failed': seeds, % of teacher and problems."""
-        parts = [f"n={self.seeds}"]
+        parts = [f"n={self.seeds}" + (f" data draws x {self.student_seeds} seeds" if self.draws > 1 else "")]
         if pd.notna(self.steps):
             parts.append(f"{self.steps:.0f} steps, {_count(self.images)} img")
         if pd.notna(self.pct):
@@ -323,7 +362,7 @@ def _matrix(dataset: str, epochs: int, rows: pd.DataFrame, references: pd.DataFr
             is_best = bool(r.seeds > 0 and pd.notna(best) and r.score_mean == best)
             matrix.cells[(index, teacher)] = Cell(r.score_mean, r.score_std, int(r.seeds), r.pct_of_teacher,
                                                   r.problems, is_best, r.ci_low, r.ci_high, r.train_steps,
-                                                  r.images_seen)
+                                                  r.images_seen, int(r.data_draws), int(r.student_seeds))
     return matrix
 
 
@@ -386,7 +425,8 @@ def matrix_note(matrix: Matrix, best_marker: str) -> str:
     """The sentence under a matrix heading saying how to read it."""
     return (f"Each row is one setting (hyperparameters, data config, study); cells: mean ± std over seeds, then "
             f"[{CI_LEGEND}] of the mean (no std or CI with n=1); {best_marker} = best in its teacher column; "
-            "n = distinct seeds of finished runs; steps and img = optimizer steps and training images per run; "
+            "n = distinct seeds of finished runs (with several data draws, i.e. split_seed / labeled_seed: n = "
+            "draws, each the mean over its seeds); steps and img = optimizer steps and training images per run; "
             "inference MB includes the teacher backbone a head student still needs; "
             f"% of T = share of the teacher's own score ({reference_text(matrix)}).{probe_sentence(matrix)}"
             + (f" {WARNING_SIGN}N = warning N, listed under the table." if matrix.notes else ""))

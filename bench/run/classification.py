@@ -95,7 +95,7 @@ class ClassificationTask:
         """data.labeled_limit: rows outside the labeled ones get label -1 (no CE reads it); a method that
         reads no teacher output gains nothing from them, so it trains on the labeled rows only."""
         config = self.data.config
-        rows = labeled_rows(self.data.train.labels, config.labeled_limit, config.split_seed)
+        rows = labeled_rows(self.data.train.labels, config.labeled_limit, config.label_seed())
         if len(rows) == len(self.data.train):
             return data
         if not data.teacher_train:

@@ -136,7 +136,7 @@ def masked_train_labels(data: DatasetSplits) -> torch.Tensor:
     if data.config.labeled_limit is None:
         return labels
     masked = torch.full_like(labels, UNLABELED)
-    rows = torch.from_numpy(labeled_rows(data.train.labels, data.config.labeled_limit, data.config.split_seed))
+    rows = torch.from_numpy(labeled_rows(data.train.labels, data.config.labeled_limit, data.config.label_seed()))
     masked[rows] = labels[rows]
     return masked
 

@@ -327,7 +327,7 @@ def finetune_config(config: DataConfig, train_rows: int | None = None) -> Finetu
     epoch_rows = train_rows if config.finetune_budget == "steps" else None
     return FinetuneConfig(unfreeze=config.finetune_unfreeze, lrs=(float(config.finetune_lr),),
                           max_epochs=int(config.finetune_epochs), labeled_limit=config.labeled_limit,
-                          label_seed=config.split_seed, epoch_rows=epoch_rows)
+                          label_seed=config.label_seed(), epoch_rows=epoch_rows)
 
 
 def finetuned_outputs(tuned: FinetuneResult, taps: Sequence[str]) -> TeacherOutputs:

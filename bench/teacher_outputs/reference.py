@@ -58,7 +58,7 @@ def linear_probe(teacher: Teacher, data: DatasetSplits, outputs: TeacherOutputs,
         "splits": {split: split_fingerprint(data.split(split)) for split in SPLITS},
     }
     if data.config.labeled_limit is not None:  # older keys hold: the field is in the key only when set
-        parts["labeled"] = [data.config.labeled_limit, data.config.split_seed]
+        parts["labeled"] = [data.config.labeled_limit, data.config.label_seed()]
 
     def fit() -> dict[str, torch.Tensor]:
         features = {split: outputs.features[split][POOLED] for split in SPLITS}
@@ -89,7 +89,7 @@ def linear_probe(teacher: Teacher, data: DatasetSplits, outputs: TeacherOutputs,
 def _fit_on_labeled(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], data: DatasetSplits,
                     targets: str) -> ProbeResult:
     """The probe fit on the labeled train rows only; the transfer rows' logits come from that probe."""
-    rows = labeled_rows(data.train.labels, data.config.labeled_limit, data.config.split_seed)
+    rows = labeled_rows(data.train.labels, data.config.labeled_limit, data.config.label_seed())
     if len(rows) == len(data.train):
         return fit_linear_probe(features, labels, data.num_classes, targets=targets)
     transfer = np.setdiff1d(np.arange(len(data.train)), rows)

@@ -71,4 +71,5 @@ def test_holm_turns_a_lone_significant_verdict_into_no_significant_difference_in
     assert gain_cells(kd)[VERDICT] == "no significant difference"
     assert gain_cells(family[family["method"] == "feature"].iloc[0])[VERDICT] == "helps"
     assert f"across the {tested} tested comparisons" in gain_caption(family)
-    assert "Seeds vary the student only" in gain_caption(family)
+    assert "Replicates vary the student seed (its initialisation, data order and augmentation) only" in \
+        gain_caption(family)
