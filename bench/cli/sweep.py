@@ -67,7 +67,7 @@ def run(
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
         threads_used = worker_threads(threads)
         check_connection(db)
-        loaded = load_grid(grid or grid_file or DEFAULT_GRID)
+        loaded = load_grid(grid or grid_file or DEFAULT_GRID, db)
         loaded.weights.update(checks.weights(weights, sorted({spec.teacher for spec in loaded.specs})))
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
                              threads=threads_used)

@@ -35,13 +35,14 @@ class Plan:
     done_count: int = 0
     missing: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    weights: dict[str, str] = field(default_factory=dict)  # the file's own (run: teachers' artifacts among them)
 
     @property
     def runnable(self) -> bool:
         return not self.missing
 
 
-def load_plan(path: Path) -> Plan:
+def load_plan(path: Path, db_url: str | None = None) -> Plan:
     """A grid or a study file (a study has `search`, `trials`, ...), validated by its own loader."""
     raw = read_yaml(path, "grid or study")
     if isinstance(raw, dict) and any(key in raw for key in STUDY_FIELDS):
@@ -49,9 +50,9 @@ def load_plan(path: Path) -> Plan:
     from bench.config.grid import load_grid
     from bench.sweep.grid import grid_cells
 
-    grid = load_grid(path)
+    grid = load_grid(path, db_url)
     cells = grid_cells(grid)
-    return Plan("grid", grid.name, cells[: len(cells) - len(grid.specs)], list(grid.specs))
+    return Plan("grid", grid.name, cells[: len(cells) - len(grid.specs)], list(grid.specs), weights=dict(grid.weights))
 
 
 def _study_plan(path: Path) -> Plan:
@@ -194,7 +195,8 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
 
     if gpu is not None and gpu not in tp.GPU_SCALE:
         raise BenchError(f"--gpu {gpu!r}: no throughput table for it; known: {', '.join(tp.gpu_names())}")
-    plan = load_plan(path)
+    plan = load_plan(path, db_url)
+    weights = {**plan.weights, **weights}
     mark_done(plan, db_url)
     group_lines(plan)
     overlap_lines(plan)
