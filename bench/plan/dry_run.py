@@ -36,6 +36,7 @@ class Plan:
     missing: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     weights: dict[str, str] = field(default_factory=dict)  # the file's own (run: teachers' artifacts among them)
+    stand_ins: dict[str, str] = field(default_factory=dict)  # stage file: stand-in teacher -> the stage it waits on
 
     @property
     def runnable(self) -> bool:
@@ -45,6 +46,12 @@ class Plan:
 def load_plan(path: Path, db_url: str | None = None) -> Plan:
     """A grid or a study file (a study has `search`, `trials`, ...), validated by its own loader."""
     raw = read_yaml(path, "grid or study")
+    from bench.config.stages import is_stage_file
+
+    if is_stage_file(raw):
+        from bench.plan.stages import stages_plan
+
+        return stages_plan(path, raw, db_url)
     if isinstance(raw, dict) and any(key in raw for key in STUDY_FIELDS):
         return _study_plan(path)
     from bench.config.grid import load_grid
@@ -128,7 +135,10 @@ def check_inputs(plan: Plan, weights: dict[str, str], data_root: Path | None) ->
     infos = teacher_presence(sorted({spec.teacher for spec in cells}), weights)
     plan.lines.append("teachers:")
     for name, info in infos.items():
-        if info.missing:
+        if name in plan.stand_ins:
+            plan.lines.append(f"  {name}: trained by an earlier stage first (stage {plan.stand_ins[name]} waits on "
+                              "it; a random-init stand-in is timed)")
+        elif info.missing:
             plan.missing.append(f"weights of {name}")
             plan.lines.append(f"  {name}: MISSING; fix: {teacher_fix(info)}")
         else:

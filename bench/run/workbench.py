@@ -89,6 +89,8 @@ class Workbench:
     def teacher_outputs(self, teacher_name: str, data: DatasetSplits,
                         taps: Sequence[str] = FEATURE_TAPS) -> TeacherOutputs:
         """The taps' outputs for train/val/test, memoised per process; see `_memo_events` for hits and misses."""
+        if POOLED in taps and getattr(self.teacher(teacher_name), "num_classes", None) is not None:
+            taps = (*taps, LOGITS)  # a trained run: its logits (the reference and KD targets) in the same pass
         taps = tuple(sorted(set(taps)))
         memo_key = (teacher_name, data.name, data.config, taps)
         if memo_key in self._outputs:
@@ -151,7 +153,7 @@ class Workbench:
         if memo_key not in self._probes:
             teacher = self.teacher(teacher_name)
             if getattr(teacher, "num_classes", None) is not None and LOGITS in teacher.taps:  # a trained run
-                outputs = self.teacher_outputs(teacher_name, data, (LOGITS,))
+                outputs = self.teacher_outputs(teacher_name, data, (POOLED,))  # with its LOGITS, one pass
                 self._probes[memo_key] = own_head_reference(teacher, data, outputs)
             elif data.config.teacher_reference == "zero-shot":
                 outputs = self.teacher_outputs(teacher_name, data, (IMAGE_EMBED,))

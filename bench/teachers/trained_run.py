@@ -151,13 +151,44 @@ def declare_run(name: str, path: Path) -> tuple[str, ...]:
     return _DECLARED[name]
 
 
+_STAND_INS: dict[str, dict[str, Any]] = {}  # `bench plan`: a run not trained yet -> the facts of the one it will be
+
+
+def declare_stand_in(name: str, student: str, hparams: dict[str, Any], size: int, num_classes: int) -> None:
+    """`bench plan` of a two-stage file before its teacher stage ran: `name` stands for the run it will select, a
+    random-init `student` (timed for the estimate, never trained from), with that student's taps on its card."""
+    facts = {"spec": {"student": student, "hparams": hparams}, "norm": {"size": size, "mean": [0.5] * 3,
+                                                                      "std": [0.25] * 3}}
+    _STAND_INS[name] = {**facts, "num_classes": num_classes}
+    with torch.no_grad():
+        outputs = _student_at(facts, num_classes, "meta").eval()(torch.zeros(1, 3, size, size, device="meta"))
+    _DECLARED[name] = student_taps(outputs)
+
+
+def stand_in_teacher(name: str) -> TrainedRunTeacher:
+    """The random-init stand-in declared for `name` (its speed is the trained run's; its outputs mean nothing)."""
+    facts = _STAND_INS[name]
+    student = _student_at(facts, facts["num_classes"], "cpu").eval()
+    size = int(facts["norm"]["size"])
+    preprocess = Preprocess(size, tuple(facts["norm"]["mean"]), tuple(facts["norm"]["std"]), "bilinear")
+    return TrainedRunTeacher(name, student, preprocess, "stand-in", _DECLARED[name], facts["num_classes"], {})
+
+
 def describe_run(path: Path | None) -> dict[str, object]:
     """Params (trainable tensors of the artifact's student), embedding dim and input normalisation; no load."""
     if path is None:
         return {}
     facts = artifact_facts(Path(path))
-    with torch.device("meta"):
-        student = build_student(facts, "meta")
+    student = build_student(facts, "meta")
+    norm = facts["norm"]
+    return {"params": sum(p.numel() for p in student.parameters()), "embed_dim": int(student.embed_dim),
+            "preprocess": Preprocess(int(norm["size"]), tuple(norm["mean"]), tuple(norm["std"]), "bilinear")}
+
+
+def stand_in_facts(name: str) -> dict[str, object]:
+    """describe() of a stand-in: its student's params and embedding dim, and its input size."""
+    facts = _STAND_INS[name]
+    student = _student_at(facts, facts["num_classes"], "meta")
     norm = facts["norm"]
     return {"params": sum(p.numel() for p in student.parameters()), "embed_dim": int(student.embed_dim),
             "preprocess": Preprocess(int(norm["size"]), tuple(norm["mean"]), tuple(norm["std"]), "bilinear")}
@@ -167,14 +198,16 @@ def resolve_run_name(name: str) -> Entry:
     """`run:<spec key prefix>` -> a teacher entry whose factory loads the artifact passed as its weights."""
 
     def factory(weights: str | None = None, *, allow_download: bool = False) -> Teacher:
+        if not weights and name in _STAND_INS:
+            return stand_in_teacher(name)
         if not weights:
             raise BenchError(f"teacher {name!r} is a trained run: name it in a grid file (resolved against --db) "
                              f"or give --weights {name}=ARTIFACT.safetensors")
         return load_trained_run(name, Path(weights))
 
     factory.__doc__ = "A trained run's student as a frozen teacher."
-    return TEACHERS.make_entry(name, factory, TeacherCard("bench", _DECLARED.get(name, CARD_TAPS),
-                                                                  describe=describe_run),
+    describe = (lambda _path: stand_in_facts(name)) if name in _STAND_INS else describe_run
+    return TEACHERS.make_entry(name, factory, TeacherCard("bench", _DECLARED.get(name, CARD_TAPS), describe=describe),
                                f"trained run {name.split(':', 1)[1]} as a teacher")
 
 
