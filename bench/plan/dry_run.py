@@ -51,7 +51,9 @@ def load_plan(path: Path, db_url: str | None = None) -> Plan:
     if is_stage_file(raw):
         from bench.plan.stages import stages_plan
 
-        return stages_plan(path, raw, db_url)
+        staged = stages_plan(path, raw, db_url)
+        return Plan("grid", staged.name, staged.references, staged.runs, lines=staged.lines, weights=staged.weights,
+                    stand_ins=staged.stand_ins)
     if isinstance(raw, dict) and any(key in raw for key in STUDY_FIELDS):
         return _study_plan(path)
     from bench.config.grid import load_grid

@@ -8,6 +8,7 @@ trained teacher's, and their cells' keys are not the real ones (none counts as d
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +57,26 @@ def _classes(dataset: str) -> int:
     return NUM_CLASSES.get(dataset, 10)
 
 
-def stages_plan(path: Path, raw: dict[str, Any], db_url: str | None) -> Any:
-    """Every stage's cells in one Plan (kind grid): resolved against the database where its teachers exist, else
+@dataclass
+class StagesPlan:
+    """Every stage's cells together (bench/plan/dry_run.py makes them one grid Plan) and what to say about them."""
+
+    name: str
+    references: list[Any] = field(default_factory=list)
+    runs: list[Any] = field(default_factory=list)
+    weights: dict[str, str] = field(default_factory=dict)
+    stand_ins: dict[str, str] = field(default_factory=dict)  # stand-in teacher -> the stage that waits on it
+    lines: list[str] = field(default_factory=list)
+
+
+def stages_plan(path: Path, raw: dict[str, Any], db_url: str | None) -> StagesPlan:
+    """Every stage's cells: resolved against the database where its teachers exist, else
     on stand-ins, with a line per stage saying which."""
     from bench.config.stages import file_name, load_stage, stages_of
-    from bench.plan.dry_run import Plan
     from bench.sweep.grid import grid_cells
 
     stages = stages_of(raw, path)
-    plan = Plan("grid", file_name(raw, path), [], [])
+    plan = StagesPlan(file_name(raw, path))
     loaded: dict[str, Any] = {}
     for stage in stages:
         try:
