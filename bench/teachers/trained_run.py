@@ -82,6 +82,13 @@ def build_student(facts: dict[str, Any], device: str | torch.device = "cpu") -> 
     return _student_at(facts, num_classes_of(facts), device)
 
 
+class OwnSize(Preprocess):
+    """A trained run's input: the size and normalisation its student trained on, whatever data.image_size says."""
+
+    def with_size(self, size: int | None) -> Preprocess:
+        return self
+
+
 class TrainedRunTeacher(Teacher):
     """A trained standalone student as a frozen teacher: its logits, embedding (pooled) and conv taps."""
 
@@ -120,7 +127,7 @@ def load_trained_run(name: str, path: Path) -> TrainedRunTeacher:
         raise BenchError(f"teacher {name!r}: the artifact {path} does not fit student "
                          f"{facts['spec']['student']!r}: {str(error).splitlines()[0]}") from None
     norm = facts["norm"]
-    preprocess = Preprocess(int(norm["size"]), tuple(norm["mean"]), tuple(norm["std"]), "bilinear")
+    preprocess = OwnSize(int(norm["size"]), tuple(norm["mean"]), tuple(norm["std"]), "bilinear")
     with torch.no_grad():
         probe = student.eval()(torch.zeros(1, 3, preprocess.input_size, preprocess.input_size))
     taps = student_taps(probe)
@@ -170,7 +177,7 @@ def stand_in_teacher(name: str) -> TrainedRunTeacher:
     facts = _STAND_INS[name]
     student = _student_at(facts, facts["num_classes"], "cpu").eval()
     size = int(facts["norm"]["size"])
-    preprocess = Preprocess(size, tuple(facts["norm"]["mean"]), tuple(facts["norm"]["std"]), "bilinear")
+    preprocess = OwnSize(size, tuple(facts["norm"]["mean"]), tuple(facts["norm"]["std"]), "bilinear")
     return TrainedRunTeacher(name, student, preprocess, "stand-in", _DECLARED[name], facts["num_classes"], {})
 
 
