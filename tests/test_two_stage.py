@@ -85,3 +85,17 @@ def test_two_stage_file_plans_runs_and_reruns_as_nothing(tmp_path: Path) -> None
         code, output = bench_cli("run", str(grid), *common)
         assert code == 2 and "has changed" in output and len(output.strip().splitlines()) == 1, output
         assert len(rows(db_file, "SELECT id FROM runs")) == 5
+
+
+def test_repdistiller_study_plans_every_stage_on_a_named_gpu(tmp_path: Path) -> None:
+    """Before any teacher exists: both kinds of stage listed, the data's presence or fix named, a total in hours."""
+    code, output = bench_cli("plan", "studies/repdistiller-cifar100.yaml", "--db", f"sqlite:///{tmp_path / 'r.db'}",
+                             "--gpu", "h100", "--data-root", str(tmp_path))
+    assert "stage teacher (grid repdistiller-cifar100-teacher): 5 cells" in output, output
+    assert "stage from-resnet32x4 (grid repdistiller-cifar100-from-resnet32x4): 64 cells" in output
+    assert "run:teacher-resnet32x4-best x cifar-100: 63 runs" in output  # each stage's stand-in is its own teacher
+    assert "run:teacher-vgg13-best: trained by an earlier stage first" in output
+    total = next(line for line in output.splitlines() if line.strip().startswith("total"))
+    assert total.strip().endswith(" h"), total  # 172 runs of 240 epochs: hours, not '?'
+    if "cifar-100: MISSING" in output:
+        assert code == 2 and "cifar-100-python" in output and "--data-root" in output
