@@ -67,6 +67,7 @@ def selected_refs(database_url: str, selector: Selector, file_name: str, where: 
     from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from bench.core.names import PROBE_METHOD
     from bench.store.models import Run
     from bench.store.session import get_engine, session_scope
 
@@ -74,7 +75,7 @@ def selected_refs(database_url: str, selector: Selector, file_name: str, where: 
     if "stage" in filters:
         filters["study"] = stage_study(file_name, filters.pop("stage"))
     query = select(Run.spec_key, Run.val_acc).where(
-        Run.status == "done", Run.artifact_path.is_not(None), Run.method != "teacher-probe",
+        Run.status == "done", Run.artifact_path.is_not(None), Run.method != PROBE_METHOD,
         *(getattr(Run, name) == (int(value) if name == "seed" else value) for name, value in filters.items()),
     ).order_by(Run.id)
     try:

@@ -78,7 +78,8 @@ class Rates:
 
             teacher = TEACHERS.get(name)(self.weights.get(name))
             rate = tp.measure_teacher(teacher, size)
-            self._note(f"teacher {name} at {size} px: {rate:.0f} img/s, measured here (its weights)")
+            what = "a random-init stand-in" if teacher.fingerprint == "stand-in" else "its weights"
+            self._note(f"teacher {name} at {size} px: {rate:.0f} img/s, measured here ({what})")
             return rate
         arch = tp.TEACHER_ARCH.get(name)
         if arch is None:

@@ -27,7 +27,7 @@ from bench.teachers.base import Preprocess, Teacher, file_fingerprint
 PREFIX = "run"
 STUDENT_PREFIX = "student."  # bench/run/kept.py's prefix of the student's tensors in an artifact
 CARD_TAPS = (LOGITS, POOLED)  # an undeclared run's card (declare_run gives the artifact's); the built teacher says all
-OWN_HEAD = "own-head"  # ProbeResult.kd_targets / reference of a trained-run teacher: no probe
+STAND_IN = "stand-in"  # the fingerprint of a `bench plan` stand-in (random init, never a cache key)
 
 
 def run_name(spec_key: str) -> str:
@@ -178,7 +178,7 @@ def stand_in_teacher(name: str) -> TrainedRunTeacher:
     student = _student_at(facts, facts["num_classes"], "cpu").eval()
     size = int(facts["norm"]["size"])
     preprocess = OwnSize(size, tuple(facts["norm"]["mean"]), tuple(facts["norm"]["std"]), "bilinear")
-    return TrainedRunTeacher(name, student, preprocess, "stand-in", _DECLARED[name], facts["num_classes"], {})
+    return TrainedRunTeacher(name, student, preprocess, STAND_IN, _DECLARED[name], facts["num_classes"], {})
 
 
 def describe_run(path: Path | None) -> dict[str, object]:
