@@ -45,7 +45,7 @@ def plan_command(
         workers, devices = plan_workers(jobs, workers_per_device, gpu)
         plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root, workers, devices)
         if plan.runnable:
-            build_undecided(plan.runs, plan.done, checks.weights(weights), data_root)
+            build_undecided(plan.runs, plan.done, {**plan.weights, **checks.weights(weights)}, data_root)
         for line in [*plan.lines, *timing_lines(throughput.TIMINGS)]:
             out.print(line, highlight=False, markup=False, soft_wrap=True)
         if not plan.runnable:

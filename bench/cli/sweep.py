@@ -37,6 +37,27 @@ from bench.cli.common import (
 from bench.core.errors import BenchError
 
 
+def stage_file(path: Path) -> bool:
+    """Whether the file declares `stages:` (bench/config/stages.py)."""
+    from bench.config.base import read_yaml
+    from bench.config.stages import is_stage_file
+
+    return is_stage_file(read_yaml(path, "grid"))
+
+
+def run_stages(path: Path, db: str, context: object, options: object, enqueue_only: bool,
+               weights: list[str] | None) -> None:
+    """`bench run` of a stage file: each stage as a grid, in order; one summary line per stage."""
+    from bench.sweep.stages import run_stage_file
+
+    for summary in run_stage_file(path, db, context, err, options, enqueue_only,
+                                  lambda teachers: {name: path for name, path in checks.weights(weights).items()
+                                                    if name in teachers}):
+        out.print(f"stage grid {summary.study}: {summary.total} cells, {summary.skipped} already done, "
+                  f"{summary.done} run now, {summary.failed} failed; results in {db}", highlight=False,
+                  soft_wrap=True)
+
+
 def run(
     grid_file: Annotated[Path | None, typer.Argument(help=f"grid YAML [default: {DEFAULT_GRID}]")] = None,
     grid: Annotated[Path | None, typer.Option("--grid", help="grid YAML (the same as the FILE argument)")] = None,
@@ -79,7 +100,12 @@ def run(
             slots = local_workers(jobs, workers_per_device, device)
         threads_used = worker_threads(threads, len(slots) if slots else 1)
         check_connection(db)
-        loaded = load_grid(grid or grid_file or DEFAULT_GRID)
+        if stage_file(grid or grid_file or DEFAULT_GRID):  # two-stage: bench/sweep/stages.py runs each stage
+            context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
+                                 threads=threads_used)
+            run_stages(grid or grid_file or DEFAULT_GRID, db, context, options, enqueue_only, weights)
+            return
+        loaded = load_grid(grid or grid_file or DEFAULT_GRID, db)
         loaded.weights.update(checks.weights(weights, sorted({spec.teacher for spec in loaded.specs})))
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
                              threads=threads_used)

@@ -154,7 +154,11 @@ def config_error(path: Path, error: ValidationError, model: type[BaseModel]) -> 
 
 def load_config(path: Path, model: type[ConfigModel], what: str) -> ConfigModel:
     """Read a YAML `what` file and validate it against `model`; every problem is one BenchError line."""
-    raw = read_yaml(path, what)
+    return validate_config(read_yaml(path, what), path, model, what)
+
+
+def validate_config(raw: Any, path: Path, model: type[ConfigModel], what: str) -> ConfigModel:
+    """Validate parsed YAML against `model` (a mapping of fields); every problem is one BenchError line."""
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: a {what} file must be a mapping of fields (teacher, student, ...)")
     try:

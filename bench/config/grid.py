@@ -10,7 +10,17 @@ from typing import Any
 
 from pydantic import field_validator
 
-from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, as_list, load_config, non_empty_list
+from bench.config.base import (
+    CHOICE_FIELDS,
+    Epochs,
+    Scalar,
+    Seed,
+    SweepModel,
+    as_list,
+    non_empty_list,
+    read_yaml,
+    validate_config,
+)
 from bench.config.shapes import check_cells
 from bench.core.errors import BenchError
 from bench.core.knobs import EPOCHS, Knob, defaults_of, name_problem
@@ -64,9 +74,15 @@ class Grid:
     weights: dict[str, str]
 
 
-def load_grid(path: Path) -> Grid:
-    """Read, validate and expand a grid file; every problem is one BenchError line."""
-    return expand_grid(load_config(path, GridModel, "grid"), path)
+def load_grid(path: Path, database_url: str | None = None) -> Grid:
+    """Read, validate and expand a grid file; every problem is one BenchError line. `run:` teachers (trained runs,
+    bench/config/run_teachers.py) are looked up in `database_url`."""
+    from bench.config.run_teachers import resolve_run_teachers
+
+    raw = read_yaml(path, "grid")
+    if isinstance(raw, dict):
+        raw = resolve_run_teachers(raw, path, database_url)
+    return expand_grid(validate_config(raw, path, GridModel, "grid"), path)
 
 
 def expand_grid(model: GridModel, path: Path | None) -> Grid:

@@ -67,7 +67,8 @@ class Rates:
 
     def _teacher(self, name: str, size: int) -> float | None:
         if self.gpu:
-            rate = tp.teacher_rate(self.gpu, name, size)
+            rate = tp.teacher_rate(self.gpu, name, size) or run_teacher_rate(self.gpu, name, self.infos.get(name),
+                                                                             self.weights.get(name), size)
             if rate is not None:
                 self._note(f"teacher {name} at {size} px: {rate.images_per_s:.0f} img/s, {rate.source}")
             return rate.images_per_s if rate else None
@@ -77,7 +78,8 @@ class Rates:
 
             teacher = TEACHERS.get(name)(self.weights.get(name))
             rate = tp.measure_teacher(teacher, size)
-            self._note(f"teacher {name} at {size} px: {rate:.0f} img/s, measured here (its weights)")
+            what = "a random-init stand-in" if teacher.fingerprint == "stand-in" else "its weights"
+            self._note(f"teacher {name} at {size} px: {rate:.0f} img/s, measured here ({what})")
             return rate
         arch = tp.TEACHER_ARCH.get(name)
         if arch is None:
@@ -107,6 +109,8 @@ class Rates:
         head = STUDENTS.entry(spec.student).card.kind == HEAD
         if self.gpu:
             rate = tp.student_rate(self.gpu, spec.student, head, size)
+            if rate is None and not head:
+                rate = flop_scaled_rate(self.gpu, spec, size)
             if rate is not None:
                 self._note(f"student {spec.student}{'' if head else f' at {size} px'}: "
                            f"{rate.images_per_s:.0f} img/s, {rate.source}")
@@ -177,6 +181,60 @@ def reference_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> tuple[fl
         per_lr = epochs * per_epoch
         return passes, FINETUNE_LRS * per_lr + passes  # the fine-tuned teacher's features are extracted again
     return passes, splits.train * PROBE_SECONDS_PER_IMAGE
+
+
+FLOP_ANCHOR = ("resnet", 64)  # the table's standalone row a student without one is scaled from (by FLOPs)
+
+
+def forward_flops(model: Any, size: int) -> float:
+    """FLOPs of one image's forward pass (torch's FLOP counter on a batch of one, CPU)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval()(torch.zeros(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def _anchor(gpu: str) -> tuple[float, float] | None:
+    """(images/s, forward FLOPs per image) of the table's anchor student on `gpu`."""
+    from bench.core.registries import STUDENTS
+    from bench.students.base import StudentContext
+
+    rate = tp.student_rate(gpu, FLOP_ANCHOR[0], False, FLOP_ANCHOR[1])
+    if rate is None:
+        return None
+    model = STUDENTS.get(FLOP_ANCHOR[0])(StudentContext(10, 0, FLOP_ANCHOR[1]), {})
+    return rate.images_per_s, forward_flops(model, FLOP_ANCHOR[1])
+
+
+def flop_scaled_rate(gpu: str, spec: ExperimentSpec, size: int) -> tp.Rate | None:
+    """A standalone student with no table row (the CIFAR nets): the anchor row's rate x anchor FLOPs / its FLOPs.
+    An estimate: small nets are launch-bound on a GPU, so it is low for them (the per-step floor still applies)."""
+    from bench.core.registries import STUDENTS
+    from bench.students.base import StudentContext
+
+    anchor = _anchor(gpu)
+    if anchor is None:
+        return None
+    context = StudentContext(NUM_CLASSES.get(spec.dataset, 10), 0, size)
+    ours = forward_flops(STUDENTS.get(spec.student)(context, spec.hparams_dict), size)
+    return tp.Rate(anchor[0] * anchor[1] / ours, f"estimate: {FLOP_ANCHOR[0]} at {FLOP_ANCHOR[1]} px on {gpu} "
+                   f"scaled by forward FLOPs ({ours / 1e6:.0f} vs {anchor[1] / 1e6:.0f} MFLOPs)")
+
+
+def run_teacher_rate(gpu: str, name: str, info: Any, weights: str | None, size: int) -> tp.Rate | None:
+    """A trained-run teacher (`run:`) on a named GPU: the anchor's rate scaled by FLOPs, forward only."""
+    from bench.core.registries import TEACHERS
+
+    anchor = _anchor(gpu)
+    if not name.startswith("run:") or (info is not None and info.missing) or anchor is None:
+        return None
+    ours = forward_flops(TEACHERS.get(name)(weights).encoder, size)
+    return tp.Rate(anchor[0] * anchor[1] / ours * EVAL_SPEEDUP, f"estimate: {FLOP_ANCHOR[0]} at {FLOP_ANCHOR[1]} px "
+                   f"on {gpu} scaled by forward FLOPs ({ours / 1e6:.0f} vs {anchor[1] / 1e6:.0f} MFLOPs), forward "
+                   f"only (x{EVAL_SPEEDUP:.0f})")
 
 
 def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> float | None:

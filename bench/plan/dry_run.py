@@ -35,23 +35,33 @@ class Plan:
     done_count: int = 0
     missing: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    weights: dict[str, str] = field(default_factory=dict)  # the file's own (run: teachers' artifacts among them)
+    stand_ins: dict[str, str] = field(default_factory=dict)  # stage file: stand-in teacher -> the stage it waits on
 
     @property
     def runnable(self) -> bool:
         return not self.missing
 
 
-def load_plan(path: Path) -> Plan:
+def load_plan(path: Path, db_url: str | None = None) -> Plan:
     """A grid or a study file (a study has `search`, `trials`, ...), validated by its own loader."""
     raw = read_yaml(path, "grid or study")
+    from bench.config.stages import is_stage_file
+
+    if is_stage_file(raw):
+        from bench.plan.stages import stages_plan
+
+        staged = stages_plan(path, raw, db_url)
+        return Plan("grid", staged.name, staged.references, staged.runs, lines=staged.lines, weights=staged.weights,
+                    stand_ins=staged.stand_ins)
     if isinstance(raw, dict) and any(key in raw for key in STUDY_FIELDS):
         return _study_plan(path)
     from bench.config.grid import load_grid
     from bench.sweep.grid import grid_cells
 
-    grid = load_grid(path)
+    grid = load_grid(path, db_url)
     cells = grid_cells(grid)
-    return Plan("grid", grid.name, cells[: len(cells) - len(grid.specs)], list(grid.specs))
+    return Plan("grid", grid.name, cells[: len(cells) - len(grid.specs)], list(grid.specs), weights=dict(grid.weights))
 
 
 def _study_plan(path: Path) -> Plan:
@@ -127,7 +137,10 @@ def check_inputs(plan: Plan, weights: dict[str, str], data_root: Path | None) ->
     infos = teacher_presence(sorted({spec.teacher for spec in cells}), weights)
     plan.lines.append("teachers:")
     for name, info in infos.items():
-        if info.missing:
+        if name in plan.stand_ins:
+            plan.lines.append(f"  {name}: trained by an earlier stage first (stage {plan.stand_ins[name]} waits on "
+                              "it; a random-init stand-in is timed)")
+        elif info.missing:
             plan.missing.append(f"weights of {name}")
             plan.lines.append(f"  {name}: MISSING; fix: {teacher_fix(info)}")
         else:
@@ -196,7 +209,8 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
 
     if gpu is not None and gpu not in tp.GPU_SCALE:
         raise BenchError(f"--gpu {gpu!r}: no throughput table for it; known: {', '.join(tp.gpu_names())}")
-    plan = load_plan(path)
+    plan = load_plan(path, db_url)
+    weights = {**plan.weights, **weights}
     mark_done(plan, db_url)
     group_lines(plan)
     overlap_lines(plan)

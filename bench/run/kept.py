@@ -75,6 +75,8 @@ def reference_kept(spec: ExperimentSpec, task: object) -> Kept:
         state = task.finetune.state
         tensors = {name: value.detach().to("cpu", copy=True).contiguous() for name, value in state.items()}
         return Kept(FINETUNE, tensors, _metadata(spec, FINETUNE))
+    if task.probe.head_params == 0:  # a trained run's own head: the teacher is its run's artifact already
+        return Kept(TEACHER, {}, _metadata(spec, TEACHER))
     if task.probe.kd_targets == "zero-shot":
         from bench.teachers.zero_shot import zero_shot_head
 

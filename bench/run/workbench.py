@@ -11,7 +11,7 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.core.registries import TEACHERS
-from bench.core.taps import IMAGE_EMBED, POOLED
+from bench.core.taps import IMAGE_EMBED, LOGITS, POOLED
 from bench.data.splits import DataConfig, DatasetSplits, load_dataset
 from bench.deploy.inference_cost import InferenceCost
 from bench.deploy.model import head_cost, teacher_head, teacher_pass_cost, teacher_pass_key
@@ -21,7 +21,12 @@ from bench.teacher_outputs.cache import CacheEvent, FeatureCache
 from bench.teacher_outputs.features import TeacherOutputs, teacher_pass
 from bench.teacher_outputs.finetune import FinetuneResult, finetune_config, finetune_teacher, finetuned_outputs
 from bench.teacher_outputs.probe import ProbeResult
-from bench.teacher_outputs.reference import finetune_reference, linear_probe, zero_shot_reference
+from bench.teacher_outputs.reference import (
+    finetune_reference,
+    linear_probe,
+    own_head_reference,
+    zero_shot_reference,
+)
 from bench.teacher_outputs.views import Labeller, ViewCache, view_cache
 from bench.teachers.base import Teacher
 
@@ -84,6 +89,8 @@ class Workbench:
     def teacher_outputs(self, teacher_name: str, data: DatasetSplits,
                         taps: Sequence[str] = FEATURE_TAPS) -> TeacherOutputs:
         """The taps' outputs for train/val/test, memoised per process; see `_memo_events` for hits and misses."""
+        if POOLED in taps and getattr(self.teacher(teacher_name), "num_classes", None) is not None:
+            taps = (*taps, LOGITS)  # a trained run: its logits (the reference and KD targets) in the same pass
         taps = tuple(sorted(set(taps)))
         memo_key = (teacher_name, data.name, data.config, taps)
         if memo_key in self._outputs:
@@ -140,11 +147,15 @@ class Workbench:
         return [CacheEvent(True, event.teacher_seconds) for event in cached.events]
 
     def probe(self, teacher_name: str, data: DatasetSplits) -> ProbeResult:
-        """The teacher's reference (bench/teacher_outputs/reference.py): zero-shot, fine-tuned or a linear probe."""
+        """The teacher's reference (bench/teacher_outputs/reference.py): a trained run's own head, zero-shot,
+        fine-tuned or a linear probe."""
         memo_key = (teacher_name, data.name, data.config)
         if memo_key not in self._probes:
             teacher = self.teacher(teacher_name)
-            if data.config.teacher_reference == "zero-shot":
+            if getattr(teacher, "num_classes", None) is not None and LOGITS in teacher.taps:  # a trained run
+                outputs = self.teacher_outputs(teacher_name, data, (POOLED,))  # with its LOGITS, one pass
+                self._probes[memo_key] = own_head_reference(teacher, data, outputs)
+            elif data.config.teacher_reference == "zero-shot":
                 outputs = self.teacher_outputs(teacher_name, data, (IMAGE_EMBED,))
                 self._probes[memo_key] = zero_shot_reference(teacher, data, outputs)
             elif data.config.teacher_reference == "finetune":

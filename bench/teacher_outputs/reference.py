@@ -1,5 +1,6 @@
 """The teacher's reference on a dataset: a linear probe on its cached features (fit on the labelled train rows,
-out-of-fold train logits), its zero-shot head, or its fine-tune; each gives the reference accuracy and the KD logits."""
+out-of-fold train logits), its zero-shot head, its fine-tune, or a trained run's own head; each gives the reference
+accuracy and the KD logits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from bench.core.names import FINETUNE_REFERENCE, FINETUNE_TARGETS, SPLITS
-from bench.core.taps import IMAGE_EMBED, POOLED
+from bench.core.taps import IMAGE_EMBED, LOGITS, POOLED
 from bench.data.splits import DatasetSplits
 from bench.teacher_outputs.cache import FeatureCache
 from bench.teacher_outputs.features import TeacherOutputs, split_fingerprint
@@ -17,6 +18,8 @@ from bench.teacher_outputs.finetune import FinetuneResult, labeled_rows
 from bench.teacher_outputs.probe import FOLD_SEED, OOF_FOLDS, PROBE_VERSION, ProbeResult, fit_linear_probe
 from bench.teachers.base import Teacher
 
+OWN_HEAD_REFERENCE = "trained run's own head (no probe)"  # runs.teacher_reference of a trained-run teacher
+OWN_HEAD_TARGETS = "own-head-in-sample"  # runs.kd_targets: the trained teacher's own logits on its train rows
 PROBE_HEAD = ("mean", "std", "weight", "bias")  # the chosen probe, kept in its cache entry for its artifact
 
 
@@ -35,6 +38,23 @@ def zero_shot_reference(teacher: Teacher, data: DatasetSplits, outputs: TeacherO
         test_acc=accuracy(logits["test"], labels["test"]), logits=logits, reference=head.reference,
         head_params=head.class_embeds.numel(), kd_targets="zero-shot",
     )
+
+
+def own_head_reference(teacher: Teacher, data: DatasetSplits, outputs: TeacherOutputs) -> ProbeResult:
+    """A trained-run teacher (bench/teachers/trained_run.py): its own LOGITS on every split are the KD targets and
+    its accuracy the reference; no probe is fit (the train logits are in-sample, as in RepDistiller's protocol)."""
+    from bench.core.errors import BenchError
+    from bench.teacher_outputs.probe import accuracy
+
+    classes = int(getattr(teacher, "num_classes", 0))
+    if classes != data.num_classes:
+        raise BenchError(f"teacher {teacher.name!r} was trained on {classes} classes but {data.name} has "
+                         f"{data.num_classes}; a trained run teaches its own dataset")
+    logits = {split: outputs.features[split][LOGITS] for split in SPLITS}
+    labels = {split: torch.from_numpy(data.split(split).labels) for split in SPLITS}
+    return ProbeResult(weight_decay=0.0, val_acc=accuracy(logits["val"], labels["val"]),
+                       test_acc=accuracy(logits["test"], labels["test"]), logits=logits, reference=OWN_HEAD_REFERENCE,
+                       head_params=0, kd_targets=OWN_HEAD_TARGETS)
 
 
 def finetune_reference(teacher: Teacher, data: DatasetSplits, tuned: FinetuneResult) -> ProbeResult:
