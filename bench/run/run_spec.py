@@ -78,7 +78,8 @@ def view_feed(bench: Workbench, spec: ExperimentSpec, parts: RunParts, data: Dat
     size = config.student_image_size or data.native_size
     feed = ViewFeed(config.teacher_views, config.augment, data.train.images, masked_train_labels(data), student,
                     parts.input_tap, tuple(name for name in parts.teacher_targets), spec.seed, size,
-                    rows=student.rows if student is not None else None)
+                    rows=student.rows if student is not None else None,
+                    kd_targets=reference_targets(labeller.reference))
     if config.teacher_views == "online":
         return replace(feed, labeller=labeller)
     taps = [*parts.teacher_targets, *([parts.input_tap, LOGITS] if parts.input_tap is not None else [])]  # a head
@@ -126,7 +127,7 @@ def run_spec(spec: ExperimentSpec, bench: Workbench, study: str, trial_number: i
               "teacher_view_s": views.teacher_seconds if views is not None else 0.0,
               "teacher_view_images": views.teacher_images if views is not None else 0}
     if views is not None and "logits" in parts.teacher_targets:
-        fields["kd_targets"] = reference_targets(data.config.teacher_reference)
+        fields["kd_targets"] = views.kd_targets
     if keep is not None:  # the weights test_acc was computed with: the last epoch's
         keep(student_kept(spec, parts, data, joint_space))
     return finished_record(started, data, fields)

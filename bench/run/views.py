@@ -46,6 +46,7 @@ class ViewFeed:
     rows: np.ndarray | None = None  # batch position -> train row (scratch under data.labeled_limit)
     cache: ViewCache | None = None
     labeller: Labeller | None = None
+    kd_targets: str = ""  # runs.kd_targets of a run reading these views' logits (which head labelled them)
 
     def _rows(self, index: torch.Tensor) -> torch.Tensor:
         return index if self.rows is None else torch.from_numpy(self.rows[index.numpy()])

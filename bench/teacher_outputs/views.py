@@ -26,6 +26,7 @@ from bench.data.splits import DatasetSplits
 from bench.data.views import UNIFORMS, keyed_uniforms, params_from_uniforms, render_views
 from bench.teacher_outputs.cache import CacheEvent, FeatureCache, content_hash
 from bench.teacher_outputs.features import PassRate, split_fingerprint, teacher_batch_size
+from bench.teacher_outputs.reference import OWN_HEAD_REFERENCE
 from bench.teachers.base import Preprocess, Teacher
 
 VIEWS_VERSION = 1  # in the view cache's key: bump when drawing, rendering or labelling changes
@@ -47,7 +48,7 @@ class Labeller:
 
     @property
     def logits_tap(self) -> str:
-        return IMAGE_EMBED if self.reference == "zero-shot" else POOLED
+        return {"zero-shot": IMAGE_EMBED, "own-head": LOGITS}.get(self.reference, POOLED)
 
     def served_taps(self, taps: Sequence[str]) -> list[str]:
         """The teacher taps a batch must compute for `taps` (logits come from the head's tap)."""
@@ -86,11 +87,14 @@ class Labeller:
             return (((features.double() - head["mean"]) / head["std"]) @ head["weight"] + head["bias"]).float()
         if self.reference == "finetune":
             return self.head.to(features.device)(features).float()  # type: ignore[union-attr, operator]
+        if self.reference == "own-head":  # a trained run's own classifier: its LOGITS tap is the target
+            return features
         return self.head.logits(features).float()  # type: ignore[union-attr]
 
 
 def make_labeller(teacher: Teacher, data: DatasetSplits, reference: object) -> Labeller:
-    """The run's labeller: `reference` is the ProbeResult (probe, zero-shot) or the FinetuneResult."""
+    """The run's labeller: `reference` is the ProbeResult (probe, zero-shot, a trained run's own head) or the
+    FinetuneResult."""
     preprocess = teacher.preprocess.with_size(data.config.image_size)
     kind = data.config.teacher_reference
     base = {"teacher": teacher.name, "weights": teacher.fingerprint, "reference": kind}
@@ -106,6 +110,8 @@ def make_labeller(teacher: Teacher, data: DatasetSplits, reference: object) -> L
         with torch.inference_mode():
             head = zero_shot_head(teacher, data.class_names)
         return Labeller(teacher, preprocess, kind, head, {**base, "head": content_hash({"c": head.class_embeds})})
+    if getattr(reference, "reference", None) == OWN_HEAD_REFERENCE:  # a trained run (teacher: run:...)
+        return Labeller(teacher, preprocess, "own-head", None, {**base, "reference": "own-head"})
     probe_head = getattr(reference, "head", None)
     if probe_head is None:
         raise BenchError("data.teacher_views: the linear probe kept no head to label views with; clear the "

@@ -360,3 +360,26 @@ def test_zero_shot_and_fine_tuned_teachers_label_the_views(tmp_path: Path) -> No
     n_train = json.loads(query(db, "SELECT split_sizes FROM runs LIMIT 1")[0]["split_sizes"])["train"]
     assert [(r["kd_targets"], r["teacher_view_images"]) for r in rows] == [
         ("finetune-views", 2 * n_train), ("zero-shot-views", 2 * n_train)]
+
+
+class OwnHeadTeacher(HashTeacher):
+    """A hash teacher that is also a classifier (as a trained run is): its LOGITS tap is its own head's output."""
+
+    taps = (POOLED, LOGITS)
+
+    def features(self, images: torch.Tensor, taps: list[str]) -> dict[str, torch.Tensor]:
+        pooled = self.encoder(images.float().flatten(1))
+        return {POOLED: pooled, LOGITS: pooled[:, :10] * 2}
+
+
+def test_a_trained_run_labels_views_with_its_own_head() -> None:
+    from bench.teacher_outputs.probe import ProbeResult
+    from bench.teacher_outputs.reference import OWN_HEAD_REFERENCE
+    from tests.support.fakes import tiny_splits
+
+    teacher = OwnHeadTeacher()
+    reference = ProbeResult(0.0, 0.5, 0.5, {}, reference=OWN_HEAD_REFERENCE, head_params=0)
+    labeller = make_labeller(teacher, tiny_splits(), reference)
+    images = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(labeller(images, [LOGITS])[LOGITS], teacher.features(images, [LOGITS])[LOGITS])
+    assert labeller.key["reference"] == "own-head" and labeller.calls == 1
