@@ -96,6 +96,19 @@ class AttentionTransfer(Method):
         super().__init__(context, hparams)
         self.source = attention_source(self.hparams, context.teacher_shapes, context.student_shapes)
         self.pairs = self._pairs(self.hparams, context.student_shapes, context.teacher_shapes)
+        if self.source == "feature_map":
+            self._refuse_single_positions(context)
+
+    def _refuse_single_positions(self, context: MethodContext) -> None:
+        """Maps compared at 1x1 (after pooling the larger to the smaller) have one position: their normalised
+        attention maps are both 1, so the AT term would be 0 whatever the networks do."""
+        for s, t in self.pairs:
+            shapes = [tuple(shape) for shape in (context.student_shapes.get(s), context.teacher_shapes.get(t))
+                      if shape is not None and len(shape) == 3]
+            if len(shapes) == 2 and min(min(shape[1:]) for shape in shapes) == 1:
+                raise BenchError(f"method 'attention': student {s} {shapes[0][1:]} and teacher {t} {shapes[1][1:]} "
+                                 "compare at 1x1, where every normalised attention map is 1 and the AT term is 0; "
+                                 "raise data.image_size (the teacher's) or student_image_size")
 
     @staticmethod
     def _pairs(hparams: Mapping[str, Any], student: Mapping[str, Shape] | Collection[str],

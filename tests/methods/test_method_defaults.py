@@ -55,3 +55,19 @@ def test_combined_writes_repdistillers_crd_plus_kd_as_published() -> None:
     assert weights == pytest.approx({"ce": 1.0, "kd": 1.0, "crd": 0.8})  # -r 1 -a 1 -b 0.8
     plain_kd = METHODS.get("combined")(context, {"combine": "kd:0.9", "ce_weight": 0.1}).term_weights()
     assert plain_kd == pytest.approx(METHODS.get("kd")(context, {}).term_weights())
+
+
+@pytest.mark.parametrize(("student_map", "teacher_map", "refused"), [
+    ((4, 1, 1), (8, 1, 1), True), ((4, 2, 2), (8, 1, 1), True), ((4, 2, 2), (8, 2, 2), False)])
+def test_attention_transfer_refuses_maps_that_compare_at_one_position(student_map: tuple, teacher_map: tuple,
+                                                                      refused: bool) -> None:
+    """At 1x1 both normalised attention maps are 1: the AT term would be 0 whatever the networks learn."""
+    from bench.core.errors import BenchError
+
+    context = MethodContext(3, 8, 4, {"logits": (3,), "embedding": (4,), "feature_map": student_map},
+                            {"pooled": (8,), "feature_map": teacher_map}, train_labels=None)
+    if refused:
+        with pytest.raises(BenchError, match="1x1"):
+            METHODS.get("attention")(context, {})
+    else:
+        assert METHODS.get("attention")(context, {}).pairs == [("feature_map", "feature_map")]

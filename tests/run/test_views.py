@@ -383,3 +383,24 @@ def test_a_trained_run_labels_views_with_its_own_head() -> None:
     images = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     assert torch.equal(labeller(images, [LOGITS])[LOGITS], teacher.features(images, [LOGITS])[LOGITS])
     assert labeller.key["reference"] == "own-head" and labeller.calls == 1
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_attention_maps_of_the_real_teacher_come_from_the_views(tmp_path: Path) -> None:
+    """AT on the ImageNet teacher's feature maps, for a standalone CNN and a head student, cached and online."""
+    path = tmp_path / "at.yaml"
+    path.write_text("teacher: effnet-lite0\nstudent: [cbam, densenet]\nmethod: attention\ndataset: digits\n"
+                    "seeds: [0]\nepochs: 2\ndata: {image_size: 64, student_image_size: 16, train_limit: 200, "
+                    "val_limit: 60, test_limit: 100, augment: flip}\nhparams: {batch_size: 32, at_weight: 5.0}\n"
+                    "data_variants:\n  - {teacher_views: cached, teacher_view_count: 2}\n"
+                    "  - {teacher_views: online}\n")
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    summary = run_grid(load_grid(path), db, RunContext(cache_dir=tmp_path / "cache", device="cpu"))
+    assert (summary.done, summary.failed) == (1 + 2 * 2, 0)
+    terms = query(db, "SELECT r.student, r.data_config, e.loss_terms FROM run_epochs e JOIN runs r "
+                      "ON r.id = e.run_id WHERE r.method = 'attention' AND e.epoch = 1")
+    assert len(terms) == 4
+    for row in terms:  # the AT term was computed (finite, positive) from the views' feature maps
+        at = json.loads(row["loss_terms"])["at"]
+        assert 0.0 < at < 1e3, (row["student"], row["data_config"], at)
