@@ -17,32 +17,13 @@ from bench.run.workbench import Workbench
 from bench.sweep.budget import budget_open, budget_spent, reserve_trial
 from tests.support.limits import SAFETY_NET_S, bench_env
 from tests.support.paths import REPO
+from tests.support.studies import tiny_study
 
 WORKERS = 3
 BUDGET = 2  # fewer than the workers: before the reservation, each of the 3 checked the budget and all 3 ran
 
-STUDY = """
-name: race
-teacher: effnet-lite0
-student: projection
-method: scratch
-dataset: digits
-epochs: 1
-data:
-  image_size: 64
-  student_image_size: 16
-  train_limit: 200
-  val_limit: 100
-  test_limit: 100
-hparams:
-  batch_size: 32
-search:
-  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
-sampler: {name: random, seed: 0}  # seeded: trial N draws from its own seed, so each worker trains its own spec
-pruner: none
-trials: 5
-final: {seeds: [1], top: 1}
-"""
+# seeded: trial N draws from its own seed, so each worker trains its own spec
+STUDY = tiny_study("race", "random", 0, trials=5)
 
 
 @pytest.fixture(scope="module")

@@ -21,34 +21,12 @@ from bench.sweep.seeding import trial_seed
 from bench.sweep.strategy import load_with_strategy
 from tests.support.limits import SAFETY_NET_S, bench_env
 from tests.support.paths import REPO
-
-STUDY = """
-name: seeds
-teacher: effnet-lite0
-student: projection
-method: scratch
-dataset: digits
-epochs: 1
-data:
-  image_size: 64
-  student_image_size: 16
-  train_limit: 200
-  val_limit: 100
-  test_limit: 100
-hparams:
-  batch_size: 32
-search:
-  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
-sampler: {name: SAMPLER, seed: SEED}
-pruner: none
-trials: 3
-final: {seeds: [1], top: 1}
-"""
+from tests.support.studies import tiny_study
 
 
 def study_model(tmp_path: Path, sampler: str = "random", seed: int = 0) -> StudyModel:
     path = tmp_path / f"study-{sampler}-{seed}.yaml"
-    path.write_text(STUDY.replace("SAMPLER", sampler).replace("SEED", str(seed)))
+    path.write_text(tiny_study("seeds", sampler, seed, trials=3))
     return load_study_file(path)
 
 
@@ -111,7 +89,7 @@ def test_one_process_with_the_same_seed_proposes_the_same_sequence_twice(tmp_pat
 def run_study(tmp_path: Path, db: str, cache: Path, workers: int) -> None:
     """`bench study` in `workers` processes started together on one database (3 trials between them)."""
     path = tmp_path / "study.yaml"
-    path.write_text(STUDY.replace("SAMPLER", "random").replace("SEED", "0"))
+    path.write_text(tiny_study("seeds", "random", 0, trials=3))
     command = [sys.executable, "-m", "bench", "study", str(path), "--db", db, "--device", "cpu", "--cache-dir",
                str(cache), "--run-dir", str(tmp_path / "runs"), "--heartbeat-interval", "1", "--grace-period", "30"]
     logs = [tmp_path / f"worker-{workers}-{i}.log" for i in range(workers)]
