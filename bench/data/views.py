@@ -59,11 +59,17 @@ def _crop_theta(flip: torch.Tensor, area: torch.Tensor, ratio: torch.Tensor, x: 
     log_ratio = math.log(CROP_RATIO[0]) + (math.log(CROP_RATIO[1]) - math.log(CROP_RATIO[0])) * ratio
     width = (area * log_ratio.exp()).sqrt().clamp(max=1.0)
     height = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
-    theta = torch.zeros(len(flip), 2, 3, dtype=torch.float32)
-    theta[:, 0, 0] = torch.where(flip < 0.5, -width, width).float()
-    theta[:, 0, 2] = ((x * 2 - 1) * (1 - width)).float()
+    return box_theta(flip < 0.5, width, height, (x * 2 - 1) * (1 - width), (y * 2 - 1) * (1 - height))
+
+
+def box_theta(mirror: torch.Tensor, width: torch.Tensor, height: torch.Tensor, centre_x: torch.Tensor,
+              centre_y: torch.Tensor) -> torch.Tensor:
+    """(n, 2, 3) float32 affine maps of crop boxes (width, height, centre in [-1, 1] units), mirrored where asked."""
+    theta = torch.zeros(len(mirror), 2, 3, dtype=torch.float32)
+    theta[:, 0, 0] = torch.where(mirror, -width, width).float()
+    theta[:, 0, 2] = centre_x.float()
     theta[:, 1, 1] = height.float()
-    theta[:, 1, 2] = ((y * 2 - 1) * (1 - height)).float()
+    theta[:, 1, 2] = centre_y.float()
     return theta
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.data.images import normalise, normalise_batch, resize, to_float
-from bench.data.views import CROP_RATIO, CROP_SCALE, PAD
+from bench.data.views import CROP_RATIO, CROP_SCALE, PAD, box_theta
 from bench.run.fast import to_memory_format
 
 AUGMENTS = ("none", "flip", "crop-flip", "crop-pad-flip")  # teacher_views fixed (mixup: bench/data/views.py)
@@ -168,10 +168,7 @@ def crop_boxes(n: int, flips: torch.Tensor, generator: torch.Generator) -> torch
     width, height = (area * ratio).sqrt().clamp(max=1.0), (area / ratio).sqrt().clamp(max=1.0)
     centre_x = (torch.rand(n, generator=generator) * 2 - 1) * (1 - width)
     centre_y = (torch.rand(n, generator=generator) * 2 - 1) * (1 - height)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = torch.where(flips, -width, width)
-    theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = centre_x, height, centre_y
-    return theta
+    return box_theta(flips, width, height, centre_x, centre_y)
 
 
 def eval_batches(inputs: torch.Tensor | ImageInputs, device: torch.device, batch_size: int,

@@ -150,10 +150,6 @@ class ViewCache:
     def view_params(self, view: torch.Tensor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: value[view, rows] for name, value in self.params.items()}
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.outputs.values(), *self.params.values()))
-
 
 def compress_topk(logits: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
     """FKD's marginal smoothing in logit space: the top-k logits and their classes, and one logit for every other
