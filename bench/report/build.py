@@ -11,7 +11,7 @@ from bench.core.names import FINAL_SUFFIX
 from bench.report.caveats import annotate
 from bench.report.contents import ReportData
 from bench.report.cost import teacher_costs
-from bench.report.load import load_epochs, load_runs
+from bench.report.load import load_epochs, load_runs, trained_run_students
 from bench.report.optuna_tables import search_studies
 from bench.report.plots import accuracy_vs_latency, accuracy_vs_size, epoch_time, learning_curves
 from bench.report.provenance import provenance
@@ -68,7 +68,8 @@ def build_report(db_url: str, out_dir: Path, where: str | None = None,
     epochs = load_epochs(db_url, runs.loc[runs["status"] == "done", "id"])
     annotate(data.matrices, runs, epochs)
     if published_rows is not None:
-        data.published = compare_published(summary, published_rows)
+        architectures = trained_run_students(db_url, summary["teacher"]) if not summary.empty else {}
+        data.published = compare_published(summary, published_rows, architectures)
     _dataset_plots(data, epochs, out_dir)
     names = None if where is None else _study_names(all_runs)
     data.studies = study_reports(db_url, names, out_dir)

@@ -67,6 +67,27 @@ def load_runs(db_url: str, where: str | None = None) -> pd.DataFrame:
     return read_frame(db_url, query, where=where)
 
 
+TRAINED_RUN_PREFIX = "run:"  # a trained-run teacher's name: `run:<12 characters of its run's spec key>`
+
+
+def trained_run_students(db_url: str, teachers: Iterable[str]) -> dict[str, str]:
+    """The architecture of each trained-run teacher (`run:<key>` -> its run's student), read from the teacher run's
+    own row in the same database whatever --where kept; a run not found there is left out."""
+    keys = sorted({name[len(TRAINED_RUN_PREFIX):] for name in teachers
+                   if isinstance(name, str) and name.startswith(TRAINED_RUN_PREFIX)})
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), ID_CHUNK):
+        chunk = keys[start:start + ID_CHUNK]
+        clauses = " OR ".join(f"substr(spec_key, 1, {len(key)}) = :k{i}" for i, key in enumerate(chunk))
+        frame = read_frame(db_url, f"SELECT spec_key, student FROM runs WHERE {clauses} ORDER BY id",
+                           params={f"k{i}": key for i, key in enumerate(chunk)})
+        for key in chunk:
+            students = {row.student for row in frame.itertuples() if str(row.spec_key).startswith(key)}
+            if len(students) == 1:
+                found[TRAINED_RUN_PREFIX + key] = students.pop()
+    return found
+
+
 def load_epochs(db_url: str, run_ids: Iterable[int]) -> pd.DataFrame:
     """The `run_epochs` rows of the given runs, ordered by run and epoch."""
     ids = sorted({int(i) for i in run_ids})

@@ -4,12 +4,15 @@ paper's value lies inside our 95% interval.
 
 Our number is the last epoch's test accuracy, mean over seeds; the papers' `selection` column says what theirs is
 (RepDistiller: `best`, the best test accuracy seen during training, which favours them). A published row with an
-empty teacher (a network trained alone) matches `scratch` under any teacher. Pandas only (no torch).
+empty teacher (a network trained alone) matches `scratch` under any teacher. A trained-run teacher (`run:<key>`)
+matches by its architecture, the student its run trained (bench/report/load.py `trained_run_students`), and is shown
+as `resnet32x4 (run:<key>)`. Pandas only (no torch).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -48,22 +51,32 @@ def load_published(path: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def compare_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """One row per (our setting, matching published row): ours, theirs, the difference, inside our interval."""
+def teacher_label(teacher: str, architectures: Mapping[str, str]) -> str:
+    """How the table names a teacher: a trained run with its architecture first (`resnet32x4 (run:3f2a9c1d0b12)`)."""
+    return f"{architectures[teacher]} ({teacher})" if teacher in architectures else teacher
+
+
+def compare_published(summary: pd.DataFrame, published: pd.DataFrame,
+                      architectures: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per (our setting, matching published row): ours, theirs, the difference, inside our interval.
+    `architectures`: trained-run teacher name -> the student its run trained, which a published teacher matches."""
     rows = []
+    architectures = dict(architectures or {})
     if summary.empty or published.empty:
         return pd.DataFrame(rows)
     ours = summary[summary["metric"] == "test_acc"] if "metric" in summary else summary
+    ours = ours.assign(teacher_arch=[architectures.get(name, name) for name in ours["teacher"]])
     for _, theirs in published.iterrows():
         match = ours[(ours["dataset"] == theirs["dataset"]) & (ours["student"] == theirs["student"])
                      & (ours["method"] == theirs["method"])]
         if theirs["teacher"]:
-            match = match[match["teacher"] == theirs["teacher"]]
+            match = match[(match["teacher"] == theirs["teacher"]) | (match["teacher_arch"] == theirs["teacher"])]
         for _, setting in match.iterrows():
             mean, low, high = (100 * setting[c] for c in ("score_mean", "ci_low", "ci_high"))
             known = setting["seeds"] >= 2 and not math.isnan(low)
             rows.append({
-                "dataset": setting["dataset"], "teacher": setting["teacher"], "student": setting["student"],
+                "dataset": setting["dataset"], "teacher": setting["teacher"],
+                "teacher_label": teacher_label(setting["teacher"], architectures), "student": setting["student"],
                 "method": setting["method"], "epochs": setting["epochs"], "setting": setting.get("setting", ""),
                 "ours": mean, "ci_low": low, "ci_high": high, "seeds": int(setting["seeds"]),
                 "published": float(theirs["test_acc"]), "selection": theirs["selection"],
@@ -82,5 +95,6 @@ def published_cells(row: pd.Series) -> list[str]:
     interval = f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["inside"] is not None else ""
     inside = "n/a" if row["inside"] is None else ("yes" if row["inside"] else "no")
     method = f"{row['method']} ({row['setting']})" if row["setting"] else row["method"]
-    return [row["teacher"], row["student"], method, str(row["epochs"]), f"{row['ours']:.2f}{interval}",
-            str(row["seeds"]), f"{row['published']:.2f} ({row['selection']})", f"{row['difference']:+.2f}", inside]
+    return [row.get("teacher_label", row["teacher"]), row["student"], method, str(row["epochs"]),
+            f"{row['ours']:.2f}{interval}", str(row["seeds"]), f"{row['published']:.2f} ({row['selection']})",
+            f"{row['difference']:+.2f}", inside]

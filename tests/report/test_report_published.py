@@ -85,3 +85,36 @@ def test_a_bad_published_csv_is_one_line_and_nothing_is_written(tmp_path: Path, 
     with pytest.raises(BenchError) as error:
         write_report(url, tmp_path / "out", formats=("md",), published=path)
     assert message in str(error.value) and "\n" not in str(error.value) and not (tmp_path / "out").exists()
+
+
+def test_a_trained_run_teacher_matches_a_published_row_by_its_architecture(tmp_path: Path) -> None:
+    """`run:<key>` is the student its run trained (read from that run's row, even outside --where); a published
+    row naming another architecture, or a run teacher whose row is not in the database, does not match."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = Store(url)
+    store.save_run(record("aaaabbbbccccdddd", study="teachers", teacher="x", student="resnet32x4", method="scratch"))
+    for seed, acc in enumerate([0.70, 0.74]):
+        store.save_run(record(f"kd{seed}", seed=seed, study="students", teacher="run:aaaabbbbcccc",
+                              student="resnet8x4", method="kd", test_acc=acc))
+        store.save_run(record(f"lost{seed}", seed=seed, study="students", teacher="run:eeeeffff0000",
+                              student="resnet8x4", method="kd", test_acc=acc, hparams={"lr": 0.3}))
+    published = _published(tmp_path, "paper,1,best,digits,resnet32x4,resnet8x4,kd,KD,72.5\n"
+                                      "paper,1,best,digits,wrn-40-2,resnet8x4,kd,KD,99\n")
+    write_report(url, tmp_path / "out", "study = 'students'", formats=("md",), published=published)
+    text = (tmp_path / "out" / "report.md").read_text()
+    lines = [line for line in text.splitlines() if "| resnet8x4 | kd" in line and "(best)" in line]
+    assert len(lines) == 1, text  # the lost run's teacher has no architecture: no match
+    assert lines[0].startswith("| resnet32x4 (run:aaaabbbbcccc) | resnet8x4 | kd (") and "| 2 | 72.00 [" in lines[0]
+    assert "| 72.50 (best) | -0.50 | yes |" in lines[0] and "99.00" not in text
+
+
+def test_trained_run_students_reads_each_run_teachers_own_row(tmp_path: Path) -> None:
+    from bench.report.load import trained_run_students
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = Store(url)
+    store.save_run(record("aaaabbbbccccdddd", student="resnet32x4"))
+    store.save_run(record("aaaabbbbcccceeee", student="wrn-40-2"))  # two runs share the 12 characters: ambiguous
+    store.save_run(record("111122223333", student="vgg13"))
+    found = trained_run_students(url, ["run:aaaabbbbcccc", "run:111122223333", "run:999999999999", "effnet-lite0"])
+    assert found == {"run:111122223333": "vgg13"}
