@@ -121,13 +121,17 @@ def launch_slots(executor: str, workers: int | None, per_device: int, device: st
 def _prepare(file: Path, db: str, context, options, weights: dict[str, str], trials: int | None):  # noqa: ANN001, ANN202
     """A grid is enqueued here (the workers need no YAML); a study is created by its first worker."""
     from bench.config.base import read_yaml
+    from bench.config.stages import is_stage_file
     from bench.sweep.launch import WorkerJob
 
     data = read_yaml(file, "launch file")
+    if is_stage_file(data):  # its later stages' run: teachers exist only once the earlier stages have run
+        raise BenchError(f"{file}: a two-stage file (stages:) runs its stages in order with bench run FILE; bench "
+                         "launch enqueues one grid before any worker starts, so launch each stage's grid instead")
     if isinstance(data, dict) and ("search" in data or "sampler" in data or "trials" in data):
         from bench.config.study import load_study_file
 
-        model = load_study_file(file)
+        model = load_study_file(file, db)  # run: teachers resolve against --db, as in bench study
         if trials is not None and trials < 1:
             raise BenchError(f"--trials {trials}: must be at least 1 (leave it out to use the file's trials)")
         return WorkerJob(model.study_name, db, context, options, weights, search=model, trials=trials)
@@ -136,7 +140,7 @@ def _prepare(file: Path, db: str, context, options, weights: dict[str, str], tri
     from bench.config.grid import load_grid
     from bench.sweep.grid import run_grid
 
-    loaded = load_grid(file)
+    loaded = load_grid(file, db)  # run: teachers resolve against --db; their artifacts go to the workers
     loaded.weights.update(weights)
     summary = run_grid(loaded, db, context, err, options, enqueue_only=True)
     err.print(f"grid {summary.study}: {summary.total} cells, {summary.skipped} already done", highlight=False)

@@ -204,7 +204,7 @@ def study_command(
         checks.device(device)
         threads_used = worker_threads(threads)
         check_connection(db)
-        config = load_study_file(study_file)
+        config = load_study_file(study_file, db)
         checks.trials(trials, config.cell_limit)
         study_weights = checks.weights(weights, config.teacher)
         options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep, storage)

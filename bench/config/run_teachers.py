@@ -123,7 +123,7 @@ def resolve_run_teachers(raw: dict[str, Any], path: Path | None, database_url: s
     where = f"{path}: " if path else ""
     if database_url is None:
         raise BenchError(f"{where}field 'teacher': a run: teacher is looked up in the results database; "
-                         "run the file with bench run / bench plan (--db)")
+                         "run the file with bench run, bench study, bench launch or bench plan (--db)")
     datasets = raw.get("dataset")
     datasets = [str(d) for d in (datasets if isinstance(datasets, list) else [datasets])]
     resolved: list[str] = []

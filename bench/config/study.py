@@ -9,7 +9,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from bench.config.base import CHOICE_FIELDS, Epochs, Scalar, Seed, SweepModel, load_config, non_empty_list
+from bench.config.base import (
+    CHOICE_FIELDS,
+    Epochs,
+    Scalar,
+    Seed,
+    SweepModel,
+    non_empty_list,
+    read_yaml,
+    validate_config,
+)
 from bench.config.grid import (
     TRAINER,
     check_sweep,
@@ -127,9 +136,16 @@ class StudyModel(SweepModel):
         return self.pruner.name if self.pruner else ("median" if len(self.objectives) == 1 else "none")
 
 
-def load_study_file(path: Path) -> StudyModel:
-    """Read and validate a study file; every problem is one BenchError line naming the field."""
-    model = load_config(path, StudyModel, "study")
+def load_study_file(path: Path, database_url: str | None = None) -> StudyModel:
+    """Read and validate a study file; every problem is one BenchError line naming the field. `run:` teachers
+    (trained runs, bench/config/run_teachers.py) are resolved against `database_url` as a grid's are: the search
+    then runs over the resolved `run:<key>` names with their artifacts in `weights`, which the stored config keeps."""
+    from bench.config.run_teachers import resolve_run_teachers
+
+    raw = read_yaml(path, "study")
+    if isinstance(raw, dict):
+        raw = resolve_run_teachers(raw, path, database_url)
+    model = validate_config(raw, path, StudyModel, "study")
     if model.name is None:
         model = model.model_copy(update={"name": checked_name(path.stem, f"{path}: ")})
     check_study(model, path)

@@ -55,7 +55,7 @@ def load_plan(path: Path, db_url: str | None = None) -> Plan:
         return Plan("grid", staged.name, staged.references, staged.runs, lines=staged.lines, weights=staged.weights,
                     stand_ins=staged.stand_ins)
     if isinstance(raw, dict) and any(key in raw for key in STUDY_FIELDS):
-        return _study_plan(path)
+        return _study_plan(path, db_url)
     from bench.config.grid import load_grid
     from bench.sweep.grid import grid_cells
 
@@ -64,17 +64,18 @@ def load_plan(path: Path, db_url: str | None = None) -> Plan:
     return Plan("grid", grid.name, cells[: len(cells) - len(grid.specs)], list(grid.specs), weights=dict(grid.weights))
 
 
-def _study_plan(path: Path) -> Plan:
+def _study_plan(path: Path, db_url: str | None) -> Plan:
     from bench.config.grid import sweep_specs
     from bench.config.study import load_study_file
     from bench.sweep.cell import probe_cells
 
-    model = load_study_file(path)
+    model = load_study_file(path, db_url)
     combos = sweep_specs(model, [model.seed], [model.epochs], f"{path}: ")
     finals = (model.final.top if len(model.objectives) > 1 else 1) * len(model.final.seeds) * (
         2 if model.final.scratch else 1)  # final.scratch: each re-run also as scratch
     references = probe_cells(model.teacher, model.dataset, model.data.config().as_dict())
-    plan = Plan("study", model.study_name, references, combos, repeats=(model.trials + finals) / len(combos))
+    plan = Plan("study", model.study_name, references, combos, repeats=(model.trials + finals) / len(combos),
+                weights=dict(model.weights))
     plan.lines.append(f"study {model.study_name}: {model.trials} trials over {len(combos)} choice combinations "
                       f"({len(model.search)} searched parameters), then {finals} re-runs on test")
     return plan

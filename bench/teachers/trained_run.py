@@ -208,8 +208,8 @@ def resolve_run_name(name: str) -> Entry:
         if not weights and name in _STAND_INS:
             return stand_in_teacher(name)
         if not weights:
-            raise BenchError(f"teacher {name!r} is a trained run: name it in a grid file (resolved against --db) "
-                             f"or give --weights {name}=ARTIFACT.safetensors")
+            raise BenchError(f"teacher {name!r} is a trained run: name it in a grid or study file (resolved against "
+                             f"--db) or give --weights {name}=ARTIFACT.safetensors")
         return load_trained_run(name, Path(weights))
 
     factory.__doc__ = "A trained run's student as a frozen teacher."
