@@ -57,8 +57,17 @@ def test_the_miniatures_rows_meet_a_published_csv_through_the_teachers_architect
         code, output = bench_cli("run", str(path), "--db", db, "--cache-dir", str(tmp_path / "cache"),
                                  "--device", "cpu")
         assert code == 0, output
-    (teacher_key,), = _rows(db_file, "SELECT spec_key FROM runs WHERE student = 'resnet32x4'")
+    (teacher_key, params, macs, latency), = _rows(db_file, "SELECT spec_key, params, macs, latency_ms FROM runs "
+                                                           "WHERE student = 'resnet32x4'")
     name = f"run:{teacher_key[:12]}"
+    # the trained-run teacher's cost is its own network's, as its run measured it: MACs exactly (no probe head on
+    # top of its own classifier), params equal, latency within the noise of a shared CPU
+    costs = _rows(db_file, f"SELECT method, inference_params, macs, teacher_macs, teacher_latency_ms FROM runs "
+                           f"WHERE teacher = '{name}'")
+    assert len(costs) == 5 and all(row[3] == macs for row in costs), (macs, costs)
+    reference = next(row for row in costs if row[0] == "teacher-probe")
+    assert reference[1] == params and reference[2] == macs
+    assert all(latency / 3 < row[4] < latency * 3 for row in costs), (latency, costs)
     accs = {method: [acc for _, acc in sorted(_rows(db_file, "SELECT seed, test_acc FROM runs WHERE student = "
                                                            f"'resnet8x4' AND method = '{method}'"))]
             for method in ("scratch", "kd")}

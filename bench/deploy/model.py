@@ -19,7 +19,7 @@ from torch import nn
 from bench.core.errors import BenchError
 from bench.core.names import HEAD
 from bench.core.registries import METHODS
-from bench.core.taps import IMAGE_EMBED, POOLED
+from bench.core.taps import IMAGE_EMBED, LOGITS, POOLED
 from bench.data.images import resize, to_float
 from bench.data.splits import DatasetSplits
 from bench.deploy.inference_cost import InferenceCost, measure_cost
@@ -115,6 +115,13 @@ class _LinearHead(nn.Module):
         return {"logits": self.linear(features.flatten(1))}
 
 
+class _OwnLogits(nn.Module):
+    """The tap as the logits: a trained run's own classifier output, with nothing added."""
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": features}
+
+
 class _Embedding(nn.Module):
     """The tap itself, L2-normalised: the teacher's image embedding in its joint space (retrieval)."""
 
@@ -172,21 +179,32 @@ def head_cost(head: nn.Module, feature_shape: tuple[int, ...], device: torch.dev
     return measure_cost(head.eval().requires_grad_(False), feature_shape, device)  # type: ignore[arg-type]
 
 
-def teacher_head(teacher: Teacher, data: DatasetSplits, retrieval: bool) -> tuple[str, nn.Module]:
-    """The teacher's own head for its cost: its tap and a linear head of the probe's shape (classification) or
-    its normalised image embedding (retrieval)."""
+def has_own_head(teacher: Teacher) -> bool:
+    """Whether the teacher classifies by itself (a trained run, `teacher: run:...`): its LOGITS tap is its output,
+    so its reference is that head and its cost is its own network, with no probe added on top."""
+    return getattr(teacher, "num_classes", None) is not None and LOGITS in teacher.taps
+
+
+def teacher_head(teacher: Teacher, data: DatasetSplits, retrieval: bool) -> tuple[str, nn.Module | None]:
+    """The teacher's own head for its cost: its tap and a linear head of the probe's shape (classification), its
+    normalised image embedding (retrieval), or no head: a trained run's LOGITS tap is its whole network's output."""
     if retrieval:
         return IMAGE_EMBED, HeadPass(_Embedding())
+    if has_own_head(teacher):
+        return LOGITS, None
     return POOLED, HeadPass(_LinearHead(teacher.embed_dim, max(data.num_classes, 1)))
 
 
 def teacher_deployable(teacher: Teacher, data: DatasetSplits, retrieval: bool) -> nn.Module:
     """The teacher as a deployed model, for its cost: its preprocessing, the backbone, then a linear head of the
-    probe's shape on its pooled features (classification) or its normalised image embedding (retrieval)."""
+    probe's shape on its pooled features (classification; a trained run's own logits as they are) or its
+    normalised image embedding (retrieval)."""
     pre = teacher.preprocess.with_size(data.config.image_size)
     norm = Normalise(ImageNorm(pre.input_size, pre.mean, pre.std, pre.interpolation))
     if retrieval:
         return Deployable(norm, _Embedding(), teacher, IMAGE_EMBED).eval().requires_grad_(False)
+    if has_own_head(teacher):
+        return Deployable(norm, _OwnLogits(), teacher, LOGITS).eval().requires_grad_(False)
     head = _LinearHead(teacher.embed_dim, max(data.num_classes, 1))
     return Deployable(norm, head, teacher, POOLED).eval().requires_grad_(False)
 

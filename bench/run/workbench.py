@@ -14,7 +14,7 @@ from bench.core.registries import TEACHERS
 from bench.core.taps import IMAGE_EMBED, LOGITS, POOLED
 from bench.data.splits import DataConfig, DatasetSplits, load_dataset
 from bench.deploy.inference_cost import InferenceCost
-from bench.deploy.model import head_cost, teacher_head, teacher_pass_cost, teacher_pass_key
+from bench.deploy.model import has_own_head, head_cost, teacher_head, teacher_pass_cost, teacher_pass_key
 from bench.run.context import RunContext
 from bench.run.threads import apply_threads
 from bench.teacher_outputs.cache import CacheEvent, FeatureCache
@@ -118,11 +118,12 @@ class Workbench:
         """The teacher's inference cost as deployed: its memoised teacher pass, then its reference head's shape
         (bench/deploy/model.py `teacher_head`), once per teacher, input size, head shape and device."""
         teacher = self.teacher(teacher_name)
-        tap, head = teacher_head(teacher, data, retrieval)
+        tap, head = teacher_head(teacher, data, retrieval)  # no head: a trained run's logits are its own output
         memo_key = (*teacher_pass_key(teacher, data, tap, self.device), retrieval or data.num_classes)
         if memo_key not in self._teacher_costs:
             teacher_pass, shape = self.teacher_pass_cost(teacher_name, data, tap)
-            self._teacher_costs[memo_key] = teacher_pass.then(head_cost(head, shape, self.device))
+            self._teacher_costs[memo_key] = teacher_pass if head is None else teacher_pass.then(
+                head_cost(head, shape, self.device))
         return self._teacher_costs[memo_key]
 
     def finetuned(self, teacher_name: str, data: DatasetSplits) -> FinetuneResult:
@@ -152,7 +153,7 @@ class Workbench:
         memo_key = (teacher_name, data.name, data.config)
         if memo_key not in self._probes:
             teacher = self.teacher(teacher_name)
-            if getattr(teacher, "num_classes", None) is not None and LOGITS in teacher.taps:  # a trained run
+            if has_own_head(teacher):  # a trained run
                 outputs = self.teacher_outputs(teacher_name, data, (POOLED,))  # with its LOGITS, one pass
                 self._probes[memo_key] = own_head_reference(teacher, data, outputs)
             elif data.config.teacher_reference == "zero-shot":
