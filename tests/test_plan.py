@@ -124,6 +124,8 @@ def test_plan_reports_done_cells_and_leaves_the_database_untouched(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert "already done" in result.stdout and "; 1 already done" in result.stdout
     assert "(1 done)" in result.stdout and "measured here" in result.stdout
+    assert "estimated time on this machine (timed here)" in result.stdout
+    assert "estimate basis: CPU, this machine: each student's training steps" in result.stdout
     assert path.read_bytes() == before
 
 

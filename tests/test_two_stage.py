@@ -97,5 +97,12 @@ def test_repdistiller_study_plans_every_stage_on_a_named_gpu(tmp_path: Path) -> 
     assert "run:teacher-vgg13-best: trained by an earlier stage first" in output
     total = next(line for line in output.splitlines() if line.strip().startswith("total"))
     assert total.strip().endswith(" h"), total  # 172 runs of 240 epochs: hours, not '?'
+    assert "estimated time on one h100 (table)" in output
+    basis = next(line for line in output.splitlines() if line.startswith("estimate basis:"))
+    assert basis.startswith("estimate basis: GPU h100, not timed here: throughput-table rates measured on an H200")
+    assert "x 0.9" in basis and "FLOP-scaled from the measured resnet at 64 px rate" in basis, basis
+    scaled = basis.split("no row (")[1].split(")")[0].split(", ")  # every CIFAR net of the file and each stand-in
+    assert {"resnet8x4", "resnet32x4", "wrn-16-2", "vgg8", "run:teacher-resnet32x4-best"} <= set(scaled), basis
+    assert "effnet-lite0" not in scaled  # it has a measured row
     if "cifar-100: MISSING" in output:
         assert code == 2 and "cifar-100-python" in output and "--data-root" in output

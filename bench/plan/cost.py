@@ -224,6 +224,20 @@ def flop_scaled_rate(gpu: str, spec: ExperimentSpec, size: int) -> tp.Rate | Non
                    f"scaled by forward FLOPs ({ours / 1e6:.0f} vs {anchor[1] / 1e6:.0f} MFLOPs)")
 
 
+def estimate_basis(gpu: str | None, sources: set[str]) -> str:
+    """One line saying what the time estimate rests on: rates timed on this CPU, or a named GPU's table rows (measured
+    on an H200, scaled to the GPU) with the architectures that have no row FLOP-scaled from the measured anchor."""
+    if gpu is None:
+        return ("estimate basis: CPU, this machine: each student's training steps and each teacher's forward pass "
+                "timed here on a few batches (kept in the timing cache), not a table")
+    scaled = sorted({line.split(" at ")[0].split(" ", 1)[1] for line in sources if "scaled by forward FLOPs" in line})
+    flops = (f"; {len(scaled)} networks with no row ({', '.join(scaled)}) "
+             f"FLOP-scaled from the measured {FLOP_ANCHOR[0]} at {FLOP_ANCHOR[1]} px rate (rate x its FLOPs / "
+             "theirs)") if scaled else ""
+    return (f"estimate basis: GPU {gpu}, not timed here: throughput-table rates {tp.H200_SOURCE}, "
+            f"{tp.GPU_SCALE[gpu][1]}{flops}; per-step and per-run floors measured on an H200")
+
+
 def run_teacher_rate(gpu: str, name: str, info: Any, weights: str | None, size: int) -> tp.Rate | None:
     """A trained-run teacher (`run:`) on a named GPU: the anchor's rate scaled by FLOPs, forward only."""
     from bench.core.registries import TEACHERS

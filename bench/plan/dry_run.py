@@ -206,7 +206,7 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
               workers: int = 1, devices: int = 1) -> Plan:
     """Load and validate the file, count done cells, check weights and data, and estimate each phase's time (and,
     for several workers on `devices` devices, the student epochs' wall time)."""
-    from bench.plan.cost import Rates, estimate
+    from bench.plan.cost import Rates, estimate, estimate_basis
 
     if gpu is not None and gpu not in tp.GPU_SCALE:
         raise BenchError(f"--gpu {gpu!r}: no throughput table for it; known: {', '.join(tp.gpu_names())}")
@@ -225,6 +225,7 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     known = [s for s in totals.values() if s is not None]
     total = sum(known) if len(known) == len(totals) else None
     plan.lines.append(f"  {'total':<18} {human(total)}")
+    plan.lines.append(estimate_basis(gpu, rates.sources))
     if workers > 1:  # bench run --jobs / --workers-per-device: the student epochs dealt to the workers
         from bench.plan.cost import run_seconds
         from bench.plan.packing import packing_line
