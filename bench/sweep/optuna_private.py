@@ -10,11 +10,16 @@ Why each one is needed (Optuna 5.1 has no public equivalent that is safe here):
 - the claim of a WAITING trial: `storage.set_trial_state_values(id, RUNNING)` has the same read-then-write race on
   SQLite, so the claim is one `UPDATE trials ... WHERE state = 'WAITING'` on Optuna's table;
 - the names of the studies, read from Optuna's `studies` table without creating Optuna's schema (the public
-  `get_all_study_names` creates every table in a new database).
+  `get_all_study_names` creates every table in a new database);
+- `tell` as if inside `study.optimize` (`Study._thread_local.in_optimize_loop`, `Study._stop_flag`): bench's worker
+  loop asks and tells itself, and GridSampler.after_trial calls `study.stop()` once every grid point is drawn,
+  which Optuna refuses (RuntimeError) outside `optimize`; the flag it sets ends bench's loop as it ends Optuna's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -49,3 +54,20 @@ def set_state_if(storage: Any, trial: int, old: str, new: str) -> bool:
             {"new": new, "old": old, "now": now, "id": trial},
         ).rowcount
     return changed == 1
+
+
+@contextmanager
+def as_in_optimize(study: Any) -> Iterator[None]:
+    """Run a `study.tell` as Optuna's own optimize loop would, so a sampler may call `study.stop()` in it."""
+    local = study._thread_local
+    before = local.in_optimize_loop
+    local.in_optimize_loop = True
+    try:
+        yield
+    finally:
+        local.in_optimize_loop = before
+
+
+def stop_requested(study: Any) -> bool:
+    """Whether a sampler asked the study to stop (GridSampler: every grid point has been drawn)."""
+    return bool(study._stop_flag)

@@ -46,7 +46,7 @@ from bench.sweep.cell import (
     store_failure,
 )
 from bench.sweep.context import Sweep
-from bench.sweep.optuna_private import trial_id
+from bench.sweep.optuna_private import as_in_optimize, stop_requested, trial_id
 from bench.sweep.queue import (
     RESUMES_ATTR,
     WorkerOptions,
@@ -237,9 +237,12 @@ def work_study(sweep: Sweep, model: StudyModel, max_cells: int | None = None,
                     told = True
                 time.sleep(sweep.options.poll_seconds)
                 continue
-            run_study_trial(sweep, objective, trial, beats)
+            with as_in_optimize(sweep.study):  # as Optuna's loop: a grid sampler may stop the study in tell
+                run_study_trial(sweep, objective, trial, beats)
             ran += 1
             progress.update(bar, completed=_finished(sweep.study), description=study_line(sweep.study))
+            if stop_requested(sweep.study):  # the grid sampler has drawn every point of its grid
+                break
     after = state_counts(sweep.study)
     return CellCounts(done=after.get("COMPLETE", 0) - before.get("COMPLETE", 0)
                       + after.get("PRUNED", 0) - before.get("PRUNED", 0),

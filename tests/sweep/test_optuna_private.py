@@ -13,8 +13,10 @@ from optuna.trial import TrialState
 
 from bench.sweep.optuna_private import (
     STUDY_NAMES_SQL,
+    as_in_optimize,
     set_state_if,
     stale_trial_ids,
+    stop_requested,
     study_id,
     trial_id,
 )
@@ -86,3 +88,20 @@ def test_the_grep_finds_a_private_access(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("def f(study, frozen, model):\n    return study._study_id, frozen._trial_id, model._x\n")
     assert [hit.split(": ")[1] for hit in _private_accesses(sample)] == ["study._study_id", "frozen._trial_id"]
+
+
+def test_a_grid_sampler_may_stop_the_study_from_a_tell_run_as_in_optimize() -> None:
+    """GridSampler.after_trial calls study.stop() on its last point: refused outside optimize, a flag inside."""
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler({"x": [1, 2]}, seed=0))
+    for _ in range(2):
+        trial = study.ask()
+        trial.suggest_categorical("x", [1, 2])
+        assert not stop_requested(study)
+        with as_in_optimize(study):
+            study.tell(trial, 0.0)
+    assert stop_requested(study)
+    last = optuna.create_study(sampler=optuna.samplers.GridSampler({"x": [1]}, seed=0))
+    trial = last.ask()
+    trial.suggest_categorical("x", [1])
+    with pytest.raises(RuntimeError, match="inside an objective"):
+        last.tell(trial, 0.0)  # what bench's worker hit before: why the context is needed

@@ -187,3 +187,16 @@ def test_a_study_searches_the_optimizer_and_keeps_unread_protocol_knobs_out_of_t
     assert "optimizer" not in adamw and "momentum" not in adamw and adamw["milestones"] == "2"
     with pytest.raises(BenchError, match="field 'hparams': schedule: multistep needs milestones"):
         load_study_file(write_study(tmp_path, hparams={"schedule": "multistep"}))
+
+
+def test_a_grid_sampler_ends_the_search_when_its_grid_is_drawn(tmp_path: Path, db_url: str,
+                                                              context: RunContext) -> None:
+    """GridSampler stops the study from `tell` once every point is drawn; Optuna refused that outside its optimize
+    loop (RuntimeError). The search now ends there: 2 grid points, a budget of 4, 2 trials, both points once."""
+    path = write_study(tmp_path, name="gridded", trials=4, epochs=1, sampler={"name": "grid", "seed": 0},
+                       search={"lr": {"type": "categorical", "choices": [0.01, 0.03]}}, final={"seeds": [1]})
+    summary = run_study(load_study_file(path), db_url, context, WorkerOptions(run_dir=tmp_path / "runs"),
+                        Console(stderr=True))
+    assert summary.states == {"COMPLETE": 2}
+    drawn = rows(db_url, "SELECT hparams FROM runs WHERE study = 'gridded' ORDER BY trial_number")
+    assert sorted(yaml.safe_load(row[0])["lr"] for row in drawn) == [0.01, 0.03]
