@@ -68,6 +68,7 @@ class TrainResult:
     train_steps: int | None = None  # optimizer steps over the whole run (issue 29: compute matching)
     images_seen: int | None = None  # training images forwarded over the whole run
     test_top5: float | None = None
+    bundle_size: int = 1  # cells trained together in one stacked model (bench/run/train_bundle.py); 1: alone
 
 
 EpochCallback = Callable[[EpochRecord], None]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -106,7 +106,8 @@ def train_bundle(cells: Sequence[BundleCell], device: torch.device) -> list[Trai
     for i in active:
         member = members[i]
         try:
-            outcomes[i] = finish_training(member.loop, member.records, member.train_seconds, member.cell.epochs, None)
+            result = finish_training(member.loop, member.records, member.train_seconds, member.cell.epochs, None)
+            outcomes[i] = replace(result, bundle_size=len(cells))
         except NonFiniteError as error:
             outcomes[i] = error
     return [outcomes[i] for i in range(len(members))]
