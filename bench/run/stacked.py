@@ -31,15 +31,14 @@ def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: 
 class StackedHeads(nn.Module):
     """M students of one class and shape, stacked; `forward(x [M, B, D])` gives each model's outputs [M, B, ...]."""
 
-    def __init__(self, students: Sequence[nn.Module], dropouts: Sequence[float],
-                 generators: Sequence[torch.Generator]) -> None:
+    def __init__(self, students: Sequence[nn.Module], generators: Sequence[torch.Generator]) -> None:
         super().__init__()
         self.kind = type(students[0]).__name__
         self.names = [name for name, _ in students[0].named_parameters()]
         self.stack = nn.ParameterDict({name.replace(".", "__"): nn.Parameter(
             torch.stack([dict(s.named_parameters())[name].detach() for s in students]).clone())
             for name in self.names})
-        self.dropouts = list(dropouts)
+        self.dropouts = [next((m.p for m in s.modules() if isinstance(m, nn.Dropout)), 0.0) for s in students]
         self.generators = list(generators)
         self.eps = next(m.eps for m in students[0].modules() if isinstance(m, nn.LayerNorm))
 

@@ -74,8 +74,7 @@ def train_bundle(cells: Sequence[BundleCell], device: torch.device) -> list[Trai
     and SystemExit (also from a callback) stop the whole bundle; each cell's checkpoint then holds its last epoch.
     """
     members = [_member(cell, device) for cell in cells]
-    dropouts = [float(m.cell.hparams.get("dropout", 0.0)) for m in members]  # type: ignore[arg-type]
-    model = StackedHeads([m.cell.student for m in members], dropouts, [m.dropout_generator for m in members])
+    model = StackedHeads([m.cell.student for m in members], [m.dropout_generator for m in members])
     model.to(device)
     optimizer = StackedAdamW(model, [m.loop.optimizer.param_groups[0]["weight_decay"] for m in members])
     outcomes: dict[int, TrainResult | Exception] = {}
