@@ -19,8 +19,8 @@ Outputs = dict[str, torch.Tensor]
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """[M, B, I] @ [M, O, I]^T + [M, O]: every model's own nn.Linear."""
-    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+    """[M, B, I] @ [M, I, O] + [M, O]: every model's own nn.Linear (its weight stacked transposed, see StackedHeads)."""
+    return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
 
 def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
@@ -35,12 +35,19 @@ class StackedHeads(nn.Module):
         super().__init__()
         self.kind = type(students[0]).__name__
         self.names = [name for name, _ in students[0].named_parameters()]
+        self.transposed = {f"{module_name}.weight" for module_name, module in students[0].named_modules()
+                           if isinstance(module, nn.Linear)}  # stacked as [M, in, out]: bmm without a transposed
+        # operand runs about 1.4x faster on the CPU than [M, out, in] (torch 2.14, one thread)
         self.stack = nn.ParameterDict({name.replace(".", "__"): nn.Parameter(
-            torch.stack([dict(s.named_parameters())[name].detach() for s in students]).clone())
+            torch.stack([self.layout(name, dict(s.named_parameters())[name].detach()) for s in students]))
             for name in self.names})
         self.dropouts = [next((m.p for m in s.modules() if isinstance(m, nn.Dropout)), 0.0) for s in students]
         self.generators = list(generators)
         self.eps = next(m.eps for m in students[0].modules() if isinstance(m, nn.LayerNorm))
+
+    def layout(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """A student's tensor as its slice is laid out (Linear weights transposed), or a slice back (self-inverse)."""
+        return value.t().contiguous() if name in self.transposed else value.clone()
 
     def param(self, name: str) -> torch.Tensor:
         return self.stack[name.replace(".", "__")]
@@ -58,7 +65,7 @@ class StackedHeads(nn.Module):
         with torch.no_grad():
             for i, student in enumerate(students):
                 for name, parameter in student.named_parameters():
-                    parameter.copy_(self.param(name)[i])
+                    parameter.copy_(self.layout(name, self.param(name)[i]))
 
     def _dropout(self, h: torch.Tensor) -> torch.Tensor:
         """Each model's mask from its own generator, drawn as F.dropout draws it on the CPU (p = 0: no draw)."""
@@ -101,12 +108,17 @@ FORWARDS: dict[str, Callable[[StackedHeads, torch.Tensor], Outputs]] = {
 
 class StackedAdamW:
     """torch.optim.AdamW (betas 0.9/0.999, eps 1e-8, no amsgrad) over stacked parameters, each slice with its own lr
-    and weight decay; the step count is shared (every model takes the same steps). Same float ops per element as
-    torch's single-tensor AdamW, so each slice updates as its model would alone (the CPU path; CUDA runs foreach)."""
+    and weight decay; the step count is shared (every model takes the same steps).
+
+    `fused` (the default): torch's fused AdamW kernel on the slices, one call per distinct (lr, weight decay): the
+    AdamW update up to float rounding, about 10x less time than the single-tensor update on the CPU (it reads and
+    writes each tensor once). `fused=False`: the same float ops per element as torch's single-tensor AdamW (a
+    separate CPU run's path), so each slice updates bit for bit as its model would alone.
+    """
 
     def __init__(self, model: StackedHeads, weight_decays: Sequence[float], betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
-        self.model, self.betas, self.eps = model, betas, eps
+                 eps: float = 1e-8, fused: bool = True) -> None:
+        self.model, self.betas, self.eps, self.fused = model, betas, eps, fused
         self.weight_decays = list(weight_decays)
         self.step_count = 0
         self.exp_avg = {name: torch.zeros_like(value) for name, value in model.stack.items()}
@@ -131,6 +143,9 @@ class StackedAdamW:
     def step(self, lrs: Sequence[float]) -> None:
         """One AdamW step with these per-slice learning rates (the lr each model's scheduler gives this step)."""
         self.step_count += 1
+        if self.fused:
+            self._fused_step(lrs)
+            return
         beta1, beta2 = self.betas
         bias_correction1 = 1 - beta1**self.step_count
         bias_correction2_sqrt = (1 - beta2**self.step_count) ** 0.5
@@ -148,8 +163,31 @@ class StackedAdamW:
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
             param.add_(exp_avg.mul(self._per_slice(step_size, param)).div_(denom))  # addcdiv: self + v * t1 / t2
 
-    def slice_state(self, i: int, names: Sequence[str]) -> list[dict[str, torch.Tensor]]:
-        """Slice i's AdamW state per parameter, in `names` order, in torch.optim.AdamW's state format."""
+    def _fused_step(self, lrs: Sequence[float]) -> None:
+        """torch._fused_adamw_ over the slices of each (lr, weight decay) group (views into the stacked tensors)."""
+        groups: dict[tuple[float, float], list[int]] = {}
+        for i, (lr, weight_decay) in enumerate(zip(lrs, self.weight_decays, strict=True)):
+            groups.setdefault((float(lr), float(weight_decay)), []).append(i)
+        named = [(name, param) for name, param in self.model.stack.items() if param.grad is not None]
+        for (lr, weight_decay), rows in groups.items():
+            tensors: list[list[torch.Tensor]] = [[], [], [], []]
+            for name, param in named:
+                for i in rows:
+                    for found, value in zip(tensors, (param, param.grad, self.exp_avg[name], self.exp_avg_sq[name]),
+                                            strict=True):
+                        found.append(value[i])  # type: ignore[index]
+            if not tensors[0]:
+                continue
+            device = tensors[0][0].device
+            step = torch.full((), float(self.step_count), dtype=torch.float32, device=device)
+            torch._fused_adamw_(*tensors, [], [step] * len(tensors[0]), amsgrad=False, lr=lr, beta1=self.betas[0],
+                                beta2=self.betas[1], weight_decay=weight_decay, eps=self.eps, maximize=False,
+                                grad_scale=None, found_inf=None)
+
+    def slice_state(self, i: int) -> list[dict[str, torch.Tensor]]:
+        """Slice i's AdamW state per parameter, in its student's parameter order, in torch.optim.AdamW's format."""
+        model = self.model
         return [{"step": torch.tensor(float(self.step_count)),
-                 "exp_avg": self.exp_avg[name.replace(".", "__")][i].clone(),
-                 "exp_avg_sq": self.exp_avg_sq[name.replace(".", "__")][i].clone()} for name in names]
+                 "exp_avg": model.layout(name, self.exp_avg[name.replace(".", "__")][i]),
+                 "exp_avg_sq": model.layout(name, self.exp_avg_sq[name.replace(".", "__")][i])}
+                for name in model.names]

@@ -89,7 +89,7 @@ def train_bundle(cells: Sequence[BundleCell], device: torch.device) -> list[Trai
             model.write_back([members[i].cell.student for i in active])
             for position, i in enumerate(active):  # every cell's checkpoint first, then the callbacks (which
                 try:  # may interrupt the bundle)
-                    _end_epoch(members[i], optimizer, position, model.names, epoch, seconds)
+                    _end_epoch(members[i], optimizer, position, epoch, seconds)
                 except NonFiniteError as error:
                     outcomes[i] = error
             for i in active:
@@ -178,8 +178,7 @@ def _train_epoch(model: StackedHeads, optimizer: StackedAdamW, members: Sequence
     return failed
 
 
-def _end_epoch(member: _Member, optimizer: StackedAdamW, position: int, names: Sequence[str], epoch: int,
-               seconds: float) -> None:
+def _end_epoch(member: _Member, optimizer: StackedAdamW, position: int, epoch: int, seconds: float) -> None:
     """Val score, epoch record and checkpoint (the single-run format) of one cell, as train_student makes them."""
     cell, loop = member.cell, member.loop
     start = time.perf_counter()
@@ -192,7 +191,7 @@ def _end_epoch(member: _Member, optimizer: StackedAdamW, position: int, names: S
     member.records.append(record)
     if cell.checkpoint is not None:
         parameters = loop.optimizer.param_groups[0]["params"]
-        for parameter, state in zip(parameters, optimizer.slice_state(position, names), strict=True):
+        for parameter, state in zip(parameters, optimizer.slice_state(position), strict=True):
             loop.optimizer.state[parameter] = state
         parts = {"student": cell.student, "method": cell.method, "optimizer": loop.optimizer,
                  "scheduler": loop.scheduler}
