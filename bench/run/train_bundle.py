@@ -20,7 +20,7 @@ from torch import nn
 
 from bench.data.batches import epoch_batches
 from bench.methods.base import Method
-from bench.run.fast import TrainOptions, rows_on
+from bench.run.fast import TrainOptions, resident, rows_on
 from bench.run.stacked import StackedAdamW, StackedHeads
 from bench.run.train import (
     Checkpointer,
@@ -73,7 +73,7 @@ def train_bundle(cells: Sequence[BundleCell], device: torch.device) -> list[Trai
     Every cell must have the same epochs, batch size and train rows (bundle_key guarantees it). KeyboardInterrupt
     and SystemExit (also from a callback) stop the whole bundle; each cell's checkpoint then holds its last epoch.
     """
-    members = [_member(cell, device) for cell in cells]
+    members = [_member(cell, device) for cell in _shared_on_device(cells, device)]
     model = StackedHeads([m.cell.student for m in members], [m.dropout_generator for m in members])
     model.to(device)
     optimizer = StackedAdamW(model, [m.loop.optimizer.param_groups[0]["weight_decay"] for m in members])
@@ -120,6 +120,21 @@ def _drop(model: StackedHeads, optimizer: StackedAdamW, active: list[int], faile
     model.keep(kept)
     optimizer.keep(kept)
     active[:] = [active[position] for position in kept]
+
+
+def _shared_on_device(cells: Sequence[BundleCell], device: torch.device) -> list[BundleCell]:
+    """The cells with the tensors they share (the same teacher features and targets) moved to the device once, as
+    each run's own loop would move them (bench/run/fast.py resident): one copy per bundle, not one per cell."""
+    distinct = {id(t): t for cell in cells for t in [*cell.data.inputs.values(), *cell.data.teacher_train.values()]
+                if isinstance(t, torch.Tensor)}
+    placed = resident({str(key): t for key, t in distinct.items()}, device, cells[0].options.resident_features)
+
+    def moved(values: Mapping[str, object]) -> dict[str, object]:
+        return {name: placed.get(str(id(value)), value) for name, value in values.items()}
+
+    return [replace(cell, data=replace(cell.data, inputs=moved(cell.data.inputs),  # type: ignore[arg-type]
+                                       teacher_train=moved(cell.data.teacher_train)))  # type: ignore[arg-type]
+            for cell in cells]
 
 
 def _member(cell: BundleCell, device: torch.device) -> _Member:
