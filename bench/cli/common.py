@@ -53,6 +53,10 @@ StorageOption = Annotated[str | None, typer.Option(
     "(optuna.storages.run_grpc_proxy_server in front of --db) [default: --db itself]")]
 KeepOption = Annotated[str, typer.Option(
     "--keep", help="which trained students to keep: all, best (per setting, by val score) or none")]
+BundleOption = Annotated[str, typer.Option(
+    "--bundle", help="auto: train compatible head-student grid cells together in one stacked model (same teacher, "
+    "data, student shape, method, epochs, batch size; results equal separate runs up to float rounding); off: "
+    "every cell alone")]
 
 
 @contextmanager
@@ -70,9 +74,14 @@ def user_errors() -> Iterator[None]:
 
 
 def worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int,  # noqa: ANN202
-                    artifacts: Path | None = None, keep: str = "all", storage: str | None = None):
+                    artifacts: Path | None = None, keep: str = "all", storage: str | None = None,
+                    bundle: str = "auto"):
     from bench.artifacts.keep import check_keep
+    from bench.run.bundle import BUNDLE_MODES
     from bench.sweep.queue import WorkerOptions, grpc_address
+
+    if bundle not in BUNDLE_MODES:
+        raise BenchError(f"--bundle {bundle!r}: expected {' or '.join(BUNDLE_MODES)}")
 
     if storage is not None:
         grpc_address(storage)  # the form, said before anything is opened
@@ -82,7 +91,7 @@ def worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: 
     options = WorkerOptions(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                             poll_seconds=min(5.0, heartbeat_interval),
                             artifacts_dir=artifacts.expanduser().resolve() if artifacts else None,
-                            keep=check_keep(keep), storage=storage)
+                            keep=check_keep(keep), storage=storage, bundle=bundle)
     return options if run_dir is None else replace(options, run_dir=run_dir)
 
 

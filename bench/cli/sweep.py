@@ -13,6 +13,7 @@ from bench.cli.common import (
     DEFAULT_GRID,
     AllowDownloadOption,
     ArtifactsOption,
+    BundleOption,
     CacheDirOption,
     DataRootOption,
     DbOption,
@@ -72,6 +73,7 @@ def run(
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
+    bundle: BundleOption = "auto",
     enqueue_only: Annotated[bool, typer.Option(help="only enqueue the cells; `bench worker`s run them")] = False,
     jobs: JobsOption = None,
     workers_per_device: WorkersPerDeviceOption = 1,
@@ -92,7 +94,7 @@ def run(
         checks.paths("run", grid_file=grid_file, grid=grid, cache_dir=cache_dir, data_root=data_root,
                      run_dir=run_dir, artifacts=artifacts, log_dir=log_dir)
         checks.device(device)
-        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep, bundle=bundle)
         slots = None
         if jobs is not None or workers_per_device != 1:
             if enqueue_only:
@@ -140,6 +142,7 @@ def worker(
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
+    bundle: BundleOption = "auto",
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
     max_cells: Annotated[int | None, typer.Option(help="stop after this many cells/trials")] = None,
@@ -158,7 +161,7 @@ def worker(
         worker_weights = checks.weights(weights)
         threads_used = worker_threads(threads)
         check_connection(db)
-        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep, storage)
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep, storage, bundle)
         context = RunContext(cache_dir, data_root, device, allow_download, skip_bad, threads=threads_used)
         summary = run_worker(study, db, context, options, err, worker_weights, max_cells)
         counts = summary.counts

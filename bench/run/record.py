@@ -55,7 +55,7 @@ def trained_fields(student: nn.Module, method: Method, teacher: Teacher, student
         "epoch_seconds": result.epoch_seconds, "train_images_per_s": result.train_images_per_s,
         "peak_mem_mb": result.peak_mem_mb, "epoch_records": result.epochs,
         "resumed_from_epoch": result.resumed_from_epoch,
-        "train_steps": result.train_steps, "images_seen": result.images_seen,
+        "train_steps": result.train_steps, "images_seen": result.images_seen, "bundle_size": result.bundle_size,
     }
 
 

@@ -68,6 +68,7 @@ class TrainResult:
     train_steps: int | None = None  # optimizer steps over the whole run (issue 29: compute matching)
     images_seen: int | None = None  # training images forwarded over the whole run
     test_top5: float | None = None
+    bundle_size: int = 1  # cells trained together in one stacked model (bench/run/train_bundle.py); 1: alone
 
 
 EpochCallback = Callable[[EpochRecord], None]
@@ -294,6 +295,13 @@ def train_student(
             checkpoint.save(_train_state(parts, generators, records, train_seconds))
         if on_epoch is not None:
             on_epoch(record)
+    return finish_training(loop, records, train_seconds, epochs, resumed_from_epoch)
+
+
+def finish_training(loop: _Loop, records: list[EpochRecord], train_seconds: float, epochs: int,
+                    resumed_from_epoch: int | None) -> TrainResult:
+    """Test scores (when the data has a test split) and the run's speed and size figures, after its last epoch."""
+    student, data, device, options = loop.student, loop.data, loop.device, loop.options
     test_acc = test_top5 = None  # a search trial leaves the test split out (search sees only val)
     if "test" in data.inputs:
         test_logits = predict_logits(student, loop.data.inputs["test"], device, options=options)
@@ -319,12 +327,13 @@ def train_student(
 
 
 def _train_state(parts: dict[str, Any], generators: dict[str, torch.Generator], records: list[EpochRecord],
-                 train_seconds: float) -> dict[str, Any]:
-    """Everything needed to continue after the last finished epoch (tensors and plain values only)."""
+                 train_seconds: float, torch_rng: torch.Tensor | None = None) -> dict[str, Any]:
+    """Everything needed to continue after the last finished epoch (tensors and plain values only); `torch_rng`:
+    the global generator's state to resume with (a bundled cell's own dropout generator), by default this one's."""
     state = {name: part.state_dict() for name, part in parts.items()}
     return {**state, "epoch": len(records), "records": [asdict(record) for record in records],
             "train_seconds": train_seconds, **{name: g.get_state() for name, g in generators.items()},
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state() if torch_rng is None else torch_rng,
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 

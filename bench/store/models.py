@@ -114,6 +114,9 @@ class Run(Base):
         Float, nullable=True, doc="load per CPU when the teacher was timed")
     backbone_latency_ms: Mapped[float | None] = mapped_column(
         Float, nullable=True, doc="the teacher pass a head student's latency includes")
+    bundle_size: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="cells trained together in one stacked model (1: alone); epoch_seconds is the "
+                                    "bundle's time divided by it")
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"

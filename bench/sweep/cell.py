@@ -79,14 +79,20 @@ def run_and_store(sweep: Sweep, spec: ExperimentSpec, number: int | None,
     import optuna
 
     checkpoint = Checkpointer(sweep.options.run_dir, spec.key, spec.epochs)
-    artifacts = sweep.artifacts
     kept: list[Kept] = []
     try:
         record = run_spec(spec, sweep.bench, sweep.name, number, on_epoch=on_epoch, checkpoint=checkpoint,
-                          evaluate_test=evaluate_test, keep=kept.append if artifacts.keeps_any else None)
+                          evaluate_test=evaluate_test, keep=kept.append if sweep.artifacts.keeps_any else None)
     except optuna.TrialPruned:
         checkpoint.clear()
         raise
+    return store_done(sweep, record, kept, trial, checkpoint)
+
+
+def store_done(sweep: Sweep, record: RunRecord, kept: list[Kept], trial: Any, checkpoint: Checkpointer
+               ) -> tuple[RunRecord, bool]:
+    """Check a finished run's numbers, write its artifact, store its row, clear its checkpoint; (record, written)."""
+    artifacts = sweep.artifacts
     record = check_finite(replace(record, study=sweep.name))
     fields = artifacts.save(kept[-1], record, sweep.store.engine, trial, sweep.storage) if kept else {}
     record = replace(record, **fields)
@@ -101,6 +107,31 @@ def run_and_store(sweep: Sweep, spec: ExperimentSpec, number: int | None,
         artifacts.remove(fields)  # another worker stored this spec (and its own artifact) first
     checkpoint.clear()
     return record, written
+
+
+def run_and_store_bundle(sweep: Sweep, specs: list[ExperimentSpec], trials: list[Any],
+                         on_epochs: list[Callable[[EpochRecord], None] | None]
+                         ) -> list[tuple[RunRecord, bool] | Exception]:
+    """Train grid cells together (bench/run/run_bundle.py) and store each as run_and_store stores one: per cell
+    its (record, written), or the exception it failed with; the other cells go on."""
+    from bench.run.run_bundle import CellHooks, run_bundle
+
+    checkpoints = [Checkpointer(sweep.options.run_dir, spec.key, spec.epochs) for spec in specs]
+    kept: list[list[Kept]] = [[] for _ in specs]
+    hooks = [CellHooks(trial.number, on_epoch, checkpoint, own.append if sweep.artifacts.keeps_any else None)
+             for trial, on_epoch, checkpoint, own in zip(trials, on_epochs, checkpoints, kept, strict=True)]
+    outcomes: list[tuple[RunRecord, bool] | Exception] = []
+    for result, own, trial, checkpoint in zip(run_bundle(specs, sweep.bench, sweep.name, hooks), kept, trials,
+                                              checkpoints, strict=True):
+        try:
+            if isinstance(result, Exception):
+                raise result
+            outcomes.append(store_done(sweep, result, own, trial, checkpoint))
+        except BenchError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a NaN or a storage error fails this cell alone
+            outcomes.append(error)
+    return outcomes
 
 
 def failed_record(spec: ExperimentSpec, study: str, error: BaseException, number: int | None,

@@ -43,6 +43,7 @@ class WorkerOptions:
     artifacts_dir: Path | None = None  # --artifacts: the trained students' store [default: beside the database]
     keep: str = "all"  # --keep: all, best (per setting, by val score) or none
     storage: str | None = None  # --storage grpc://HOST:PORT: a study's Optuna traffic through a GrpcStorageProxy
+    bundle: str = "auto"  # --bundle: auto (compatible head-student cells train together, bench/run/bundle.py) | off
 
 
 GRPC_PREFIX = "grpc://"
@@ -255,18 +256,43 @@ def claim_order(trial) -> tuple[int, int]:  # noqa: ANN001 - optuna FrozenTrial
 def claim_waiting(study, storage):  # noqa: ANN001, ANN201
     """Take a WAITING trial atomically (no two workers get the same one), or None: a retried or interrupted cell
     before any fresh one (a priority, not the back of the queue), otherwise the lowest-numbered."""
-    import optuna
     from optuna.trial import TrialState
 
     for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=claim_order):
-        if set_state_if(storage, trial_id(frozen), "WAITING", "RUNNING"):
-            storage.record_heartbeat(trial_id(frozen))  # stale from now on if this process dies
-            trial = optuna.Trial(study, trial_id(frozen))
-            trial.set_user_attr(WORKER_ATTR, worker_id())
-            trial.set_user_attr(WORKER_JOB_ATTR, slurm_job())  # `bench status` says which job runs it
-            trial.set_user_attr(WORKER_PROCESS_ATTR, worker_process(trial_id(frozen)))  # a re-run here sees it die
+        trial = _claim(study, storage, frozen)
+        if trial is not None:
             return trial
     return None
+
+
+def claim_matching(study, storage, fits: Callable[[Any], bool], limit: int) -> list:  # noqa: ANN001
+    """Take up to `limit` more WAITING trials that `fits` accepts (a bundle's companions), each atomically as
+    claim_waiting takes one (no two workers get the same trial), in claim order."""
+    from optuna.trial import TrialState
+
+    claimed = []
+    for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=claim_order):
+        if len(claimed) >= limit:
+            break
+        if fits(frozen):
+            trial = _claim(study, storage, frozen)
+            if trial is not None:
+                claimed.append(trial)
+    return claimed
+
+
+def _claim(study, storage, frozen):  # noqa: ANN001, ANN202 - optuna types
+    """The trial, now RUNNING under this worker with a first heartbeat, or None if another worker took it first."""
+    import optuna
+
+    if not set_state_if(storage, trial_id(frozen), "WAITING", "RUNNING"):
+        return None
+    storage.record_heartbeat(trial_id(frozen))  # stale from now on if this process dies
+    trial = optuna.Trial(study, trial_id(frozen))
+    trial.set_user_attr(WORKER_ATTR, worker_id())
+    trial.set_user_attr(WORKER_JOB_ATTR, slurm_job())  # `bench status` says which job runs it
+    trial.set_user_attr(WORKER_PROCESS_ATTR, worker_process(trial_id(frozen)))  # a re-run here sees it die
+    return trial
 
 
 def dead_trial_ids(study, storage) -> list[int]:  # noqa: ANN001

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +28,7 @@ from bench.core.names import (
     WORKER_PROCESS_ATTR,
 )
 from bench.core.spec import ExperimentSpec
+from bench.run.bundle import MAX_BUNDLE, bundle_key
 from bench.run.context import RunContext
 from bench.run.metrics import score_summary
 from bench.run.workbench import Workbench
@@ -43,13 +44,16 @@ from bench.sweep.cell import (
     preflight,
     probe_cells,
     run_and_store,
+    run_and_store_bundle,
     store_failure,
 )
+from bench.sweep.checkpoint import Checkpointer
 from bench.sweep.context import Sweep
 from bench.sweep.optuna_private import as_in_optimize, stop_requested, trial_id
 from bench.sweep.queue import (
     RESUMES_ATTR,
     WorkerOptions,
+    claim_matching,
     claim_waiting,
     fail_stale_trials,
     has_heartbeats,
@@ -132,10 +136,96 @@ def work_grid(sweep: Sweep, max_cells: int | None = None) -> CellCounts:
                 told = True
                 time.sleep(sweep.options.poll_seconds)  # others are running cells; theirs come back if they die
                 continue
-            outcome = run_cell(sweep, trial, progress)
-            setattr(counts, outcome, getattr(counts, outcome) + 1)
-            progress.advance(grid_bar)
+            room = None if max_cells is None else max_cells - (counts.done + counts.failed + counts.skipped) - 1
+            companions = bundle_companions(sweep, trial, room)
+            outcomes = run_bundle_cells(sweep, [trial, *companions], progress) if companions else [
+                run_cell(sweep, trial, progress)]
+            for outcome in outcomes:
+                setattr(counts, outcome, getattr(counts, outcome) + 1)
+                progress.advance(grid_bar)
     return counts
+
+
+def bundle_companions(sweep: Sweep, trial, room: int | None) -> list:  # noqa: ANN001 - optuna types
+    """Under --bundle auto: the waiting cells claimed to train in one bundle with this claimed one (the same
+    bundle_key, no checkpoint: a resumed cell runs alone), at most MAX_BUNDLE in all; [] when it runs alone."""
+    spec = ExperimentSpec.from_dict(trial.user_attrs[SPEC_ATTR])
+    key = bundle_key(spec) if sweep.options.bundle == "auto" else None
+    limit = MAX_BUNDLE - 1 if room is None else min(MAX_BUNDLE - 1, room)
+    if key is None or limit <= 0 or _has_checkpoint(sweep, spec):
+        return []
+
+    def fits(frozen) -> bool:  # noqa: ANN001 - optuna FrozenTrial
+        values = frozen.user_attrs.get(SPEC_ATTR)
+        if values is None:
+            return False
+        other = ExperimentSpec.from_dict(values)
+        return bundle_key(other) == key and not _has_checkpoint(sweep, other)
+
+    return claim_matching(sweep.study, sweep.storage, fits, limit)
+
+
+def _has_checkpoint(sweep: Sweep, spec: ExperimentSpec) -> bool:
+    return Checkpointer(sweep.options.run_dir, spec.key, spec.epochs).path.is_file()
+
+
+def run_bundle_cells(sweep: Sweep, trials: list, progress: Progress) -> list[str]:  # noqa: ANN001 - optuna types
+    """Run claimed grid trials as one bundle, store each row once, tell Optuna each trial's own value; the
+    outcome of each (CellCounts fields). Ctrl-C or SIGTERM interrupts every cell as interrupt_cell does one."""
+    from optuna.trial import TrialState
+
+    outcomes, cells = [], []
+    for trial in trials:
+        spec = ExperimentSpec.from_dict(trial.user_attrs[SPEC_ATTR])
+        stored = sweep.store.run(spec.key)
+        if stored is not None and stored.status == "done":  # a retried trial whose first worker finished the row
+            sweep.study.tell(trial, stored.val_acc)
+            outcomes.append("skipped")
+        else:
+            cells.append((trial, spec, trial.user_attrs.get(LABEL_ATTR) or spec.label()))
+    if len(cells) < 2:
+        return outcomes + [run_cell(sweep, trial, progress) for trial, _, _ in cells]
+    bars = [progress.add_task(f"  {label} (bundle of {len(cells)})", total=max(spec.epochs, 1))
+            for _, spec, label in cells]
+    try:
+        with ExitStack() as beats:
+            for trial, _, _ in cells:
+                beats.enter_context(heartbeat(sweep.storage, trial_id(trial)))
+            results = run_and_store_bundle(sweep, [spec for _, spec, _ in cells], [trial for trial, _, _ in cells],
+                                           [lambda _epoch, bar=bar: progress.advance(bar) for bar in bars])
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM / SIGUSR2 (bench/sweep/signals.py)
+        for trial, spec, label in cells:
+            interrupt_cell(sweep, trial, spec, label, stop)
+        raise
+    except BenchError:
+        for trial, _, _ in cells:
+            sweep.study.tell(trial, state=TrialState.FAIL)
+        raise
+    finally:
+        for bar in bars:
+            progress.remove_task(bar)
+    for (trial, spec, label), result in zip(cells, results, strict=True):
+        outcomes.append(_told(sweep, trial, spec, label, result))
+    return outcomes
+
+
+def _told(sweep: Sweep, trial, spec: ExperimentSpec, label: str,  # noqa: ANN001 - optuna.Trial
+          result: tuple[RunRecord, bool] | Exception) -> str:
+    """Tell Optuna how one bundled cell ended and say it; its outcome (a CellCounts field)."""
+    from optuna.trial import TrialState
+
+    if isinstance(result, Exception):
+        sweep.study.tell(trial, state=TrialState.FAIL)
+        try:
+            raise result
+        except Exception as error:  # noqa: BLE001 - re-raised here so store_failure prints its traceback
+            store_failure(sweep, spec, error, trial.number, label)
+        return "failed"
+    record, written = result
+    sweep.study.tell(trial, record.val_acc)
+    sweep.console.print(f"{label}: {score_summary(record)} ({record.size_mb:.3f} MB, bundle of "
+                        f"{record.bundle_size})", highlight=False, soft_wrap=True)
+    return "done" if written else "skipped"
 
 
 def _others_running(sweep: Sweep, told: bool) -> bool:

@@ -196,6 +196,7 @@ STRING_BAD = {
     "columns": ["no_such_column"], "what": ["bogus"], "run_ref": ["99999999999999999999", "-1", "²", "１", "zz"],
     "names": ["no-such-teacher"], "tracker": ["neptune", ""], "tracking_uri": ["bogus://x", "not a uri", ""],
     "storage": ["http://127.0.0.1:5000", "grpc://127.0.0.1", "grpc://h:99999", ""],
+    "bundle": ["bogus", "on", ""],
 }
 NUMBER_BAD = ["-1", "0", "word", "nan"]
 SKIP = {("sql", "query"), ("sql", "timeout"), ("runs", "where"), ("report", "where"), ("export", "where"),
