@@ -14,6 +14,7 @@ from bench.cli.common import (
     DEFAULT_DB,
     AllowDownloadOption,
     ArtifactsOption,
+    BundleOption,
     CacheDirOption,
     DataRootOption,
     DbOption,
@@ -68,6 +69,7 @@ def launch(
     run_dir: RunDirOption = None,
     artifacts: ArtifactsOption = None,
     keep: KeepOption = "all",
+    bundle: BundleOption = "auto",
     heartbeat_interval: HeartbeatOption = 30,
     grace_period: GraceOption = 120,
 ) -> None:
@@ -85,7 +87,7 @@ def launch(
                                    constraint, slurm_args(slurm_arg))
         checks.paths("launch", file=file, cache_dir=cache_dir, data_root=data_root, run_dir=run_dir,
                      artifacts=artifacts, log_dir=log_dir)
-        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep)
+        options = worker_options(run_dir, heartbeat_interval, grace_period, artifacts, keep, bundle=bundle)
         check_connection(db)
         context = RunContext(cache_dir, data_root, device, allow_download=allow_download, skip_bad=skip_bad,
                              threads=threads_used)  # None on SLURM: each task resolves its own allocation's

@@ -68,7 +68,8 @@ class TrainResult:
     train_steps: int | None = None  # optimizer steps over the whole run (issue 29: compute matching)
     images_seen: int | None = None  # training images forwarded over the whole run
     test_top5: float | None = None
-    bundle_size: int = 1  # cells trained together in one stacked model (bench/run/train_bundle.py); 1: alone
+    bundle_size: int | None = None  # cells in the stacked model it trained in (bench/run/train_bundle.py); None:
+    # the single-run loop
 
 
 EpochCallback = Callable[[EpochRecord], None]

@@ -115,8 +115,8 @@ class Run(Base):
     backbone_latency_ms: Mapped[float | None] = mapped_column(
         Float, nullable=True, doc="the teacher pass a head student's latency includes")
     bundle_size: Mapped[int | None] = mapped_column(
-        Integer, nullable=True, doc="cells trained together in one stacked model (1: alone); epoch_seconds is the "
-                                    "bundle's time divided by it")
+        Integer, nullable=True, doc="cells in the stacked model it trained in (--bundle auto; NULL: the single-run "
+                                    "loop); epoch_seconds is the bundle's time divided by it")
 
     epoch_rows: Mapped[list[RunEpoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch"

@@ -102,7 +102,7 @@ class RunRecord:
     teacher_latency_spread: float | None = None  # the same for teacher_latency_ms
     teacher_cost_load: float | None = None
     backbone_latency_ms: float | None = None  # issue 28: a head student's teacher pass, included in latency_ms
-    bundle_size: int | None = None  # issue 28: cells trained in one stacked model with this one (1: alone)
+    bundle_size: int | None = None  # issue 28: cells in the stacked model it trained in; None: the single-run loop
     epoch_records: tuple[EpochRecord, ...] = field(default=(), compare=False)
 
     @classmethod

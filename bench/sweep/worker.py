@@ -138,7 +138,7 @@ def work_grid(sweep: Sweep, max_cells: int | None = None) -> CellCounts:
                 continue
             room = None if max_cells is None else max_cells - (counts.done + counts.failed + counts.skipped) - 1
             companions = bundle_companions(sweep, trial, room)
-            outcomes = run_bundle_cells(sweep, [trial, *companions], progress) if companions else [
+            outcomes = run_bundle_cells(sweep, [trial, *companions], progress) if companions is not None else [
                 run_cell(sweep, trial, progress)]
             for outcome in outcomes:
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
@@ -146,13 +146,18 @@ def work_grid(sweep: Sweep, max_cells: int | None = None) -> CellCounts:
     return counts
 
 
-def bundle_companions(sweep: Sweep, trial, room: int | None) -> list:  # noqa: ANN001 - optuna types
+def bundle_companions(sweep: Sweep, trial, room: int | None) -> list | None:  # noqa: ANN001 - optuna types
     """Under --bundle auto: the waiting cells claimed to train in one bundle with this claimed one (the same
-    bundle_key, no checkpoint: a resumed cell runs alone), at most MAX_BUNDLE in all; [] when it runs alone."""
+    bundle_key, no checkpoint), at most MAX_BUNDLE in all, possibly none: a bundleable cell trains in the stacked
+    model even alone, so its numbers never depend on which cells happened to be waiting (each slice computes as
+    if alone: tests/run/test_bundle.py). None: it runs through the single-run loop (--bundle off, a student or
+    method that does not bundle, or a cell resuming from its checkpoint)."""
     spec = ExperimentSpec.from_dict(trial.user_attrs[SPEC_ATTR])
     key = bundle_key(spec) if sweep.options.bundle == "auto" else None
+    if key is None or _has_checkpoint(sweep, spec):
+        return None
     limit = MAX_BUNDLE - 1 if room is None else min(MAX_BUNDLE - 1, room)
-    if key is None or limit <= 0 or _has_checkpoint(sweep, spec):
+    if limit <= 0:
         return []
 
     def fits(frozen) -> bool:  # noqa: ANN001 - optuna FrozenTrial
@@ -183,8 +188,8 @@ def run_bundle_cells(sweep: Sweep, trials: list, progress: Progress) -> list[str
             outcomes.append("skipped")
         else:
             cells.append((trial, spec, trial.user_attrs.get(LABEL_ATTR) or spec.label()))
-    if len(cells) < 2:
-        return outcomes + [run_cell(sweep, trial, progress) for trial, _, _ in cells]
+    if not cells:
+        return outcomes
     bars = [progress.add_task(f"  {label} (bundle of {len(cells)})", total=max(spec.epochs, 1))
             for _, spec, label in cells]
     try:

@@ -208,3 +208,18 @@ def test_stacked_adamw_updates_each_slice_as_torch_adamw_updates_its_model(fused
     for index, own in enumerate(state):
         assert own["step"].item() == reference[index]["step"].item() == 4
         assert torch.allclose(own["exp_avg_sq"], reference[index]["exp_avg_sq"], rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(("student", "method"), [("bottleneck", "kd"), ("projection", "scratch")])
+def test_a_cell_trains_the_same_in_a_bundle_of_any_size(student: str, method: str) -> None:
+    """Each slice computes as if alone, so a cell's numbers do not depend on which cells were waiting beside it
+    (why a lone bundleable cell still trains in the stacked model): bit for bit, alone, in a pair, in the whole."""
+    cells = settings() if student == "bottleneck" else settings()[::2][:4]
+    whole = bundled(student, method, cells, 2)
+    for index, part in ((0, [cells[0]]), (len(cells) - 1, [cells[-1]]), (1, cells[:2])):
+        got = bundled(student, method, part, 2)[index if len(part) > 1 else 0]
+        want = whole[index]
+        assert [r.train_loss for r in got[0].epochs] == [r.train_loss for r in want[0].epochs]
+        assert [r.val_acc for r in got[0].epochs] == [r.val_acc for r in want[0].epochs]
+        assert got[0].test_acc == want[0].test_acc and torch.equal(got[1], want[1])

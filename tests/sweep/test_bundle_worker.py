@@ -110,3 +110,18 @@ def test_ctrl_c_interrupts_every_cell_of_a_bundle_and_each_resumes_alone(
     assert (summary.done, summary.failed) == (4, 0)  # type: ignore[attr-defined]
     assert bundles.sizes == [] and len(fake_runs.calls) - before == 4  # each resumed alone from its checkpoint
     assert sorted(run.status for run in Store(db_url).runs()) == ["done"] * 5
+
+
+def test_a_lone_bundleable_cell_still_trains_in_the_stacked_model(tmp_path: Path, db_url: str, fake_runs: FakeRuns,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One seed, one lr: no companion waits, yet the cell goes through run_bundle (a bundle of 1), so its numbers
+    are those it would have in any bundle."""
+    import bench.run.run_bundle
+
+    bundles = FakeBundles(fake_runs)
+    monkeypatch.setattr(bench.run.run_bundle, "run_bundle", bundles)
+    monkeypatch.setitem(GRID, "seeds", [0])
+    monkeypatch.setitem(GRID, "hparams", {"lr": 0.03})
+    summary = grid_run(tmp_path, db_url)
+    assert (summary.done, bundles.sizes) == (2, [1])  # type: ignore[attr-defined]
+    assert sorted(run.bundle_size or 0 for run in Store(db_url).runs()) == [0, 1]
