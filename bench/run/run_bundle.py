@@ -29,7 +29,8 @@ def run_bundle(specs: Sequence[ExperimentSpec], bench: Workbench, study: str, ho
                evaluate_test: bool = True) -> list[RunRecord | Exception]:
     """One result per spec, in order: its done record, or the exception its cell failed with (the others go on).
 
-    A cell whose method turns out to have parameters trains alone (train_student), as does a bundle of one.
+    A cell whose method turns out to have parameters trains alone (train_student). A bundle of one still trains in
+    the stacked model: each slice computes as if alone, so a cell's numbers do not depend on its companions.
     KeyboardInterrupt and SystemExit stop every cell (their checkpoints hold the last finished epoch).
     """
     hooks = list(hooks) if hooks is not None else [CellHooks() for _ in specs]
@@ -42,7 +43,7 @@ def run_bundle(specs: Sequence[ExperimentSpec], bench: Workbench, study: str, ho
             outcomes[i] = error
     together = [i for i, run in prepared.items() if not list(run.parts.method.parameters())]
     results: dict[int, TrainResult | Exception] = {}
-    if len(together) > 1:
+    if together:
         cells = [_cell(prepared[i], hooks[i]) for i in together]
         results.update(zip(together, train_bundle(cells, bench.device), strict=True))
     for i in set(prepared) - set(results):

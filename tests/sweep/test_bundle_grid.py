@@ -54,3 +54,13 @@ def test_bundled_grid_equals_separate_runs(tmp_path: Path) -> None:
     assert len({rows["off"][key]["test_acc"] for key in students}) > 1  # four different models
     probe = next(key for key in rows["off"] if key not in students)
     assert rows["auto"][probe]["bundle_size"] is None  # the teacher's reference cell is no trained student
+
+    one = tmp_path / "bundle-one.yaml"  # one kd cell of the grid: no companion waits, it still trains stacked
+    one.write_text(GRID.replace("name: bundle", "name: bundle-one").replace("seeds: [0, 1]", "seeds: [0]")
+                   .replace("lr: [0.01, 0.003]", "lr: 0.01"))
+    db = f"sqlite:///{tmp_path / 'one.db'}"
+    run_grid(load_grid(one), db, context, options=WorkerOptions(run_dir=tmp_path / "runs-one", bundle="auto"))
+    (lone,) = query(db, "SELECT spec_key, val_acc, test_acc, bundle_size FROM runs WHERE method = 'kd'")
+    among = rows["auto"][lone["spec_key"]]  # the same cell trained among four
+    assert lone["bundle_size"] == 1 and among["bundle_size"] == 4
+    assert (lone["val_acc"], lone["test_acc"]) == (among["val_acc"], among["test_acc"])  # bit for bit
