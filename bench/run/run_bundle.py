@@ -45,7 +45,10 @@ def run_bundle(specs: Sequence[ExperimentSpec], bench: Workbench, study: str, ho
     results: dict[int, TrainResult | Exception] = {}
     if together:
         cells = [_cell(prepared[i], hooks[i]) for i in together]
-        results.update(zip(together, train_bundle(cells, bench.device), strict=True))
+        try:
+            results.update(zip(together, train_bundle(cells, bench.device), strict=True))
+        except Exception as error:  # noqa: BLE001 - what stops the shared loop fails each of its cells, as alone
+            results.update(dict.fromkeys(together, error))
     for i in set(prepared) - set(results):
         results[i] = _alone(prepared[i], hooks[i], bench)
     for i, result in results.items():

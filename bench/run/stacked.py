@@ -129,7 +129,7 @@ class StackedAdamW:
         self.weight_decays = [self.weight_decays[i] for i in rows]
         for states in (self.exp_avg, self.exp_avg_sq):
             for name, value in states.items():
-                states[name] = value[torch.tensor(list(rows), device=value.device)].clone()
+                states[name] = value[torch.tensor(list(rows), dtype=torch.long, device=value.device)].clone()
 
     def zero_grad(self) -> None:
         for value in self.model.stack.values():

@@ -90,8 +90,8 @@ def train_bundle(cells: Sequence[BundleCell], device: torch.device) -> list[Trai
             for position, i in enumerate(active):  # every cell's checkpoint first, then the callbacks (which
                 try:  # may interrupt the bundle)
                     _end_epoch(members[i], optimizer, position, epoch, seconds)
-                except NonFiniteError as error:
-                    outcomes[i] = error
+                except Exception as error:  # noqa: BLE001 - a NaN val score or a checkpoint the disk refused
+                    outcomes[i] = error  # fails this cell alone, as it fails its own run
             for i in active:
                 member = members[i]
                 try:
@@ -116,6 +116,9 @@ def _drop(model: StackedHeads, optimizer: StackedAdamW, active: list[int], faile
     """Re-stack without the failed cells' slices (in place: `active` loses them too)."""
     kept = [position for position, i in enumerate(active) if i not in failed]
     if len(kept) == len(active):
+        return
+    if not kept:  # every cell failed: nothing to re-stack, the loop ends
+        active.clear()
         return
     model.keep(kept)
     optimizer.keep(kept)

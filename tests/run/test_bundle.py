@@ -223,3 +223,32 @@ def test_a_cell_trains_the_same_in_a_bundle_of_any_size(student: str, method: st
         assert [r.train_loss for r in got[0].epochs] == [r.train_loss for r in want[0].epochs]
         assert [r.val_acc for r in got[0].epochs] == [r.val_acc for r in want[0].epochs]
         assert got[0].test_acc == want[0].test_acc and torch.equal(got[1], want[1])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_bundle_whose_every_cell_fails_ends_with_each_error() -> None:
+    got = bundled("bottleneck", "kd", [(0, {**BASE, "lr": 1e36}), (1, {**BASE, "lr": 1e36})], 2)
+    assert all(isinstance(result, NonFiniteError) for result, _ in got)
+
+
+class FullDisk:
+    """A checkpointer whose writes the disk refuses."""
+
+    def load(self) -> None:
+        return None
+
+    def save(self, state: dict) -> None:
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_checkpoint_the_disk_refuses_fails_its_cell_alone() -> None:
+    cells = settings()[:3]
+    built = [build("bottleneck", "kd", hparams, seed) for seed, hparams in cells]
+    results = train_bundle([BundleCell(model, loss, data(), hparams, 2, seed,
+                                       checkpoint=FullDisk() if i == 1 else None)  # type: ignore[arg-type]
+                            for i, ((model, loss), (seed, hparams)) in enumerate(zip(built, cells, strict=True))], CPU)
+    assert isinstance(results[1], OSError) and "No space left" in str(results[1])
+    want = separate("bottleneck", "kd", [cells[0], cells[2]], 2)
+    for (model, _), result, expected in zip([built[0], built[2]], [results[0], results[2]], want, strict=True):
+        assert_equal_runs((result, predict_logits(model, data().inputs["test"], CPU).argmax(-1)), expected)
