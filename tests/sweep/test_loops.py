@@ -66,7 +66,7 @@ def test_a_study_searches_on_val_then_re_runs_the_best_on_test_through_one_store
         tmp_path: Path, db_url: str, fake_runs: FakeRuns) -> None:
     from bench.sweep.search import run_study
 
-    options = WorkerOptions(run_dir=tmp_path / "runs")
+    options = WorkerOptions(run_dir=tmp_path / "runs", bundle="off")  # run_spec is faked: the single-run loop
     summary = run_study(StudyModel.model_validate(STUDY), db_url, RunContext(device="cpu"), options,
                         Console(stderr=True))
     assert summary.states == {"COMPLETE": 1, "PRUNED": 1}
@@ -90,7 +90,7 @@ def test_a_worker_joins_a_study_from_the_database_alone(tmp_path: Path, db_url: 
     from bench.sweep.search import run_study
     from bench.sweep.worker import run_worker
 
-    options = WorkerOptions(run_dir=tmp_path / "runs")
+    options = WorkerOptions(run_dir=tmp_path / "runs", bundle="off")  # run_spec is faked: the single-run loop
     run_study(StudyModel.model_validate(STUDY), db_url, RunContext(device="cpu"), options, Console(stderr=True))
     optuna.load_study(study_name="loops", storage=db_url).set_user_attr(TRIALS_ATTR, 3)
     before = len(fake_runs.calls)
@@ -111,7 +111,8 @@ def test_ctrl_c_marks_the_cell_interrupted_and_the_next_run_resumes_it_at_once(
 
     grid = expand_grid(GridModel.model_validate({**{k: STUDY[k] for k in ("teacher", "student", "method", "dataset",
                                                                           "epochs")}, "name": "ctrl-c"}), None)
-    options = WorkerOptions(run_dir=tmp_path / "runs", grace_period=3600, heartbeat_interval=1800)
+    options = WorkerOptions(run_dir=tmp_path / "runs", grace_period=3600, heartbeat_interval=1800,
+                           bundle="off")  # run_spec is faked: the single-run loop
 
     def interrupted(spec: ExperimentSpec, *args, checkpoint=None, **kwargs) -> RunRecord:  # noqa: ANN001, ANN002, ANN003
         if spec.method != PROBE_METHOD:
@@ -167,7 +168,7 @@ def test_a_finished_grids_re_run_loads_no_teacher_no_migrations_and_no_optuna(
 
     path = tmp_path / "g.yaml"
     path.write_text("teacher: effnet-lite0\nstudent: projection\nmethod: scratch\ndataset: digits\nepochs: 1\n")
-    options = WorkerOptions(run_dir=tmp_path / "runs")
+    options = WorkerOptions(run_dir=tmp_path / "runs", bundle="off")  # run_spec is faked: the single-run loop
     first = run_grid(load_grid(path), db_url, RunContext(device="cpu"), Console(stderr=True), options)
     assert (first.total, first.done) == (2, 2)
     heavy = ("optuna", "alembic", "scipy", "timm", "torchvision", "pandas", "bench.run.workbench")
