@@ -150,6 +150,7 @@ def test_finetune_reference_through_a_grid(teacher: Teacher, weights: Path, tmp_
     from bench.run.context import RunContext
     from bench.store.sql import read_only_query
     from bench.sweep.grid import run_grid
+    from bench.sweep.queue import WorkerOptions
 
     fits, seen = [], {}
     real_fit, real_train = finetune._train_one_lr, run_spec_module.train_student
@@ -164,8 +165,9 @@ def test_finetune_reference_through_a_grid(teacher: Teacher, weights: Path, tmp_
     context = RunContext(cache_dir=tmp_path / "cache", device="cpu")
     for name in ("first", "second"):  # each in its own database: the second runs every cell again
         db = f"sqlite:///{tmp_path / f'{name}.db'}"
-        summary = run_grid(load_grid(write_grid(tmp_path, name, str(weights))), db, context)
-        assert (summary.done, summary.failed) == (3, 0)
+        summary = run_grid(load_grid(write_grid(tmp_path, name, str(weights))), db, context,
+                           options=WorkerOptions(run_dir=tmp_path / f"runs-{name}", bundle="off"))  # the hook
+        assert (summary.done, summary.failed) == (3, 0)  # above sees the single-run loop's train_student
         assert fits == [1e-2]  # fine-tuned once, by the first grid; the second read the cache
     assert seen == {"Scratch": (30, 0), "HintonKD": (120, 90)}
     _, rows = read_only_query(f"sqlite:///{tmp_path / 'first.db'}",
