@@ -14,13 +14,14 @@ import json
 
 from bench.core.names import REFERENCE_METHODS
 from bench.core.protocol import protocol
+from bench.core.registries import STUDENTS
 from bench.core.spec import ExperimentSpec
 
 MAX_BUNDLE = 16  # cells per bundle at most
 BUNDLE_MODES = ("auto", "off")
-SHAPE_KNOBS: dict[str, dict[str, int]] = {  # student -> its shape knobs and their defaults
-    "bottleneck": {"hidden_dim": 256, "bottleneck_dim": 64},
-    "projection": {"embed_dim": 64},
+SHAPE_KNOBS: dict[str, tuple[str, ...]] = {  # student -> its shape knobs (their defaults: the student's declaration)
+    "bottleneck": ("hidden_dim", "bottleneck_dim"),
+    "projection": ("embed_dim",),
 }
 STATELESS_METHODS = frozenset({"scratch", "kd"})  # no parameters, no per-sample state (tests/run/test_bundle.py)
 
@@ -35,7 +36,8 @@ def bundle_key(spec: ExperimentSpec) -> str | None:
         return None
     if protocol(hparams)["optimizer"] != "adamw":
         return None
-    shapes = {name: int(hparams.get(name, default)) for name, default in SHAPE_KNOBS[spec.student].items()}
+    defaults = STUDENTS.entry(spec.student).obj.defaults
+    shapes = {name: int(hparams.get(name, defaults[name])) for name in SHAPE_KNOBS[spec.student]}
     shared = {"teacher": spec.teacher, "dataset": spec.dataset, "data": data, "student": spec.student,
               "shapes": shapes, "method": spec.method, "epochs": spec.epochs,
               "batch_size": hparams.get("batch_size")}

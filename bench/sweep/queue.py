@@ -256,18 +256,13 @@ def claim_order(trial) -> tuple[int, int]:  # noqa: ANN001 - optuna FrozenTrial
 def claim_waiting(study, storage):  # noqa: ANN001, ANN201
     """Take a WAITING trial atomically (no two workers get the same one), or None: a retried or interrupted cell
     before any fresh one (a priority, not the back of the queue), otherwise the lowest-numbered."""
-    from optuna.trial import TrialState
-
-    for frozen in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=claim_order):
-        trial = _claim(study, storage, frozen)
-        if trial is not None:
-            return trial
-    return None
+    claimed = claim_matching(study, storage, lambda _frozen: True, 1)
+    return claimed[0] if claimed else None
 
 
 def claim_matching(study, storage, fits: Callable[[Any], bool], limit: int) -> list:  # noqa: ANN001
-    """Take up to `limit` more WAITING trials that `fits` accepts (a bundle's companions), each atomically as
-    claim_waiting takes one (no two workers get the same trial), in claim order."""
+    """Take up to `limit` WAITING trials that `fits` accepts (claim_waiting's one, a bundle's companions), each
+    atomically (no two workers get the same trial), in claim order."""
     from optuna.trial import TrialState
 
     claimed = []
