@@ -54,6 +54,7 @@ class Rates:
     infos: dict[str, Any]
     weights: dict[str, str]
     sources: set[str] = field(default_factory=set)
+    flop_scaled: set[str] = field(default_factory=set)  # networks with no table row, FLOP-scaled from the anchor
     _cache: dict[Any, float | None] = field(default_factory=dict)
 
     def _note(self, source: str) -> None:
@@ -67,8 +68,11 @@ class Rates:
 
     def _teacher(self, name: str, size: int) -> float | None:
         if self.gpu:
-            rate = tp.teacher_rate(self.gpu, name, size) or run_teacher_rate(self.gpu, name, self.infos.get(name),
-                                                                             self.weights.get(name), size)
+            rate = tp.teacher_rate(self.gpu, name, size)
+            if rate is None:
+                rate = run_teacher_rate(self.gpu, name, self.infos.get(name), self.weights.get(name), size)
+                if rate is not None:
+                    self.flop_scaled.add(name)
             if rate is not None:
                 self._note(f"teacher {name} at {size} px: {rate.images_per_s:.0f} img/s, {rate.source}")
             return rate.images_per_s if rate else None
@@ -111,6 +115,8 @@ class Rates:
             rate = tp.student_rate(self.gpu, spec.student, head, size)
             if rate is None and not head:
                 rate = flop_scaled_rate(self.gpu, spec, size)
+                if rate is not None:
+                    self.flop_scaled.add(spec.student)
             if rate is not None:
                 self._note(f"student {spec.student}{'' if head else f' at {size} px'}: "
                            f"{rate.images_per_s:.0f} img/s, {rate.source}")
@@ -224,13 +230,13 @@ def flop_scaled_rate(gpu: str, spec: ExperimentSpec, size: int) -> tp.Rate | Non
                    f"scaled by forward FLOPs ({ours / 1e6:.0f} vs {anchor[1] / 1e6:.0f} MFLOPs)")
 
 
-def estimate_basis(gpu: str | None, sources: set[str]) -> str:
+def estimate_basis(gpu: str | None, flop_scaled: set[str]) -> str:
     """One line saying what the time estimate rests on: rates timed on this CPU, or a named GPU's table rows (measured
     on an H200, scaled to the GPU) with the architectures that have no row FLOP-scaled from the measured anchor."""
     if gpu is None:
         return ("estimate basis: CPU, this machine: each student's training steps and each teacher's forward pass "
                 "timed here on a few batches (kept in the timing cache), not a table")
-    scaled = sorted({line.split(" at ")[0].split(" ", 1)[1] for line in sources if "scaled by forward FLOPs" in line})
+    scaled = sorted(flop_scaled)
     flops = (f"; {len(scaled)} networks with no row ({', '.join(scaled)}) "
              f"FLOP-scaled from the measured {FLOP_ANCHOR[0]} at {FLOP_ANCHOR[1]} px rate (rate x its FLOPs / "
              "theirs)") if scaled else ""

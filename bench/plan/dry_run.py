@@ -225,7 +225,7 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     known = [s for s in totals.values() if s is not None]
     total = sum(known) if len(known) == len(totals) else None
     plan.lines.append(f"  {'total':<18} {human(total)}")
-    plan.lines.append(estimate_basis(gpu, rates.sources))
+    plan.lines.append(estimate_basis(gpu, rates.flop_scaled))
     if workers > 1:  # bench run --jobs / --workers-per-device: the student epochs dealt to the workers
         from bench.plan.cost import run_seconds
         from bench.plan.packing import packing_line
