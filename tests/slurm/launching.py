@@ -118,17 +118,30 @@ def preempt_mid_cell(slurm: Slurm, db: str, study: str, folder: Path, limit_s: f
             break
         time.sleep(0.2)
     key, job = ready[0]
-    signalled = time.monotonic()
+    signalled, signalled_at = time.monotonic(), time.time()
     if signal == "KILL":  # a dying node: SIGKILL straight to the worker (SLURM's own KILL sends SIGTERM first)
         os.kill(worker_pid(db, study, key), 9)
     else:
         slurm.run("scancel", f"--signal={signal}", job)
     while True:
-        now = running_cells(db, study)
-        if key in now and now[key] != job:
-            return key, job, time.monotonic() - signalled
+        # a trial of the cell started by another task, running or already finished: a resumed cell with one epoch
+        # left can start and finish between two polls, so RUNNING alone would miss it
+        started = taken_by_another(db, study, key, job)
+        if started is not None:
+            return key, job, started - signalled_at
         assert time.monotonic() - signalled < limit_s, f"the preempted cell was not taken back\n{job_logs(folder)}"
         time.sleep(0.1)
+
+
+def taken_by_another(db: str, study: str, key: str, job: str) -> float | None:
+    """When (epoch seconds) a trial of cell KEY first started on a task other than JOB, in any state; None if never."""
+    import optuna
+
+    trials = optuna.load_study(study_name=study, storage=db).get_trials(deepcopy=False)
+    starts = [t.datetime_start.timestamp() for t in trials
+              if t.user_attrs.get(SPEC_KEY_ATTR) == key and t.datetime_start is not None
+              and t.user_attrs.get(WORKER_JOB_ATTR) is not None and str(t.user_attrs[WORKER_JOB_ATTR]) != job]
+    return min(starts, default=None)
 
 
 def how_retried(db: str, study: str, key: str) -> set[str]:
