@@ -81,6 +81,9 @@ def test_plan_on_the_demo_exits_0_and_lists_its_cells(tmp_path: Path) -> None:
     assert "grid demo: 13 cells (1 teacher-reference cells + 12 runs); 0 already done" in result.stdout
     assert ("effnet-lite0 x fashion-mnist: 12 runs (0 done): students bottleneck, resnet; methods kd, scratch; "
             "seeds 3") in result.stdout
+    # the bottleneck cells bundle by method (3 seeds each); the ResNets cannot bundle
+    assert ("bundling (--bundle auto, the default): 6 head-student cells would train as 2 stacked bundle(s) of 3, 3 "
+            "with one worker, 6 cells alone") in result.stdout
     for phase in ("teacher pass", "teacher reference", "student epochs", "total"):
         assert phase in result.stdout
     assert not (tmp_path / "r.db").exists()  # read-only: no database is created

@@ -175,6 +175,31 @@ def group_lines(plan: Plan) -> None:
             f"methods {', '.join(count('method'))}; seeds {len(count('seed'))}; epochs {', '.join(count('epochs'))}")
 
 
+def bundle_lines(plan: Plan) -> None:
+    """How the cells not done yet would bundle under `--bundle auto` (bench run's default): head cells that share a
+    bundle key train as one stacked model, at most MAX_BUNDLE a bundle (one worker; several split them further)."""
+    from bench.run.bundle import MAX_BUNDLE, bundle_key
+
+    groups: dict[str, int] = {}
+    alone = 0
+    for spec in plan.runs:
+        if spec.key in plan.done:
+            continue
+        key = bundle_key(spec)
+        if key is None:
+            alone += 1
+        else:
+            groups[key] = groups.get(key, 0) + 1
+    sizes = sorted((min(MAX_BUNDLE, count - start) for count in groups.values()
+                    for start in range(0, count, MAX_BUNDLE)), reverse=True)
+    if not sizes:
+        plan.lines.append(f"bundling (--bundle auto): none of the {alone} cells to run can bundle; each trains alone")
+        return
+    plan.lines.append(f"bundling (--bundle auto, the default): {sum(sizes)} head-student cells would train as "
+                      f"{len(sizes)} stacked bundle(s) of {', '.join(map(str, sizes))} with one worker, {alone} "
+                      "cells alone; the estimate below times every cell alone, as --bundle off runs them")
+
+
 def overlap_lines(plan: Plan) -> None:
     """A line per teacher x dataset cell group whose teacher is known to have seen the test split's data."""
     from bench.teachers.overlap import overlaps
@@ -214,6 +239,7 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     weights = {**plan.weights, **weights}
     mark_done(plan, db_url)
     group_lines(plan)
+    bundle_lines(plan)
     overlap_lines(plan)
     infos = check_inputs(plan, weights, data_root)
     rates = Rates(gpu, infos, weights)
