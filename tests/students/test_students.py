@@ -35,7 +35,8 @@ def tiny_batch(kind: str, n: int = 64, shape: tuple[int, ...] = (CONTEXT.teacher
     return images, labels
 
 
-HEAVY = {"resnet32x4", "vgg13", "shufflenetv1", "shufflenetv2", "wrn-40-2", "resnet8x4", "resnet56", "vgg8"}  # 20-100 s
+HEAVY = {"resnet32x4", "vgg13", "shufflenetv1", "shufflenetv2", "wrn-40-2", "wrn-16-2", "resnet8x4", "resnet56", "vgg8",
+         "mobilenetv2"}  # 7-60 s each on 64 images
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -46,7 +47,8 @@ def test_student_outputs_and_learns(name: str) -> None:
     torch.manual_seed(0)
     shape = TAP_SHAPES[entry.obj.input_tap(TAP_SHAPES)] if entry.card.kind == HEAD else None
     student = entry.obj(replace(CONTEXT, input_shape=shape), {})
-    inputs, labels = tiny_batch(entry.card.kind, shape=shape or (CONTEXT.teacher_dim,))
+    # the heavy published networks fit 16 images (4 a class): 64 cost them 20-60 s each, checking nothing more
+    inputs, labels = tiny_batch(entry.card.kind, n=16 if name in HEAVY else 64, shape=shape or (CONTEXT.teacher_dim,))
     out = student(inputs)
     assert out["logits"].shape == (len(labels), CONTEXT.num_classes)
     assert out["embedding"].shape == (len(labels), student.embed_dim)
