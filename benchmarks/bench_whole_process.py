@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE / "benchmarks"))
+
+from bench_imports import timed  # noqa: E402 - (CPU s, wall s) of one child process, one OMP thread
 
 
 def grid(students: int, epochs: int, image_size: int) -> str:
@@ -35,24 +35,9 @@ def grid(students: int, epochs: int, image_size: int) -> str:
             "hparams: {lr: 0.003, batch_size: 64, weight_decay: 0.0001}\n")
 
 
-def timed(args: list[str], cwd: Path) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of one child process, one thread."""
-    env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1", "BENCH_THREADS": "1"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
-
-
 def naive(students: int, epochs: int, image_size: int) -> None:
     """The teacher-every-batch loop, in this process."""
     import torch
-
-    sys.path.insert(0, str(HERE / "benchmarks"))
     from bench_harness import naive_grid, workbench
 
     torch.set_num_threads(1)
@@ -83,10 +68,10 @@ def main() -> None:
             figures[f"bench run --grid (--bundle {bundle})"] = timed(
                 [python, "-m", "bench", "run", "--grid", str(work / "g.yaml"), "--db", f"sqlite:///{state / 'r.db'}",
                  "--cache-dir", str(state / "cache"), "--run-dir", str(state / "runs"), "--threads", "1",
-                 "--bundle", bundle], work)
+                 "--bundle", bundle], HERE, work)
         figures["teacher every batch"] = timed(
             [python, str(Path(__file__).resolve()), "--naive", "--students", str(s), "--epochs", str(e),
-             "--image-size", str(size)], work)
+             "--image-size", str(size)], HERE, work)
     print(f"{s} head-student cells x {e} epochs, digits through effnet-lite0 at {size} px, one thread, "
           f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     for name, (cpu, wall) in figures.items():

@@ -178,18 +178,12 @@ def group_lines(plan: Plan) -> None:
 def bundle_lines(plan: Plan) -> None:
     """How the cells not done yet would bundle under `--bundle auto` (bench run's default): head cells that share a
     bundle key train as one stacked model, at most MAX_BUNDLE a bundle (one worker; several split them further)."""
+    from collections import Counter
+
     from bench.run.bundle import MAX_BUNDLE, bundle_key
 
-    groups: dict[str, int] = {}
-    alone = 0
-    for spec in plan.runs:
-        if spec.key in plan.done:
-            continue
-        key = bundle_key(spec)
-        if key is None:
-            alone += 1
-        else:
-            groups[key] = groups.get(key, 0) + 1
+    groups = Counter(bundle_key(spec) for spec in plan.runs if spec.key not in plan.done)
+    alone = groups.pop(None, 0)
     sizes = sorted((min(MAX_BUNDLE, count - start) for count in groups.values()
                     for start in range(0, count, MAX_BUNDLE)), reverse=True)
     if not sizes:

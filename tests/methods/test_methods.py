@@ -88,9 +88,9 @@ TRAIN_HPARAMS = {"sp": {"sp_weight": 1000.0}}  # the paper's 3000: SP dominates 
 # the published CIFAR networks (deep, batch-normed) need more than 20 steps of CRD or SP on the fake data to lose 30%
 CIFAR_NETS = {"resnet8x4", "resnet32x4", "resnet20", "resnet56", "wrn-16-2", "wrn-40-2", "vgg8", "vgg13",
               "mobilenetv2", "shufflenetv1", "shufflenetv2"}
+CIFAR_BATCH = 12  # images they train on (of the 40): see the pair test
 
 
-CIFAR_BATCH = 12
 SINGLE_POSITION_AT = {"mobilenetv2", "vgg8", "vgg13"}  # their last map is 1x1 at the fake data's 12 px: AT refused
 
 
