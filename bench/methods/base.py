@@ -131,6 +131,15 @@ class Method(nn.Module):
         """Weights of the non-CE terms when this method is a part of `combined` (which sets CE's weight itself)."""
         return {term: weight for term, weight in self.term_weights().items() if term != "ce"}
 
+    @classmethod
+    def stacked_terms(cls, methods: Sequence[Method], student: Mapping[str, torch.Tensor],
+                      teacher: Mapping[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of every model of a bundle at once (bench/run/train_bundle.py): student outputs and
+        teacher rows [M, B, ...], labels [M, B], one method (its own hparams) per model; each term [M], model m's
+        equal to what `methods[m].forward` gives on its slice up to float rounding. Only the methods that bundle
+        (bench/run/bundle.py STATELESS_METHODS) define it."""
+        raise NotImplementedError(f"{cls.__name__} does not train in a bundle")
+
     def total(self, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Weighted sum of the terms (a term missing a weight is an error, not silently dropped)."""
         weights = self.term_weights()

@@ -13,7 +13,7 @@ from bench.core.knobs import Knob, loss_weight, temperature
 from bench.core.registries import METHODS
 from bench.core.taps import POOLED
 from bench.methods.base import MDISTILLER, REPDISTILLER, Method, MethodContext, Reference, Requirements, Shape
-from bench.methods.losses import hinton_kd, labeled_cross_entropy
+from bench.methods.losses import hinton_kd, labeled_cross_entropy, stacked_cross_entropy, stacked_hinton_kd
 from bench.methods.pairs import PairRegressor, pair_families, resolve_pairs
 
 
@@ -24,6 +24,11 @@ class Scratch(Method):
     def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing)}
+
+    @classmethod
+    def stacked_terms(cls, methods: Sequence[Method], student: Mapping[str, torch.Tensor],
+                      teacher: Mapping[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"ce": stacked_cross_entropy(student["logits"], labels, [m.label_smoothing for m in methods])}
 
 
 @METHODS.register("kd", MethodCard("logits"))
@@ -53,6 +58,13 @@ class HintonKD(Method):
             "ce": labeled_cross_entropy(student["logits"], labels, self.label_smoothing),
             "kd": hinton_kd(student["logits"], teacher["logits"], float(self.hparams["temperature"])),
         }
+
+    @classmethod
+    def stacked_terms(cls, methods: Sequence[Method], student: Mapping[str, torch.Tensor],
+                      teacher: Mapping[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        temperatures = [float(m.hparams["temperature"]) for m in methods]
+        return {"ce": stacked_cross_entropy(student["logits"], labels, [m.label_smoothing for m in methods]),
+                "kd": stacked_hinton_kd(student["logits"], teacher["logits"], temperatures)}
 
 
 @METHODS.register("feature", MethodCard("features"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,11 +22,43 @@ def labeled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoo
                            label_smoothing=label_smoothing) / labeled
 
 
+def stacked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                          label_smoothings: Sequence[float]) -> torch.Tensor:
+    """labeled_cross_entropy of each model of a bundle (bench/run/stacked.py): logits [M, B, C], labels [M, B], one
+    label smoothing per model; returns [M]. The same per-row losses (F.cross_entropy, reduction none), summed per
+    model; a smoothing that differs between models is computed once per distinct value."""
+    flat_logits, flat_labels = logits.flatten(0, 1), labels.flatten()
+    labeled = (labels != UNLABELED).sum(1).clamp(min=1)
+    out: torch.Tensor | None = None
+    for smoothing in sorted(set(label_smoothings)):
+        rows = F.cross_entropy(flat_logits, flat_labels, ignore_index=UNLABELED, reduction="none",
+                               label_smoothing=smoothing).view(labels.shape)
+        value = rows.sum(1) / labeled
+        if out is None:
+            out = value
+        else:
+            chosen = torch.tensor([s == smoothing for s in label_smoothings], device=value.device)
+            out = torch.where(chosen, value, out)
+    assert out is not None, "a bundle has at least one model"
+    return out
+
+
 def hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 * KL(p_teacher^T || p_student^T), batch mean (Hinton et al., 2015)."""
     log_student = F.log_softmax(student_logits / temperature, dim=-1)
     teacher_probs = F.softmax(teacher_logits / temperature, dim=-1)
     return F.kl_div(log_student, teacher_probs, reduction="batchmean") * temperature**2
+
+
+def stacked_hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      temperatures: Sequence[float]) -> torch.Tensor:
+    """hinton_kd of each model of a bundle: logits [M, B, C], one temperature per model; returns [M]."""
+    temperature = torch.tensor(temperatures, dtype=student_logits.dtype, device=student_logits.device)
+    scale = temperature.view(-1, 1, 1)
+    log_student = F.log_softmax(student_logits / scale, dim=-1)
+    teacher_probs = F.softmax(teacher_logits / scale, dim=-1)
+    kl = F.kl_div(log_student, teacher_probs, reduction="none").sum((1, 2)) / student_logits.shape[1]
+    return kl * temperature**2
 
 
 class FeatureRegressor(nn.Module):

@@ -127,8 +127,8 @@ class _EpochSums:
     total: float = 0.0
     terms: dict[str, float] = field(default_factory=dict)
     batches: int = 0
-    correct: torch.Tensor | None = None  # stays on the device: one sync per epoch, not per batch
-    seen: torch.Tensor | None = None  # labeled rows seen (transfer-set rows, label -1, are not counted)
+    correct: torch.Tensor | int | None = None  # stays on the device: one sync per epoch, not per batch
+    seen: torch.Tensor | int | None = None  # labeled rows seen (transfer-set rows, label -1, are not counted)
 
     def add_loss(self, total: float, terms: dict[str, float], epoch: int) -> None:
         """Add one batch's losses; a NaN or infinite one stops the run (epoch and batch are 1-based)."""
@@ -146,6 +146,11 @@ class _EpochSums:
         hits = ((logits.detach().argmax(dim=-1) == labels) & labeled).sum()
         self.correct = hits if self.correct is None else self.correct + hits
         self.seen = labeled.sum() if self.seen is None else self.seen + labeled.sum()
+
+    def add_counts(self, correct: int, seen: int) -> None:
+        """add_predictions' counts, already read to the host (a bundle reads them with its losses, one sync a step)."""
+        self.correct = correct if self.correct is None else self.correct + correct
+        self.seen = seen if self.seen is None else self.seen + seen
 
     def means(self) -> tuple[float, dict[str, float], float | None]:
         """Mean total loss, mean of each term, and top-1 train accuracy (None without class logits)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from bench.core.names import UNLABELED
 from bench.data.batches import epoch_batches
 from bench.methods.base import Method
 from bench.run.fast import TrainOptions, resident, rows_on
@@ -162,38 +163,51 @@ def _train_epoch(model: StackedHeads, optimizer: StackedAdamW, members: Sequence
     failed: dict[int, Exception] = {}
     for step in range(len(orders[active[0]])):
         running = [members[i] for i in active]
-        indexes = [orders[i][step] for i in active]
-        device_indexes = [index.to(device) for index in indexes]
-        inputs = torch.stack([rows_on(m.loop.data.inputs["train"], index, device_index, device)  # type: ignore[arg-type]
-                              for m, index, device_index in zip(running, indexes, device_indexes, strict=True)])
-        outputs = model(inputs)
-        totals, terms, labels = [], [], []
-        for position, (member, index, device_index) in enumerate(zip(running, indexes, device_indexes, strict=True)):
-            teacher = {name: rows_on(t, index, device_index, device) for name, t in member.loop.teacher.items()}
-            teacher["indices"] = device_index
-            labels.append(member.loop.data.labels["train"][index].to(device, non_blocking=True))
-            terms.append(member.cell.method({name: value[position] for name, value in outputs.items()}, teacher,
-                                            labels[-1]))
-            totals.append(member.cell.method.total(terms[-1]).float())
+        index = torch.stack([orders[i][step] for i in active])  # [M, B]: each model's own rows
+        device_index = index.to(device)
+        outputs = model(_rows([m.loop.data.inputs["train"] for m in running], index, device_index, device))
+        teacher = {name: _rows([m.loop.teacher[name] for m in running], index, device_index, device)
+                   for name in running[0].loop.teacher}
+        teacher["indices"] = device_index
+        labels = _rows([m.loop.data.labels["train"] for m in running], index, device_index, device)
+        methods = [m.cell.method for m in running]
+        terms = type(methods[0]).stacked_terms(methods, outputs, teacher, labels)
+        values = torch.stack([terms[name].float() for name in terms], 1)  # [M, terms]
+        weights = torch.tensor([[method.term_weights()[name] for name in terms] for method in methods],
+                               dtype=values.dtype, device=device)
+        totals = (weights * values).sum(1)  # each model's method.total, as its own run sums it
         optimizer.zero_grad()
-        torch.stack(totals).sum().backward()
+        totals.sum().backward()
         optimizer.step([m.loop.optimizer.param_groups[0]["lr"] for m in running])
         for member in running:
             member.loop.scheduler.step()
-        values = torch.stack([torch.stack([total.detach(), *(v.detach().float() for v in t.values())])
-                              for total, t in zip(totals, terms, strict=True)]).tolist()  # one sync per step
+        labeled = labels != UNLABELED
+        hits = ((outputs["logits"].detach().argmax(dim=-1) == labels) & labeled).sum(1)
+        rows = torch.cat([totals.detach()[:, None], values.detach(), hits[:, None].float(),
+                          labeled.sum(1)[:, None].float()], 1).tolist()  # one sync per step
         for position, (i, member) in enumerate(zip(active, running, strict=True)):
+            row = rows[position]
             try:
-                member.sums.add_loss(values[position][0], dict(zip(terms[position], values[position][1:],
-                                                                   strict=True)), epoch)
+                member.sums.add_loss(row[0], dict(zip(terms, row[1:-2], strict=True)), epoch)
             except NonFiniteError as error:
                 failed[i] = error
                 continue
-            member.sums.add_predictions(outputs["logits"][position], labels[position])
+            member.sums.add_counts(int(row[-2]), int(row[-1]))
         _drop(model, optimizer, active, failed)
         if not active:
             break
     return failed
+
+
+def _rows(tensors: Sequence[torch.Tensor], index: torch.Tensor, device_index: torch.Tensor,
+          device: torch.device) -> torch.Tensor:
+    """Each model's batch rows of its tensor, [M, B, ...]: one gather when every model reads the same tensor (the
+    bundle's shared teacher features, see _shared_on_device), else one per model."""
+    first = tensors[0]
+    if all(tensor is first for tensor in tensors):
+        return rows_on(first, index.flatten(), device_index.flatten(), device).view(*index.shape, *first.shape[1:])
+    return torch.stack([rows_on(tensor, rows, device_rows, device)
+                        for tensor, rows, device_rows in zip(tensors, index, device_index, strict=True)])
 
 
 def _end_epoch(member: _Member, optimizer: StackedAdamW, position: int, epoch: int, seconds: float) -> None:

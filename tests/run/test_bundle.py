@@ -57,6 +57,30 @@ def test_bundled_methods_have_no_parameters_or_per_sample_state(name: str) -> No
     assert list(method.parameters()) == [] and list(method.buffers()) == [] and not entry.obj.reads_train_labels
 
 
+@pytest.mark.parametrize("name", sorted(STATELESS_METHODS))
+def test_stacked_terms_equal_each_models_own_terms(name: str) -> None:
+    """A bundle computes every model's loss terms at once (Method.stacked_terms); each model's must be what its own
+    method gives on its slice: per-model temperature, alpha and label smoothing (two distinct values), unlabeled
+    (transfer-set) rows and a model with every row unlabeled included."""
+    generator = torch.Generator().manual_seed(3)
+    hparams = [{**BASE, "temperature": t, "alpha": a} for t, a in ((4.0, 0.9), (1.0, 0.5), (8.0, 0.1), (2.0, 0.7))]
+    methods = [METHODS.get(name)(MethodContext(CLASSES, DIM, 8), h) for h in hparams]
+    for method, smoothing in zip(methods, (0.0, 0.1, 0.0, 0.2), strict=True):
+        method.label_smoothing = smoothing
+    student = {"logits": 3 * torch.randn(4, 16, CLASSES, generator=generator)}
+    teacher = {"logits": 3 * torch.randn(4, 16, CLASSES, generator=generator)}
+    labels = torch.randint(0, CLASSES, (4, 16), generator=generator)
+    labels[1, :5] = -1
+    labels[3] = -1
+    stacked = type(methods[0]).stacked_terms(methods, student, teacher, labels)
+    for m, method in enumerate(methods):
+        own = method({"logits": student["logits"][m]}, {"logits": teacher["logits"][m]}, labels[m])
+        assert list(stacked) == list(own)
+        for term, value in own.items():
+            assert stacked[term][m].item() == pytest.approx(value.item(), rel=1e-6, abs=1e-7), (m, term)
+    assert len({round(stacked["ce"][m].item(), 5) for m in range(3)}) == 3  # the models' terms are their own
+
+
 def test_dropout_masks_from_an_own_generator_equal_the_global_ones() -> None:
     x = torch.rand(16, 32) + 0.5
     torch.manual_seed(11)
