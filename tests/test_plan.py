@@ -83,10 +83,13 @@ def test_plan_on_the_demo_exits_0_and_lists_its_cells(tmp_path: Path) -> None:
             "seeds 3") in result.stdout
     # the bottleneck cells bundle by method (3 seeds each); the ResNets cannot bundle
     assert ("bundling (--bundle auto, the default): 6 head-student cells would train as 2 stacked bundle(s) of 3, 3 "
-            "with one worker, 6 cells alone") in result.stdout
+            "with one worker, 6 cells alone; the estimate below times every cell alone (the h200 table has no "
+            "stacked rates)") in result.stdout
     for phase in ("teacher pass", "teacher reference", "student epochs", "total"):
         assert phase in result.stdout
     assert not (tmp_path / "r.db").exists()  # read-only: no database is created
+    wrong = plan(str(STUDIES / "demo.yaml"), "--gpu", "h200", "--bundle", "on", home=tmp_path)
+    assert wrong.returncode == 2 and "--bundle 'on': expected auto or off" in wrong.stderr
 
 
 @pytest.mark.parametrize("name", ["paper-tiny-imagenet", "paper-coco-retrieval", "vit-cifar100"])

@@ -76,4 +76,48 @@ def test_the_second_plan_times_nothing_and_says_so(tmp_path: Path) -> None:
         match = re.search(r"timings: (\d+) timed now, (\d+) reused from this machine's timing cache", result.stdout)
         assert match, result.stdout
         counts.append((int(match[1]), int(match[2])))
-    assert counts == [(3, 0), (0, 3), (3, 0)]  # the teacher and the two students
+        assert "student projection (head), 1 stacked:" in result.stdout
+    # the teacher, the two students, and the projection cell's stacked step: a lone bundleable cell trains as a
+    # bundle of 1 under --bundle auto (bench run's default), so the plan times that step too
+    assert counts == [(4, 0), (0, 4), (4, 0)]
+
+
+def bottlenecks(count: int, hidden: int = 16) -> list[nn.Module]:
+    from bench.core.registries import STUDENTS
+    from bench.students.base import StudentContext
+
+    context = StudentContext(3, 8, 0, input_shape=(8,))
+    return [STUDENTS.get("bottleneck")(context, {"hidden_dim": hidden, "bottleneck_dim": 4}) for _ in range(count)]
+
+
+def test_a_stacked_step_is_timed_once_per_bundle_size_and_counts_every_cells_images(cache_dir: Path) -> None:
+    three = throughput.measure_bundle(bottlenecks(3), (8,), 8, seconds=0.05)
+    two = throughput.measure_bundle(bottlenecks(2), (8,), 8, seconds=0.05)
+    alone = throughput.measure_student(bottlenecks(1)[0], (8,), 8, seconds=0.05)
+    assert (throughput.TIMINGS.timed, throughput.TIMINGS.cached) == (3, 0)  # three sizes, three timings
+    assert throughput.measure_bundle(bottlenecks(3), (8,), 8, seconds=0.05) == three
+    assert throughput.TIMINGS.cached == 1
+    # every cell's images count: a stacked step of 3 tiny heads (per-step overhead, little arithmetic) moves far
+    # more images per second than one head's step, so a rate per cell would come out below the single rate
+    assert three > 1.5 * alone and two > 1.2 * alone
+
+
+def test_bundle_sizes_chunk_each_bundle_key_and_skip_done_and_lone_cells() -> None:
+    from bench.core.spec import ExperimentSpec
+    from bench.plan.cost import bundle_sizes
+    from bench.plan.dry_run import Plan
+
+    def cell(seed: int, **hparams: object) -> ExperimentSpec:
+        return ExperimentSpec.create(teacher="t", student="bottleneck", method="kd", dataset="digits",
+                                     hparams={"lr": 1e-3, **hparams}, data={}, epochs=2, seed=seed)
+
+    wide = [cell(seed, hidden_dim=64) for seed in range(20)]  # one key, 20 cells: bundles of 16 and 4
+    narrow = [cell(seed) for seed in range(3)]  # another key: one bundle of 2 once a cell is done
+    lone = ExperimentSpec.create(teacher="t", student="resnet8", method="kd", dataset="digits", hparams={},
+                                 data={}, epochs=2, seed=0)
+    plan = Plan("grid", "g", [], [*wide, *narrow, lone], done={narrow[0].key})
+    sizes = bundle_sizes(plan)
+    assert sorted(sizes[spec.key] for spec in wide) == [4] * 4 + [16] * 16
+    assert [sizes.get(spec.key) for spec in narrow] == [None, 2, 2]
+    assert lone.key not in sizes
+    assert bundle_sizes(Plan("study", "s", [], [*wide, *narrow])) == {}  # a study's trials never bundle

@@ -73,15 +73,22 @@ def user_errors() -> Iterator[None]:
 
 
 
+def check_bundle(bundle: str) -> str:
+    """--bundle's value, or one line saying what it accepts."""
+    from bench.run.bundle import BUNDLE_MODES
+
+    if bundle not in BUNDLE_MODES:
+        raise BenchError(f"--bundle {bundle!r}: expected {' or '.join(BUNDLE_MODES)}")
+    return bundle
+
+
 def worker_options(run_dir: Path | None, heartbeat_interval: int, grace_period: int,  # noqa: ANN202
                     artifacts: Path | None = None, keep: str = "all", storage: str | None = None,
                     bundle: str = "auto"):
     from bench.artifacts.keep import check_keep
-    from bench.run.bundle import BUNDLE_MODES
     from bench.sweep.queue import WorkerOptions, grpc_address
 
-    if bundle not in BUNDLE_MODES:
-        raise BenchError(f"--bundle {bundle!r}: expected {' or '.join(BUNDLE_MODES)}")
+    check_bundle(bundle)
 
     if storage is not None:
         grpc_address(storage)  # the form, said before anything is opened

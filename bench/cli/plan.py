@@ -10,11 +10,13 @@ import typer
 from bench.cli import checks
 from bench.cli.common import (
     DEFAULT_DB,
+    BundleOption,
     DataRootOption,
     DbOption,
     JobsOption,
     WeightsOption,
     WorkersPerDeviceOption,
+    check_bundle,
     out,
     user_errors,
 )
@@ -31,6 +33,7 @@ def plan_command(
     weights: WeightsOption = None,
     jobs: JobsOption = None,
     workers_per_device: WorkersPerDeviceOption = 1,
+    bundle: BundleOption = "auto",
 ) -> None:
     """Dry run: the cells, which are done, missing weights and data (and the fix), estimated time per phase."""
     with user_errors():
@@ -38,12 +41,13 @@ def plan_command(
         from bench.store.session import check_connection
 
         checks.paths("plan", plan_file=plan_file, data_root=data_root)
+        check_bundle(bundle)
         check_connection(db)
         from bench.plan import throughput
 
         throughput.TIMINGS = throughput.Timings(refresh=measure)
         workers, devices = plan_workers(jobs, workers_per_device, gpu)
-        plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root, workers, devices)
+        plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root, workers, devices, bundle)
         if plan.runnable:
             build_undecided(plan.runs, plan.done, {**plan.weights, **checks.weights(weights)}, data_root)
         for line in [*plan.lines, *timing_lines(throughput.TIMINGS)]:

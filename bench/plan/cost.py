@@ -98,14 +98,42 @@ class Rates:
         return rate
 
     def student(self, spec: ExperimentSpec, size: int, shape: tuple[int, ...]) -> float | None:
-        from bench.core.registries import STUDENTS
-
-        own = set(STUDENTS.get(spec.student).knobs) | {"batch_size"}  # a method's knobs do not change its speed
-        hparams = tuple(sorted((name, value) for name, value in spec.hparams_dict.items() if name in own))
-        key = ("student", spec.student, size, shape, hparams, spec.dataset)
+        key = ("student", spec.student, size, shape, self._own_hparams(spec), spec.dataset)
         if key not in self._cache:
             self._cache[key] = self._student(spec, size, shape)
         return self._cache[key]
+
+    def bundle(self, spec: ExperimentSpec, shape: tuple[int, ...], count: int) -> float | None:
+        """Training images/s of `count` such head cells as one stacked bundle, all cells' images counted (a cell's
+        share of the bundle's time: its images / this rate), timed here (bundle_sizes); None under --gpu: the
+        throughput table has no stacked rates."""
+        if self.gpu:
+            return None
+        key = ("bundle", spec.student, shape, self._own_hparams(spec), spec.dataset, count)
+        if key not in self._cache:
+            import torch
+
+            from bench.core.registries import STUDENTS
+            from bench.students.base import StudentContext
+
+            context = StudentContext(NUM_CLASSES.get(spec.dataset, 10), shape[-1], 0, input_shape=shape)
+            students = []
+            for seed in range(count):  # each slice its own initialisation, as each cell builds its own
+                torch.manual_seed(seed)
+                students.append(STUDENTS.get(spec.student)(context, spec.hparams_dict))
+            batch = int(spec.hparams_dict.get("batch_size", 64))
+            rate = tp.measure_bundle(students, shape, batch)
+            self._note(f"student {spec.student} (head), {count} stacked: {rate:.0f} img/s (all {count} cells' "
+                       "images), measured here")
+            self._cache[key] = rate
+        return self._cache[key]
+
+    def _own_hparams(self, spec: ExperimentSpec) -> tuple:
+        """The hparams that change a student's speed: its own knobs and the batch size (not a method's knobs)."""
+        from bench.core.registries import STUDENTS
+
+        own = set(STUDENTS.get(spec.student).knobs) | {"batch_size"}
+        return tuple(sorted((name, value) for name, value in spec.hparams_dict.items() if name in own))
 
     def _student(self, spec: ExperimentSpec, size: int, shape: tuple[int, ...]) -> float | None:
         from bench.core.registries import STUDENTS
@@ -257,17 +285,38 @@ def run_teacher_rate(gpu: str, name: str, info: Any, weights: str | None, size: 
                    f"only (x{EVAL_SPEEDUP:.0f})")
 
 
-def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any) -> float | None:
-    """A run's student epochs: train images / training rate, plus val each epoch and test once."""
+def bundle_sizes(plan: Any) -> dict[str, int]:
+    """Cell key -> the size of the stacked bundle it would train in under `--bundle auto` with one worker (cells that
+    share a bundle key, MAX_BUNDLE at most a bundle); cells that train alone are left out, and so is every trial of
+    a study (its sampler draws them one at a time: bench/sweep/worker.py bundles grid cells only)."""
+    from bench.run.bundle import MAX_BUNDLE, bundle_key
+
+    if plan.kind != "grid":
+        return {}
+    groups: dict[str, list[str]] = {}
+    for spec in plan.runs:
+        key = bundle_key(spec)
+        if spec.key not in plan.done and key is not None:
+            groups.setdefault(key, []).append(spec.key)
+    return {cell: len(keys[start:start + MAX_BUNDLE]) for keys in groups.values()
+            for start in range(0, len(keys), MAX_BUNDLE) for cell in keys[start:start + MAX_BUNDLE]}
+
+
+def run_seconds(spec: ExperimentSpec, rates: Rates, info: Any, bundle: int | None = None) -> float | None:
+    """A run's student epochs: train images / training rate, plus val each epoch and test once. `bundle`: the
+    size of the stacked bundle it trains in (bundle_sizes); its training time is then its share of the stacked
+    steps, where they were timed here (val and test are scored per cell, at the single rate)."""
     splits = split_sizes(spec.dataset, spec.data_dict)
     size, shape = student_input(spec, info)
     rate = rates.student(spec, size, shape)
     if splits is None or not rate:
         return None
+    train_rate = (rates.bundle(spec, shape, bundle) if bundle else None) or rate
     few = (spec.method == BASELINE_METHOD and spec.data_dict.get("labeled_limit")
            and spec.data_dict.get("budget", "epochs") == "epochs")  # budget steps: the whole train split's steps
     train = splits.labeled if few else splits.train
-    seconds = spec.epochs * (train / rate + splits.val / (EVAL_SPEEDUP * rate)) + splits.test / (EVAL_SPEEDUP * rate)
+    seconds = (spec.epochs * (train / train_rate + splits.val / (EVAL_SPEEDUP * rate))
+               + splits.test / (EVAL_SPEEDUP * rate))
     if not rates.gpu:
         return seconds  # timed here at the run's own batch size: the per-step cost is in the rate
     steps = spec.epochs * -(-train // int(spec.hparams_dict.get("batch_size", 64)))
@@ -316,7 +365,15 @@ def view_costs(plan: Any, rates: Rates) -> tuple[float | None, float | None]:
     return seconds, megabytes
 
 
-def estimate(plan: Any, rates: Rates) -> dict[str, float | None]:
+def cell_seconds(plan: Any, rates: Rates, bundle: str = "auto") -> list[float | None]:
+    """Student epochs of each cell not done yet; under --bundle auto a bundled cell's share of its bundle's steps
+    (bundle_sizes)."""
+    sizes = bundle_sizes(plan) if bundle == "auto" else {}
+    return [run_seconds(spec, rates, rates.infos.get(spec.teacher), sizes.get(spec.key))
+            for spec in plan.runs if spec.key not in plan.done]
+
+
+def estimate(plan: Any, rates: Rates, bundle: str = "auto") -> dict[str, float | None]:
     """Seconds per phase of a bench.plan.dry_run.Plan's cells not done yet (None: a phase could not be estimated)."""
     totals: dict[str, float | None] = {"teacher pass": 0.0, "teacher reference": 0.0, "student epochs": 0.0}
 
@@ -329,7 +386,7 @@ def estimate(plan: Any, rates: Rates) -> dict[str, float | None]:
             passes, reference = reference_seconds(spec, rates, rates.infos.get(spec.teacher))
             add("teacher pass", passes)
             add("teacher reference", reference)
-    runs = [run_seconds(spec, rates, rates.infos.get(spec.teacher)) for spec in plan.runs if spec.key not in plan.done]
+    runs = cell_seconds(plan, rates, bundle)
     student = None if None in runs else sum(r for r in runs if r is not None) * plan.repeats
     if student is not None and plan.kind == "study":
         student *= max(0.0, 1 - plan.done_count / max(plan.repeats * len(plan.runs), 1))

@@ -175,23 +175,31 @@ def group_lines(plan: Plan) -> None:
             f"methods {', '.join(count('method'))}; seeds {len(count('seed'))}; epochs {', '.join(count('epochs'))}")
 
 
-def bundle_lines(plan: Plan) -> None:
+def bundle_lines(plan: Plan, gpu: str | None, bundle: str) -> None:
     """How the cells not done yet would bundle under `--bundle auto` (bench run's default): head cells that share a
     bundle key train as one stacked model, at most MAX_BUNDLE a bundle (one worker; several split them further)."""
     from collections import Counter
 
-    from bench.run.bundle import MAX_BUNDLE, bundle_key
+    from bench.plan.cost import bundle_sizes
 
-    groups = Counter(bundle_key(spec) for spec in plan.runs if spec.key not in plan.done)
-    alone = groups.pop(None, 0)
-    sizes = sorted((min(MAX_BUNDLE, count - start) for count in groups.values()
-                    for start in range(0, count, MAX_BUNDLE)), reverse=True)
+    if bundle == "off":
+        plan.lines.append("bundling: off (--bundle off): every cell trains alone, and the estimate times it alone")
+        return
+    if plan.kind != "grid":
+        plan.lines.append("bundling: a study's trials train one at a time (its sampler draws them), never bundled")
+        return
+    sizes_of = bundle_sizes(plan)
+    alone = sum(1 for spec in plan.runs if spec.key not in plan.done and spec.key not in sizes_of)
+    counts = Counter(sizes_of.values())
+    sizes = sorted((size for size, cells in counts.items() for _ in range(cells // size)), reverse=True)
     if not sizes:
         plan.lines.append(f"bundling (--bundle auto): none of the {alone} cells to run can bundle; each trains alone")
         return
+    timed = ("the estimate below times a stacked step of each bundle's size here" if gpu is None else
+             f"the estimate below times every cell alone (the {gpu} table has no stacked rates)")
     plan.lines.append(f"bundling (--bundle auto, the default): {sum(sizes)} head-student cells would train as "
                       f"{len(sizes)} stacked bundle(s) of {', '.join(map(str, sizes))} with one worker, {alone} "
-                      "cells alone; the estimate below times every cell alone, as --bundle off runs them")
+                      f"cells alone; {timed}")
 
 
 def overlap_lines(plan: Plan) -> None:
@@ -222,9 +230,9 @@ def human(seconds: float | None) -> str:
 
 
 def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str], data_root: Path | None,
-              workers: int = 1, devices: int = 1) -> Plan:
+              workers: int = 1, devices: int = 1, bundle: str = "auto") -> Plan:
     """Load and validate the file, count done cells, check weights and data, and estimate each phase's time (and,
-    for several workers on `devices` devices, the student epochs' wall time)."""
+    for several workers on `devices` devices, the student epochs' wall time); `bundle` as bench run's --bundle."""
     from bench.plan.cost import Rates, estimate, estimate_basis
 
     if gpu is not None and gpu not in tp.GPU_SCALE:
@@ -233,11 +241,11 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     weights = {**plan.weights, **weights}
     mark_done(plan, db_url)
     group_lines(plan)
-    bundle_lines(plan)
+    bundle_lines(plan, gpu, bundle)
     overlap_lines(plan)
     infos = check_inputs(plan, weights, data_root)
     rates = Rates(gpu, infos, weights)
-    totals = estimate(plan, rates)
+    totals = estimate(plan, rates, bundle)
     where = f"on one {gpu} (table)" if gpu else "on this machine (timed here)"
     plan.lines.append(f"estimated time {where}, cells not done yet; ESTIMATES, not measurements of the run:")
     for phase, seconds in totals.items():
@@ -247,11 +255,10 @@ def make_plan(path: Path, db_url: str, gpu: str | None, weights: dict[str, str],
     plan.lines.append(f"  {'total':<18} {human(total)}")
     plan.lines.append(estimate_basis(gpu, rates.flop_scaled))
     if workers > 1:  # bench run --jobs / --workers-per-device: the student epochs dealt to the workers
-        from bench.plan.cost import run_seconds
+        from bench.plan.cost import cell_seconds
         from bench.plan.packing import packing_line
 
-        cells = [run_seconds(spec, rates, rates.infos.get(spec.teacher)) for spec in plan.runs
-                 if spec.key not in plan.done]
+        cells = cell_seconds(plan, rates, bundle)
         plan.lines.append(packing_line(cells, workers, devices, f"{devices} {gpu or 'device'}(s)") or "")
     from bench.plan.cost import view_costs
 

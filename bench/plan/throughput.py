@@ -243,3 +243,29 @@ def measure_student(student: Any, shape: tuple[int, ...], batch: int, seconds: f
 
     student.train()
     return _cached_rate("student", student, shape, batch, lambda: _rate_of(step, batch, seconds))
+
+
+def measure_bundle(students: list[Any], shape: tuple[int, ...], batch: int, seconds: float = 1.0) -> float:
+    """Training images/s of head students stepped as one stacked model, as `--bundle auto` trains them
+    (bench/run/stacked.py: one batched forward, cross-entropy, backward and the stacked fused AdamW), counting every
+    cell's images: a cell's share of the bundle's time is its own images / this rate."""
+    import torch
+    from torch import nn
+
+    from bench.run.stacked import StackedAdamW, StackedHeads
+
+    count = len(students)
+    model = StackedHeads(students, [torch.Generator().manual_seed(i) for i in range(count)])
+    optimizer = StackedAdamW(model, [0.0] * count)
+    inputs = torch.randn(count, batch, *shape)
+    labels = torch.zeros(count * batch, dtype=torch.long)
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(model(inputs)["logits"].flatten(0, 1), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step([1e-4] * count)
+
+    model.train()
+    return _cached_rate(f"bundle of {count}", students[0], shape, batch,
+                        lambda: _rate_of(step, count * batch, seconds))
