@@ -90,6 +90,8 @@ def test_plan_on_the_demo_exits_0_and_lists_its_cells(tmp_path: Path) -> None:
     assert not (tmp_path / "r.db").exists()  # read-only: no database is created
     wrong = plan(str(STUDIES / "demo.yaml"), "--gpu", "h200", "--bundle", "on", home=tmp_path)
     assert wrong.returncode == 2 and "--bundle 'on': expected auto or off" in wrong.stderr
+    wrong = plan(str(STUDIES / "demo.yaml"), "--threads", "0", home=tmp_path)
+    assert wrong.returncode == 2 and "--threads 0: threads must be from 1 to" in wrong.stderr
 
 
 @pytest.mark.parametrize("name", ["paper-tiny-imagenet", "paper-coco-retrieval", "vit-cifar100"])
@@ -126,12 +128,13 @@ def test_plan_reports_done_cells_and_leaves_the_database_untouched(tmp_path: Pat
     path = tmp_path / "r.db"
     Store(f"sqlite:///{path}").save_run(record(grid.specs[0].key))
     before = path.read_bytes()
-    result = plan(str(STUDIES / "digits-smoke.yaml"), "--db", f"sqlite:///{path}", home=tmp_path)
+    result = plan(str(STUDIES / "digits-smoke.yaml"), "--db", f"sqlite:///{path}", "--threads", "2", home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "already done" in result.stdout and "; 1 already done" in result.stdout
     assert "(1 done)" in result.stdout and "measured here" in result.stdout
     assert "estimated time on this machine (timed here)" in result.stdout
     assert "estimate basis: CPU, this machine: each student's training steps" in result.stdout
+    assert "timed here on a few batches at 2 thread(s), as each of bench run's workers" in result.stdout
     assert path.read_bytes() == before
 
 

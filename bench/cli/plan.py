@@ -14,11 +14,13 @@ from bench.cli.common import (
     DataRootOption,
     DbOption,
     JobsOption,
+    ThreadsOption,
     WeightsOption,
     WorkersPerDeviceOption,
     check_bundle,
     out,
     user_errors,
+    worker_threads,
 )
 
 
@@ -34,6 +36,7 @@ def plan_command(
     jobs: JobsOption = None,
     workers_per_device: WorkersPerDeviceOption = 1,
     bundle: BundleOption = "auto",
+    threads: ThreadsOption = None,
 ) -> None:
     """Dry run: the cells, which are done, missing weights and data (and the fix), estimated time per phase."""
     with user_errors():
@@ -47,6 +50,11 @@ def plan_command(
 
         throughput.TIMINGS = throughput.Timings(refresh=measure)
         workers, devices = plan_workers(jobs, workers_per_device, gpu)
+        threads_used = worker_threads(threads, workers)
+        if gpu is None:  # timed here: at the threads each of bench run's workers would take now
+            from bench.run.threads import apply_threads
+
+            apply_threads(threads_used)
         plan = make_plan(plan_file, db, gpu, checks.weights(weights), data_root, workers, devices, bundle)
         if plan.runnable:
             build_undecided(plan.runs, plan.done, {**plan.weights, **checks.weights(weights)}, data_root)

@@ -262,8 +262,12 @@ def estimate_basis(gpu: str | None, flop_scaled: set[str]) -> str:
     """One line saying what the time estimate rests on: rates timed on this CPU, or a named GPU's table rows (measured
     on an H200, scaled to the GPU) with the architectures that have no row FLOP-scaled from the measured anchor."""
     if gpu is None:
+        import torch
+
         return ("estimate basis: CPU, this machine: each student's training steps and each teacher's forward pass "
-                "timed here on a few batches (kept in the timing cache), not a table")
+                f"timed here on a few batches at {torch.get_num_threads()} thread(s), as each of bench run's workers "
+                "would take them now (--threads, else the CPUs free of other load divided among the workers; kept "
+                "in the timing cache), not a table")
     scaled = sorted(flop_scaled)
     flops = (f"; {len(scaled)} networks with no row ({', '.join(scaled)}) "
              f"FLOP-scaled from the measured {FLOP_ANCHOR[0]} at {FLOP_ANCHOR[1]} px rate (rate x its FLOPs / "
