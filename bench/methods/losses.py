@@ -22,6 +22,21 @@ def labeled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoo
                            label_smoothing=label_smoothing) / labeled
 
 
+_PER_MODEL: dict[tuple[str, str, torch.dtype], torch.Tensor] = {}
+
+
+def per_model(values: Sequence[object], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Per-model constants of a bundle (a value or a row per model) as a tensor on `device`, made once per distinct
+    values: a bundle asks for the same ones every step, and a tensor made from Python values on a GPU is a copy the
+    host waits for."""
+    key = (repr(values), str(device), dtype)
+    if key not in _PER_MODEL:
+        if len(_PER_MODEL) >= 256:  # a long process with many bundles: start over rather than grow
+            _PER_MODEL.clear()
+        _PER_MODEL[key] = torch.tensor(values, dtype=dtype, device=device)
+    return _PER_MODEL[key]
+
+
 def stacked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
                           label_smoothings: Sequence[float]) -> torch.Tensor:
     """labeled_cross_entropy of each model of a bundle (bench/run/stacked.py): logits [M, B, C], labels [M, B], one
@@ -37,7 +52,7 @@ def stacked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
         if out is None:
             out = value
         else:
-            chosen = torch.tensor([s == smoothing for s in label_smoothings], device=value.device)
+            chosen = per_model([s == smoothing for s in label_smoothings], value.device, torch.bool)
             out = torch.where(chosen, value, out)
     assert out is not None, "a bundle has at least one model"
     return out
@@ -53,7 +68,7 @@ def hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
 def stacked_hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                       temperatures: Sequence[float]) -> torch.Tensor:
     """hinton_kd of each model of a bundle: logits [M, B, C], one temperature per model; returns [M]."""
-    temperature = torch.tensor(temperatures, dtype=student_logits.dtype, device=student_logits.device)
+    temperature = per_model(list(temperatures), student_logits.device, student_logits.dtype)
     scale = temperature.view(-1, 1, 1)
     log_student = F.log_softmax(student_logits / scale, dim=-1)
     teacher_probs = F.softmax(teacher_logits / scale, dim=-1)

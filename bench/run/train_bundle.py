@@ -21,6 +21,7 @@ from torch import nn
 from bench.core.names import UNLABELED
 from bench.data.batches import epoch_batches
 from bench.methods.base import Method
+from bench.methods.losses import per_model
 from bench.run.fast import TrainOptions, resident, rows_on
 from bench.run.stacked import StackedAdamW, StackedHeads
 from bench.run.train import (
@@ -173,8 +174,8 @@ def _train_epoch(model: StackedHeads, optimizer: StackedAdamW, members: Sequence
         methods = [m.cell.method for m in running]
         terms = type(methods[0]).stacked_terms(methods, outputs, teacher, labels)
         values = torch.stack([terms[name].float() for name in terms], 1)  # [M, terms]
-        weights = torch.tensor([[method.term_weights()[name] for name in terms] for method in methods],
-                               dtype=values.dtype, device=device)
+        weights = per_model([[method.term_weights()[name] for name in terms] for method in methods], device,
+                            values.dtype)
         totals = (weights * values).sum(1)  # each model's method.total, as its own run sums it
         optimizer.zero_grad()
         totals.sum().backward()

@@ -81,6 +81,18 @@ def test_stacked_terms_equal_each_models_own_terms(name: str) -> None:
     assert len({round(stacked["ce"][m].item(), 5) for m in range(3)}) == 3  # the models' terms are their own
 
 
+def test_per_model_constants_are_made_once_per_distinct_values() -> None:
+    """A bundle's per-model constants (temperatures, term weights) are made once, not every step (on a GPU each new
+    one is a copy the host waits for)."""
+    from bench.methods.losses import per_model
+
+    first = per_model([[0.1, 0.9], [0.3, 0.7]], CPU, torch.float32)
+    assert per_model([[0.1, 0.9], [0.3, 0.7]], CPU, torch.float32) is first
+    assert first.tolist() == pytest.approx([[0.1, 0.9], [0.3, 0.7]])
+    assert per_model([[0.1, 0.9], [0.3, 0.8]], CPU, torch.float32) is not first
+    assert per_model([[0.1, 0.9], [0.3, 0.7]], CPU, torch.float64).dtype == torch.float64
+
+
 def test_dropout_masks_from_an_own_generator_equal_the_global_ones() -> None:
     x = torch.rand(16, 32) + 0.5
     torch.manual_seed(11)
