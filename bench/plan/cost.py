@@ -113,14 +113,10 @@ class Rates:
         if key not in self._cache:
             import torch
 
-            from bench.core.registries import STUDENTS
-            from bench.students.base import StudentContext
-
-            context = StudentContext(NUM_CLASSES.get(spec.dataset, 10), shape[-1], 0, input_shape=shape)
             students = []
             for seed in range(count):  # each slice its own initialisation, as each cell builds its own
                 torch.manual_seed(seed)
-                students.append(STUDENTS.get(spec.student)(context, spec.hparams_dict))
+                students.append(self._built(spec, 0, shape))
             batch = int(spec.hparams_dict.get("batch_size", 64))
             rate = tp.measure_bundle(students, shape, batch)
             self._note(f"student {spec.student} (head), {count} stacked: {rate:.0f} img/s (all {count} cells' "
@@ -149,16 +145,22 @@ class Rates:
                 self._note(f"student {spec.student}{'' if head else f' at {size} px'}: "
                            f"{rate.images_per_s:.0f} img/s, {rate.source}")
             return rate.images_per_s if rate else None
-        from bench.students.base import StudentContext
-
-        info = self.infos.get(spec.teacher)
-        context = StudentContext(NUM_CLASSES.get(spec.dataset, 10), shape[-1] if head else _embed(info), size,
-                                 input_shape=shape if head else None, teacher_params=(info and info.params) or 0)
-        student = STUDENTS.get(spec.student)(context, spec.hparams_dict)
+        student = self._built(spec, size, shape)
         batch = min(int(spec.hparams_dict.get("batch_size", 64)), 64)
         rate = tp.measure_student(student, shape, batch)
         self._note(f"student {spec.student} ({'head' if head else f'{size} px'}): {rate:.0f} img/s, measured here")
         return rate
+
+    def _built(self, spec: ExperimentSpec, size: int, shape: tuple[int, ...]) -> Any:
+        """The run's student as run_spec builds it for this teacher and input (random weights: for timing)."""
+        from bench.core.registries import STUDENTS
+        from bench.students.base import StudentContext
+
+        head = STUDENTS.entry(spec.student).card.kind == HEAD
+        info = self.infos.get(spec.teacher)
+        context = StudentContext(NUM_CLASSES.get(spec.dataset, 10), shape[-1] if head else _embed(info), size,
+                                 input_shape=shape if head else None, teacher_params=(info and info.params) or 0)
+        return STUDENTS.get(spec.student)(context, spec.hparams_dict)
 
 
 class _TimmFeatures:
